@@ -1,0 +1,250 @@
+package cache
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode selects the caching rules of an upstream.
+type Mode string
+
+// The modes.
+const (
+	// ModeRequestsCache follows the Python library requests-cache: a
+	// response without any expiry information lives as long as ExpireAfter
+	// says.
+	ModeRequestsCache Mode = "requests-cache"
+	// ModeRFC9111 is a strict shared cache by RFC 9111.
+	ModeRFC9111 Mode = "rfc9111"
+)
+
+// URLRule gives an expiry to URLs matching a glob pattern (see Glob). A
+// pattern starting with '/' matches the path and query below the upstream;
+// any other pattern matches the URL without its scheme, as requests-cache's
+// urls_expire_after does.
+type URLRule struct {
+	Pattern string
+	Expire  Expiry
+}
+
+// Staleness is "off", "on without limit" or "on up to Max" for
+// stale_if_error and stale_while_revalidate, which requests-cache accepts as
+// a bool or a duration.
+type Staleness struct {
+	On  bool
+	Max time.Duration // 0 with On: no limit
+}
+
+// Allows reports whether an entry stale by the given amount may be used.
+func (s Staleness) Allows(staleFor time.Duration) bool {
+	return s.On && (s.Max == 0 || staleFor <= s.Max)
+}
+
+// String renders s the way UnmarshalText reads it.
+func (s Staleness) String() string {
+	switch {
+	case !s.On:
+		return "false"
+	case s.Max == 0:
+		return "true"
+	}
+	return s.Max.String()
+}
+
+// UnmarshalText reads "true", "false", a duration ("10m", "1d") or seconds.
+func (s *Staleness) UnmarshalText(b []byte) error {
+	v := strings.ToLower(strings.TrimSpace(string(b)))
+	switch v {
+	case "true", "yes", "on":
+		*s = Staleness{On: true}
+		return nil
+	case "false", "no", "off", "":
+		*s = Staleness{}
+		return nil
+	}
+	e, err := ParseExpiry(v)
+	if err != nil || e < 0 {
+		return fmt.Errorf("bad staleness %q: want true, false or a maximum staleness like 10m or 1d", v)
+	}
+	*s = Staleness{On: true, Max: time.Duration(e)}
+	return nil
+}
+
+// MarshalText renders s.
+func (s Staleness) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// KeyParts says which parts of a request shape its cache key, like
+// requests-cache's key_fn or Varnish's vcl_hash. The method and the URL
+// without its query always count.
+type KeyParts struct {
+	IgnoreQuery   bool // the query string does not count
+	IgnoreBody    bool // the request body does not count
+	IgnoreHeaders bool // match_headers do not count (Vary still does)
+}
+
+// Policy holds the caching rules of one upstream.
+type Policy struct {
+	Mode Mode
+	// ExpireAfter applies when nothing more specific does.
+	ExpireAfter Expiry
+	// URLsExpireAfter is checked in order; the first match wins.
+	URLsExpireAfter []URLRule
+	// CacheControl honours Cache-Control and Expires from the upstream (and
+	// from the client request). Always on in ModeRFC9111.
+	CacheControl bool
+	// AllowableCodes are the statuses that may be stored.
+	AllowableCodes []int
+	// AllowableMethods are the request methods whose responses may be
+	// stored. Others pass through.
+	AllowableMethods []string
+	// IgnoredParameters are query parameters, form fields, JSON body keys
+	// and request headers left out of the key and redacted in storage.
+	IgnoredParameters []string
+	// MatchHeaders are request headers that take part in the key;
+	// MatchAllHeaders makes every request header count.
+	MatchHeaders    []string
+	MatchAllHeaders bool
+	// StaleIfError serves a stale entry when the upstream fails.
+	StaleIfError Staleness
+	// StaleWhileRevalidate serves a stale entry at once and refreshes it in
+	// the background.
+	StaleWhileRevalidate Staleness
+	// AlwaysRevalidate revalidates entries with a validator on every
+	// request, even fresh ones.
+	AlwaysRevalidate bool
+	// MaxBodySize is the largest body stored, in bytes; larger ones stream
+	// through. 0 means DefaultMaxBodySize.
+	MaxBodySize int64
+	// ContentTypes, when not empty, are the only media types stored
+	// (entries ending in '/' or '*' are prefixes); ExcludeContentTypes are
+	// never stored.
+	ContentTypes        []string
+	ExcludeContentTypes []string
+	// Key shapes the cache key.
+	Key KeyParts
+}
+
+// DefaultMaxBodySize is the largest body stored when MaxBodySize is unset.
+const DefaultMaxBodySize = 64 << 20
+
+// DefaultPolicy returns the rules of requests-cache's defaults, with the
+// given default expiry.
+func DefaultPolicy(expireAfter Expiry) Policy {
+	return Policy{
+		Mode:             ModeRequestsCache,
+		ExpireAfter:      expireAfter,
+		AllowableCodes:   []int{http.StatusOK},
+		AllowableMethods: []string{http.MethodGet, http.MethodHead},
+	}
+}
+
+// Validate checks p and fills in defaults. Its errors name the setting.
+func (p *Policy) Validate() error {
+	switch p.Mode {
+	case "":
+		p.Mode = ModeRequestsCache
+	case ModeRequestsCache, ModeRFC9111:
+	default:
+		return fmt.Errorf("mode: unknown mode %q (accepted: requests-cache, rfc9111)", p.Mode)
+	}
+	if len(p.AllowableCodes) == 0 {
+		p.AllowableCodes = []int{http.StatusOK}
+	}
+	for _, c := range p.AllowableCodes {
+		if c < 100 || c > 599 {
+			return fmt.Errorf("allowable_codes: %d is not an HTTP status (100-599)", c)
+		}
+	}
+	if len(p.AllowableMethods) == 0 {
+		p.AllowableMethods = []string{http.MethodGet, http.MethodHead}
+	}
+	for i, m := range p.AllowableMethods {
+		p.AllowableMethods[i] = strings.ToUpper(m)
+		if m == "" || strings.ContainsAny(m, " \t/") {
+			return fmt.Errorf("allowable_methods: %q is not an HTTP method", m)
+		}
+	}
+	for i, h := range p.MatchHeaders {
+		p.MatchHeaders[i] = http.CanonicalHeaderKey(h)
+	}
+	for _, r := range p.URLsExpireAfter {
+		if r.Pattern == "" {
+			return fmt.Errorf("urls_expire_after: empty pattern")
+		}
+	}
+	if p.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size: must not be negative")
+	}
+	if p.MaxBodySize == 0 {
+		p.MaxBodySize = DefaultMaxBodySize
+	}
+	if p.Mode == ModeRFC9111 {
+		p.CacheControl = true
+	}
+	return nil
+}
+
+// AllowsMethod reports whether responses to method may be stored.
+func (p *Policy) AllowsMethod(method string) bool {
+	for _, m := range p.AllowableMethods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsStatus reports whether a response with status may be stored.
+func (p *Policy) AllowsStatus(status int) bool {
+	for _, c := range p.AllowableCodes {
+		if c == status {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsContentType reports whether a body of the given media type may be
+// stored, and if not, which setting refused it.
+func (p *Policy) AllowsContentType(mediaType string) (bool, string) {
+	for _, x := range p.ExcludeContentTypes {
+		if matchMediaType(x, mediaType) {
+			return false, "exclude_content_types matches " + strconv.Quote(x)
+		}
+	}
+	if len(p.ContentTypes) == 0 {
+		return true, ""
+	}
+	for _, x := range p.ContentTypes {
+		if matchMediaType(x, mediaType) {
+			return true, ""
+		}
+	}
+	return false, "content type " + strconv.Quote(mediaType) + " is not in content_types"
+}
+
+func matchMediaType(pattern, mediaType string) bool {
+	pattern = strings.ToLower(pattern)
+	if strings.HasSuffix(pattern, "*") {
+		return strings.HasPrefix(mediaType, strings.TrimSuffix(pattern, "*"))
+	}
+	if strings.HasSuffix(pattern, "/") {
+		return strings.HasPrefix(mediaType, pattern)
+	}
+	return mediaType == pattern
+}
+
+// IsIgnored reports whether name is an ignored parameter (case-sensitive
+// for query parameters, as requests-cache is; headers are compared
+// case-insensitively by the caller).
+func (p *Policy) IsIgnored(name string) bool {
+	for _, x := range p.IgnoredParameters {
+		if x == name {
+			return true
+		}
+	}
+	return false
+}
