@@ -1,0 +1,530 @@
+// Package cachetest is the conformance suite every cache.Backend runs, in
+// the manner of a-h/kv's tests.Run: a backend's own test file is a few
+// lines that call Run with a function opening a fresh, empty backend.
+//
+//	func TestBackend(t *testing.T) {
+//		cachetest.Run(t, func(t *testing.T) cache.Backend {
+//			b := memory.New(0)
+//			t.Cleanup(func() { b.Close() })
+//			return b
+//		})
+//	}
+//
+// The suite calls open once per subtest, so cases never see each other's
+// entries. It closes the backend itself only in the Close case; open should
+// register its own cleanup and ignore the error of a second Close.
+//
+// Times must round-trip to within Precision (a millisecond), the
+// resolution of the coarsest store we target (BSON dates). To keep
+// ordering checks exact on such stores, the fixtures use times that are
+// already whole milliseconds.
+package cachetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// Precision is how closely a backend must round-trip times: a stored time
+// read back may differ from the one put by less than this.
+const Precision = time.Millisecond
+
+// T0 is the base time of the suite's fixtures: a fixed instant in whole
+// milliseconds, so that results do not depend on the wall clock.
+var T0 = time.Date(2024, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+
+// NewEntry returns a complete, valid entry stored under key, with every
+// field set, created at T0 and expiring an hour later. Tests adjust the
+// fields they care about.
+func NewEntry(key string) *cache.Entry {
+	body := []byte("body of " + key)
+	return &cache.Entry{
+		Key:           key,
+		BaseKey:       key,
+		Upstream:      "demo",
+		Method:        http.MethodGet,
+		URL:           "https://demo.example/items/" + key,
+		RequestHeader: http.Header{"Accept": {"application/json"}},
+		Status:        http.StatusOK,
+		Header: http.Header{
+			"Content-Type": {"application/json"},
+			"Etag":         {`"` + key + `"`},
+		},
+		Body:         body,
+		Size:         int64(len(body)),
+		ContentType:  "application/json",
+		RequestTime:  T0.Add(-10 * time.Millisecond),
+		Created:      T0,
+		Expires:      T0.Add(time.Hour),
+		ETag:         `"` + key + `"`,
+		LastModified: "Tue, 02 Jan 2024 03:00:00 GMT",
+		Reason:       "expire_after 1h",
+	}
+}
+
+// SetBody replaces e's body and keeps Size in step with it.
+func SetBody(e *cache.Entry, body []byte) *cache.Entry {
+	e.Body = body
+	e.Size = int64(len(body))
+	return e
+}
+
+// Diff describes how got differs from want, or returns "" when they are
+// equal. Times are compared to within Precision; nil and empty headers or
+// bodies are equal.
+func Diff(got, want *cache.Entry) string {
+	if got == nil || want == nil {
+		if got == want {
+			return ""
+		}
+		return fmt.Sprintf("got %v, want %v", got, want)
+	}
+	var d []string
+	str := func(name, g, w string) {
+		if g != w {
+			d = append(d, fmt.Sprintf("%s = %q, want %q", name, g, w))
+		}
+	}
+	num := func(name string, g, w int64) {
+		if g != w {
+			d = append(d, fmt.Sprintf("%s = %d, want %d", name, g, w))
+		}
+	}
+	tm := func(name string, g, w time.Time) {
+		if g.IsZero() != w.IsZero() {
+			d = append(d, fmt.Sprintf("%s = %v, want %v (zero means unset/never)", name, g, w))
+			return
+		}
+		if delta := g.Sub(w).Abs(); delta >= Precision {
+			d = append(d, fmt.Sprintf("%s = %v, want %v (off by %v)", name, g, w, delta))
+		}
+	}
+	hdr := func(name string, g, w http.Header) {
+		if len(g) == 0 && len(w) == 0 {
+			return
+		}
+		if fmt.Sprint(g) != fmt.Sprint(w) { // fmt sorts map keys
+			d = append(d, fmt.Sprintf("%s = %v, want %v", name, g, w))
+		}
+	}
+	str("Key", got.Key, want.Key)
+	str("BaseKey", got.BaseKey, want.BaseKey)
+	str("Upstream", got.Upstream, want.Upstream)
+	str("Method", got.Method, want.Method)
+	str("URL", got.URL, want.URL)
+	hdr("RequestHeader", got.RequestHeader, want.RequestHeader)
+	num("Status", int64(got.Status), int64(want.Status))
+	hdr("Header", got.Header, want.Header)
+	if !bytes.Equal(got.Body, want.Body) {
+		d = append(d, fmt.Sprintf("Body = %s, want %s", abbrev(got.Body), abbrev(want.Body)))
+	}
+	if (got.Body == nil) != (want.Body == nil) && len(want.Body) > 0 {
+		d = append(d, "Body nil-ness differs")
+	}
+	num("Size", got.Size, want.Size)
+	str("ContentType", got.ContentType, want.ContentType)
+	tm("RequestTime", got.RequestTime, want.RequestTime)
+	tm("Created", got.Created, want.Created)
+	tm("Expires", got.Expires, want.Expires)
+	str("ETag", got.ETag, want.ETag)
+	str("LastModified", got.LastModified, want.LastModified)
+	num("Hits", got.Hits, want.Hits)
+	tm("LastHit", got.LastHit, want.LastHit)
+	str("Reason", got.Reason, want.Reason)
+	return strings.Join(d, "; ")
+}
+
+func abbrev(b []byte) string {
+	if b == nil {
+		return "nil"
+	}
+	if len(b) > 40 {
+		return fmt.Sprintf("%q... (%d bytes)", b[:40], len(b))
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// MustPut stores entries or fails the test.
+func MustPut(tb testing.TB, b cache.Backend, entries ...*cache.Entry) {
+	tb.Helper()
+	for _, e := range entries {
+		if err := b.Put(context.Background(), e); err != nil {
+			tb.Fatalf("Put(%q): %v", e.Key, err)
+		}
+	}
+}
+
+// MustGet returns the entry under key, failing the test on an error or a
+// miss.
+func MustGet(tb testing.TB, b cache.Backend, key string) *cache.Entry {
+	tb.Helper()
+	e, ok, err := b.Get(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("Get(%q): %v", key, err)
+	}
+	if !ok {
+		tb.Fatalf("Get(%q): miss, want hit", key)
+	}
+	return e
+}
+
+// assertMiss fails the test unless key is absent.
+func assertMiss(tb testing.TB, b cache.Backend, key string) {
+	tb.Helper()
+	e, ok, err := b.Get(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("Get(%q): %v", key, err)
+	}
+	if ok || e != nil {
+		tb.Fatalf("Get(%q) = %v, %v; want nil, false", key, e, ok)
+	}
+}
+
+func mustCount(tb testing.TB, b cache.Backend, f cache.Filter) cache.Totals {
+	tb.Helper()
+	tot, err := b.Count(context.Background(), f)
+	if err != nil {
+		tb.Fatalf("Count(%+v): %v", f, err)
+	}
+	return tot
+}
+
+// listAll walks every page of q and returns the entries in order, checking
+// the paging rules on the way: every page but the last is full, the last
+// has an empty Next, and no entry appears twice.
+func listAll(tb testing.TB, b cache.Backend, q cache.Query) []*cache.Entry {
+	tb.Helper()
+	var all []*cache.Entry
+	seen := map[string]bool{}
+	for page := 0; ; page++ {
+		if page > 10_000 {
+			tb.Fatalf("List(%+v): more than 10000 pages; cursor does not advance", q)
+		}
+		p, err := b.List(context.Background(), q)
+		if err != nil {
+			tb.Fatalf("List(%+v) page %d: %v", q, page, err)
+		}
+		for _, e := range p.Entries {
+			if seen[e.Key] {
+				tb.Fatalf("List(%+v): key %q on two pages (page %d)", q, e.Key, page)
+			}
+			seen[e.Key] = true
+		}
+		all = append(all, p.Entries...)
+		if p.Next == "" {
+			return all
+		}
+		if len(p.Entries) != q.PageLimit() {
+			tb.Fatalf("List(%+v) page %d: %d entries and a Next cursor; want a full page of %d (Next empty on the last page)",
+				q, page, len(p.Entries), q.PageLimit())
+		}
+		q.Cursor = p.Next
+	}
+}
+
+func keysOf(entries []*cache.Entry) []string {
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys
+}
+
+// Run runs the conformance suite against the backends open returns. open
+// must return a new, empty backend each time it is called.
+func Run(t *testing.T, open func(t *testing.T) cache.Backend) {
+	t.Helper()
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, b cache.Backend)
+	}{
+		{"GetMiss", testGetMiss},
+		{"RoundTrip", testRoundTrip},
+		{"RoundTripEmptyAndNil", testRoundTripEmpty},
+		{"RoundTripNeverExpires", testRoundTripNever},
+		{"TimePrecision", testTimePrecision},
+		{"PutReplacesWhole", testPutReplaces},
+		{"CallerOwnsData", testCallerOwns},
+		{"Delete", testDelete},
+		{"RecordHits", testRecordHits},
+		{"ListFilter", testListFilter},
+		{"ListSort", testListSort},
+		{"ListSortTies", testListSortTies},
+		{"ListPagination", testListPagination},
+		{"ListPaginationTies", testListPaginationTies},
+		{"ListLimit", testListLimit},
+		{"ListBadInput", testListBadInput},
+		{"ListBody", testListBody},
+		{"Count", testCount},
+		{"DeleteMatching", testDeleteMatching},
+		{"DeleteMatchingEmptyFilter", testDeleteMatchingAll},
+		{"DeleteExpired", testDeleteExpired},
+		{"Clear", testClear},
+		{"Concurrent", testConcurrent},
+		{"LargeBody", testLargeBody},
+		{"Close", testClose},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.fn(t, open(t))
+		})
+	}
+}
+
+func testGetMiss(t *testing.T, b cache.Backend) {
+	assertMiss(t, b, "missing")
+	MustPut(t, b, NewEntry("present"))
+	assertMiss(t, b, "missing")
+	assertMiss(t, b, "presen") // a prefix of a stored key is still a miss
+}
+
+// fullEntry sets every field to a non-default value, with multi-valued
+// headers and a body holding every byte value.
+func fullEntry(key string) *cache.Entry {
+	e := NewEntry(key)
+	e.BaseKey = "base-" + key
+	e.Upstream = "github"
+	e.Method = http.MethodPost
+	e.URL = "https://api.github.com/repos/o/r?a=1&b=%20x&c=ü"
+	e.RequestHeader = http.Header{"Accept": {"application/json"}, "X-Multi": {"one", "two"}}
+	e.Status = http.StatusCreated
+	e.Header = http.Header{
+		"Content-Type":  {"application/octet-stream"},
+		"Set-Cookie":    {"a=1", "b=2"},
+		"Cache-Control": {"max-age=60"},
+		"X-Unicode":     {"héllo ✓"},
+	}
+	body := make([]byte, 512)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	SetBody(e, body)
+	e.ContentType = "application/octet-stream"
+	e.RequestTime = T0.Add(-123 * time.Millisecond)
+	e.Created = T0
+	e.Expires = T0.Add(90 * time.Minute)
+	e.ETag = `W/"xyz"`
+	e.LastModified = "Mon, 01 Jan 2024 00:00:00 GMT"
+	e.Hits = 7
+	e.LastHit = T0.Add(time.Minute)
+	e.Reason = "Cache-Control: max-age=60"
+	return e
+}
+
+func testRoundTrip(t *testing.T, b cache.Backend) {
+	want := fullEntry("k1")
+	MustPut(t, b, want, NewEntry("k2"))
+	if d := Diff(MustGet(t, b, "k1"), want); d != "" {
+		t.Fatalf("Get(k1) differs from what was put: %s", d)
+	}
+	if d := Diff(MustGet(t, b, "k2"), NewEntry("k2")); d != "" {
+		t.Fatalf("Get(k2) differs from what was put: %s", d)
+	}
+}
+
+func testRoundTripEmpty(t *testing.T, b cache.Backend) {
+	e := NewEntry("empty")
+	SetBody(e, []byte{})
+	e.Header = nil
+	e.RequestHeader = nil
+	e.ETag, e.LastModified, e.Reason, e.ContentType = "", "", "", ""
+	e.RequestTime, e.LastHit = time.Time{}, time.Time{}
+	MustPut(t, b, e)
+	got := MustGet(t, b, "empty")
+	if d := Diff(got, e); d != "" {
+		t.Fatalf("Get(empty) differs: %s", d)
+	}
+	if len(got.Body) != 0 || got.Size != 0 {
+		t.Fatalf("empty body came back as %d bytes, Size %d", len(got.Body), got.Size)
+	}
+	if !got.RequestTime.IsZero() || !got.LastHit.IsZero() {
+		t.Fatalf("zero times came back as RequestTime=%v LastHit=%v", got.RequestTime, got.LastHit)
+	}
+}
+
+func testRoundTripNever(t *testing.T, b cache.Backend) {
+	e := NewEntry("never")
+	e.Expires = time.Time{}
+	MustPut(t, b, e)
+	got := MustGet(t, b, "never")
+	if !got.Expires.IsZero() || !got.Never() {
+		t.Fatalf("Expires = %v, want the zero Time (never)", got.Expires)
+	}
+	if got.IsExpired(T0.AddDate(100, 0, 0)) {
+		t.Fatalf("never-expiring entry reported expired a century later")
+	}
+}
+
+func testTimePrecision(t *testing.T, b cache.Backend) {
+	// Sub-millisecond parts and a non-UTC zone: the backend may drop the
+	// former (up to Precision) and the zone, but not the instant.
+	zone := time.FixedZone("X", 5*3600+30*60)
+	e := NewEntry("t")
+	e.Created = time.Date(2030, 6, 7, 8, 9, 10, 123_456_789, zone)
+	e.RequestTime = e.Created.Add(-time.Nanosecond)
+	e.Expires = time.Date(2199, 12, 31, 23, 59, 59, 999_000_000, zone)
+	e.LastHit = time.Now() // carries a monotonic reading
+	MustPut(t, b, e)
+	if d := Diff(MustGet(t, b, "t"), e); d != "" {
+		t.Fatalf("times did not round-trip to within %v: %s", Precision, d)
+	}
+}
+
+func testPutReplaces(t *testing.T, b cache.Backend) {
+	first := fullEntry("k")
+	second := NewEntry("k")
+	SetBody(second, []byte("second"))
+	second.Header = http.Header{"X-Only": {"second"}}
+	second.RequestHeader = nil
+	second.ETag, second.LastModified = "", ""
+	second.Expires = time.Time{}
+	MustPut(t, b, first, second)
+	if d := Diff(MustGet(t, b, "k"), second); d != "" {
+		t.Fatalf("after replacing Put, Get(k) differs from the second entry: %s", d)
+	}
+	if tot := mustCount(t, b, cache.Filter{}); tot != (cache.Totals{Entries: 1, Bytes: 6}) {
+		t.Fatalf("Count after replace = %+v, want 1 entry of 6 bytes", tot)
+	}
+}
+
+func testCallerOwns(t *testing.T, b cache.Backend) {
+	e := NewEntry("k")
+	MustPut(t, b, e)
+	// Mutating what was put must not reach the store.
+	e.Body[0] = 'X'
+	e.Header.Set("Content-Type", "text/evil")
+	e.RequestHeader.Set("Accept", "evil")
+	got := MustGet(t, b, "k")
+	if d := Diff(got, NewEntry("k")); d != "" {
+		t.Fatalf("mutating the put entry changed the stored one: %s", d)
+	}
+	// Nor must mutating what was got.
+	got.Body[0] = 'Y'
+	got.Header.Set("Content-Type", "text/evil")
+	got.Header["Etag"][0] = "evil"
+	if d := Diff(MustGet(t, b, "k"), NewEntry("k")); d != "" {
+		t.Fatalf("mutating a got entry changed the stored one: %s", d)
+	}
+}
+
+func testDelete(t *testing.T, b cache.Backend) {
+	ctx := context.Background()
+	MustPut(t, b, NewEntry("a"), NewEntry("b"))
+	if ok, err := b.Delete(ctx, "a"); err != nil || !ok {
+		t.Fatalf("Delete(a) = %v, %v; want true, nil", ok, err)
+	}
+	assertMiss(t, b, "a")
+	if ok, err := b.Delete(ctx, "a"); err != nil || ok {
+		t.Fatalf("second Delete(a) = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := b.Delete(ctx, "never-stored"); err != nil || ok {
+		t.Fatalf("Delete(never-stored) = %v, %v; want false, nil", ok, err)
+	}
+	MustGet(t, b, "b")
+	if tot := mustCount(t, b, cache.Filter{}); tot.Entries != 1 || tot.Bytes != NewEntry("b").Size {
+		t.Fatalf("Count after delete = %+v, want only b", tot)
+	}
+}
+
+func testRecordHits(t *testing.T, b cache.Backend) {
+	ctx := context.Background()
+	e := NewEntry("k")
+	e.Hits = 2
+	e.LastHit = T0
+	MustPut(t, b, e, NewEntry("other"))
+	t1 := T0.Add(time.Minute)
+	err := b.RecordHits(ctx, []cache.Hit{
+		{Key: "k", Count: 3, Last: t1},
+		{Key: "gone", Count: 1, Last: t1},
+	})
+	if err != nil {
+		t.Fatalf("RecordHits: %v", err)
+	}
+	got := MustGet(t, b, "k")
+	if got.Hits != 5 || got.LastHit.Sub(t1).Abs() >= Precision {
+		t.Fatalf("after RecordHits: Hits=%d LastHit=%v; want 5, %v", got.Hits, got.LastHit, t1)
+	}
+	assertMiss(t, b, "gone") // hits for unknown keys must not create entries
+	if o := MustGet(t, b, "other"); o.Hits != 0 || !o.LastHit.IsZero() {
+		t.Fatalf("other entry got hits: %d, %v", o.Hits, o.LastHit)
+	}
+
+	// Two hits on one key in one batch both count.
+	t2 := t1.Add(time.Minute)
+	if err := b.RecordHits(ctx, []cache.Hit{{Key: "k", Count: 1, Last: t1}, {Key: "k", Count: 1, Last: t2}}); err != nil {
+		t.Fatalf("RecordHits: %v", err)
+	}
+	got = MustGet(t, b, "k")
+	if got.Hits != 7 || got.LastHit.Sub(t2).Abs() >= Precision {
+		t.Fatalf("after second RecordHits: Hits=%d LastHit=%v; want 7, %v", got.Hits, got.LastHit, t2)
+	}
+	if err := b.RecordHits(ctx, nil); err != nil {
+		t.Fatalf("RecordHits(nil): %v", err)
+	}
+	// Listing sees the new counts.
+	p, err := b.List(ctx, cache.Query{Sort: cache.Sort{Field: cache.SortHits, Desc: true}})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if got := keysOf(p.Entries); !slices.Equal(got, []string{"k", "other"}) || p.Entries[0].Hits != 7 {
+		t.Fatalf("List by hits desc = %v (first Hits %d), want [k other] with 7 hits", got, p.Entries[0].Hits)
+	}
+}
+
+func testLargeBody(t *testing.T, b cache.Backend) {
+	body := make([]byte, 2<<20)
+	x := uint32(2463534242)
+	for i := range body { // xorshift: incompressible and reproducible
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		body[i] = byte(x)
+	}
+	e := SetBody(NewEntry("big"), body)
+	MustPut(t, b, e)
+	got := MustGet(t, b, "big")
+	if !bytes.Equal(got.Body, body) || got.Size != int64(len(body)) {
+		t.Fatalf("2 MiB body did not round-trip: got %d bytes, Size %d", len(got.Body), got.Size)
+	}
+	if tot := mustCount(t, b, cache.Filter{}); tot.Bytes != int64(len(body)) {
+		t.Fatalf("Count bytes = %d, want %d", tot.Bytes, len(body))
+	}
+}
+
+func testClose(t *testing.T, b cache.Backend) {
+	ctx := context.Background()
+	MustPut(t, b, NewEntry("k"))
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, cache.ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want one wrapping cache.ErrClosed", op, err)
+		}
+	}
+	_, _, err := b.Get(ctx, "k")
+	check("Get", err)
+	check("Put", b.Put(ctx, NewEntry("k2")))
+	_, err = b.Delete(ctx, "k")
+	check("Delete", err)
+	check("RecordHits", b.RecordHits(ctx, []cache.Hit{{Key: "k", Count: 1, Last: T0}}))
+	_, err = b.List(ctx, cache.Query{})
+	check("List", err)
+	_, err = b.Count(ctx, cache.Filter{})
+	check("Count", err)
+	_, err = b.DeleteMatching(ctx, cache.Filter{})
+	check("DeleteMatching", err)
+	_, err = b.DeleteExpired(ctx, T0)
+	check("DeleteExpired", err)
+	check("Clear", b.Clear(ctx))
+}
