@@ -150,7 +150,9 @@ func (p *Policy) Validate() error {
 	default:
 		return fmt.Errorf("mode: unknown mode %q (accepted: requests-cache, rfc9111)", p.Mode)
 	}
-	if len(p.AllowableCodes) == 0 {
+	if len(p.AllowableCodes) == 0 && p.Mode == ModeRequestsCache {
+		// In rfc9111 mode an empty list means "every final status the RFC
+		// lets a cache store" (see AllowsStatus).
 		p.AllowableCodes = []int{http.StatusOK}
 	}
 	for _, c := range p.AllowableCodes {
@@ -198,7 +200,12 @@ func (p *Policy) AllowsMethod(method string) bool {
 }
 
 // AllowsStatus reports whether a response with status may be stored.
+// In rfc9111 mode without allowable_codes, every final status but 206
+// (partial content is not stored) and 304 may be.
 func (p *Policy) AllowsStatus(status int) bool {
+	if len(p.AllowableCodes) == 0 && p.Mode == ModeRFC9111 {
+		return status >= 200 && status != http.StatusPartialContent && status != http.StatusNotModified
+	}
 	for _, c := range p.AllowableCodes {
 		if c == status {
 			return true

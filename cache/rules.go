@@ -1,0 +1,293 @@
+package cache
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Request is what the rules need to know of a client request.
+type Request struct {
+	Method string
+	// URL is the normalized upstream URL without its scheme
+	// ("api.github.com/repos/x?a=1"), matched by patterns not starting
+	// with '/'.
+	URL string
+	// Path is the path and query below the upstream's base URL, starting
+	// with '/', matched by patterns starting with '/'.
+	Path string
+	// Header is the client's request header.
+	Header http.Header
+	// ExpireAfter is the client's per-request expiry override, if any.
+	ExpireAfter *Expiry
+}
+
+// Response is what the rules need to know of an upstream response.
+type Response struct {
+	Status int
+	Header http.Header
+	// RequestTime is when the request was sent, ResponseTime when the
+	// response headers arrived (RFC 9111 section 4.2.3).
+	RequestTime, ResponseTime time.Time
+	// Size is the body size, -1 if not known yet.
+	Size int64
+}
+
+// Decision says whether a response is stored and until when, and why.
+type Decision struct {
+	Store bool
+	// Expires is the absolute expiry; the zero Time means never.
+	Expires time.Time
+	// Rule names the setting or header that decided ("urls_expire_after
+	// \"/x*\"", "Cache-Control: max-age", "expire_after", ...).
+	Rule string
+	// Reason is a sentence for operators: why stored with this expiry, or
+	// why not stored.
+	Reason string
+}
+
+func notStored(rule, format string, args ...any) Decision {
+	return Decision{Rule: rule, Reason: fmt.Sprintf(format, args...)}
+}
+
+// heuristicStatuses are the statuses RFC 9110 section 15.1 defines as
+// heuristically cacheable.
+var heuristicStatuses = map[int]bool{200: true, 203: true, 204: true, 206: true, 300: true, 301: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true}
+
+// HasCredentials reports whether a request carries credentials that make
+// its response private to them.
+func HasCredentials(h http.Header) bool {
+	return h.Get("Authorization") != "" || h.Get("Cookie") != "" || h.Get("Proxy-Authorization") != ""
+}
+
+// Decide applies the policy to an upstream response: whether to store it
+// and when it expires. Size may be -1 when the body has not been read yet;
+// the size limit is then checked by the caller.
+func (p *Policy) Decide(req Request, resp Response) Decision {
+	reqCC := ParseCacheControl(req.Header)
+	respCC := ParseCacheControl(resp.Header)
+
+	if !p.AllowsMethod(req.Method) {
+		return notStored("allowable_methods", "method %s is not in allowable_methods %v", req.Method, p.AllowableMethods)
+	}
+	if !p.AllowsStatus(resp.Status) {
+		if len(p.AllowableCodes) == 0 {
+			return notStored("status", "status %d is never stored (partial or not-modified responses)", resp.Status)
+		}
+		return notStored("allowable_codes", "status %d is not in allowable_codes %v", resp.Status, p.AllowableCodes)
+	}
+	if reqCC.Has("no-store") {
+		return notStored("request Cache-Control: no-store", "the request said Cache-Control: no-store")
+	}
+	if (p.CacheControl || p.Mode == ModeRFC9111) && respCC.Has("no-store") {
+		return notStored("Cache-Control: no-store", "the upstream said Cache-Control: no-store")
+	}
+	if strings.TrimSpace(resp.Header.Get("Vary")) == "*" {
+		return notStored("Vary: *", "the response varies on everything (Vary: *), so no request could ever match it")
+	}
+	mt := MediaType(resp.Header.Get("Content-Type"))
+	if ok, why := p.AllowsContentType(mt); !ok {
+		return notStored("content_types", "%s", why)
+	}
+	if resp.Size > p.MaxBodySize {
+		return notStored("max_body_size", "the body (%d bytes) is larger than max_body_size (%d bytes); it streams through", resp.Size, p.MaxBodySize)
+	}
+	if p.Mode == ModeRFC9111 {
+		return p.decideRFC(req, resp, respCC)
+	}
+	return p.decideRequestsCache(req, resp, respCC)
+}
+
+func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives) Decision {
+	now := resp.ResponseTime
+	withExpiry := func(e Expiry, rule, why string) Decision {
+		if e == DoNotCache {
+			return notStored(rule, "%s says do_not_cache", why)
+		}
+		d := Decision{Store: true, Expires: e.ExpiresAt(now), Rule: rule}
+		switch e {
+		case NeverExpire:
+			d.Reason = why + " says never expire"
+		case ExpireImmediately:
+			d.Reason = why + " says expire immediately: stored, revalidated or refetched on the next request"
+		default:
+			d.Reason = fmt.Sprintf("%s gives %s", why, time.Duration(e))
+		}
+		return d
+	}
+	if req.ExpireAfter != nil {
+		return withExpiry(*req.ExpireAfter, "request expire-after", "the request's "+ExpireAfterHeader+" header")
+	}
+	if r, ok := p.MatchURLRule(req); ok {
+		return withExpiry(r.Expire, "urls_expire_after", fmt.Sprintf("urls_expire_after pattern %q", r.Pattern))
+	}
+	if p.CacheControl {
+		switch {
+		case cc.Has("no-cache"):
+			return withExpiry(ExpireImmediately, "Cache-Control: no-cache", "the upstream's Cache-Control: no-cache")
+		case cc.Has("immutable"):
+			return withExpiry(NeverExpire, "Cache-Control: immutable", "the upstream's Cache-Control: immutable")
+		case cc.Has("max-age"):
+			d, _ := cc.Seconds("max-age")
+			if cc["max-age"] == "invalid" {
+				d = 0
+			}
+			return withExpiry(Expiry(d), "Cache-Control: max-age", "the upstream's Cache-Control: max-age="+cc["max-age"])
+		case resp.Header.Get("Expires") != "":
+			exp, ok := ParseHTTPDate(resp.Header.Get("Expires"))
+			if !ok || !exp.After(now) {
+				return withExpiry(ExpireImmediately, "Expires", "the upstream's Expires header (in the past or invalid)")
+			}
+			d := Decision{Store: true, Expires: exp, Rule: "Expires"}
+			d.Reason = "the upstream's Expires header gives " + exp.UTC().Format(http.TimeFormat)
+			return d
+		}
+	}
+	return withExpiry(p.ExpireAfter, "expire_after", "expire_after")
+}
+
+// MatchURLRule returns the first urls_expire_after rule matching req.
+func (p *Policy) MatchURLRule(req Request) (URLRule, bool) {
+	for _, r := range p.URLsExpireAfter {
+		target := req.URL
+		if strings.HasPrefix(r.Pattern, "/") {
+			target = req.Path
+		}
+		if matchURLPattern(r.Pattern, target) {
+			return r, true
+		}
+	}
+	return URLRule{}, false
+}
+
+// matchURLPattern matches like requests-cache: the pattern matches the
+// whole URL, or a prefix of it when the pattern has no wildcard at its end
+// ("api.github.com/users" matches "api.github.com/users/x").
+func matchURLPattern(pattern, target string) bool {
+	if Glob(pattern, target) {
+		return true
+	}
+	return Glob(strings.TrimSuffix(pattern, "*")+"*", target)
+}
+
+func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
+	if cc.Has("private") {
+		if cc["private"] == "" {
+			return notStored("Cache-Control: private", "the upstream marked the response private; a shared cache must not store it")
+		}
+	}
+	if req.Header.Get("Authorization") != "" && !cc.Has("public") && !cc.Has("must-revalidate") && !cc.Has("s-maxage") {
+		return notStored("Authorization", "the request carries Authorization and the response does not allow shared caching (public, s-maxage or must-revalidate)")
+	}
+	lifetime, explicit, rule := FreshnessLifetime(resp.Status, resp.Header, resp.ResponseTime)
+	hasValidator := resp.Header.Get("ETag") != "" || resp.Header.Get("Last-Modified") != ""
+	if !explicit && !cc.Has("public") && !heuristicStatuses[resp.Status] {
+		return notStored("freshness", "status %d is not heuristically cacheable and the response has no explicit freshness (max-age, s-maxage, Expires)", resp.Status)
+	}
+	if lifetime <= 0 && !hasValidator {
+		return notStored("freshness", "the response has no freshness information and no validator (ETag, Last-Modified), so it could never be reused")
+	}
+	age := InitialAge(resp.Header, resp.RequestTime, resp.ResponseTime)
+	d := Decision{Store: true, Expires: resp.ResponseTime.Add(lifetime - age), Rule: rule}
+	d.Reason = fmt.Sprintf("%s gives a freshness lifetime of %s", rule, lifetime)
+	if age > 0 {
+		d.Reason += fmt.Sprintf(", less an initial age of %s", age)
+	}
+	if !d.Expires.After(resp.ResponseTime) {
+		d.Expires = resp.ResponseTime
+		d.Reason += "; stored stale, revalidated on every use"
+	}
+	return d
+}
+
+// FreshnessLifetime computes a response's freshness lifetime for a shared
+// cache (RFC 9111 section 4.2.1): s-maxage, then max-age, then Expires minus
+// Date, then a heuristic of 10% of the time since Last-Modified (capped at a
+// day) for heuristically cacheable statuses or public responses. explicit
+// reports whether the lifetime came from the response's own freshness
+// information.
+func FreshnessLifetime(status int, h http.Header, responseTime time.Time) (lifetime time.Duration, explicit bool, rule string) {
+	cc := ParseCacheControl(h)
+	if v, ok := cc["s-maxage"]; ok {
+		d, _ := cc.Seconds("s-maxage")
+		if v == "invalid" {
+			d = 0
+		}
+		return d, true, "Cache-Control: s-maxage"
+	}
+	if v, ok := cc["max-age"]; ok {
+		d, _ := cc.Seconds("max-age")
+		if v == "invalid" {
+			d = 0
+		}
+		return d, true, "Cache-Control: max-age"
+	}
+	if exp := h.Values("Expires"); len(exp) > 0 {
+		t, ok := ParseHTTPDate(exp[0])
+		if !ok {
+			return 0, true, "Expires (invalid: already expired)"
+		}
+		date, ok := ParseHTTPDate(h.Get("Date"))
+		if !ok {
+			date = responseTime
+		}
+		d := t.Sub(date)
+		if d < 0 {
+			d = 0
+		}
+		return d, true, "Expires"
+	}
+	if lm, ok := ParseHTTPDate(h.Get("Last-Modified")); ok && (heuristicStatuses[status] || cc.Has("public")) {
+		date, ok := ParseHTTPDate(h.Get("Date"))
+		if !ok {
+			date = responseTime
+		}
+		d := date.Sub(lm) / 10
+		if d > 24*time.Hour {
+			d = 24 * time.Hour
+		}
+		if d < 0 {
+			d = 0
+		}
+		return d, false, "heuristic freshness (10% of the time since Last-Modified)"
+	}
+	return 0, false, "no freshness information"
+}
+
+// InitialAge is the corrected initial age of a response (RFC 9111 section
+// 4.2.3): how old it already was when it arrived.
+func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
+	var apparent time.Duration
+	if date, ok := ParseHTTPDate(h.Get("Date")); ok {
+		apparent = responseTime.Sub(date)
+		if apparent < 0 {
+			apparent = 0
+		}
+	}
+	var ageValue time.Duration
+	if v := h.Get("Age"); v != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+			ageValue = time.Duration(n) * time.Second
+		}
+	}
+	delay := responseTime.Sub(requestTime)
+	if delay < 0 {
+		delay = 0
+	}
+	corrected := ageValue + delay
+	if apparent > corrected {
+		return apparent
+	}
+	return corrected
+}
+
+// CurrentAge is the age of a stored entry at now (RFC 9111 section 4.2.3).
+func CurrentAge(e *Entry, now time.Time) time.Duration {
+	resident := now.Sub(e.Created)
+	if resident < 0 {
+		resident = 0
+	}
+	return InitialAge(e.Header, e.RequestTime, e.Created) + resident
+}
