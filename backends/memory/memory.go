@@ -1,0 +1,356 @@
+// Package memory is an in-process cache.Backend: a map plus a
+// least-recently-used list, bounded by the total size of the stored bodies.
+//
+// It is the fastest backend and the one tests use as a fake; nothing
+// survives a restart.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+var (
+	_ cache.Backend = (*Backend)(nil)
+	_ cache.Sizer   = (*Backend)(nil)
+	_ cache.Pinger  = (*Backend)(nil)
+)
+
+// Backend stores entries in memory. It is safe for concurrent use.
+//
+// Stored entries are immutable once in the map: Put stores a private deep
+// copy, and RecordHits swaps in a shallow copy with new counters. That lets
+// Get copy an entry out after releasing the lock, keeping the critical
+// section of the hot path to a map lookup and a list splice.
+type Backend struct {
+	maxBytes int64 // 0: unbounded; fixed at New
+
+	mu     sync.Mutex       // protects everything below
+	items  map[string]*item // by key
+	lru    item             // sentinel of a circular list, most recently used at lru.next
+	bytes  int64            // sum of Size over items
+	closed bool
+}
+
+// item is one node of the LRU list.
+type item struct {
+	e          *cache.Entry // never mutated while stored
+	prev, next *item
+}
+
+// New returns an empty backend that holds at most maxBytes of bodies,
+// evicting least recently used entries first; 0 means unbounded. Put,
+// Get and RecordHits count as uses.
+func New(maxBytes int64) *Backend {
+	b := &Backend{maxBytes: maxBytes, items: make(map[string]*item)}
+	b.lru.next, b.lru.prev = &b.lru, &b.lru
+	return b
+}
+
+// MaxBytes returns the configured cap on body bytes, 0 if none.
+func (b *Backend) MaxBytes() int64 { return b.maxBytes }
+
+// Ping reports whether the backend is open.
+func (b *Backend) Ping(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.check("ping")
+}
+
+// check returns ErrClosed, wrapped, once Close has been called. b.mu must
+// be held.
+func (b *Backend) check(op string) error {
+	if b.closed {
+		return fmt.Errorf("memory: %s: %w", op, cache.ErrClosed)
+	}
+	return nil
+}
+
+func (b *Backend) unlink(it *item) {
+	it.prev.next = it.next
+	it.next.prev = it.prev
+}
+
+func (b *Backend) pushFront(it *item) {
+	it.prev = &b.lru
+	it.next = b.lru.next
+	it.next.prev = it
+	b.lru.next = it
+}
+
+// remove drops it from the map, the list and the byte count. b.mu must be
+// held.
+func (b *Backend) remove(it *item) {
+	b.unlink(it)
+	delete(b.items, it.e.Key)
+	b.bytes -= it.e.Size
+}
+
+// Get returns a copy of the entry under key and marks it recently used.
+func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, false, fmt.Errorf("memory: get %q: %w", key, cache.ErrClosed)
+	}
+	it, ok := b.items[key]
+	if !ok {
+		b.mu.Unlock()
+		return nil, false, nil
+	}
+	if b.lru.next != it {
+		b.unlink(it)
+		b.pushFront(it)
+	}
+	e := it.e
+	b.mu.Unlock()
+	return copyEntry(e, true), true, nil
+}
+
+// copyEntry returns a copy of e that shares nothing mutable with it,
+// leaving the body out unless withBody. It is cache.Entry.Clone without
+// cloning a body only to drop it.
+func copyEntry(e *cache.Entry, withBody bool) *cache.Entry {
+	c := *e
+	c.RequestHeader = cloneHeader(e.RequestHeader)
+	c.Header = cloneHeader(e.Header)
+	c.Body = nil
+	if withBody {
+		c.Body = append(make([]byte, 0, len(e.Body)), e.Body...)
+	}
+	return &c
+}
+
+// cloneHeader is http.Header.Clone, except that it keeps nil as nil.
+func cloneHeader(h http.Header) http.Header {
+	if h == nil {
+		return nil
+	}
+	return h.Clone()
+}
+
+// Put stores a copy of e, evicting least recently used entries to stay
+// under the cap. An entry larger than the whole cap is not stored (and
+// any older entry under its key is removed, since it is being replaced).
+func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
+	c := copyEntry(e, true)
+	c.Size = int64(len(c.Body)) // the cap is on real bytes, whatever Size says
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(fmt.Sprintf("put %q", e.Key)); err != nil {
+		return err
+	}
+	if old, ok := b.items[c.Key]; ok {
+		b.remove(old)
+	}
+	if b.maxBytes > 0 && c.Size > b.maxBytes {
+		return nil
+	}
+	it := &item{e: c}
+	b.items[c.Key] = it
+	b.pushFront(it)
+	b.bytes += c.Size
+	for b.maxBytes > 0 && b.bytes > b.maxBytes {
+		b.remove(b.lru.prev) // never it: it alone fits
+	}
+	return nil
+}
+
+// Delete removes the entry under key and reports whether it was there.
+func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(fmt.Sprintf("delete %q", key)); err != nil {
+		return false, err
+	}
+	it, ok := b.items[key]
+	if ok {
+		b.remove(it)
+	}
+	return ok, nil
+}
+
+// RecordHits adds the hits to the entries still stored and marks them
+// recently used. LastHit only moves forward.
+func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("record hits"); err != nil {
+		return err
+	}
+	for _, h := range hits {
+		it, ok := b.items[h.Key]
+		if !ok {
+			continue
+		}
+		c := *it.e // copy on write: a Get may be copying it.e right now
+		c.Hits += h.Count
+		if h.Last.After(c.LastHit) {
+			c.LastHit = h.Last
+		}
+		it.e = &c
+		b.unlink(it)
+		b.pushFront(it)
+	}
+	return nil
+}
+
+// matching returns the stored entries passing f, in no order. b.mu must be
+// held.
+func (b *Backend) matching(f cache.Filter) []*cache.Entry {
+	f.Now = f.At() // judge freshness at one instant for the whole scan
+	var out []*cache.Entry
+	if len(f.Keys) > 0 {
+		for _, k := range f.Keys {
+			if it, ok := b.items[k]; ok && f.Match(it.e) && !slices.Contains(out, it.e) {
+				out = append(out, it.e)
+			}
+		}
+		return out
+	}
+	for _, it := range b.items {
+		if f.Match(it.e) {
+			out = append(out, it.e)
+		}
+	}
+	return out
+}
+
+// List returns a page of matching entries. It filters and sorts on every
+// call: O(n log n), fine for the sizes an in-memory cache holds.
+func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
+	s, err := q.Sort.Normalize()
+	if err != nil {
+		return cache.Page{}, fmt.Errorf("memory: list: %w", err)
+	}
+	var cur *cache.Cursor
+	if q.Cursor != "" {
+		c, err := cache.ParseCursor(q.Cursor, s)
+		if err != nil {
+			return cache.Page{}, fmt.Errorf("memory: list: %w", err)
+		}
+		cur = &c
+	}
+	b.mu.Lock()
+	if err := b.check("list"); err != nil {
+		b.mu.Unlock()
+		return cache.Page{}, err
+	}
+	found := b.matching(q.Filter)
+	b.mu.Unlock()
+
+	if cur != nil {
+		found = slices.DeleteFunc(found, func(e *cache.Entry) bool { return !cur.After(e) })
+	}
+	slices.SortFunc(found, func(x, y *cache.Entry) int {
+		if s.Less(x, y) {
+			return -1
+		}
+		return 1 // keys are unique, so no two entries tie
+	})
+	var page cache.Page
+	limit := q.PageLimit()
+	if len(found) > limit {
+		found = found[:limit]
+		page.Next = cache.CursorAfter(found[limit-1], s)
+	}
+	page.Entries = make([]*cache.Entry, len(found))
+	for i, e := range found {
+		page.Entries[i] = copyEntry(e, q.WithBody)
+	}
+	return page, nil
+}
+
+// Count returns the number and total body size of the matching entries.
+func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("count"); err != nil {
+		return cache.Totals{}, err
+	}
+	if isEmpty(f) {
+		return cache.Totals{Entries: int64(len(b.items)), Bytes: b.bytes}, nil
+	}
+	var t cache.Totals
+	for _, e := range b.matching(f) {
+		t.Entries++
+		t.Bytes += e.Size
+	}
+	return t, nil
+}
+
+// isEmpty reports whether f matches everything, so Count can answer from
+// its running totals.
+func isEmpty(f cache.Filter) bool {
+	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
+		f.Status == 0 && f.ContentType == "" && f.Freshness == cache.AnyFreshness &&
+		f.MinSize == 0 && f.MaxSize == 0 && f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() &&
+		f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
+}
+
+// DeleteMatching removes the matching entries and returns how many.
+func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("delete matching"); err != nil {
+		return 0, err
+	}
+	found := b.matching(f)
+	for _, e := range found {
+		b.remove(b.items[e.Key])
+	}
+	return int64(len(found)), nil
+}
+
+// DeleteExpired removes the entries stale at now and returns how many.
+func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("delete expired"); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, it := range b.items {
+		if it.e.IsExpired(now) {
+			b.remove(it)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Clear removes every entry.
+func (b *Backend) Clear(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("clear"); err != nil {
+		return err
+	}
+	b.reset()
+	return nil
+}
+
+// reset empties the store. b.mu must be held.
+func (b *Backend) reset() {
+	b.items = make(map[string]*item)
+	b.lru.next, b.lru.prev = &b.lru, &b.lru
+	b.bytes = 0
+}
+
+// Close drops every entry; later calls return cache.ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check("close"); err != nil {
+		return err
+	}
+	b.closed = true
+	b.reset()
+	return nil
+}
