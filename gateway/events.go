@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Event is something that happened in the gateway, for live views.
+type Event struct {
+	Type     string    `json:"type"` // "request"
+	Time     time.Time `json:"time"`
+	Upstream string    `json:"upstream,omitempty"`
+	Method   string    `json:"method,omitempty"`
+	URL      string    `json:"url,omitempty"` // redacted
+	Key      string    `json:"key,omitempty"`
+	Cache    string    `json:"cache,omitempty"` // HIT, MISS, STALE, REVALIDATED, BYPASS, ERROR
+	Status   int       `json:"status,omitempty"`
+	Bytes    int64     `json:"bytes,omitempty"`
+	Duration float64   `json:"duration_ms,omitempty"`
+}
+
+// Hub fans events out to subscribers without ever blocking the publisher:
+// a subscriber whose buffer is full misses events (and learns how many
+// through Subscription.Dropped) rather than slowing the gateway.
+//
+// The zero value is ready to use.
+type Hub struct {
+	mu   sync.Mutex                 // protects subs
+	subs map[*Subscription]struct{} // current subscribers
+	n    atomic.Int64               // len(subs), read without the lock on every request
+}
+
+// Subscription receives events from a Hub until closed.
+type Subscription struct {
+	hub     *Hub
+	c       chan Event
+	mu      sync.Mutex // protects dropped
+	dropped int64
+}
+
+// C returns the channel events arrive on. It is closed by Close.
+func (s *Subscription) C() <-chan Event { return s.c }
+
+// Dropped returns how many events did not fit the buffer so far.
+func (s *Subscription) Dropped() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
+// Close unsubscribes and closes the channel. It is safe to call twice.
+func (s *Subscription) Close() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if _, ok := s.hub.subs[s]; ok {
+		delete(s.hub.subs, s)
+		s.hub.n.Store(int64(len(s.hub.subs)))
+		close(s.c)
+	}
+}
+
+// Subscribe returns a subscription with a buffer of n events (n < 1 means 64).
+func (h *Hub) Subscribe(n int) *Subscription {
+	if n < 1 {
+		n = 64
+	}
+	s := &Subscription{hub: h, c: make(chan Event, n)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = make(map[*Subscription]struct{})
+	}
+	h.subs[s] = struct{}{}
+	h.n.Store(int64(len(h.subs)))
+	return s
+}
+
+// Publish sends e to every subscriber that has room for it.
+func (h *Hub) Publish(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.mu.Lock()
+			s.dropped++
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Subscribers returns the number of current subscribers; the gateway skips
+// building events when nobody listens.
+func (h *Hub) Subscribers() int { return int(h.n.Load()) }

@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// hopByHop are the header fields meaningful only for one connection
+// (RFC 9110 section 7.6.1); a proxy never forwards them.
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func isHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeHopByHop deletes hop-by-hop fields, including those the Connection
+// field names.
+func removeHopByHop(h http.Header) {
+	for _, line := range h.Values("Connection") {
+		for _, name := range strings.Split(line, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+// conditionalHeaders are the request fields that make a request
+// conditional or partial. A cacheable fetch drops the client's: the cache
+// needs the whole, current response, and answers the client's conditions
+// itself.
+var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
+func isConditional(name string) bool {
+	for _, h := range conditionalHeaders {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// outgoing builds the request sent to the upstream from the client's.
+func outgoing(ctx context.Context, r *http.Request, target *url.URL, method string, body []byte, cacheable bool) *http.Request {
+	out := r.Clone(ctx)
+	out.Method = method
+	out.URL = target
+	out.Host = ""
+	out.RequestURI = ""
+	out.Close = false
+	removeHopByHop(out.Header)
+	for name := range out.Header {
+		if strings.HasPrefix(name, "X-Cachegate-") {
+			delete(out.Header, name)
+		}
+	}
+	if cacheable {
+		for _, name := range conditionalHeaders {
+			out.Header.Del(name)
+		}
+	}
+	if body != nil {
+		out.Body = nopCloser{strings.NewReader(string(body))}
+		out.ContentLength = int64(len(body))
+		out.GetBody = nil
+	} else if method == http.MethodGet && r.Method == http.MethodHead {
+		out.Body = http.NoBody
+		out.ContentLength = 0
+	}
+	if out.ContentLength == 0 && out.Body != nil && out.Body != http.NoBody && r.ContentLength == 0 {
+		out.Body = http.NoBody
+	}
+	// X-Forwarded-*: who asked, and how they reached us.
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := out.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	}
+	out.Header.Set("X-Forwarded-Host", r.Host)
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	out.Header.Set("X-Forwarded-Proto", proto)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		// Keep Go's default User-Agent out: an absent one stays absent.
+		out.Header.Set("User-Agent", "")
+	}
+	return out
+}
+
+type nopCloser struct{ *strings.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// newTransport returns the transport of one upstream: a pool of keep-alive
+// connections sized for a busy gateway, a bound on the wait for response
+// headers, and no transparent decompression (bodies are stored and served
+// as the upstream encoded them).
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil, // never through another proxy: the upstream is reached directly
+		DialContext: (&net.Dialer{
+			Timeout:   min(timeout, 10*time.Second),
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// UpstreamError is an upstream exchange that failed: unreachable, timed
+// out, or answered with something that is not HTTP.
+type UpstreamError struct {
+	Upstream string
+	Timeout  bool
+	Err      error
+}
+
+func (e *UpstreamError) Error() string {
+	if e.Timeout {
+		return fmt.Sprintf("upstream %q timed out: %v", e.Upstream, e.Err)
+	}
+	return fmt.Sprintf("upstream %q failed: %v", e.Upstream, e.Err)
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+func upstreamError(name string, err error) *UpstreamError {
+	var ne net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+	return &UpstreamError{Upstream: name, Timeout: timeout, Err: err}
+}
+
+// rewriteLocation maps a Location or Content-Location pointing into the
+// upstream back onto the gateway's /fetch/<name>/ path, so clients that
+// follow redirects stay behind the cache.
+func rewriteLocation(h http.Header, base *url.URL, name string, requestURL *url.URL) {
+	for _, field := range []string{"Location", "Content-Location"} {
+		v := h.Get(field)
+		if v == "" {
+			continue
+		}
+		loc, err := requestURL.Parse(v)
+		if err != nil || !strings.EqualFold(loc.Host, base.Host) || !strings.EqualFold(loc.Scheme, base.Scheme) {
+			continue
+		}
+		prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+		p := loc.EscapedPath()
+		if !strings.HasPrefix(p, prefix+"/") && p != prefix {
+			continue
+		}
+		rewritten := "/fetch/" + name + "/" + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
+		if loc.RawQuery != "" {
+			rewritten += "?" + loc.RawQuery
+		}
+		if loc.Fragment != "" {
+			rewritten += "#" + loc.EscapedFragment()
+		}
+		h.Set(field, rewritten)
+	}
+}

@@ -1,0 +1,280 @@
+// Package gateway is cachegate's caching reverse proxy: it maps
+// /fetch/<upstream>/<path> onto configured upstreams, answers from a
+// cache.Backend by the upstream's cache.Policy, collapses concurrent misses,
+// and counts what it does.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// Upstream is one configured upstream as the gateway needs it.
+type Upstream struct {
+	// Name is the path segment after /fetch/.
+	Name string
+	// URL is the base URL requests are forwarded below.
+	URL *url.URL
+	// Policy holds the caching rules; New validates it.
+	Policy cache.Policy
+	// Backend stores this upstream's entries; BackendName names it.
+	Backend     cache.Backend
+	BackendName string
+	// Timeout bounds the wait for the upstream's response headers.
+	Timeout time.Duration
+}
+
+// Options tune a Gateway. The zero value is usable.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
+	// StatsInterval is how often a snapshot goes into the stats history
+	// (default 5s); HitFlushInterval how often hit counts reach the
+	// backends (default 1s).
+	StatsInterval    time.Duration
+	HitFlushInterval time.Duration
+	// MaxBackgroundRefreshes bounds concurrent stale-while-revalidate
+	// refreshes (default 64).
+	MaxBackgroundRefreshes int
+}
+
+// Gateway is the caching reverse proxy. It is an http.Handler for paths
+// starting with /fetch/.
+type Gateway struct {
+	log       *slog.Logger
+	now       func() time.Time
+	upstreams map[string]*upstream // fixed at construction
+	names     []string
+	stats     *Stats
+	hub       *Hub
+	flights   flightGroup
+	recorders []*hitRecorder
+
+	bg        sync.WaitGroup // background refreshes and loops
+	bgSlots   chan struct{}  // bounds background refreshes
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+type upstream struct {
+	Upstream
+	client   *http.Client
+	counters *Counters
+	hits     *hitRecorder
+}
+
+// New validates the upstreams and returns a running Gateway; Close stops
+// its background work.
+func New(opts Options, ups ...Upstream) (*Gateway, error) {
+	g := &Gateway{
+		log:       opts.Logger,
+		now:       opts.Now,
+		upstreams: make(map[string]*upstream, len(ups)),
+		hub:       &Hub{},
+		stop:      make(chan struct{}),
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	n := opts.MaxBackgroundRefreshes
+	if n <= 0 {
+		n = 64
+	}
+	g.bgSlots = make(chan struct{}, n)
+	recorders := map[cache.Backend]*hitRecorder{}
+	for _, u := range ups {
+		if u.Name == "" || strings.ContainsAny(u.Name, "/?#%") {
+			return nil, fmt.Errorf("upstream %q: the name must be a plain path segment", u.Name)
+		}
+		if _, dup := g.upstreams[u.Name]; dup {
+			return nil, fmt.Errorf("upstream %q: configured twice", u.Name)
+		}
+		if u.URL == nil || (u.URL.Scheme != "http" && u.URL.Scheme != "https") || u.URL.Host == "" {
+			return nil, fmt.Errorf("upstream %q: url must be an absolute http or https URL", u.Name)
+		}
+		if u.Backend == nil {
+			return nil, fmt.Errorf("upstream %q: no backend", u.Name)
+		}
+		if err := u.Policy.Validate(); err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+		}
+		if u.Timeout <= 0 {
+			u.Timeout = 30 * time.Second
+		}
+		rec, ok := recorders[u.Backend]
+		if !ok {
+			rec = newHitRecorder(u.Backend, g.log)
+			recorders[u.Backend] = rec
+			g.recorders = append(g.recorders, rec)
+		}
+		g.upstreams[u.Name] = &upstream{
+			Upstream: u,
+			client: &http.Client{
+				Transport: newTransport(u.Timeout),
+				// Redirects are the client's business: pass them on.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			},
+			hits: rec,
+		}
+		g.names = append(g.names, u.Name)
+	}
+	sort.Strings(g.names)
+	g.stats = NewStats(g.names...)
+	for name, u := range g.upstreams {
+		u.counters = g.stats.Upstream(name)
+	}
+	g.startLoops(opts)
+	return g, nil
+}
+
+func (g *Gateway) startLoops(opts Options) {
+	statsEvery := opts.StatsInterval
+	if statsEvery <= 0 {
+		statsEvery = 5 * time.Second
+	}
+	flushEvery := opts.HitFlushInterval
+	if flushEvery <= 0 {
+		flushEvery = time.Second
+	}
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		statsTick := time.NewTicker(statsEvery)
+		flushTick := time.NewTicker(flushEvery)
+		defer statsTick.Stop()
+		defer flushTick.Stop()
+		g.stats.Record()
+		for {
+			select {
+			case <-g.stop:
+				return
+			case <-statsTick.C:
+				g.stats.Record()
+			case <-flushTick.C:
+				g.FlushHits(context.Background())
+			}
+		}
+	}()
+}
+
+// FlushHits hands the batched hit counts to the backends now.
+func (g *Gateway) FlushHits(ctx context.Context) {
+	for _, r := range g.recorders {
+		r.flush(ctx)
+	}
+}
+
+// Close stops background work, waits for running refreshes and flushes hit
+// counts. It does not close the backends, which the caller owns.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		close(g.stop)
+		g.bg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.FlushHits(ctx)
+		for _, u := range g.upstreams {
+			u.client.CloseIdleConnections()
+		}
+	})
+	return nil
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() *Stats { return g.stats }
+
+// Events returns the hub that request events are published on.
+func (g *Gateway) Events() *Hub { return g.hub }
+
+// UpstreamInfo describes a configured upstream.
+type UpstreamInfo struct {
+	Name    string       `json:"name"`
+	URL     string       `json:"url"`
+	Backend string       `json:"backend"`
+	Timeout string       `json:"timeout"`
+	Policy  cache.Policy `json:"-"`
+}
+
+// Upstreams lists the configured upstreams, sorted by name.
+func (g *Gateway) Upstreams() []UpstreamInfo {
+	out := make([]UpstreamInfo, 0, len(g.names))
+	for _, n := range g.names {
+		u := g.upstreams[n]
+		out = append(out, UpstreamInfo{Name: n, URL: u.URL.String(), Backend: u.BackendName, Timeout: u.Timeout.String(), Policy: u.Policy})
+	}
+	return out
+}
+
+// Upstream returns the configuration of one upstream.
+func (g *Gateway) Upstream(name string) (Upstream, bool) {
+	u, ok := g.upstreams[name]
+	if !ok {
+		return Upstream{}, false
+	}
+	return u.Upstream, true
+}
+
+// errUnknownUpstream is wrapped by lookups of an upstream that is not
+// configured.
+var errUnknownUpstream = errors.New("unknown upstream")
+
+func (g *Gateway) upstream(name string) (*upstream, error) {
+	u, ok := g.upstreams[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q; configured upstreams: %s", errUnknownUpstream, name, strings.Join(g.names, ", "))
+	}
+	return u, nil
+}
+
+// splitFetchPath splits "/fetch/<name>/<rest>" (escaped) into name and rest.
+func splitFetchPath(escaped string) (name, rest string, ok bool) {
+	p, ok := strings.CutPrefix(escaped, "/fetch/")
+	if !ok {
+		return "", "", false
+	}
+	name, rest, _ = strings.Cut(p, "/")
+	return name, rest, true
+}
+
+// errPathEscapes is returned for paths that try to climb out of the
+// upstream's base path.
+var errPathEscapes = errors.New("the path climbs out of the upstream ('.' or '..' segments, encoded or not, are refused)")
+
+// target maps the escaped rest of a /fetch/ path and a raw query onto the
+// upstream. The result's host is always the upstream's: no request can
+// reach another host.
+func (u *upstream) target(rest, rawQuery string) (*url.URL, error) {
+	dec, err := url.PathUnescape(rest)
+	if err != nil {
+		return nil, fmt.Errorf("the path is not validly percent-encoded: %w", err)
+	}
+	for _, seg := range strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return nil, errPathEscapes
+		}
+	}
+	if strings.ContainsRune(dec, 0) {
+		return nil, errors.New("the path contains a NUL byte")
+	}
+	escPath := strings.TrimSuffix(u.URL.EscapedPath(), "/") + "/" + rest
+	t, err := url.Parse(u.URL.Scheme + "://" + u.URL.Host + escPath)
+	if err != nil || t.Host != u.URL.Host {
+		return nil, fmt.Errorf("the path does not form a valid URL below the upstream")
+	}
+	t.RawQuery = rawQuery
+	return t, nil
+}

@@ -1,0 +1,368 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// Redacted replaces the value of ignored parameters and credentials in
+// everything stored, shown or exported.
+const Redacted = "REDACTED"
+
+// credentialHeaders make a response private to whoever sent them: they are
+// part of the key (hashed) and never stored in the clear.
+var credentialHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+
+// keyedRequest is a client request as the cache sees it.
+type keyedRequest struct {
+	// method is the method used for caching: HEAD is answered from GET.
+	method string
+	// target is the real upstream URL to call (secrets included).
+	target *url.URL
+	// storedURL is the normalized URL with ignored parameters redacted.
+	storedURL string
+	// rules is what the policy matches patterns against.
+	rules cache.Request
+	// base is the key before any Vary variant.
+	base string
+	// header is the client's request header.
+	header http.Header
+	// storedHeader holds the matched request headers, redacted.
+	storedHeader http.Header
+	// body is the buffered request body of a cacheable non-GET request.
+	body []byte
+}
+
+// normalizeURL returns u as cachegate keys and stores it: scheme and host
+// lower case, default port dropped, query parameters sorted. keyQuery leaves
+// ignored parameters out; storedQuery keeps them with their value redacted.
+func normalizeURL(u *url.URL, p *cache.Policy) (key, stored, noScheme string) {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Host)
+	if h, port, ok := strings.Cut(host, ":"); ok && !strings.Contains(port, ":") {
+		if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+			host = h
+		}
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	keyQ, storedQ := normalizeQuery(u.RawQuery, p)
+	base := host + path
+	stored = scheme + "://" + base
+	noScheme = base
+	if storedQ != "" {
+		stored += "?" + storedQ
+		noScheme += "?" + storedQ
+	}
+	key = scheme + "://" + base
+	if keyQ != "" && !p.Key.IgnoreQuery {
+		key += "?" + keyQ
+	}
+	return key, stored, noScheme
+}
+
+// normalizeQuery sorts the query by name then value, keeping each pair's
+// original encoding so that the key does not depend on how a client
+// escaped it beyond what the upstream would see.
+func normalizeQuery(raw string, p *cache.Policy) (key, stored string) {
+	if raw == "" {
+		return "", ""
+	}
+	type pair struct{ name, raw, redacted string }
+	var pairs []pair
+	for _, part := range strings.Split(raw, "&") {
+		if part == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(part, "=")
+		decoded, err := url.QueryUnescape(name)
+		if err != nil {
+			decoded = name
+		}
+		pr := pair{name: decoded, raw: part, redacted: part}
+		if p.IsIgnored(decoded) {
+			pr.redacted = name + "=" + Redacted
+		}
+		pairs = append(pairs, pr)
+	}
+	sort.SliceStable(pairs, func(i, j int) bool {
+		if pairs[i].name != pairs[j].name {
+			return pairs[i].name < pairs[j].name
+		}
+		return pairs[i].raw < pairs[j].raw
+	})
+	var k, s strings.Builder
+	for _, pr := range pairs {
+		if s.Len() > 0 {
+			s.WriteByte('&')
+		}
+		s.WriteString(pr.redacted)
+		if p.IsIgnored(pr.name) {
+			continue
+		}
+		if k.Len() > 0 {
+			k.WriteByte('&')
+		}
+		k.WriteString(pr.raw)
+	}
+	return k.String(), s.String()
+}
+
+// RedactURL returns a URL string with ignored parameters' values replaced,
+// for logs and errors.
+func RedactURL(u *url.URL, p *cache.Policy) string {
+	_, stored, _ := normalizeURL(u, p)
+	return stored
+}
+
+// keyHeaders returns the request headers that take part in the key, in a
+// stable order, and the same headers as stored (redacted).
+func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Header) {
+	var names []string
+	switch {
+	case p.Key.IgnoreHeaders:
+	case p.MatchAllHeaders:
+		for name := range h {
+			if isHopByHop(name) || strings.HasPrefix(name, "X-Cachegate-") || isConditional(name) || isCredential(name) {
+				continue
+			}
+			names = append(names, name)
+		}
+	default:
+		names = append(names, p.MatchHeaders...)
+	}
+	sort.Strings(names)
+	stored = http.Header{}
+	for _, name := range names {
+		v := strings.Join(h.Values(name), ", ")
+		if ignoredHeader(name, p) {
+			if v != "" {
+				stored.Set(name, Redacted)
+			}
+			continue
+		}
+		parts = append(parts, name, v)
+		if v != "" {
+			if isCredential(name) {
+				stored.Set(name, Redacted)
+			} else {
+				stored[name] = h.Values(name)
+			}
+		}
+	}
+	// Credentials always count, hashed into the key, so that a response is
+	// never served to someone holding a different credential.
+	for _, name := range credentialHeaders {
+		if v := h.Values(name); len(v) > 0 && !ignoredHeader(name, p) {
+			parts = append(parts, "credential:"+name, strings.Join(v, "\n"))
+		}
+	}
+	return parts, stored
+}
+
+func isCredential(name string) bool {
+	for _, c := range credentialHeaders {
+		if strings.EqualFold(c, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func ignoredHeader(name string, p *cache.Policy) bool {
+	for _, x := range p.IgnoredParameters {
+		if strings.EqualFold(x, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeBody leaves ignored parameters out of a JSON object or form body,
+// as requests-cache does, so they do not split the key.
+func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
+	if len(p.IgnoredParameters) == 0 || len(body) == 0 {
+		return body
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			return body
+		}
+		for _, name := range p.IgnoredParameters {
+			vals.Del(name)
+		}
+		return []byte(vals.Encode())
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		var obj map[string]json.RawMessage
+		dec := json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(&obj); err != nil {
+			return body
+		}
+		for _, name := range p.IgnoredParameters {
+			delete(obj, name)
+		}
+		out, err := json.Marshal(obj) // map keys come out sorted
+		if err != nil {
+			return body
+		}
+		return out
+	}
+	return body
+}
+
+// varyNames returns the header names listed in a response's Vary, canonical
+// and sorted.
+func varyNames(h http.Header) []string {
+	var names []string
+	for _, line := range h.Values("Vary") {
+		for _, n := range strings.Split(line, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, http.CanonicalHeaderKey(n))
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// varyValue is a request header's value as Vary compares it: every field
+// line joined, white space around commas removed (RFC 9111 section 4.1).
+func varyValue(h http.Header, name string) string {
+	vals := h.Values(name)
+	if len(vals) == 0 {
+		return "\x00absent"
+	}
+	parts := make([]string, 0, len(vals))
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			parts = append(parts, strings.TrimSpace(p))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// varyMatches reports whether the request header agrees with the stored
+// request header on every name the stored response's Vary lists.
+func varyMatches(e *cache.Entry, reqHeader http.Header) bool {
+	for _, name := range varyNames(e.Header) {
+		if name == "*" {
+			return false
+		}
+		stored := varyValue(e.RequestHeader, name)
+		if stored == Redacted || stored != varyValue(reqHeader, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// variantKey is the key of the variant of base selected by the request's
+// values of the Vary header names.
+func variantKey(base string, names []string, reqHeader http.Header) string {
+	parts := []string{base, "vary"}
+	for _, n := range names {
+		parts = append(parts, n, varyValue(reqHeader, n))
+	}
+	return cache.MakeKey(parts...)
+}
+
+// newKeyedRequest computes the cache key of a request to up and everything
+// stored alongside it.
+func newKeyedRequest(up *upstream, method string, target *url.URL, header http.Header, body []byte) (*keyedRequest, error) {
+	p := &up.Policy
+	keyURL, storedURL, noScheme := normalizeURL(target, p)
+	kr := &keyedRequest{method: method, target: target, storedURL: storedURL, header: header, body: body}
+	if v := header.Get(cache.ExpireAfterHeader); v != "" {
+		e, err := cache.ParseExpiry(v)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %v", cache.ExpireAfterHeader, err)
+		}
+		kr.rules.ExpireAfter = &e
+	}
+	kr.rules.Method = method
+	kr.rules.URL = noScheme
+	kr.rules.Header = header
+	// Patterns starting with '/' see the path below the upstream's base.
+	basePath := strings.TrimSuffix(up.URL.EscapedPath(), "/")
+	_, after, _ := strings.Cut(noScheme, "/")
+	kr.rules.Path = strings.TrimPrefix("/"+after, basePath)
+	if !strings.HasPrefix(kr.rules.Path, "/") {
+		kr.rules.Path = "/" + kr.rules.Path
+	}
+
+	parts := []string{up.Name, method, keyURL}
+	if len(body) > 0 && !p.Key.IgnoreBody {
+		parts = append(parts, "body", string(normalizeBody(body, header.Get("Content-Type"), p)))
+	}
+	hparts, stored := keyHeaders(header, p)
+	parts = append(parts, hparts...)
+	kr.base = cache.MakeKey(parts...)
+	kr.storedHeader = stored
+	return kr, nil
+}
+
+// newEntry builds the entry for a response to kr. Set-Cookie is never
+// stored (it belongs to the client that caused it), and in a shared cache
+// neither are the fields a response names in private="...".
+func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body []byte, reqTime, respTime time.Time, dec cache.Decision) *cache.Entry {
+	stored := h.Clone()
+	stored.Del("Set-Cookie")
+	stored.Del("Set-Cookie2")
+	stored.Del("Content-Length")
+	if cc := cache.ParseCacheControl(h); cc != nil {
+		for _, d := range []string{"private", "no-cache"} {
+			if v := cc[d]; v != "" {
+				for _, f := range strings.Split(v, ",") {
+					stored.Del(strings.TrimSpace(f))
+				}
+			}
+		}
+	}
+	reqHeader := kr.storedHeader.Clone()
+	for _, name := range varyNames(h) {
+		vals := kr.header.Values(name)
+		switch {
+		case len(vals) == 0:
+		case isCredential(name) || ignoredHeader(name, &up.Policy):
+			reqHeader.Set(name, Redacted)
+		default:
+			reqHeader[name] = vals
+		}
+	}
+	if body == nil {
+		body = []byte{}
+	}
+	return &cache.Entry{
+		Key:           kr.base,
+		BaseKey:       kr.base,
+		Upstream:      up.Name,
+		Method:        kr.method,
+		URL:           kr.storedURL,
+		RequestHeader: reqHeader,
+		Status:        status,
+		Header:        stored,
+		Body:          body,
+		Size:          int64(len(body)),
+		ContentType:   cache.MediaType(h.Get("Content-Type")),
+		RequestTime:   reqTime,
+		Created:       respTime,
+		Expires:       dec.Expires,
+		ETag:          h.Get("ETag"),
+		LastModified:  h.Get("Last-Modified"),
+		Reason:        dec.Reason,
+	}
+}

@@ -1,0 +1,625 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// The X-Cache values: what the gateway did with a request.
+const (
+	Hit         = "HIT"         // answered from a fresh entry
+	Miss        = "MISS"        // fetched from the upstream
+	Stale       = "STALE"       // answered from a stale entry (stale-if-error, stale-while-revalidate, max-stale)
+	Revalidated = "REVALIDATED" // the entry was confirmed by a conditional request (304)
+	Bypass      = "BYPASS"      // passed through without using the cache
+)
+
+// fetchResult is the outcome of one upstream exchange for a cacheable
+// request, shared by the requests collapsed onto it.
+type fetchResult struct {
+	// entry is the answer with its complete body, stored or not.
+	entry *cache.Entry
+	// header is the upstream's full response header, Set-Cookie included,
+	// for the request that made the call.
+	header   http.Header
+	stored   bool
+	decision cache.Decision
+	// notModified: the upstream confirmed the stale entry with 304.
+	notModified bool
+	// stream is set when the body is too large to buffer: only the caller
+	// that made the call may read it, after prefix.
+	stream *http.Response
+	prefix []byte
+	// err is an *UpstreamError.
+	err error
+	// shareable results may answer requests collapsed onto this one.
+	shareable bool
+}
+
+// ServeHTTP answers /fetch/<upstream>/<path>?<query>.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
+		return
+	}
+	up, err := g.upstream(name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "unknown_upstream", err.Error(), "")
+		return
+	}
+	up.counters.Requests.Add(1)
+	target, err := up.target(rest, r.URL.RawQuery)
+	if err != nil {
+		up.counters.Errors.Add(1)
+		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
+		return
+	}
+	rw := &countingWriter{ResponseWriter: w}
+	outcome := g.serve(rw, r, up, target)
+	if g.hub.Subscribers() > 0 {
+		g.hub.Publish(Event{
+			Type: "request", Time: start, Upstream: name, Method: r.Method,
+			URL: RedactURL(target, &up.Policy), Cache: outcome, Status: rw.status,
+			Bytes: rw.n, Duration: float64(time.Since(start).Microseconds()) / 1000,
+		})
+	}
+}
+
+// serve handles one request for up and returns the X-Cache outcome (or
+// "ERROR") for events.
+func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target *url.URL) string {
+	p := &up.Policy
+	cacheMethod := r.Method
+	if r.Method == http.MethodHead && p.AllowsMethod(http.MethodGet) {
+		// HEAD is answered from the GET entry; a miss fetches the GET so
+		// the next GET or HEAD is a hit, as Varnish does.
+		cacheMethod = http.MethodGet
+	}
+	reqCC := cache.RequestDirectives(r.Header)
+	switch {
+	case !p.AllowsMethod(cacheMethod):
+		return g.passThrough(w, r, up, target, nil, "method")
+	case reqCC.Has("no-store"):
+		return g.passThrough(w, r, up, target, nil, "no-store")
+	case r.Header.Get("Upgrade") != "":
+		return g.passThrough(w, r, up, target, nil, "upgrade")
+	}
+
+	var body []byte
+	if cacheMethod != http.MethodGet && r.Body != nil && r.Body != http.NoBody {
+		var tooBig bool
+		var err error
+		body, tooBig, err = readUpTo(r.Body, p.MaxBodySize)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request_body", "reading the request body: "+err.Error(), up.Name)
+			return "ERROR"
+		}
+		if tooBig {
+			return g.passThrough(w, r, up, target, io.MultiReader(bytes.NewReader(body), r.Body), "request-too-large")
+		}
+	}
+
+	kr, err := newKeyedRequest(up, cacheMethod, target, r.Header, body)
+	if err != nil {
+		up.counters.Errors.Add(1)
+		writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
+		return "ERROR"
+	}
+	force := isTrue(r.Header.Get(cache.ForceRefreshHeader))
+
+	var entry *cache.Entry
+	if !force {
+		entry, err = g.lookup(r.Context(), up, kr)
+		if err != nil {
+			// A backend failure must not take the API down with it:
+			// answer from the upstream.
+			g.log.Warn("cache lookup failed", "upstream", up.Name, "backend", up.BackendName, "err", err)
+		}
+	}
+	now := g.now()
+	if entry == nil {
+		if reqCC.Has("only-if-cached") {
+			writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: nothing usable is cached for this request", up.Name)
+			return "ERROR"
+		}
+		fwd := "uri-miss"
+		if force {
+			fwd = "request"
+		}
+		res := g.fetchShared(r, up, kr, nil)
+		return g.answer(w, r, up, kr, res, nil, fwd, cache.Judgement{})
+	}
+
+	j := p.Judge(entry, r.Header, now)
+	switch {
+	case j.Use == cache.UseFresh:
+		return g.serveCached(w, r, up, entry, Hit, "hit", now)
+	case j.Use == cache.UseStale:
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=max-stale", now)
+	case reqCC.Has("only-if-cached"):
+		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
+		return "ERROR"
+	case j.StaleWhileRevalidate:
+		g.refreshInBackground(r, up, kr, entry)
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=stale-while-revalidate", now)
+	}
+	fwd := "stale"
+	if j.Fresh {
+		fwd = "request"
+	}
+	res := g.fetchShared(r, up, kr, entry)
+	return g.answer(w, r, up, kr, res, entry, fwd, j)
+}
+
+// answer writes the outcome of a fetch, falling back on the stale entry
+// when the upstream failed and the rules allow it.
+func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *keyedRequest, res *fetchResult, stale *cache.Entry, fwd string, j cache.Judgement) string {
+	failed := res.err != nil || (res.entry != nil && res.entry.Status >= 500 && !res.notModified)
+	if failed && stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache"))) {
+		why := "upstream error"
+		if res.err == nil {
+			why = "upstream status " + strconv.Itoa(res.entry.Status)
+		}
+		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
+		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", g.now())
+	}
+	if res.err != nil {
+		up.counters.Errors.Add(1)
+		g.log.Warn("upstream failed", "upstream", up.Name, "url", kr.storedURL, "err", res.err)
+		writeUpstreamError(w, res.err, up.Name)
+		return "ERROR"
+	}
+	if res.stream != nil {
+		return g.streamThrough(w, r, up, res.stream, res.prefix, "cachegate; fwd="+fwd+"; fwd-status="+strconv.Itoa(res.stream.StatusCode)+"; detail=too-large")
+	}
+	status := "cachegate; fwd=" + fwd + "; fwd-status="
+	xcache := Miss
+	if res.notModified {
+		xcache = Revalidated
+		up.counters.Revalidated.Add(1)
+		status += "304"
+	} else {
+		up.counters.Misses.Add(1)
+		status += strconv.Itoa(res.entry.Status)
+	}
+	if res.stored {
+		status += "; stored"
+		if ttl := ttlSeconds(res.entry, g.now()); ttl != "" {
+			status += "; ttl=" + ttl
+		}
+	} else if res.decision.Rule != "" {
+		status += "; detail=" + strconv.Quote(res.decision.Rule)
+	}
+	h := res.entry.Header
+	if res.header != nil {
+		h = res.header
+	}
+	writeEntry(w, r, res.entry, h, xcache, status, res.notModified, g.now())
+	up.counters.BytesFromUpstream.Add(w.n)
+	return xcache
+}
+
+// serveCached answers from a stored entry.
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time) string {
+	start := time.Now()
+	status := "cachegate; " + detail
+	if ttl := ttlSeconds(e, now); ttl != "" {
+		status += "; ttl=" + ttl
+	}
+	writeEntry(w, r, e, e.Header, xcache, status, true, now)
+	if xcache == Hit {
+		up.counters.Hits.Add(1)
+	} else {
+		up.counters.Stale.Add(1)
+	}
+	up.counters.BytesFromCache.Add(w.n)
+	up.counters.CacheAnswers.Add(1)
+	up.counters.CacheNanos.Add(int64(time.Since(start)))
+	up.hits.record(e.Key, now)
+	return xcache
+}
+
+func ttlSeconds(e *cache.Entry, now time.Time) string {
+	if e.Never() {
+		return ""
+	}
+	return strconv.FormatInt(int64(e.Expires.Sub(now)/time.Second), 10)
+}
+
+// writeEntry writes a stored (or just fetched) response. withAge adds the
+// Age the entry has reached in the cache.
+func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, withAge bool, now time.Time) {
+	h := w.Header()
+	for k, v := range header {
+		if k == "Content-Length" {
+			continue
+		}
+		h[k] = v
+	}
+	if withAge {
+		h["Age"] = []string{strconv.FormatInt(int64(cache.CurrentAge(e, now)/time.Second), 10)}
+	}
+	h["X-Cache"] = []string{xcache}
+	h["Cache-Status"] = []string{cacheStatus}
+	if e.Status == http.StatusOK && hasPreconditions(r) {
+		// The client's own conditional or range request is answered from
+		// the complete stored body.
+		var modtime time.Time
+		if lm, ok := cache.ParseHTTPDate(e.LastModified); ok {
+			modtime = lm
+		}
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil // no sniffing: the upstream said nothing
+		}
+		http.ServeContent(w, r, "", modtime, bytes.NewReader(e.Body))
+		return
+	}
+	if bodyAllowed(e.Status) {
+		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
+	}
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		_, _ = w.Write(e.Body)
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func hasPreconditions(r *http.Request) bool {
+	h := r.Header
+	return h.Get("If-None-Match") != "" || h.Get("If-Modified-Since") != "" || h.Get("Range") != "" ||
+		h.Get("If-Match") != "" || h.Get("If-Unmodified-Since") != ""
+}
+
+// lookup finds the stored entry for a request, following Vary to the
+// variant that matches its headers.
+func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*cache.Entry, error) {
+	e, ok, err := up.Backend.Get(ctx, kr.base)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if varyMatches(e, kr.header) {
+		return e, nil
+	}
+	names := varyNames(e.Header)
+	if len(names) == 0 {
+		return nil, nil
+	}
+	v, ok, err := up.Backend.Get(ctx, variantKey(kr.base, names, kr.header))
+	if err != nil || !ok || !varyMatches(v, kr.header) {
+		return nil, err
+	}
+	return v, nil
+}
+
+// fetchShared fetches through the flight group so that concurrent requests
+// for one key make one upstream call. A request that cannot use the shared
+// result (it was not storable, streams, or varies differently) makes its
+// own call.
+func (g *Gateway) fetchShared(r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry) *fetchResult {
+	// The call outlives the client that started it: others may be waiting.
+	ctx := context.WithoutCancel(r.Context())
+	res, leader := g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
+		return g.fetch(ctx, up, kr, stale, r)
+	})
+	if leader {
+		return res
+	}
+	if res == nil || !res.shareable || res.err != nil || (res.entry != nil && !varyMatches(res.entry, kr.header)) {
+		return g.fetch(r.Context(), up, kr, stale, r)
+	}
+	// A waiter answers from the stored entry, without the leader's
+	// Set-Cookie.
+	shared := *res
+	shared.header = nil
+	return &shared
+}
+
+// refreshInBackground refreshes a stale entry after it has been served
+// (stale-while-revalidate). Refreshes are bounded; when all slots are busy
+// the next request tries again.
+func (g *Gateway) refreshInBackground(r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry) {
+	if g.flights.inFlight(up.Name + "\x00" + kr.base) {
+		return
+	}
+	select {
+	case g.bgSlots <- struct{}{}:
+	default:
+		return
+	}
+	ctx := context.WithoutCancel(r.Context())
+	r2 := r.Clone(ctx)
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		defer func() { <-g.bgSlots }()
+		g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
+			res := g.fetch(ctx, up, kr, stale, r2)
+			if res.stream != nil {
+				res.stream.Body.Close()
+			}
+			return res
+		})
+	}()
+}
+
+// fetch makes one upstream call for a cacheable request, conditional when
+// a stale entry with validators is given, and stores the answer if the
+// policy allows. The body is read whole before anything is stored: a failed
+// or cut-off read stores nothing.
+func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, stale *cache.Entry, r *http.Request) *fetchResult {
+	out := outgoing(ctx, r, kr.target, kr.method, kr.body, true)
+	if stale != nil {
+		if stale.ETag != "" {
+			out.Header.Set("If-None-Match", stale.ETag)
+		}
+		if stale.LastModified != "" {
+			out.Header.Set("If-Modified-Since", stale.LastModified)
+		}
+	}
+	reqTime := g.now()
+	start := time.Now()
+	resp, err := up.client.Do(out)
+	up.counters.UpstreamCalls.Add(1)
+	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
+	if err != nil {
+		return &fetchResult{err: upstreamError(up.Name, unwrapURLError(err))}
+	}
+	respTime := g.now()
+	removeHopByHop(resp.Header)
+	rewriteLocation(resp.Header, up.URL, up.Name, kr.target)
+	p := &up.Policy
+
+	if resp.StatusCode == http.StatusNotModified && stale != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return g.refreshed(ctx, up, kr, stale, resp.Header, reqTime, respTime)
+	}
+
+	dec := p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: resp.ContentLength})
+	if resp.ContentLength > p.MaxBodySize {
+		return &fetchResult{stream: resp, decision: dec}
+	}
+	body, tooBig, err := readUpTo(resp.Body, p.MaxBodySize)
+	if err != nil {
+		resp.Body.Close()
+		return &fetchResult{err: upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err))}
+	}
+	if tooBig {
+		return &fetchResult{stream: resp, prefix: body, decision: dec}
+	}
+	resp.Body.Close()
+	if dec.Store {
+		dec = p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(body))})
+	}
+	e := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
+	res := &fetchResult{entry: e, header: resp.Header, decision: dec}
+	if dec.Store {
+		e.Key = g.storeKey(ctx, up, kr, e)
+		if err := up.Backend.Put(ctx, e); err != nil {
+			g.log.Error("cache store failed", "upstream", up.Name, "backend", up.BackendName, "url", kr.storedURL, "err", err)
+		} else {
+			res.stored = true
+			res.shareable = true
+		}
+	}
+	return res
+}
+
+// refreshed applies a 304 to the stale entry (RFC 9111 section 4.3.4):
+// its stored headers are updated by those of the 304, its expiry is
+// computed anew, the body is kept.
+func (g *Gateway) refreshed(ctx context.Context, up *upstream, kr *keyedRequest, stale *cache.Entry, h http.Header, reqTime, respTime time.Time) *fetchResult {
+	e := stale.Clone()
+	for k, v := range h {
+		switch k {
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Set-Cookie":
+			continue
+		}
+		e.Header[k] = v
+	}
+	e.RequestTime, e.Created = reqTime, respTime
+	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	e.Expires, e.Reason = dec.Expires, dec.Reason
+	res := &fetchResult{entry: e, notModified: true, decision: dec, shareable: true}
+	if !dec.Store {
+		// The upstream's new headers forbid storing: serve the confirmed
+		// body this once, and drop the entry.
+		if _, err := up.Backend.Delete(ctx, stale.Key); err != nil {
+			g.log.Warn("cache delete failed", "upstream", up.Name, "err", err)
+		}
+		return res
+	}
+	if err := up.Backend.Put(ctx, e); err != nil {
+		g.log.Error("cache store failed", "upstream", up.Name, "backend", up.BackendName, "url", kr.storedURL, "err", err)
+		return res
+	}
+	res.stored = true
+	return res
+}
+
+// storeKey picks where a new response goes: under the base key, or, when
+// it varies and the base slot holds a different variant, under its own
+// variant key so several variants live side by side.
+func (g *Gateway) storeKey(ctx context.Context, up *upstream, kr *keyedRequest, e *cache.Entry) string {
+	names := varyNames(e.Header)
+	if len(names) == 0 {
+		return kr.base
+	}
+	existing, ok, err := up.Backend.Get(ctx, kr.base)
+	if err != nil || !ok || len(varyNames(existing.Header)) == 0 || varyMatches(existing, kr.header) {
+		return kr.base
+	}
+	return variantKey(kr.base, varyNames(existing.Header), kr.header)
+}
+
+// passThrough forwards a request the cache does not handle and streams the
+// answer back. In rfc9111 mode an unsafe method that succeeds invalidates
+// what is stored for its URL (RFC 9111 section 4.4).
+func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, target *url.URL, body io.Reader, reason string) string {
+	out := outgoing(r.Context(), r, target, r.Method, nil, false)
+	if body != nil {
+		out.Body = io.NopCloser(body)
+	}
+	start := time.Now()
+	resp, err := up.client.Do(out)
+	up.counters.UpstreamCalls.Add(1)
+	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
+	if err != nil {
+		up.counters.Errors.Add(1)
+		writeUpstreamError(w, upstreamError(up.Name, unwrapURLError(err)), up.Name)
+		return "ERROR"
+	}
+	if up.Policy.Mode == cache.ModeRFC9111 && !isSafe(r.Method) && resp.StatusCode < 400 {
+		g.invalidate(r.Context(), up, target, resp.Header)
+	}
+	removeHopByHop(resp.Header)
+	rewriteLocation(resp.Header, up.URL, up.Name, target)
+	up.counters.Bypass.Add(1)
+	return g.streamThrough(w, r, up, resp, nil, "cachegate; fwd=bypass; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail="+reason)
+}
+
+// streamThrough copies an upstream response to the client without
+// buffering it.
+func (g *Gateway) streamThrough(w *countingWriter, r *http.Request, up *upstream, resp *http.Response, prefix []byte, cacheStatus string) string {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	xcache := Bypass
+	if !strings.Contains(cacheStatus, "fwd=bypass") {
+		xcache = Miss
+		up.counters.Misses.Add(1)
+	}
+	h.Set("X-Cache", xcache)
+	h.Set("Cache-Status", cacheStatus)
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return xcache
+	}
+	_, _ = w.Write(prefix)
+	flush := resp.ContentLength < 0 // unknown length: likely a stream, pass each chunk on
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				break
+			}
+			if flush {
+				_ = http.NewResponseController(w).Flush()
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				// Headers are gone already: all we can do is cut the
+				// connection so the client sees the answer is incomplete.
+				g.log.Warn("upstream body cut off", "upstream", up.Name, "err", err)
+				panic(http.ErrAbortHandler)
+			}
+			break
+		}
+	}
+	up.counters.BytesFromUpstream.Add(w.n)
+	return xcache
+}
+
+// invalidate removes the stored entries of a URL and of the Location and
+// Content-Location of the response, when they are on the same upstream.
+func (g *Gateway) invalidate(ctx context.Context, up *upstream, target *url.URL, h http.Header) {
+	urls := []*url.URL{target}
+	for _, f := range []string{"Location", "Content-Location"} {
+		if v := h.Get(f); v != "" {
+			if u, err := target.Parse(v); err == nil && strings.EqualFold(u.Host, target.Host) {
+				urls = append(urls, u)
+			}
+		}
+	}
+	for _, u := range urls {
+		_, stored, _ := normalizeURL(u, &up.Policy)
+		n, err := up.Backend.DeleteMatching(ctx, cache.Filter{Upstream: up.Name, URL: stored})
+		if err != nil {
+			g.log.Warn("cache invalidation failed", "upstream", up.Name, "url", stored, "err", err)
+			continue
+		}
+		if n > 0 {
+			g.log.Debug("invalidated", "upstream", up.Name, "url", stored, "entries", n)
+		}
+	}
+}
+
+func isSafe(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+func isTrue(s string) bool {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	return err == nil && b
+}
+
+// readUpTo reads r whole if it holds at most max bytes. Otherwise it
+// returns what it read (max+1 bytes) with tooBig set, leaving the rest in r.
+func readUpTo(r io.Reader, max int64) (b []byte, tooBig bool, err error) {
+	b, err = io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, false, err
+	}
+	return b, int64(len(b)) > max, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// url.Error repeats the URL, secrets included: keep only the cause.
+		return ue.Err
+	}
+	return err
+}
+
+// countingWriter remembers the status and counts body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
