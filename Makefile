@@ -1,0 +1,37 @@
+# cachegate — the commands the README promises.
+GO      ?= go
+BIN     ?= bin/cachegate
+CONFIG  ?= cachegate.example.yaml
+PKGS    := ./...
+
+.PHONY: run build test check fmt vet bench clean
+
+## run: start the gateway on the embedded SQLite default with the sample config and the demo upstream
+run:
+	$(GO) run ./cmd/server -config $(CONFIG) -demo
+
+## build: build the cachegate binary into bin/
+build:
+	$(GO) build -o $(BIN) ./cmd/server
+
+## test: every check and every test, as CI runs them
+test: check
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## check: formatting and vet
+check: fmt vet
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## bench: cache-hit throughput against the upstream, nginx and Varnish (see bench/README.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./cache/ ./backends/memory/ ./backends/sqlite/
+	$(GO) run ./bench/cmd/benchrun
+
+clean:
+	rm -rf bin
