@@ -1,0 +1,249 @@
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// entryColumns are the columns scanEntry reads, in its order, from the
+// entries table aliased e.
+const entryColumns = `e.key, e.base_key, e.upstream, e.method, e.url, e.request_header,
+	e.status, e.header, e.size, e.content_type, e.request_time, e.created, e.expires,
+	e.etag, e.last_modified, e.hits, e.last_hit, e.reason`
+
+// upsertEntry replaces an entry's columns in place, keeping its id (and so
+// its body row), and returns the id.
+const upsertEntry = `INSERT INTO entries (key, base_key, upstream, method, url, request_header,
+	status, header, size, content_type, request_time, created, expires,
+	etag, last_modified, hits, last_hit, last_used, reason)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (key) DO UPDATE SET
+	base_key = excluded.base_key, upstream = excluded.upstream, method = excluded.method,
+	url = excluded.url, request_header = excluded.request_header, status = excluded.status,
+	header = excluded.header, size = excluded.size, content_type = excluded.content_type,
+	request_time = excluded.request_time, created = excluded.created, expires = excluded.expires,
+	etag = excluded.etag, last_modified = excluded.last_modified, hits = excluded.hits,
+	last_hit = excluded.last_hit, last_used = excluded.last_used, reason = excluded.reason
+	RETURNING id`
+
+const upsertBody = `INSERT INTO bodies (id, body) VALUES (?, ?)
+	ON CONFLICT (id) DO UPDATE SET body = excluded.body`
+
+// row is an entry in the shape of the entries table.
+type row struct {
+	Key, BaseKey, Upstream, Method, URL string
+	RequestHeader                       string
+	Status                              int
+	Header                              string
+	Size                                int64
+	ContentType                         string
+	RequestTime                         sql.NullInt64
+	Created, Expires                    int64
+	ETag, LastModified                  string
+	Hits                                int64
+	LastHit                             sql.NullInt64
+	LastUsed                            int64
+	Reason                              string
+}
+
+// args returns r's values in upsertEntry's column order.
+func (r *row) args() []any {
+	return []any{r.Key, r.BaseKey, r.Upstream, r.Method, r.URL, r.RequestHeader,
+		r.Status, r.Header, r.Size, r.ContentType, r.RequestTime, r.Created, r.Expires,
+		r.ETag, r.LastModified, r.Hits, r.LastHit, r.LastUsed, r.Reason}
+}
+
+// zeroNanos is what time.Time{}.UnixNano() gives; cache.SortValue uses
+// UnixNano for created, so a zero Created is stored as this to keep
+// cursors and rows comparable.
+var zeroNanos = time.Time{}.UnixNano()
+
+func nullTime(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+func fromNanos(n int64) time.Time {
+	if n == zeroNanos {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func toRow(e *cache.Entry) (*row, error) {
+	reqHeader, err := json.Marshal(e.RequestHeader)
+	if err != nil {
+		return nil, fmt.Errorf("encode request header: %w", err)
+	}
+	header, err := json.Marshal(e.Header)
+	if err != nil {
+		return nil, fmt.Errorf("encode header: %w", err)
+	}
+	r := &row{
+		Key: e.Key, BaseKey: e.BaseKey, Upstream: e.Upstream, Method: e.Method, URL: e.URL,
+		RequestHeader: string(reqHeader),
+		Status:        e.Status,
+		Header:        string(header),
+		Size:          int64(len(e.Body)), // the cap and totals count real bytes
+		ContentType:   e.ContentType,
+		RequestTime:   nullTime(e.RequestTime),
+		Created:       e.Created.UnixNano(),
+		Expires:       cache.ExpiresOrdinal(e.Expires),
+		ETag:          e.ETag, LastModified: e.LastModified,
+		Hits:    e.Hits,
+		LastHit: nullTime(e.LastHit),
+		Reason:  e.Reason,
+	}
+	r.LastUsed = r.Created
+	if r.LastHit.Valid && r.LastHit.Int64 > r.LastUsed {
+		r.LastUsed = r.LastHit.Int64
+	}
+	return r, nil
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanEntry reads entryColumns, plus the body when withBody.
+func scanEntry(s scanner, withBody bool) (*cache.Entry, error) {
+	var (
+		e                 cache.Entry
+		reqHeader, header []byte
+		reqTime, lastHit  sql.NullInt64
+		created, expires  int64
+		dest              = []any{&e.Key, &e.BaseKey, &e.Upstream, &e.Method, &e.URL, &reqHeader, &e.Status, &header, &e.Size, &e.ContentType, &reqTime, &created, &expires, &e.ETag, &e.LastModified, &e.Hits, &lastHit, &e.Reason}
+		body              []byte
+	)
+	if withBody {
+		dest = append(dest, &body)
+	}
+	if err := s.Scan(dest...); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(reqHeader, &e.RequestHeader); err != nil {
+		return nil, fmt.Errorf("decode request header of %q: %w", e.Key, err)
+	}
+	if err := json.Unmarshal(header, &e.Header); err != nil {
+		return nil, fmt.Errorf("decode header of %q: %w", e.Key, err)
+	}
+	if reqTime.Valid {
+		e.RequestTime = time.Unix(0, reqTime.Int64)
+	}
+	if lastHit.Valid {
+		e.LastHit = time.Unix(0, lastHit.Int64)
+	}
+	e.Created = fromNanos(created)
+	if expires != cache.ExpiresOrdinal(time.Time{}) {
+		e.Expires = time.Unix(0, expires)
+	}
+	if withBody {
+		if body == nil {
+			body = []byte{}
+		}
+		e.Body = body
+	}
+	return &e, nil
+}
+
+// whereClause translates f into SQL conditions on the entries table
+// aliased e, with their arguments. Each condition agrees with
+// cache.Filter.Match; the conformance suite checks that.
+func whereClause(f cache.Filter) (where []string, args []any) {
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	if len(f.Keys) > 0 {
+		add("e.key IN (?"+strings.Repeat(", ?", len(f.Keys)-1)+")", anys(f.Keys)...)
+	}
+	if f.BaseKey != "" {
+		add("e.base_key = ?", f.BaseKey)
+	}
+	if f.Upstream != "" {
+		add("e.upstream = ?", f.Upstream)
+	}
+	if f.URL != "" {
+		if f.IsGlob() {
+			add("e.url GLOB ?", globPattern(f.URL))
+		} else {
+			// instr is case-sensitive and has no wildcards, unlike LIKE.
+			add("instr(e.url, ?) > 0", f.URL)
+		}
+	}
+	if f.Method != "" {
+		add("e.method = ?", f.Method)
+	}
+	if f.Status != 0 {
+		add("e.status = ?", f.Status)
+	}
+	if f.ContentType != "" {
+		if p, ok := f.ContentTypePrefix(); ok {
+			add("e.content_type GLOB ?", escapeGlob(p)+"*")
+		} else {
+			add("e.content_type = ?", f.ContentType)
+		}
+	}
+	switch f.Freshness {
+	case cache.Fresh:
+		add("e.expires > ?", f.At().UnixNano())
+	case cache.Expired:
+		add("e.expires <= ?", f.At().UnixNano())
+	}
+	if f.MinSize > 0 {
+		add("e.size >= ?", f.MinSize)
+	}
+	if f.MaxSize > 0 {
+		add("e.size <= ?", f.MaxSize)
+	}
+	if !f.CreatedAfter.IsZero() {
+		add("e.created >= ?", f.CreatedAfter.UnixNano())
+	}
+	if !f.CreatedBefore.IsZero() {
+		add("e.created < ?", f.CreatedBefore.UnixNano())
+	}
+	if !f.ExpiresAfter.IsZero() {
+		add("e.expires >= ?", f.ExpiresAfter.UnixNano())
+	}
+	if !f.ExpiresBefore.IsZero() {
+		add("e.expires < ?", f.ExpiresBefore.UnixNano())
+	}
+	return where, args
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// globPattern turns a cache.Glob pattern into an SQLite GLOB pattern. Both
+// treat '*' as any run (SQLite's '*' crosses '/' too) and '?' as one
+// character, and both are case-sensitive; only '[', which opens a
+// character class in SQLite, needs escaping, as the one-character class
+// "[[]". A ']' outside a class is literal in SQLite already.
+func globPattern(p string) string {
+	return strings.ReplaceAll(p, "[", "[[]")
+}
+
+// escapeGlob makes every character of s literal in an SQLite GLOB.
+func escapeGlob(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[':
+			sb.WriteString("[" + string(r) + "]")
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	return sb.String()
+}

@@ -1,0 +1,554 @@
+// Package sqlite is the default cache.Backend: one SQLite file, opened with
+// sqlx over the pure-Go modernc.org/sqlite driver, its schema created and
+// upgraded from the embedded files in migrations/.
+//
+// Writes go through a pool of one connection, so they queue in Go instead
+// of contending for SQLite's write lock; reads use a pool of several
+// connections, which WAL mode lets run alongside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/migrations"
+)
+
+var (
+	_ cache.Backend  = (*Backend)(nil)
+	_ cache.Sizer    = (*Backend)(nil)
+	_ cache.Vacuumer = (*Backend)(nil)
+	_ cache.Pinger   = (*Backend)(nil)
+)
+
+// Backend stores entries in one SQLite database file. It is safe for
+// concurrent use.
+type Backend struct {
+	path     string
+	maxBytes int64 // 0: unbounded
+
+	writer *sqlx.DB // exactly one connection; every write goes here
+	reader *sqlx.DB // several connections, for reads only
+
+	getStmt *sqlx.Stmt // on reader: the cache-hit hot path
+
+	closed atomic.Bool
+}
+
+// pragmas are applied by the driver to every new connection of both pools.
+// synchronous=NORMAL is durable against process crashes in WAL mode and
+// loses at most the last transactions on power loss: right for a cache.
+var pragmas = []string{
+	"busy_timeout(10000)",
+	"foreign_keys(1)",
+	"synchronous(NORMAL)",
+	"journal_mode(WAL)",
+	"temp_store(MEMORY)",
+	"cache_size(-16000)", // 16 MB of page cache per connection
+}
+
+// Open opens (creating if needed) the database named by dsn and brings its
+// schema up to date. The dsn has the form sqlite://PATH, where PATH is
+// relative to the working directory (sqlite://cachegate.db,
+// sqlite://./data/cache.db) or absolute (sqlite:///var/lib/cache.db). Its
+// parent folders are created. The optional query parameter max_size caps
+// the stored body bytes ("64MiB", "1GB", "500000"), evicting least recently
+// used entries first.
+func Open(dsn string) (*Backend, error) {
+	path, maxBytes, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+	}
+	b := &Backend{path: path, maxBytes: maxBytes}
+
+	params := url.Values{}
+	for _, p := range pragmas {
+		params.Add("_pragma", p)
+	}
+	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
+	// never fails half-way on upgrading a read lock.
+	params.Set("_txlock", "immediate")
+	if b.writer, err = sqlx.Open("sqlite", path+"?"+params.Encode()); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	b.writer.SetMaxOpenConns(1)
+	b.writer.SetMaxIdleConns(1)
+	b.writer.SetConnMaxIdleTime(0)
+	b.writer.SetConnMaxLifetime(0)
+	if err := b.migrate(context.Background()); err != nil {
+		b.writer.Close()
+		return nil, err
+	}
+
+	params.Set("_txlock", "deferred")
+	params.Add("_pragma", "query_only(1)")
+	if b.reader, err = sqlx.Open("sqlite", path+"?"+params.Encode()); err != nil {
+		b.writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := max(4, runtime.NumCPU())
+	b.reader.SetMaxOpenConns(n)
+	b.reader.SetMaxIdleConns(n)
+	b.reader.SetConnMaxIdleTime(0)
+	b.reader.SetConnMaxLifetime(0)
+
+	if b.getStmt, err = b.reader.Preparex(`SELECT ` + entryColumns + `, b.body
+		FROM entries e JOIN bodies b ON b.id = e.id WHERE e.key = ?`); err != nil {
+		b.reader.Close()
+		b.writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: prepare get: %w", path, err)
+	}
+	return b, nil
+}
+
+// parseDSN splits a sqlite:// DSN into a file path and the size cap.
+func parseDSN(dsn string) (path string, maxBytes int64, err error) {
+	rest, ok := strings.CutPrefix(dsn, "sqlite://")
+	if !ok {
+		return "", 0, fmt.Errorf("sqlite: dsn %q: want sqlite://PATH[?max_size=64MiB]: %w", dsn, cache.ErrInvalid)
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	if path == "" {
+		return "", 0, fmt.Errorf("sqlite: dsn %q: empty path; want sqlite://PATH, e.g. sqlite://cachegate.db: %w", dsn, cache.ErrInvalid)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", 0, fmt.Errorf("sqlite: dsn %q: %v: %w", dsn, err, cache.ErrInvalid)
+	}
+	for k := range q {
+		if k != "max_size" {
+			return "", 0, fmt.Errorf("sqlite: dsn %q: unknown parameter %q (accepted: max_size): %w", dsn, k, cache.ErrInvalid)
+		}
+	}
+	if s := q.Get("max_size"); s != "" {
+		n, err := humanize.ParseBytes(s)
+		if err != nil || n > 1<<62 {
+			return "", 0, fmt.Errorf("sqlite: dsn %q: bad max_size %q: want a size like 64MiB or 1GB: %w", dsn, s, cache.ErrInvalid)
+		}
+		maxBytes = int64(n)
+	}
+	return filepath.Clean(path), maxBytes, nil
+}
+
+// migrate applies the embedded migrations not yet recorded in the
+// migrations table, in name order, each in its own transaction, as WTF
+// Dial's sqlite.DB.migrate does.
+func (b *Backend) migrate(ctx context.Context) error {
+	if _, err := b.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
+		name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite: create migrations table: %w", err)
+	}
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return fmt.Errorf("sqlite: list migrations: %w", err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := b.migrateFile(ctx, name); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (b *Backend) migrateFile(ctx context.Context, name string) error {
+	tx, err := b.writer.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.GetContext(ctx, &n, `SELECT COUNT(*) FROM migrations WHERE name = ?`, name); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	script, err := fs.ReadFile(migrations.FS, name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, time.Now().UnixNano()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Path returns the database file's path.
+func (b *Backend) Path() string { return b.path }
+
+// MaxBytes returns the configured cap on body bytes, 0 if none.
+func (b *Backend) MaxBytes() int64 { return b.maxBytes }
+
+// fail wraps err for operation op, reporting cache.ErrClosed rather than
+// the driver's complaint when the backend was closed meanwhile.
+func (b *Backend) fail(op string, err error) error {
+	if b.closed.Load() {
+		return fmt.Errorf("sqlite: %s: %w", op, cache.ErrClosed)
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// check returns a wrapped cache.ErrClosed after Close.
+func (b *Backend) check(op string) error {
+	if b.closed.Load() {
+		return fmt.Errorf("sqlite: %s: %w", op, cache.ErrClosed)
+	}
+	return nil
+}
+
+// Ping checks that both pools can reach the database.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.check("ping"); err != nil {
+		return err
+	}
+	if err := b.reader.PingContext(ctx); err != nil {
+		return b.fail("ping", err)
+	}
+	if err := b.writer.PingContext(ctx); err != nil {
+		return b.fail("ping", err)
+	}
+	return nil
+}
+
+// Vacuum rebuilds the database file, giving the space of deleted entries
+// back to the operating system. It blocks writes while it runs.
+func (b *Backend) Vacuum(ctx context.Context) error {
+	if err := b.check("vacuum"); err != nil {
+		return err
+	}
+	if _, err := b.writer.ExecContext(ctx, `VACUUM`); err != nil {
+		return b.fail("vacuum", err)
+	}
+	return nil
+}
+
+// Close closes both pools. A checkpoint on the last connection folds the
+// WAL back into the database file.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return fmt.Errorf("sqlite: close: %w", cache.ErrClosed)
+	}
+	return errors.Join(b.getStmt.Close(), b.reader.Close(), b.writer.Close())
+}
+
+// Get returns the entry under key with its body. A Get does not write:
+// hit counts arrive later through RecordHits, so a cache hit never waits
+// for the write lock.
+func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	if err := b.check(fmt.Sprintf("get %q", key)); err != nil {
+		return nil, false, err
+	}
+	e, err := scanEntry(b.getStmt.QueryRowContext(ctx, key), true)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, b.fail(fmt.Sprintf("get %q", key), err)
+	}
+	return e, true, nil
+}
+
+// Put stores e in one transaction, then evicts least recently used entries
+// in the same transaction if the cap is exceeded.
+func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
+	op := fmt.Sprintf("put %q", e.Key)
+	if err := b.check(op); err != nil {
+		return err
+	}
+	r, err := toRow(e)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	tx, err := b.writer.BeginTxx(ctx, nil)
+	if err != nil {
+		return b.fail(op, err)
+	}
+	defer tx.Rollback()
+	if b.maxBytes > 0 && r.Size > b.maxBytes {
+		// Too large to keep at all; the entry it replaces is outdated.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, e.Key); err != nil {
+			return b.fail(op, err)
+		}
+		return b.commit(tx, op)
+	}
+	var id int64
+	if err := tx.QueryRowxContext(ctx, upsertEntry, r.args()...).Scan(&id); err != nil {
+		return b.fail(op, err)
+	}
+	if _, err := tx.ExecContext(ctx, upsertBody, id, nonNil(e.Body)); err != nil {
+		return b.fail(op, err)
+	}
+	if b.maxBytes > 0 {
+		if err := b.evict(ctx, tx, id); err != nil {
+			return b.fail(op, err)
+		}
+	}
+	return b.commit(tx, op)
+}
+
+func (b *Backend) commit(tx *sqlx.Tx, op string) error {
+	if err := tx.Commit(); err != nil {
+		return b.fail(op, err)
+	}
+	return nil
+}
+
+// nonNil turns a nil body into an empty one, since bodies.body is NOT NULL.
+func nonNil(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+// evict deletes least recently used entries other than keep until the
+// stored bytes fit the cap, taking exactly as many as needed.
+func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
+	for {
+		var total int64
+		if err := tx.GetContext(ctx, &total, `SELECT bytes FROM totals WHERE id = 1`); err != nil {
+			return err
+		}
+		excess := total - b.maxBytes
+		if excess <= 0 {
+			return nil
+		}
+		var victims []struct {
+			ID   int64 `db:"id"`
+			Size int64 `db:"size"`
+		}
+		if err := tx.SelectContext(ctx, &victims, `SELECT id, size FROM entries
+			WHERE id != ? ORDER BY last_used, id LIMIT 256`, keep); err != nil {
+			return err
+		}
+		if len(victims) == 0 {
+			return nil // only keep is left, and it fits by itself
+		}
+		var ids []int64
+		for _, v := range victims {
+			ids = append(ids, v.ID)
+			excess -= v.Size
+			if excess <= 0 {
+				break
+			}
+		}
+		query, args, err := sqlx.In(`DELETE FROM entries WHERE id IN (?)`, ids)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return err
+		}
+	}
+}
+
+// Delete removes the entry under key and reports whether it was there.
+func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
+	op := fmt.Sprintf("delete %q", key)
+	if err := b.check(op); err != nil {
+		return false, err
+	}
+	res, err := b.writer.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, key)
+	if err != nil {
+		return false, b.fail(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, b.fail(op, err)
+	}
+	return n > 0, nil
+}
+
+// RecordHits adds the hits in one transaction. LastHit only moves forward,
+// and so does the entry's place in the eviction order.
+func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
+	if err := b.check("record hits"); err != nil {
+		return err
+	}
+	if len(hits) == 0 {
+		return nil
+	}
+	tx, err := b.writer.BeginTxx(ctx, nil)
+	if err != nil {
+		return b.fail("record hits", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PreparexContext(ctx, `UPDATE entries SET
+		hits = hits + ?1,
+		last_hit = max(coalesce(last_hit, ?2), ?2),
+		last_used = max(last_used, ?2)
+		WHERE key = ?3`)
+	if err != nil {
+		return b.fail("record hits", err)
+	}
+	defer stmt.Close()
+	for _, h := range hits {
+		if _, err := stmt.ExecContext(ctx, h.Count, h.Last.UnixNano(), h.Key); err != nil {
+			return b.fail("record hits", err)
+		}
+	}
+	return b.commit(tx, "record hits")
+}
+
+// List returns one page of entries, seeking with the cursor through the
+// index of the sort column so a deep page costs what the first one does.
+func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
+	if err := b.check("list"); err != nil {
+		return cache.Page{}, err
+	}
+	s, err := q.Sort.Normalize()
+	if err != nil {
+		return cache.Page{}, fmt.Errorf("sqlite: list: %w", err)
+	}
+	where, args := whereClause(q.Filter)
+	col := sortColumns[s.Field]
+	dir, cmp := "ASC", ">"
+	if s.Desc {
+		dir, cmp = "DESC", "<"
+	}
+	if q.Cursor != "" {
+		c, err := cache.ParseCursor(q.Cursor, s)
+		if err != nil {
+			return cache.Page{}, fmt.Errorf("sqlite: list: %w", err)
+		}
+		where = append(where, fmt.Sprintf("(e.%s, e.key) %s (?, ?)", col, cmp))
+		if s.Field == cache.SortURL {
+			args = append(args, c.S, c.Key)
+		} else {
+			args = append(args, c.N, c.Key)
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("SELECT " + entryColumns)
+	if q.WithBody {
+		sb.WriteString(", b.body FROM entries e JOIN bodies b ON b.id = e.id")
+	} else {
+		sb.WriteString(" FROM entries e")
+	}
+	if len(where) > 0 {
+		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
+	}
+	limit := q.PageLimit()
+	fmt.Fprintf(&sb, " ORDER BY e.%s %s, e.key %s LIMIT %d", col, dir, dir, limit+1)
+
+	rows, err := b.reader.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return cache.Page{}, b.fail("list", err)
+	}
+	defer rows.Close()
+	var page cache.Page
+	for rows.Next() {
+		e, err := scanEntry(rows, q.WithBody)
+		if err != nil {
+			return cache.Page{}, b.fail("list", err)
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return cache.Page{}, b.fail("list", err)
+	}
+	if len(page.Entries) > limit {
+		page.Entries = page.Entries[:limit]
+		page.Next = cache.CursorAfter(page.Entries[limit-1], s)
+	}
+	return page, nil
+}
+
+// sortColumns maps each sort field to its indexed column.
+var sortColumns = map[cache.SortField]string{
+	cache.SortCreated: "created",
+	cache.SortExpires: "expires",
+	cache.SortSize:    "size",
+	cache.SortURL:     "url",
+	cache.SortHits:    "hits",
+}
+
+// Count returns the number and total size of the matching entries; with an
+// empty filter it reads the running totals instead of scanning.
+func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, error) {
+	if err := b.check("count"); err != nil {
+		return cache.Totals{}, err
+	}
+	var t cache.Totals
+	where, args := whereClause(f)
+	var err error
+	if len(where) == 0 {
+		err = b.reader.QueryRowxContext(ctx, `SELECT entries, bytes FROM totals WHERE id = 1`).Scan(&t.Entries, &t.Bytes)
+	} else {
+		err = b.reader.QueryRowxContext(ctx, `SELECT COUNT(*), COALESCE(SUM(e.size), 0) FROM entries e WHERE `+
+			strings.Join(where, " AND "), args...).Scan(&t.Entries, &t.Bytes)
+	}
+	if err != nil {
+		return cache.Totals{}, b.fail("count", err)
+	}
+	return t, nil
+}
+
+// DeleteMatching removes the matching entries and their bodies.
+func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, error) {
+	if err := b.check("delete matching"); err != nil {
+		return 0, err
+	}
+	query := `DELETE FROM entries AS e`
+	where, args := whereClause(f)
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	return b.deleteWhere(ctx, "delete matching", query, args...)
+}
+
+// DeleteExpired removes the entries stale at now.
+func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
+	if err := b.check("delete expired"); err != nil {
+		return 0, err
+	}
+	return b.deleteWhere(ctx, "delete expired", `DELETE FROM entries WHERE expires <= ?`, now.UnixNano())
+}
+
+func (b *Backend) deleteWhere(ctx context.Context, op, query string, args ...any) (int64, error) {
+	res, err := b.writer.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, b.fail(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, b.fail(op, err)
+	}
+	return n, nil
+}
+
+// Clear removes every entry.
+func (b *Backend) Clear(ctx context.Context) error {
+	if err := b.check("clear"); err != nil {
+		return err
+	}
+	if _, err := b.writer.ExecContext(ctx, `DELETE FROM entries`); err != nil {
+		return b.fail("clear", err)
+	}
+	return nil
+}
