@@ -1,0 +1,89 @@
+// Command cachegate runs the caching gateway and its admin side.
+//
+//	cachegate [flags]            serve (see -h)
+//
+// main only reads the configuration and starts the server that package web
+// assembles.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cachegate/cachegate/web"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run returns the process exit code: 0 on a clean stop, 1 on a runtime
+// failure, 2 on bad configuration.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, os.ReadFile)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, err)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "cachegate:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("CACHEGATE_LOG_LEVEL"))}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := web.Open(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "cachegate:", err)
+		return 1
+	}
+	log.Info("cachegate listening", "url", srv.URL(), "backend", web.RedactDSN(cfg.Backend), "upstreams", len(cfg.Upstreams)+boolInt(cfg.Demo))
+	if cfg.Demo {
+		log.Info("demo upstream mounted", "try", "curl -i "+srv.URL()+"/fetch/demo/get")
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err = srv.Close(sctx)
+		if serr := <-served; err == nil {
+			err = serr
+		}
+		if err == nil {
+			log.Info("stopped cleanly")
+			return 0
+		}
+	}
+	if err != nil {
+		log.Error("server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

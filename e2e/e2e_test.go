@@ -1,0 +1,172 @@
+// Package e2e holds black-box tests: a real web.Server on a free port, a
+// real upstream over HTTP, real backends on disk.
+package e2e_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/web"
+	"github.com/mccutchen/go-httpbin/v2/httpbin"
+)
+
+// startHTTPBin runs go-httpbin, the upstream requests-cache's docs use.
+func startHTTPBin(t testing.TB) string {
+	t.Helper()
+	s := httptest.NewServer(httpbin.New().Handler())
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+// startServer opens and serves a cachegate for cfg (Listen defaults to a
+// free loopback port) and stops it at the end of the test.
+func startServer(t testing.TB, cfg web.Config) *web.Server {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.ExpireAfter == 0 {
+		cfg.ExpireAfter = cache.Expiry(time.Hour)
+	}
+	srv, err := web.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return srv
+}
+
+func stopServer(t testing.TB, srv *web.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func get(t testing.TB, url string, header ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, string(b)}
+}
+
+func wantCache(t testing.TB, a answer, want string) {
+	t.Helper()
+	if got := a.header.Get("X-Cache"); got != want {
+		t.Fatalf("X-Cache = %q, want %q (status %d, Cache-Status %q)", got, want, a.status, a.header.Get("Cache-Status"))
+	}
+}
+
+func sqliteDSN(t testing.TB) string {
+	return "sqlite://" + filepath.Join(t.TempDir(), "nested", "dir", "cache.db")
+}
+
+func upstream(name, url string) web.UpstreamConfig {
+	return web.UpstreamConfig{Name: name, URL: url, Policy: cache.DefaultPolicy(cache.Expiry(time.Hour))}
+}
+
+func TestSQLiteCacheSurvivesRestart(t *testing.T) {
+	bin := startHTTPBin(t)
+	cfg := web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("bin", bin)}}
+
+	srv := startServer(t, cfg)
+	first := get(t, srv.URL()+"/fetch/bin/get?x=1")
+	wantCache(t, first, "MISS")
+	wantCache(t, get(t, srv.URL()+"/fetch/bin/get?x=1"), "HIT")
+	stopServer(t, srv)
+
+	srv = startServer(t, cfg)
+	again := get(t, srv.URL()+"/fetch/bin/get?x=1")
+	wantCache(t, again, "HIT")
+	if again.body != first.body {
+		t.Fatal("the body changed across the restart")
+	}
+}
+
+func TestDemoUpstream(t *testing.T) {
+	srv := startServer(t, web.Config{Backend: "memory://", Demo: true})
+	wantCache(t, get(t, srv.URL()+"/fetch/demo/get"), "MISS")
+	wantCache(t, get(t, srv.URL()+"/fetch/demo/get"), "HIT")
+}
+
+func TestHealthz(t *testing.T) {
+	srv := startServer(t, web.Config{Backend: sqliteDSN(t)})
+	if a := get(t, srv.URL()+"/healthz"); a.status != 200 {
+		t.Fatalf("healthz: %d %s", a.status, a.body)
+	}
+}
+
+func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
+	bin := startHTTPBin(t)
+	srv, err := web.Open(context.Background(), web.Config{Listen: "127.0.0.1:0", Backend: sqliteDSN(t), ExpireAfter: cache.Expiry(time.Hour),
+		Upstreams: []web.UpstreamConfig{upstream("bin", bin)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	got := make(chan answer, 1)
+	go func() { got <- get(t, srv.URL()+"/fetch/bin/delay/1") }()
+	time.Sleep(300 * time.Millisecond) // the request is in flight
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	a := <-got
+	if a.status != 200 {
+		t.Fatalf("in-flight request got %d, want 200", a.status)
+	}
+}
+
+func TestAdminRefusedOffLoopbackWithoutToken(t *testing.T) {
+	srv := startServer(t, web.Config{Listen: "0.0.0.0:0", Backend: "memory://"})
+	a := get(t, srv.URL()+"/api/stats")
+	if a.status != http.StatusForbidden {
+		t.Fatalf("admin API without token off loopback: %d %s", a.status, a.body)
+	}
+}

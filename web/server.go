@@ -1,0 +1,282 @@
+// Package web assembles cachegate: it opens the backends, builds the
+// gateway, mounts it and the admin side on one chi router, and runs the
+// HTTP server. Only this package (and cmd/) knows the concrete backends.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/mccutchen/go-httpbin/v2/httpbin"
+)
+
+// DefaultBackendName is the name the default backend is reachable by.
+const DefaultBackendName = "default"
+
+// Server is a running cachegate: gateway, admin side and their backends.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	backends map[string]cache.Backend
+	dsns     map[string]string
+	gateway  *gateway.Gateway
+	router   chi.Router
+	srv      *http.Server
+	ln       net.Listener
+	demo     *http.Server
+	adminOff string // why the admin side is off, empty when on
+}
+
+// Open opens the backends, builds the gateway and starts listening on
+// cfg.Listen (":0" picks a free port; see URL). Serve then answers
+// requests. On error everything opened so far is closed again.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, backends: map[string]cache.Backend{}, dsns: map[string]string{}}
+	defer func() {
+		if err != nil {
+			s.closeBackends()
+			if s.demo != nil {
+				s.demo.Close()
+			}
+		}
+	}()
+	if err := s.openBackends(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Demo {
+		if err := s.startDemo(); err != nil {
+			return nil, err
+		}
+	}
+	ups, err := s.upstreams()
+	if err != nil {
+		return nil, err
+	}
+	s.gateway, err = gateway.New(gateway.Options{Logger: log}, ups...)
+	if err != nil {
+		return nil, err
+	}
+	if !isLoopbackListen(cfg.Listen) && cfg.AdminToken == "" {
+		s.adminOff = "the admin API is off: the server listens on " + cfg.Listen +
+			", beyond this machine, and no admin token is set; set one with -admin-token, CACHEGATE_ADMIN_TOKEN or CACHEGATE_ADMIN_TOKEN_FILE"
+		log.Warn("admin side disabled", "reason", s.adminOff)
+	}
+	s.router = s.routes()
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.gateway.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.srv = &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func (s *Server) openBackends(ctx context.Context) error {
+	dsns := map[string]string{DefaultBackendName: s.cfg.Backend}
+	for name, dsn := range s.cfg.Backends {
+		dsns[name] = dsn
+	}
+	// A DSN named twice is opened once: two SQLite handles on one file
+	// would fight over its lock.
+	byDSN := map[string]cache.Backend{}
+	names := make([]string, 0, len(dsns))
+	for n := range dsns {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		dsn := dsns[name]
+		b, ok := byDSN[dsn]
+		if !ok {
+			var err error
+			b, err = OpenBackend(ctx, dsn)
+			if err != nil {
+				return fmt.Errorf("backend %s: %w", name, err)
+			}
+			byDSN[dsn] = b
+		}
+		s.backends[name] = b
+		s.dsns[name] = RedactDSN(dsn)
+	}
+	return nil
+}
+
+func (s *Server) closeBackends() {
+	closed := map[cache.Backend]bool{}
+	for name, b := range s.backends {
+		if closed[b] {
+			continue
+		}
+		closed[b] = true
+		if err := b.Close(); err != nil {
+			s.log.Error("close backend", "backend", name, "err", err)
+		}
+	}
+}
+
+// startDemo runs an in-process httpbin on a loopback port and adds it as
+// the upstream "demo", so the quick start needs no network.
+func (s *Server) startDemo() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo upstream: %w", err)
+	}
+	s.demo = &http.Server{Handler: httpbin.New().Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.demo.Serve(ln) }()
+	p := cache.DefaultPolicy(s.cfg.ExpireAfter)
+	s.cfg.Upstreams = append(s.cfg.Upstreams, UpstreamConfig{Name: "demo", URL: "http://" + ln.Addr().String(), Policy: p})
+	return nil
+}
+
+func (s *Server) upstreams() ([]gateway.Upstream, error) {
+	var ups []gateway.Upstream
+	for _, uc := range s.cfg.Upstreams {
+		u, err := url.Parse(uc.URL)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: url: %w", uc.Name, err)
+		}
+		bname := uc.Backend
+		if bname == "" {
+			bname = DefaultBackendName
+		}
+		b, ok := s.backends[bname]
+		if !ok {
+			return nil, fmt.Errorf("upstream %s: backend %q is not configured", uc.Name, bname)
+		}
+		timeout := uc.Timeout
+		if timeout <= 0 {
+			timeout = DefaultUpstreamTimeout
+		}
+		ups = append(ups, gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout})
+	}
+	return ups, nil
+}
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/healthz", s.handleHealth)
+	r.Handle("/fetch/*", s.gateway)
+	r.Handle("/fetch", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{
+			"error": "gateway paths are /fetch/<upstream>/<path>; configured upstreams: " + strings.Join(s.upstreamNames(), ", "),
+			"code":  "unknown_upstream",
+		})
+	}))
+	s.mountAdmin(r)
+	return r
+}
+
+func (s *Server) upstreamNames() []string {
+	var names []string
+	for _, u := range s.gateway.Upstreams() {
+		names = append(names, u.Name)
+	}
+	return names
+}
+
+// handleHealth answers 200 when every backend that can be pinged answers,
+// 503 naming the failing ones otherwise.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := map[string]string{}
+	code := http.StatusOK
+	for name, b := range s.backends {
+		status[name] = "ok"
+		if p, ok := b.(cache.Pinger); ok {
+			if err := p.Ping(ctx); err != nil {
+				status[name] = err.Error()
+				code = http.StatusServiceUnavailable
+			}
+		}
+	}
+	writeJSON(w, code, map[string]any{"status": http.StatusText(code), "backends": status})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve answers requests until Close. It returns nil after a clean Close.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// URL returns the server's base URL, e.g. http://127.0.0.1:8080. When it
+// listens on every interface, the URL names the loopback one.
+func (s *Server) URL() string {
+	addr := s.ln.Addr().(*net.TCPAddr)
+	ip := addr.IP
+	if ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+}
+
+// Handler returns the router, for tests that drive it without a socket.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Gateway returns the running gateway.
+func (s *Server) Gateway() *gateway.Gateway { return s.gateway }
+
+// Backends returns the open backends by name ("default" included).
+func (s *Server) Backends() map[string]cache.Backend { return s.backends }
+
+// Close stops accepting requests, lets in-flight ones finish until ctx is
+// done, then stops the gateway and closes the backends.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		// Time is up: cut what is still running.
+		s.srv.Close()
+	}
+	s.gateway.Close()
+	if s.demo != nil {
+		s.demo.Close()
+	}
+	s.closeBackends()
+	return err
+}
+
+// isLoopbackListen reports whether a listen address only accepts
+// connections from this machine.
+func isLoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
