@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
@@ -58,6 +61,26 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.h.ServeHTTP(w, r)
 }
 
+// testBackend opens the backend the gateway tests run on: a SQLite file by
+// default, the product's default; CACHEGATE_TEST_BACKEND=memory picks the
+// in-memory one (make test runs both).
+func testBackend(t testing.TB) cache.Backend {
+	t.Helper()
+	switch kind := os.Getenv("CACHEGATE_TEST_BACKEND"); kind {
+	case "", "sqlite":
+		b, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "gateway.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	case "memory":
+		return memory.New(0)
+	default:
+		t.Fatalf("CACHEGATE_TEST_BACKEND=%q: want sqlite or memory", kind)
+		return nil
+	}
+}
+
 func httpbinHandler() http.Handler { return httpbin.New().Handler() }
 
 // newEnv starts upstream (httpbin when nil) and a gateway with policy p in
@@ -68,7 +91,7 @@ func newEnv(t testing.TB, p cache.Policy, upstream http.Handler, backend cache.B
 		upstream = httpbinHandler()
 	}
 	if backend == nil {
-		backend = memory.New(0)
+		backend = testBackend(t)
 	}
 	us := httptest.NewServer(upstream)
 	t.Cleanup(us.Close)

@@ -1,0 +1,72 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// discard is a ResponseWriter that keeps nothing, so the benchmarks measure
+// the gateway and not a recorder.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkServeHit measures a cache hit through ServeHTTP, without the
+// network: the gateway's own cost per hit.
+func BenchmarkServeHit(b *testing.B) {
+	for _, size := range []int{1 << 10, 100 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			body := strings.Repeat("x", size)
+			up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/octet-stream")
+				fmt.Fprint(w, body)
+			})
+			e := newEnv(b, policy(), up, nil)
+			e.get("/b", "MISS")
+			req := httptest.NewRequest("GET", "/fetch/up/b", nil)
+			w := &discard{h: http.Header{}}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				clear(w.h)
+				e.gw.ServeHTTP(w, req)
+			}
+			if got := w.h.Get("X-Cache"); got != "HIT" {
+				b.Fatalf("X-Cache %q", got)
+			}
+		})
+	}
+}
+
+// BenchmarkJudge measures the reuse decision on a stored entry.
+func BenchmarkJudge(b *testing.B) {
+	p := policy(func(p *cache.Policy) { p.CacheControl = true })
+	_ = p.Validate()
+	now := time.Now()
+	e := &cache.Entry{Created: now, RequestTime: now, Expires: now.Add(time.Hour),
+		Header: http.Header{"Cache-Control": {"max-age=3600"}, "Date": {now.UTC().Format(http.TimeFormat)}}}
+	h := http.Header{"Accept": {"*/*"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if j := p.Judge(e, h, now); j.Use != cache.UseFresh {
+			b.Fatal(j.Reason)
+		}
+	}
+}
+
+// BenchmarkMakeKey measures hashing the parts of a cache key.
+func BenchmarkMakeKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		cache.MakeKey("up", "GET", "https://api.example.com/repos/a/b?page=2&per_page=100", "Accept-Language", "en")
+	}
+}
