@@ -1,0 +1,258 @@
+// Package mongotest gives tests a MongoDB to talk to without any setup.
+//
+// When CACHEGATE_TEST_MONGODB_URI is set, tests use that server. Otherwise
+// the first call starts FerretDB v1.24 in-process, with its SQLite handler
+// in a temporary directory, on a free 127.0.0.1 port; every test binary
+// shares that one server. Tests never skip for want of a MongoDB.
+//
+// Each test gets its own database (URI), dropped when the test ends, so
+// tests stay isolated even when they run in parallel. A test binary that
+// wants the temporary directory removed calls Shutdown from TestMain:
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		mongotest.Shutdown()
+//		os.Exit(code)
+//	}
+package mongotest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// EnvURI names the environment variable that points tests at a real
+// MongoDB instead of the in-process FerretDB.
+const EnvURI = "CACHEGATE_TEST_MONGODB_URI"
+
+var (
+	once     sync.Once
+	shared   *Server // nil when EnvURI is used
+	baseURI  string
+	client   *mongo.Client // drops test databases
+	startErr error
+)
+
+// URI returns a mongodb:// URI naming a new, empty database that only the
+// calling test uses; the database is dropped when the test ends. The first
+// call starts the shared server (see the package documentation).
+func URI(tb testing.TB) string {
+	tb.Helper()
+	once.Do(start)
+	if startErr != nil {
+		tb.Fatalf("mongotest: %v", startErr)
+	}
+	db := DatabaseName(tb)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.Database(db).Drop(ctx); err != nil {
+			tb.Logf("mongotest: drop database %s: %v", db, err)
+		}
+	})
+	return WithDatabase(baseURI, db)
+}
+
+// BaseURI returns the URI of the shared server, without a database. Most
+// tests want URI instead.
+func BaseURI(tb testing.TB) string {
+	tb.Helper()
+	once.Do(start)
+	if startErr != nil {
+		tb.Fatalf("mongotest: %v", startErr)
+	}
+	return baseURI
+}
+
+// nonAlnum matches what MongoDB does not accept (or we'd rather not have)
+// in a database name.
+var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+
+// DatabaseName returns a database name unique to this call, readable after
+// the test's name. MongoDB limits names to 63 bytes, so the test name is
+// shortened to leave room for a random suffix.
+func DatabaseName(tb testing.TB) string {
+	name := strings.Trim(nonAlnum.ReplaceAllString(tb.Name(), "_"), "_")
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t_" + name + "_" + hex.EncodeToString(b[:])
+}
+
+// WithDatabase returns uri with its path replaced by database, keeping
+// the query (options) as it was.
+func WithDatabase(uri, database string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		// Not a URI we can edit; let the caller's Open report it.
+		return uri
+	}
+	u.Path = "/" + database
+	u.RawPath = ""
+	return u.String()
+}
+
+func start() {
+	if uri := os.Getenv(EnvURI); uri != "" {
+		baseURI = uri
+	} else {
+		dir, err := os.MkdirTemp("", "cachegate-ferretdb-")
+		if err != nil {
+			startErr = err
+			return
+		}
+		s, err := startServer(dir, "127.0.0.1:0")
+		if err != nil {
+			os.RemoveAll(dir)
+			startErr = err
+			return
+		}
+		shared = s
+		baseURI = s.URI()
+	}
+	client, startErr = mongo.Connect(options.Client().ApplyURI(baseURI).SetServerSelectionTimeout(10 * time.Second))
+	if startErr != nil {
+		startErr = fmt.Errorf("connect to %s: %w", baseURI, startErr)
+	}
+}
+
+// Shutdown stops the shared FerretDB, if this binary started one, and
+// removes its directory. Call it from TestMain after m.Run.
+func Shutdown() {
+	if client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = client.Disconnect(ctx)
+		cancel()
+	}
+	if shared != nil {
+		shared.Stop()
+		os.RemoveAll(shared.dir)
+	}
+}
+
+// Server is one in-process FerretDB that a test can stop and start again
+// on the same address, to exercise connection loss and recovery.
+type Server struct {
+	dir  string
+	addr string
+
+	mu     sync.Mutex // protects cancel and done
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewServer starts a FerretDB of the test's own, storing its data in a
+// temporary directory, and stops it when the test ends. Unlike URI it
+// always uses FerretDB, even when EnvURI is set, because the test needs
+// to control the server's life.
+func NewServer(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := startServer(tb.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("mongotest: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func startServer(dir, addr string) (*Server, error) {
+	s := &Server{dir: dir}
+	if addr == "127.0.0.1:0" {
+		// FerretDB binds its own listener, so find a free port first. The
+		// port could in theory be taken between Close and FerretDB's
+		// Listen; nothing else in a test run competes for it.
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		addr = l.Addr().String()
+		l.Close()
+	}
+	s.addr = addr
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// URI returns the server's mongodb:// URI, without a database.
+func (s *Server) URI() string { return "mongodb://" + s.addr + "/" }
+
+// Start starts the server on its address; it is a no-op while it runs.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return nil
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: s.addr},
+		// FerretDB logs every connection at info level; warnings are
+		// what a failing test wants to see.
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + s.dir + "/",
+	})
+	if err != nil {
+		return fmt.Errorf("start FerretDB: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(ctx)
+	}()
+	s.cancel, s.done = cancel, done
+	// Run binds the listener asynchronously: wait until it accepts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			s.cancel, s.done = nil, nil
+			return fmt.Errorf("FerretDB did not listen on %s: %w", s.addr, err)
+		}
+		select {
+		case <-done:
+			s.cancel, s.done = nil, nil
+			return errors.New("FerretDB stopped while starting (is the port taken?)")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the server and waits until it has closed its listener and
+// connections; it is a no-op when the server is not running.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.done
+	s.cancel, s.done = nil, nil
+}
