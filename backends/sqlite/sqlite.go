@@ -421,9 +421,41 @@ func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
 	if err := b.check("list"); err != nil {
 		return cache.Page{}, err
 	}
-	s, err := q.Sort.Normalize()
+	query, args, s, err := listQuery(q)
 	if err != nil {
 		return cache.Page{}, fmt.Errorf("sqlite: list: %w", err)
+	}
+	rows, err := b.reader.QueryContext(ctx, query, args...)
+	if err != nil {
+		return cache.Page{}, b.fail("list", err)
+	}
+	defer rows.Close()
+	var page cache.Page
+	for rows.Next() {
+		e, err := scanEntry(rows, q.WithBody)
+		if err != nil {
+			return cache.Page{}, b.fail("list", err)
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return cache.Page{}, b.fail("list", err)
+	}
+	// The query asks for one row more than a page: if it came, there is a
+	// next page, and the last page never ends with an empty one.
+	if limit := q.PageLimit(); len(page.Entries) > limit {
+		page.Entries = page.Entries[:limit]
+		page.Next = cache.CursorAfter(page.Entries[limit-1], s)
+	}
+	return page, nil
+}
+
+// listQuery builds the SQL of a List call and returns it with its
+// arguments and the normalized sort.
+func listQuery(q cache.Query) (string, []any, cache.Sort, error) {
+	s, err := q.Sort.Normalize()
+	if err != nil {
+		return "", nil, s, err
 	}
 	where, args := whereClause(q.Filter)
 	col := sortColumns[s.Field]
@@ -434,7 +466,7 @@ func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
 	if q.Cursor != "" {
 		c, err := cache.ParseCursor(q.Cursor, s)
 		if err != nil {
-			return cache.Page{}, fmt.Errorf("sqlite: list: %w", err)
+			return "", nil, s, err
 		}
 		where = append(where, fmt.Sprintf("(e.%s, e.key) %s (?, ?)", col, cmp))
 		if s.Field == cache.SortURL {
@@ -453,30 +485,8 @@ func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
 	if len(where) > 0 {
 		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
-	limit := q.PageLimit()
-	fmt.Fprintf(&sb, " ORDER BY e.%s %s, e.key %s LIMIT %d", col, dir, dir, limit+1)
-
-	rows, err := b.reader.QueryContext(ctx, sb.String(), args...)
-	if err != nil {
-		return cache.Page{}, b.fail("list", err)
-	}
-	defer rows.Close()
-	var page cache.Page
-	for rows.Next() {
-		e, err := scanEntry(rows, q.WithBody)
-		if err != nil {
-			return cache.Page{}, b.fail("list", err)
-		}
-		page.Entries = append(page.Entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return cache.Page{}, b.fail("list", err)
-	}
-	if len(page.Entries) > limit {
-		page.Entries = page.Entries[:limit]
-		page.Next = cache.CursorAfter(page.Entries[limit-1], s)
-	}
-	return page, nil
+	fmt.Fprintf(&sb, " ORDER BY e.%s %s, e.key %s LIMIT %d", col, dir, dir, q.PageLimit()+1)
+	return sb.String(), args, s, nil
 }
 
 // sortColumns maps each sort field to its indexed column.
