@@ -1,6 +1,8 @@
-// Command cachegate runs the caching gateway and its admin side.
+// Command cachegate runs the caching gateway and its admin side, and moves
+// cached entries between backends.
 //
-//	cachegate [flags]            serve (see -h)
+//	cachegate [flags]                      serve (see -h)
+//	cachegate export|import|copy [flags]   see cachegate export -h
 //
 // main only reads the configuration and starts the server that package web
 // assembles.
@@ -27,6 +29,11 @@ func main() {
 // run returns the process exit code: 0 on a clean stop, 1 on a runtime
 // failure, 2 on bad configuration.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if cmd, ok := subcommands[args[0]]; ok {
+			return cmd(args[1:], getenv, os.Stdin, stdout, stderr)
+		}
+	}
 	cfg, err := loadConfig(args, getenv, os.ReadFile)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, err)
@@ -87,3 +94,7 @@ func logLevel(s string) slog.Level {
 	}
 	return l
 }
+
+// subcommands are the commands besides serving, by name. Each returns the
+// exit code: 2 for bad flags, 1 for a failure.
+var subcommands = map[string]func(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int{}
