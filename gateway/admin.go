@@ -1,0 +1,438 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// ErrNotFound is returned by the admin operations for a key that is not
+// stored.
+var ErrNotFound = errors.New("entry not found")
+
+// ErrUnknownUpstream is wrapped by admin operations on an upstream that is
+// not configured (an entry imported from elsewhere, say).
+var ErrUnknownUpstream = errUnknownUpstream
+
+// The outcomes of a revalidation.
+const (
+	OutcomeNotModified = "not_modified" // the upstream confirmed the entry; its expiry was extended
+	OutcomeUpdated     = "updated"      // the upstream answered anew; the entry was replaced
+	OutcomeGone        = "gone"         // the upstream answers 404 or 410; the entry was removed
+	OutcomeError       = "error"        // the upstream failed; the entry was kept
+)
+
+// Revalidation reports what a revalidation did.
+type Revalidation struct {
+	Key     string     `json:"key"`
+	Outcome string     `json:"outcome"`
+	Status  int        `json:"upstream_status,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"` // nil: never, or not stored
+	Stored  bool       `json:"stored"`
+	Reason  string     `json:"reason,omitempty"` // why the new expiry, or why no longer stored
+	Changes *Changes   `json:"changes,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// Changes describes how an updated response differs from the stored one.
+type Changes struct {
+	StatusBefore int            `json:"status_before"`
+	StatusAfter  int            `json:"status_after"`
+	Headers      []HeaderChange `json:"headers,omitempty"`
+	BodyChanged  bool           `json:"body_changed"`
+	SizeBefore   int64          `json:"size_before"`
+	SizeAfter    int64          `json:"size_after"`
+	// BodyDiff is a unified line diff for text and JSON bodies (JSON is
+	// indented first, so the diff follows its structure).
+	BodyDiff string `json:"body_diff,omitempty"`
+}
+
+// HeaderChange is one response header that was added, removed or changed.
+type HeaderChange struct {
+	Name   string `json:"name"`
+	Before string `json:"before,omitempty"`
+	After  string `json:"after,omitempty"`
+}
+
+// Revalidate asks the upstream whether the entry stored under key in b is
+// still current, with a conditional request when it has validators, and
+// updates b accordingly. An upstream failure is reported in the result,
+// not as an error; errors are for a missing entry (ErrNotFound), an entry
+// of an unknown upstream, or a failing backend.
+func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (Revalidation, error) {
+	res := Revalidation{Key: key}
+	e, ok, err := b.Get(ctx, key)
+	if err != nil {
+		return res, err
+	}
+	if !ok {
+		return res, ErrNotFound
+	}
+	up, err := g.upstream(e.Upstream)
+	if err != nil {
+		return res, err
+	}
+	target, err := up.entryTarget(e)
+	if err != nil {
+		return res, err
+	}
+	header := http.Header{}
+	for k, v := range e.RequestHeader {
+		if len(v) == 1 && v[0] == Redacted {
+			continue
+		}
+		header[k] = v
+	}
+	kr, err := newKeyedRequest(up, e.Method, target, header, nil)
+	if err != nil {
+		return res, err
+	}
+	req, err := http.NewRequestWithContext(ctx, e.Method, target.String(), nil)
+	if err != nil {
+		return res, err
+	}
+	req.Header = header.Clone()
+	if e.ETag != "" {
+		req.Header.Set("If-None-Match", e.ETag)
+	}
+	if e.LastModified != "" {
+		req.Header.Set("If-Modified-Since", e.LastModified)
+	}
+	reqTime := g.now()
+	resp, err := up.client.Do(req)
+	if err != nil {
+		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, unwrapURLError(err)).Error()
+		return res, nil
+	}
+	defer resp.Body.Close()
+	respTime := g.now()
+	res.Status = resp.StatusCode
+	removeHopByHop(resp.Header)
+	rewriteLocation(resp.Header, up.URL, up.Name, target)
+
+	switch {
+	case resp.StatusCode == http.StatusNotModified:
+		r := g.refreshed(ctx, up, kr, e, resp.Header, reqTime, respTime)
+		res.Outcome, res.Stored, res.Reason = OutcomeNotModified, r.stored, r.decision.Reason
+		res.Expires = expiresPtr(r.entry, r.stored)
+		return res, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		if _, err := b.Delete(ctx, key); err != nil {
+			return res, err
+		}
+		res.Outcome = OutcomeGone
+		return res, nil
+	case resp.StatusCode >= 500:
+		res.Outcome = OutcomeError
+		res.Error = fmt.Sprintf("upstream %q answered %d; the entry was kept", up.Name, resp.StatusCode)
+		return res, nil
+	}
+	body, tooBig, err := readUpTo(resp.Body, up.Policy.MaxBodySize)
+	if err != nil {
+		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err)).Error()
+		return res, nil
+	}
+	dec := up.Policy.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(body))})
+	if tooBig {
+		dec = cache.Decision{Rule: "max_body_size", Reason: "the new body is larger than max_body_size"}
+	}
+	fresh := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
+	fresh.Key, fresh.BaseKey, fresh.Hits, fresh.LastHit = e.Key, e.BaseKey, e.Hits, e.LastHit
+	res.Outcome, res.Reason = OutcomeUpdated, dec.Reason
+	res.Changes = diffEntries(e, fresh, tooBig)
+	if dec.Store {
+		if err := b.Put(ctx, fresh); err != nil {
+			return res, err
+		}
+		res.Stored = true
+		res.Expires = expiresPtr(fresh, true)
+	} else if _, err := b.Delete(ctx, key); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func expiresPtr(e *cache.Entry, stored bool) *time.Time {
+	if !stored || e.Never() {
+		return nil
+	}
+	t := e.Expires
+	return &t
+}
+
+// entryTarget rebuilds the upstream URL of a stored entry. Redacted ignored
+// parameters are left out rather than sent as "REDACTED". The host must be
+// the upstream's: an imported entry can never make the gateway call
+// another host.
+func (u *upstream) entryTarget(e *cache.Entry) (*url.URL, error) {
+	t, err := url.Parse(e.URL)
+	if err != nil {
+		return nil, fmt.Errorf("the stored URL %q does not parse: %w", e.URL, err)
+	}
+	if !strings.EqualFold(t.Host, u.URL.Host) && !strings.EqualFold(t.Host, hostWithoutDefaultPort(u.URL)) {
+		return nil, fmt.Errorf("the stored URL's host %q is not upstream %q's host %q", t.Host, u.Name, u.URL.Host)
+	}
+	t.Scheme, t.Host = u.URL.Scheme, u.URL.Host
+	if t.RawQuery != "" {
+		var kept []string
+		for _, part := range strings.Split(t.RawQuery, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			if value == Redacted && u.Policy.IsIgnored(name) {
+				continue
+			}
+			kept = append(kept, part)
+		}
+		t.RawQuery = strings.Join(kept, "&")
+	}
+	return t, nil
+}
+
+func hostWithoutDefaultPort(u *url.URL) string {
+	h, port, ok := strings.Cut(u.Host, ":")
+	if ok && ((u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443")) {
+		return h
+	}
+	return u.Host
+}
+
+// ignoredInDiff are headers that change on every response and would only
+// hide the changes that matter.
+var ignoredInDiff = map[string]bool{"Date": true, "Age": true, "Expires": true, "X-Request-Id": true}
+
+func diffEntries(before, after *cache.Entry, afterTruncated bool) *Changes {
+	c := &Changes{StatusBefore: before.Status, StatusAfter: after.Status, SizeBefore: before.Size, SizeAfter: after.Size}
+	names := map[string]bool{}
+	for k := range before.Header {
+		names[k] = true
+	}
+	for k := range after.Header {
+		names[k] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for k := range names {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		if ignoredInDiff[k] {
+			continue
+		}
+		b, a := strings.Join(before.Header.Values(k), ", "), strings.Join(after.Header.Values(k), ", ")
+		if a != b {
+			c.Headers = append(c.Headers, HeaderChange{Name: k, Before: b, After: a})
+		}
+	}
+	c.BodyChanged = afterTruncated || string(before.Body) != string(after.Body)
+	if c.BodyChanged && !afterTruncated && isTextual(before.ContentType) && isTextual(after.ContentType) {
+		c.BodyDiff = lineDiff(textForDiff(before), textForDiff(after))
+	}
+	return c
+}
+
+// Explanation says what the gateway would do with a request, without
+// sending it.
+type Explanation struct {
+	Upstream string    `json:"upstream"`
+	Backend  string    `json:"backend"`
+	Mode     string    `json:"mode"`
+	Method   string    `json:"method"`
+	URL      string    `json:"url"` // redacted
+	Key      string    `json:"key"`
+	KeyParts []KeyPart `json:"key_parts"`
+	// Cacheable is false when the method passes through.
+	Cacheable    bool   `json:"cacheable"`
+	NotCacheable string `json:"not_cacheable_reason,omitempty"`
+	// Store, Rule, Reason and Expires are the policy's decision for a
+	// response to this request: for the cached response's headers when
+	// something is cached, otherwise for a 200 without caching headers
+	// (Assumed says which).
+	Assumed string     `json:"assumed"`
+	Store   bool       `json:"would_store"`
+	Rule    string     `json:"rule"`
+	Reason  string     `json:"reason"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Never   bool       `json:"never_expires,omitempty"`
+	// Cached describes the stored entry, if any, and what a request would
+	// get from it now.
+	Cached *CachedExplanation `json:"cached,omitempty"`
+}
+
+// KeyPart is one ingredient of the cache key.
+type KeyPart struct {
+	Part  string `json:"part"`
+	Value string `json:"value"`
+}
+
+// CachedExplanation describes the entry a request would find.
+type CachedExplanation struct {
+	Key      string     `json:"key"`
+	Fresh    bool       `json:"fresh"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	AgeSec   int64      `json:"age_seconds"`
+	Hits     int64      `json:"hits"`
+	Stored   string     `json:"stored_reason"`
+	Answer   string     `json:"answer"` // HIT, STALE, REVALIDATE, REFETCH
+	Why      string     `json:"why"`
+	Variants bool       `json:"varies,omitempty"`
+	Created  time.Time  `json:"created"`
+	LastHit  *time.Time `json:"last_hit,omitempty"`
+}
+
+// Explain tells what the gateway would do with method on rawURL (a path and
+// query below the upstream, a /fetch/<name>/ path, or an absolute URL on the
+// upstream's host) with the given request headers: the key and its parts,
+// the expiry rule that would win and why, whether the response would be
+// stored, and what is cached now.
+func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method string, header http.Header) (Explanation, error) {
+	up, err := g.upstream(upstreamName)
+	if err != nil {
+		return Explanation{}, err
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	method = strings.ToUpper(method)
+	if header == nil {
+		header = http.Header{}
+	}
+	rest, query, err := up.relative(rawURL)
+	if err != nil {
+		return Explanation{}, err
+	}
+	target, err := up.target(rest, query)
+	if err != nil {
+		return Explanation{}, err
+	}
+	p := &up.Policy
+	cacheMethod := method
+	if method == http.MethodHead && p.AllowsMethod(http.MethodGet) {
+		cacheMethod = http.MethodGet
+	}
+	kr, err := newKeyedRequest(up, cacheMethod, target, header, nil)
+	if err != nil {
+		return Explanation{}, err
+	}
+	x := Explanation{
+		Upstream: up.Name, Backend: up.BackendName, Mode: string(p.Mode), Method: method,
+		URL: kr.storedURL, Key: kr.base, Cacheable: p.AllowsMethod(cacheMethod),
+	}
+	keyURL, _, _ := normalizeURL(target, p)
+	x.KeyParts = append(x.KeyParts, KeyPart{"upstream", up.Name}, KeyPart{"method", cacheMethod}, KeyPart{"url", keyURL})
+	if len(p.IgnoredParameters) > 0 {
+		x.KeyParts = append(x.KeyParts, KeyPart{"ignored parameters (left out)", strings.Join(p.IgnoredParameters, ", ")})
+	}
+	hparts, _ := keyHeaders(header, p)
+	for i := 0; i+1 < len(hparts); i += 2 {
+		v := hparts[i+1]
+		name := hparts[i]
+		if strings.HasPrefix(name, "credential:") {
+			v = "(hashed, never stored)"
+		}
+		x.KeyParts = append(x.KeyParts, KeyPart{"header " + strings.TrimPrefix(name, "credential:"), v})
+	}
+	if !x.Cacheable {
+		x.NotCacheable = fmt.Sprintf("method %s is not in allowable_methods %v: it passes through", method, p.AllowableMethods)
+	}
+	if cache.RequestDirectives(header).Has("no-store") {
+		x.Cacheable = false
+		x.NotCacheable = "the request says Cache-Control: no-store: it bypasses the cache"
+	}
+
+	now := g.now()
+	entry, err := g.lookup(ctx, up, kr)
+	if err != nil {
+		return x, err
+	}
+	respHeader := http.Header{}
+	status := http.StatusOK
+	x.Assumed = "a 200 response without caching headers (nothing is cached to look at)"
+	if entry != nil {
+		respHeader, status = entry.Header, entry.Status
+		x.Assumed = "the headers of the cached response"
+	}
+	dec := p.Decide(kr.rules, cache.Response{Status: status, Header: respHeader, RequestTime: now, ResponseTime: now, Size: -1})
+	x.Store, x.Rule, x.Reason = dec.Store, dec.Rule, dec.Reason
+	if dec.Store {
+		if dec.Expires.IsZero() {
+			x.Never = true
+		} else {
+			t := dec.Expires
+			x.Expires = &t
+		}
+	}
+	if entry != nil {
+		j := p.Judge(entry, header, now)
+		c := &CachedExplanation{
+			Key: entry.Key, Fresh: j.Fresh, AgeSec: int64(j.Age / time.Second), Hits: entry.Hits,
+			Stored: entry.Reason, Why: j.Reason, Variants: len(varyNames(entry.Header)) > 0, Created: entry.Created,
+		}
+		if !entry.Never() {
+			t := entry.Expires
+			c.Expires = &t
+		}
+		if !entry.LastHit.IsZero() {
+			t := entry.LastHit
+			c.LastHit = &t
+		}
+		switch {
+		case j.Use == cache.UseFresh:
+			c.Answer = Hit
+		case j.Use == cache.UseStale || j.StaleWhileRevalidate:
+			c.Answer = Stale
+		case entry.HasValidator():
+			c.Answer = "REVALIDATE"
+		default:
+			c.Answer = "REFETCH"
+		}
+		x.Cached = c
+	}
+	return x, nil
+}
+
+// relative turns what an operator typed into the escaped path below the
+// upstream and a raw query.
+func (u *upstream) relative(raw string) (rest, query string, err error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", "", errors.New("url is empty: give a path below the upstream, like /repos/golang/go")
+	}
+	if strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
+		abs, err := url.Parse(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("url %q does not parse: %w", raw, err)
+		}
+		if !strings.EqualFold(abs.Host, u.URL.Host) {
+			return "", "", fmt.Errorf("url %q is not on upstream %q (%s)", raw, u.Name, u.URL.Host)
+		}
+		p := strings.TrimPrefix(abs.EscapedPath(), strings.TrimSuffix(u.URL.EscapedPath(), "/"))
+		return strings.TrimPrefix(p, "/"), abs.RawQuery, nil
+	}
+	path, query, _ := strings.Cut(raw, "?")
+	if p, ok := strings.CutPrefix(path, "/fetch/"+u.Name+"/"); ok {
+		path = p
+	}
+	return strings.TrimPrefix(path, "/"), query, nil
+}
+
+// textForDiff returns a body as text lines for diffing; JSON is indented so
+// that the diff follows its structure.
+func textForDiff(e *cache.Entry) string {
+	if strings.Contains(e.ContentType, "json") {
+		if s, ok := indentJSON(e.Body); ok {
+			return s
+		}
+	}
+	return string(e.Body)
+}
+
+func isTextual(ct string) bool {
+	return strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json") || strings.Contains(ct, "xml") ||
+		strings.Contains(ct, "javascript") || strings.Contains(ct, "yaml") || ct == "application/x-www-form-urlencoded"
+}
