@@ -1,0 +1,202 @@
+// Command benchrun measures cachegate's cache hits side by side with nginx
+// proxy_cache and Varnish, all in front of the same in-memory upstream
+// (bench/upstream), and writes the figures to bench/RESULTS.md.
+//
+// It installs nginx, varnish and wrk from Debian when they are missing, builds
+// the upstream and the gateway, starts every server on a loopback port in a
+// private temporary directory, and stops all of them when it ends, on error
+// and on Ctrl-C alike. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// config is what the flags and BENCH_* variables set.
+type config struct {
+	Rounds      int
+	Duration    time.Duration // of one wrk run
+	Threads     int           // wrk -t
+	Connections int           // wrk -c
+	Herd        int           // simultaneous first requests
+	HerdDelay   time.Duration // the upstream's latency in the herd test
+	MissSamples int
+	Workers     int // nginx worker_processes
+	VarnishMin  int // thread_pool_min (one pool)
+	Out         string
+	Install     bool
+	MongoDB     string // optional mongodb:// DSN for a cachegate-mongodb target
+	Timeout     time.Duration
+
+	root, dir string // repository root; private temporary directory
+	wrkBin    string
+}
+
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	envInt := func(k string, def int) int {
+		if n, err := strconv.Atoi(getenv(k)); err == nil {
+			return n
+		}
+		return def
+	}
+	envDur := func(k string, def time.Duration) time.Duration {
+		if d, err := time.ParseDuration(getenv(k)); err == nil {
+			return d
+		}
+		return def
+	}
+	var c config
+	quick := getenv("BENCH_QUICK") != "" && getenv("BENCH_QUICK") != "0"
+	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&quick, "quick", quick, "quick mode: 1 round of 2s, 50 miss samples (env BENCH_QUICK=1)")
+	fs.IntVar(&c.Rounds, "rounds", envInt("BENCH_ROUNDS", 3), "interleaved rounds over all targets (env BENCH_ROUNDS)")
+	fs.DurationVar(&c.Duration, "duration", envDur("BENCH_DURATION", 5*time.Second), "length of one wrk run (env BENCH_DURATION)")
+	fs.IntVar(&c.Threads, "threads", envInt("BENCH_THREADS", 2), "wrk threads")
+	fs.IntVar(&c.Connections, "connections", envInt("BENCH_CONNECTIONS", 64), "wrk connections")
+	fs.IntVar(&c.Herd, "herd", 200, "simultaneous first requests in the herd test")
+	fs.DurationVar(&c.HerdDelay, "herd-delay", 100*time.Millisecond, "upstream latency in the herd test")
+	fs.IntVar(&c.MissSamples, "miss-samples", envInt("BENCH_MISS_SAMPLES", 200), "unique-URL misses per target")
+	fs.IntVar(&c.Workers, "nginx-workers", 2, "nginx worker_processes")
+	fs.IntVar(&c.VarnishMin, "varnish-threads", 200, "Varnish thread_pool_min (one pool)")
+	fs.StringVar(&c.Out, "out", "", "results file (default bench/RESULTS.md in the repository)")
+	noInstall := fs.Bool("no-install", false, "do not apt-get install missing tools")
+	fs.StringVar(&c.MongoDB, "mongodb", getenv("BENCH_MONGODB_URI"), "also run cachegate on this mongodb:// DSN (env BENCH_MONGODB_URI)")
+	fs.DurationVar(&c.Timeout, "timeout", 45*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.Install = !*noInstall
+	if quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["rounds"] {
+			c.Rounds = 1
+		}
+		if !set["duration"] {
+			c.Duration = 2 * time.Second
+		}
+		if !set["miss-samples"] {
+			c.MissSamples = 50
+		}
+	}
+	switch {
+	case c.Rounds < 1, c.Duration < time.Second, c.Threads < 1, c.Connections < c.Threads,
+		c.Herd < 1, c.Herd > 2000, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1:
+		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herd-delay up to 10s, miss-samples >= 1")
+	}
+	c.Duration = c.Duration.Round(time.Second) // wrk takes whole seconds
+	return c, nil
+}
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM) // stops every server on Ctrl-C
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := run(ctx, cfg); err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted; every server it started has been stopped")
+		}
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config) (err error) {
+	if cfg.root, err = repoRoot(); err != nil {
+		return err
+	}
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join(cfg.root, "bench", "RESULTS.md")
+	}
+	tools, err := ensureTools(ctx, cfg.Install)
+	if err != nil {
+		return err
+	}
+	cfg.wrkBin = tools["wrk"]
+
+	if cfg.dir, err = os.MkdirTemp("", "cachegate-benchrun-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.dir)
+
+	machine := machineInfo(ctx, cfg, tools) // before the builds load the machine
+	b := &bench{cfg: cfg, tools: tools}
+	defer b.stopAll()
+
+	if err := b.startAll(ctx); err != nil {
+		return err
+	}
+	rep := &report{cfg: cfg, started: time.Now(), machine: machine, targets: b.targets, gatewayNote: b.gatewayNote}
+
+	logf("warming caches")
+	if err := b.warm(ctx, rep); err != nil {
+		return err
+	}
+	logf("throughput: %d round(s) x %d targets x %d bodies x %s", cfg.Rounds, len(b.live()), len(bodies), cfg.Duration)
+	if rep.throughput, err = b.throughput(ctx); err != nil {
+		return err
+	}
+	for _, t := range b.live() {
+		rep.rss = append(rep.rss, rssLine{t.name, t.proc.rssKiB()})
+	}
+	logf("herd: %d simultaneous first requests, upstream latency %s", cfg.Herd, cfg.HerdDelay)
+	if rep.herd, err = b.herdAll(ctx); err != nil {
+		return err
+	}
+	logf("miss overhead: %d unique URLs per target", cfg.MissSamples)
+	if rep.miss, err = b.missOverhead(ctx); err != nil {
+		return err
+	}
+	rep.million = b.millionEntryFigures(ctx)
+
+	text := rep.markdown()
+	fmt.Print("\n" + text)
+	if err := os.WriteFile(cfg.Out, []byte(text), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", cfg.Out)
+	return nil
+}
+
+// logf prints progress to stderr, so stdout carries only the report.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// repoRoot walks up from the working directory to the directory holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the repository")
+		}
+		dir = parent
+	}
+}

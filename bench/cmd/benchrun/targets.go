@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/cachegate/cachegate/bench/configs"
+)
+
+// bodies are the response sizes the throughput test measures.
+var bodies = []struct{ name, path string }{
+	{"1 KiB", "/bytes/1k"},
+	{"100 KiB", "/bytes/100k"},
+}
+
+// target is one server measured: the upstream itself or a cache in front of it.
+type target struct {
+	name   string
+	base   string // http://127.0.0.1:PORT
+	prefix string // put before an upstream path: "" or "/fetch/bench"
+	health string // path answering 200 without touching any cache entry
+	cached bool   // false for the upstream called directly
+	proc   *proc
+	skip   string // why the target is not measured; empty when live
+}
+
+func (t *target) url(path string) string { return t.base + t.prefix + path }
+
+// bench holds the running servers.
+type bench struct {
+	cfg         config
+	tools       map[string]string
+	upstream    *target
+	targets     []*target // upstream first, then the caches, skipped ones included
+	procs       []*proc
+	gatewayNote string // why cachegate is not measured, if it is not
+}
+
+// live returns the targets being measured, the upstream first.
+func (b *bench) live() []*target {
+	var ts []*target
+	for _, t := range b.targets {
+		if t.skip == "" {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+func (b *bench) stopAll() {
+	for _, p := range slices.Backward(b.procs) {
+		p.stop()
+	}
+	b.procs = nil
+}
+
+// start starts a server and waits until its health path answers.
+// Daemons that fork workers (supervised) run under the watchdog shell.
+func (b *bench) start(ctx context.Context, t *target, supervised bool, bin string, args ...string) error {
+	p, err := startProc(t.name, filepath.Join(b.cfg.dir, t.name+".log"), supervised, bin, args...)
+	if err != nil {
+		return err
+	}
+	b.procs = append(b.procs, p)
+	t.proc = p
+	return waitHTTP(ctx, p, t.base+t.health, 20*time.Second)
+}
+
+func (b *bench) startAll(ctx context.Context) error {
+	dir := b.cfg.dir
+	logf("building the upstream")
+	upBin := filepath.Join(dir, "upstream")
+	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", upBin, "./bench/cmd/upstream"); err != nil {
+		return fmt.Errorf("build bench/cmd/upstream: %w\n%s", err, out)
+	}
+	logf("building the gateway (./cmd/server)")
+	gwBin := filepath.Join(dir, "cachegate")
+	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", gwBin, "./cmd/server"); err != nil {
+		b.gatewayNote = "SKIPPED: the gateway did not build (`go build ./cmd/server`): " + firstLine(out, err)
+		logf("%s", b.gatewayNote)
+		gwBin = ""
+	}
+
+	port := func() int {
+		p, err := freePort()
+		if err != nil {
+			panic(err) // loopback without a free port: nothing else would work either
+		}
+		return p
+	}
+	loop := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
+
+	upPort := port()
+	b.upstream = &target{name: "upstream", base: loop(upPort), health: "/healthz"}
+	b.targets = append(b.targets, b.upstream)
+	logf("starting the upstream on %s", b.upstream.base)
+	if err := b.start(ctx, b.upstream, false, upBin, "-listen", "127.0.0.1:"+strconv.Itoa(upPort)); err != nil {
+		return err
+	}
+
+	// nginx
+	ng := &target{name: "nginx", base: "", health: "/healthz", cached: true}
+	ngPort := port()
+	ng.base = loop(ngPort)
+	ngDir := filepath.Join(dir, "nginx")
+	params := configs.Params{Dir: ngDir, Port: ngPort, UpstreamPort: upPort, Workers: b.cfg.Workers, RunAsRoot: os.Geteuid() == 0}
+	b.targets = append(b.targets, ng)
+	if err := os.MkdirAll(ngDir, 0o700); err != nil {
+		return err
+	}
+	if err := render("nginx.conf.tmpl", filepath.Join(ngDir, "nginx.conf"), params); err != nil {
+		return err
+	}
+	logf("starting nginx on %s", ng.base)
+	if err := b.start(ctx, ng, true, b.tools["nginx"], "-p", ngDir, "-c", filepath.Join(ngDir, "nginx.conf"), "-e", filepath.Join(ngDir, "error.log")); err != nil {
+		ng.skip = "SKIPPED: " + err.Error()
+		logf("nginx: %v", err)
+	}
+
+	// Varnish
+	vn := &target{name: "varnish", health: "/healthz", cached: true}
+	vnPort := port()
+	vn.base = loop(vnPort)
+	vnDir := filepath.Join(dir, "varnish")
+	params.Dir, params.Port = vnDir, vnPort
+	b.targets = append(b.targets, vn)
+	if err := os.MkdirAll(vnDir, 0o700); err != nil {
+		return err
+	}
+	vcl := filepath.Join(vnDir, "bench.vcl")
+	if err := render("varnish.vcl.tmpl", vcl, params); err != nil {
+		return err
+	}
+	logf("starting Varnish on %s", vn.base)
+	if err := b.start(ctx, vn, true, b.tools["varnishd"], b.varnishArgs(vnDir, vnPort, vcl)...); err != nil {
+		vn.skip = "SKIPPED: " + err.Error()
+		logf("varnish: %v", err)
+	}
+
+	// cachegate, one process per backend.
+	gateways := []struct{ name, dsn string }{
+		{"cachegate-sqlite", "sqlite://" + filepath.Join(dir, "cachegate.db")},
+		{"cachegate-memory", "memory://"},
+	}
+	if b.cfg.MongoDB != "" {
+		gateways = append(gateways, struct{ name, dsn string }{"cachegate-mongodb", b.cfg.MongoDB})
+	}
+	for _, g := range gateways {
+		p := port()
+		t := &target{name: g.name, base: loop(p), prefix: "/fetch/bench", health: "/healthz", cached: true}
+		b.targets = append(b.targets, t)
+		if gwBin == "" {
+			t.skip = "SKIPPED: gateway not built"
+			continue
+		}
+		logf("starting %s on %s", g.name, t.base)
+		err := b.start(ctx, t, false, gwBin,
+			"-listen", "127.0.0.1:"+strconv.Itoa(p),
+			"-backend", g.dsn,
+			"-upstream", "bench="+b.upstream.base,
+			"-expire-after", "1h")
+		if err != nil {
+			t.skip = "SKIPPED: " + err.Error()
+			logf("%s: %v", g.name, err)
+		}
+	}
+	return ctx.Err()
+}
+
+// varnishArgs runs varnishd in the foreground with no management port, no
+// privilege jail (the work directory is private), and one small thread pool.
+func (b *bench) varnishArgs(dir string, port int, vcl string) []string {
+	return []string{
+		"-F", "-j", "none", "-n", dir, "-T", "none",
+		"-a", "127.0.0.1:" + strconv.Itoa(port),
+		"-f", vcl,
+		"-s", "malloc,256m",
+		"-p", "thread_pools=1",
+		"-p", "thread_pool_min=" + strconv.Itoa(b.cfg.VarnishMin),
+		"-p", "thread_pool_max=" + strconv.Itoa(max(1000, b.cfg.VarnishMin)),
+	}
+}
+
+func render(name, dst string, params configs.Params) error {
+	tmpl, err := template.ParseFS(configs.FS, name)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, params); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	return os.WriteFile(dst, buf.Bytes(), 0o600)
+}
+
+func firstLine(out string, err error) string {
+	for _, line := range strings.Split(out, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return err.Error()
+}
+
+// fetch GETs url and returns the status, X-Cache and body length.
+func fetch(ctx context.Context, client *http.Client, url string) (int, string, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Cache"), int(n), err
+}
+
+// warm requests each body through each cache until it answers X-Cache: HIT,
+// so the throughput runs measure hits only. A cache that never says HIT is
+// still measured, with a note in the report.
+func (b *bench) warm(ctx context.Context, rep *report) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, t := range b.live() {
+		for _, body := range bodies {
+			hit := false
+			var last string
+			for try := 0; try < 10 && !hit; try++ {
+				status, xc, _, err := fetch(ctx, client, t.url(body.path))
+				switch {
+				case err != nil:
+					last = err.Error()
+				case status != http.StatusOK:
+					last = fmt.Sprintf("status %d", status)
+				default:
+					last = "X-Cache: " + xc
+					hit = !t.cached || strings.HasPrefix(strings.ToUpper(xc), "HIT")
+				}
+				if !hit {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			if !hit {
+				rep.notes = append(rep.notes, fmt.Sprintf("%s %s: no HIT after warming (last answer %s); its figures may be misses", t.name, body.name, last))
+			}
+		}
+	}
+	return nil
+}
+
+// upstreamRequests reads how many requests the upstream has served.
+func (b *bench) upstreamRequests(ctx context.Context) int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.upstream.base+"/_stats", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var s string
+	buf, _ := io.ReadAll(resp.Body)
+	s = string(buf)
+	// {"requests":N,...}
+	s, _ = strings.CutPrefix(s, `{"requests":`)
+	s, _, _ = strings.Cut(s, ",")
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// wrkRun is one wrk run's outcome.
+type wrkRun struct {
+	wrkResult
+	upstreamHits int // requests the upstream saw during the run (excluding the one reading its stats)
+}
+
+// throughput runs wrk over all targets and bodies in interleaved rounds.
+// results[target][body] holds one run per round.
+func (b *bench) throughput(ctx context.Context) (map[string]map[string][]wrkRun, error) {
+	results := map[string]map[string][]wrkRun{}
+	for r := 1; r <= b.cfg.Rounds; r++ {
+		for _, body := range bodies {
+			for _, t := range b.live() {
+				before := b.upstreamRequests(ctx)
+				res, err := runWrk(ctx, b.cfg, t.url(body.path))
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					return nil, err
+				}
+				after := b.upstreamRequests(ctx)
+				ru := wrkRun{wrkResult: res, upstreamHits: after - before - 1}
+				if t.proc.exited() {
+					return nil, fmt.Errorf("%s exited during the run (%s); its output ends:\n%s", t.name, exitText(t.proc.err), t.proc.logTail(15))
+				}
+				if results[t.name] == nil {
+					results[t.name] = map[string][]wrkRun{}
+				}
+				results[t.name][body.name] = append(results[t.name][body.name], ru)
+				logf("round %d %-17s %-8s %9.0f req/s  p99 %v", r, t.name, body.name, res.ReqPerSec, res.P99)
+			}
+		}
+	}
+	return results, nil
+}
