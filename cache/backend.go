@@ -134,3 +134,11 @@ type Vacuumer interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// Peeker is implemented by backends that can hand out a stored entry
+// without copying it, for the cache-hit hot path. The entry returned by
+// Peek is shared: callers must treat it, its headers and its body as
+// read-only. Miss and error behave as in Get.
+type Peeker interface {
+	Peek(ctx context.Context, key string) (e *Entry, ok bool, err error)
+}

@@ -288,7 +288,7 @@ func hasPreconditions(r *http.Request) bool {
 // lookup finds the stored entry for a request, following Vary to the
 // variant that matches its headers.
 func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*cache.Entry, error) {
-	e, ok, err := up.Backend.Get(ctx, kr.base)
+	e, ok, err := peek(ctx, up.Backend, kr.base)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -299,11 +299,20 @@ func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*
 	if len(names) == 0 {
 		return nil, nil
 	}
-	v, ok, err := up.Backend.Get(ctx, variantKey(kr.base, names, kr.header))
+	v, ok, err := peek(ctx, up.Backend, variantKey(kr.base, names, kr.header))
 	if err != nil || !ok || !varyMatches(v, kr.header) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// peek reads an entry without copying it when the backend allows: the
+// gateway never modifies what it looks up (it clones before changing).
+func peek(ctx context.Context, b cache.Backend, key string) (*cache.Entry, bool, error) {
+	if p, ok := b.(cache.Peeker); ok {
+		return p.Peek(ctx, key)
+	}
+	return b.Get(ctx, key)
 }
 
 // fetchShared fetches through the flight group so that concurrent requests
@@ -460,7 +469,7 @@ func (g *Gateway) storeKey(ctx context.Context, up *upstream, kr *keyedRequest, 
 	if len(names) == 0 {
 		return kr.base
 	}
-	existing, ok, err := up.Backend.Get(ctx, kr.base)
+	existing, ok, err := peek(ctx, up.Backend, kr.base)
 	if err != nil || !ok || len(varyNames(existing.Header)) == 0 || varyMatches(existing, kr.header) {
 		return kr.base
 	}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/dustin/go-humanize"
 )
 
@@ -26,7 +28,15 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite":
-		return sqlite.Open(dsn)
+		rest, tier, err := hotTier(dsn)
+		if err != nil {
+			return nil, err
+		}
+		b, err := sqlite.Open(rest)
+		if err != nil {
+			return nil, err
+		}
+		return tier.wrap(b), nil
 	case "memory":
 		u, err := url.Parse(dsn)
 		if err != nil {
@@ -42,6 +52,56 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 	default:
 		return openOther(ctx, scheme, dsn)
 	}
+}
+
+// tierConfig is the in-memory hot tier in front of a persistent backend,
+// set by the DSN parameters hot_size (bytes of bodies, default 64MiB, 0
+// turns it off) and hot_ttl (how long a hot copy is trusted before the
+// backend is read again, default 1s: writes by other processes show within
+// it).
+type tierConfig struct {
+	size int64
+	ttl  time.Duration
+}
+
+func (t tierConfig) wrap(b cache.Backend) cache.Backend {
+	if t.size <= 0 {
+		return b
+	}
+	return hot.New(b, t.size, t.ttl)
+}
+
+// hotTier takes the hot-tier parameters out of a DSN.
+func hotTier(dsn string) (string, tierConfig, error) {
+	t := tierConfig{size: 64 << 20, ttl: time.Second}
+	base, rawQuery, ok := strings.Cut(dsn, "?")
+	if !ok {
+		return dsn, t, nil
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", t, fmt.Errorf("backend %q: bad query: %w", RedactDSN(dsn), err)
+	}
+	if v := q.Get("hot_size"); v != "" {
+		n, err := humanize.ParseBytes(v)
+		if err != nil {
+			return "", t, fmt.Errorf("backend %q: hot_size: want a size like 64MiB or 0 to turn the hot tier off", RedactDSN(dsn))
+		}
+		t.size = int64(n)
+	}
+	if v := q.Get("hot_ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return "", t, fmt.Errorf("backend %q: hot_ttl: want a duration like 1s", RedactDSN(dsn))
+		}
+		t.ttl = d
+	}
+	q.Del("hot_size")
+	q.Del("hot_ttl")
+	if len(q) == 0 {
+		return base, t, nil
+	}
+	return base + "?" + q.Encode(), t, nil
 }
 
 // RedactDSN hides the password of a DSN for logs and the admin side.

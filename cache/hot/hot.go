@@ -1,0 +1,240 @@
+// Package hot puts a bounded in-memory tier of recently used entries in
+// front of a persistent cache.Backend, so cache hits are answered without
+// touching the disk or the network and without copying bodies.
+//
+// Every write through the tier keeps it consistent. Writes made around it
+// (another process on the same SQLite file or directory, an import by the
+// command line while the server runs) become visible once a hot copy is
+// older than the TTL, when it is read again from the persistent backend.
+package hot
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// Backend is a cache.Backend with a hot tier. It is safe for concurrent use.
+type Backend struct {
+	cold     cache.Backend
+	maxBytes int64
+	ttl      time.Duration
+	now      func() time.Time
+
+	mu    sync.Mutex               // protects items, lru, bytes
+	items map[string]*list.Element // of *item
+	lru   *list.List               // front: most recently used
+	bytes int64                    // body bytes held
+}
+
+type item struct {
+	e      *cache.Entry // shared and never modified once in the tier
+	loaded time.Time
+	size   int64
+}
+
+var (
+	_ cache.Backend = (*Backend)(nil)
+	_ cache.Peeker  = (*Backend)(nil)
+)
+
+// New returns a tier of at most maxBytes of bodies in front of cold. A hot
+// copy older than ttl is read again from cold before use; ttl <= 0 means
+// hot copies never go stale (right only when nothing writes around the
+// tier).
+func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
+	return &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, items: map[string]*list.Element{}, lru: list.New()}
+}
+
+// Cold returns the persistent backend behind the tier.
+func (b *Backend) Cold() cache.Backend { return b.cold }
+
+// Peek returns the entry shared with the tier: read-only for the caller.
+func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	now := b.now()
+	b.mu.Lock()
+	if el, ok := b.items[key]; ok {
+		it := el.Value.(*item)
+		if b.ttl <= 0 || now.Sub(it.loaded) < b.ttl {
+			b.lru.MoveToFront(el)
+			b.mu.Unlock()
+			return it.e, true, nil
+		}
+	}
+	b.mu.Unlock()
+	e, ok, err := b.cold.Get(ctx, key)
+	if err != nil || !ok {
+		if err == nil {
+			b.remove(key)
+		}
+		return nil, ok, err
+	}
+	b.add(e, now)
+	return e, true, nil
+}
+
+// Get returns a copy of the entry, which the caller owns.
+func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	e, ok, err := b.Peek(ctx, key)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	return e.Clone(), true, nil
+}
+
+// Put writes through to the persistent backend, then keeps a private copy.
+func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
+	if err := b.cold.Put(ctx, e); err != nil {
+		b.remove(e.Key)
+		return err
+	}
+	b.add(e.Clone(), b.now())
+	return nil
+}
+
+func (b *Backend) add(e *cache.Entry, loaded time.Time) {
+	size := int64(len(e.Body))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if el, ok := b.items[e.Key]; ok {
+		b.unlink(el)
+	}
+	if size > b.maxBytes/4 {
+		// One entry may not push out most of the tier.
+		return
+	}
+	b.items[e.Key] = b.lru.PushFront(&item{e: e, loaded: loaded, size: size})
+	b.bytes += size
+	for b.bytes > b.maxBytes {
+		b.unlink(b.lru.Back())
+	}
+}
+
+func (b *Backend) unlink(el *list.Element) {
+	it := el.Value.(*item)
+	b.lru.Remove(el)
+	delete(b.items, it.e.Key)
+	b.bytes -= it.size
+}
+
+func (b *Backend) remove(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if el, ok := b.items[key]; ok {
+		b.unlink(el)
+	}
+}
+
+// removeMatching drops hot copies the filter matches (all when match is
+// nil).
+func (b *Backend) removeMatching(match func(*cache.Entry) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, el := range b.items {
+		if match == nil || match(el.Value.(*item).e) {
+			b.unlink(el)
+		}
+	}
+}
+
+// Delete removes the entry from both tiers.
+func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
+	b.remove(key)
+	return b.cold.Delete(ctx, key)
+}
+
+// RecordHits goes to the persistent backend and to the hot copies. A hot
+// entry is shared and read-only, so it is replaced by a shallow copy with
+// the new counts (headers and body stay shared).
+func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
+	if err := b.cold.RecordHits(ctx, hits); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range hits {
+		if el, ok := b.items[h.Key]; ok {
+			it := el.Value.(*item)
+			e := *it.e
+			e.Hits += h.Count
+			if h.Last.After(e.LastHit) {
+				e.LastHit = h.Last
+			}
+			it.e = &e
+		}
+	}
+	return nil
+}
+
+// List reads the persistent backend.
+func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
+	return b.cold.List(ctx, q)
+}
+
+// Count reads the persistent backend.
+func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, error) {
+	return b.cold.Count(ctx, f)
+}
+
+// DeleteMatching removes matching entries from both tiers.
+func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, error) {
+	b.removeMatching(f.Match)
+	n, err := b.cold.DeleteMatching(ctx, f)
+	b.removeMatching(f.Match) // and whatever a concurrent Peek brought back meanwhile
+	return n, err
+}
+
+// DeleteExpired removes stale entries from both tiers.
+func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
+	expired := func(e *cache.Entry) bool { return e.IsExpired(now) }
+	b.removeMatching(expired)
+	return b.cold.DeleteExpired(ctx, now)
+}
+
+// Clear empties both tiers.
+func (b *Backend) Clear(ctx context.Context) error {
+	b.removeMatching(nil)
+	err := b.cold.Clear(ctx)
+	b.removeMatching(nil)
+	return err
+}
+
+// Close closes the persistent backend and drops the tier.
+func (b *Backend) Close() error {
+	b.removeMatching(nil)
+	return b.cold.Close()
+}
+
+// Ping checks the persistent backend when it can be checked.
+func (b *Backend) Ping(ctx context.Context) error {
+	if p, ok := b.cold.(cache.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Vacuum passes through to the persistent backend when it supports it.
+func (b *Backend) Vacuum(ctx context.Context) error {
+	if v, ok := b.cold.(cache.Vacuumer); ok {
+		return v.Vacuum(ctx)
+	}
+	return nil
+}
+
+// MaxBytes reports the persistent backend's cap, if any.
+func (b *Backend) MaxBytes() int64 {
+	if s, ok := b.cold.(cache.Sizer); ok {
+		return s.MaxBytes()
+	}
+	return 0
+}
+
+// HotBytes returns the body bytes held in the tier.
+func (b *Backend) HotBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bytes
+}

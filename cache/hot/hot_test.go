@@ -1,0 +1,85 @@
+package hot_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/cachetest"
+	"github.com/cachegate/cachegate/cache/hot"
+)
+
+func TestConformanceOverSQLite(t *testing.T) {
+	cachetest.Run(t, func(t *testing.T) cache.Backend {
+		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := hot.New(cold, 1<<20, time.Minute)
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
+func TestWritesAroundTheTierShowAfterTTL(t *testing.T) {
+	ctx := context.Background()
+	cold := memory.New(0)
+	b := hot.New(cold, 1<<20, 50*time.Millisecond)
+	defer b.Close()
+	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")))
+	// Another writer changes the persistent backend behind the tier.
+	if err := cold.Put(ctx, cachetest.SetBody(cachetest.NewEntry("k"), []byte("two"))); err != nil {
+		t.Fatal(err)
+	}
+	if e := cachetest.MustGet(t, b, "k"); string(e.Body) != "one" {
+		t.Fatalf("within the TTL the hot copy answers, got %q", e.Body)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if e := cachetest.MustGet(t, b, "k"); string(e.Body) != "two" {
+		t.Fatalf("after the TTL the persistent copy answers, got %q", e.Body)
+	}
+	// A delete around the tier shows too.
+	if _, err := cold.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, ok, _ := b.Get(ctx, "k"); ok {
+		t.Fatal("an entry deleted behind the tier is still served")
+	}
+}
+
+func TestTierIsBounded(t *testing.T) {
+	b := hot.New(memory.New(0), 10_000, 0)
+	defer b.Close()
+	for i := range 100 {
+		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(string(rune('a'+i%26))+string(rune('a'+i/26))), make([]byte, 1000)))
+	}
+	if got := b.HotBytes(); got > 10_000 {
+		t.Fatalf("tier holds %d bytes, cap 10000", got)
+	}
+	// Evicted from the tier is not evicted from the cache.
+	if tot, _ := b.Count(context.Background(), cache.Filter{}); tot.Entries != 100 {
+		t.Fatalf("persistent backend holds %d entries, want 100", tot.Entries)
+	}
+}
+
+func TestPeekSharesGetCopies(t *testing.T) {
+	ctx := context.Background()
+	b := hot.New(memory.New(0), 1<<20, 0)
+	defer b.Close()
+	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("body")))
+	p1, _, _ := b.Peek(ctx, "k")
+	p2, _, _ := b.Peek(ctx, "k")
+	if p1 != p2 {
+		t.Fatal("Peek copied the entry")
+	}
+	g, _, _ := b.Get(ctx, "k")
+	g.Body[0] = 'X'
+	if p, _, _ := b.Peek(ctx, "k"); string(p.Body) != "body" {
+		t.Fatal("modifying a Get result changed the stored entry")
+	}
+}
