@@ -16,7 +16,7 @@ type Directives map[string]string
 // directives are kept (they are ignored by the rules, as the RFC asks).
 // Arguments may be quoted.
 func ParseCacheControl(h http.Header) Directives {
-	lines := h.Values("Cache-Control")
+	lines := h["Cache-Control"]
 	if len(lines) == 0 {
 		return nil
 	}
@@ -107,6 +107,62 @@ func ParseHTTPDate(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
 	}
+	if t, ok := parseIMFFixdate(s); ok {
+		return t, true
+	}
 	t, err := http.ParseTime(s)
 	return t, err == nil
+}
+
+func month(s string) (time.Month, bool) {
+	for i, m := range [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"} {
+		if s == m {
+			return time.Month(i + 1), true
+		}
+	}
+	return 0, false
+}
+
+// parseIMFFixdate parses the one date format servers send today, "Sun, 06
+// Nov 1994 08:49:37 GMT", without time.Parse's generality: every cache hit
+// reads the stored Date to compute Age, so this is on the hot path.
+func parseIMFFixdate(s string) (time.Time, bool) {
+	if len(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+		s[19] != ':' || s[22] != ':' || s[25:] != " GMT" {
+		return time.Time{}, false
+	}
+	num := func(b string) (int, bool) {
+		n := 0
+		for i := 0; i < len(b); i++ {
+			if b[i] < '0' || b[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(b[i]-'0')
+		}
+		return n, true
+	}
+	day, ok1 := num(s[5:7])
+	year, ok2 := num(s[12:16])
+	hh, ok3 := num(s[17:19])
+	mm, ok4 := num(s[20:22])
+	ss, ok5 := num(s[23:25])
+	mon, ok6 := month(s[8:11])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, mon, day, hh, mm, ss, 0, time.UTC)
+	if t.Day() != day {
+		return time.Time{}, false // 31 Feb and the like
+	}
+	return t, true
+}
+
+// get returns the first value of a header field given by its canonical
+// name. http.Header.Get canonicalizes the name on every call, which shows
+// on the cache-hit path; every name here is a canonical constant.
+func get(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

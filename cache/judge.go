@@ -64,7 +64,7 @@ func (e *Entry) HasValidator() bool { return e.ETag != "" || e.LastModified != "
 // (RFC 9111 section 5.4).
 func RequestDirectives(h http.Header) Directives {
 	d := ParseCacheControl(h)
-	if d == nil && strings.Contains(strings.ToLower(h.Get("Pragma")), "no-cache") {
+	if d == nil && len(h["Pragma"]) > 0 && strings.Contains(strings.ToLower(get(h, "Pragma")), "no-cache") {
 		d = Directives{"no-cache": ""}
 	}
 	return d
@@ -112,11 +112,9 @@ func (p *Policy) Judge(e *Entry, reqHeader http.Header, now time.Time) Judgement
 			return validate(fmt.Sprintf("the entry is fresh for %s, less than the request's min-fresh %s", e.Expires.Sub(now).Round(time.Second), v))
 		}
 		j.Use = UseFresh
-		if e.Never() {
-			j.Reason = "fresh: never expires"
-		} else {
-			j.Reason = "fresh until " + e.Expires.UTC().Format(time.RFC3339)
-		}
+		// A constant: this is every cache hit, and the expiry is on the
+		// entry for whoever wants to show it.
+		j.Reason = "fresh"
 		return j
 	}
 	if v, ok := reqCC["max-stale"]; ok && !mustRevalidate {

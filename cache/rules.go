@@ -260,14 +260,14 @@ func FreshnessLifetime(status int, h http.Header, responseTime time.Time) (lifet
 // 4.2.3): how old it already was when it arrived.
 func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
-	if date, ok := ParseHTTPDate(h.Get("Date")); ok {
+	if date, ok := ParseHTTPDate(get(h, "Date")); ok {
 		apparent = responseTime.Sub(date)
 		if apparent < 0 {
 			apparent = 0
 		}
 	}
 	var ageValue time.Duration
-	if v := h.Get("Age"); v != "" {
+	if v := get(h, "Age"); v != "" {
 		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
 			ageValue = time.Duration(n) * time.Second
 		}

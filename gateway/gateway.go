@@ -72,6 +72,7 @@ type upstream struct {
 	client   *http.Client
 	counters *Counters
 	hits     *hitRecorder
+	memo     keyMemo
 }
 
 // New validates the upstreams and returns a running Gateway; Close stops

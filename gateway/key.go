@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -164,7 +166,7 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 	// Credentials always count, hashed into the key, so that a response is
 	// never served to someone holding a different credential.
 	for _, name := range credentialHeaders {
-		if v := h.Values(name); len(v) > 0 && !ignoredHeader(name, p) {
+		if v := h[name]; len(v) > 0 && !ignoredHeader(name, p) {
 			parts = append(parts, "credential:"+name, strings.Join(v, "\n"))
 		}
 	}
@@ -228,7 +230,7 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 // and sorted.
 func varyNames(h http.Header) []string {
 	var names []string
-	for _, line := range h.Values("Vary") {
+	for _, line := range h["Vary"] {
 		for _, n := range strings.Split(line, ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				names = append(names, http.CanonicalHeaderKey(n))
@@ -286,7 +288,7 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	p := &up.Policy
 	keyURL, storedURL, noScheme := normalizeURL(target, p)
 	kr := &keyedRequest{method: method, target: target, storedURL: storedURL, header: header, body: body}
-	if v := header.Get(cache.ExpireAfterHeader); v != "" {
+	if v := first(header, cache.ExpireAfterHeader); v != "" {
 		e, err := cache.ParseExpiry(v)
 		if err != nil {
 			return nil, fmt.Errorf("header %s: %v", cache.ExpireAfterHeader, err)
@@ -365,4 +367,74 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 		LastModified:  h.Get("Last-Modified"),
 		Reason:        dec.Reason,
 	}
+}
+
+// first returns the first value of a header given by its canonical name,
+// without http.Header.Get's canonicalization (the request path calls this
+// for every hit).
+func first(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// keyMemo remembers the keys of recent requests that depend on nothing but
+// their method, path and query, so a repeated request skips parsing,
+// normalizing and hashing. It holds at most keyMemoSize keys and starts
+// afresh when full: a crude bound, but the memo only saves work, it never
+// decides anything.
+type keyMemo struct {
+	m atomic.Pointer[sync.Map] // keyMemoKey -> *keyedRequest (shared, read-only)
+	n atomic.Int64             // stores since the map was made
+}
+
+// keyMemoKey is method, escaped path below the upstream and raw query.
+type keyMemoKey string
+
+const keyMemoSize = 16384
+
+func (k *keyMemo) get(key keyMemoKey) *keyedRequest {
+	m := k.m.Load()
+	if m == nil {
+		return nil
+	}
+	if v, ok := m.Load(key); ok {
+		return v.(*keyedRequest)
+	}
+	return nil
+}
+
+func (k *keyMemo) put(key keyMemoKey, kr *keyedRequest) {
+	m := k.m.Load()
+	if m == nil || k.n.Add(1) > keyMemoSize {
+		m = new(sync.Map)
+		k.m.Store(m)
+		k.n.Store(0)
+	}
+	t := *kr
+	t.header = nil
+	t.rules.Header = nil
+	m.Store(key, &t)
+}
+
+// forHeader returns a copy of a memoized key for a request with header h.
+func (kr *keyedRequest) forHeader(h http.Header) *keyedRequest {
+	c := *kr
+	c.header = h
+	c.rules.Header = h
+	return &c
+}
+
+// memoable reports whether the key of r depends only on its method, path
+// and query: no body, no matched headers, no credentials, no per-request
+// expiry.
+func (u *upstream) memoable(r *http.Request) bool {
+	p := &u.Policy
+	if (r.Body != nil && r.Body != http.NoBody) || p.MatchAllHeaders || (len(p.MatchHeaders) > 0 && !p.Key.IgnoreHeaders) {
+		return false
+	}
+	h := r.Header
+	return len(h["Authorization"]) == 0 && len(h["Cookie"]) == 0 && len(h["Proxy-Authorization"]) == 0 &&
+		len(h[cache.ExpireAfterHeader]) == 0
 }

@@ -60,14 +60,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.counters.Requests.Add(1)
-	target, err := up.target(rest, r.URL.RawQuery)
+	var memo keyMemoKey
+	var tmpl *keyedRequest
+	if up.memoable(r) {
+		memo = keyMemoKey(r.Method + " " + rest + "?" + r.URL.RawQuery)
+		tmpl = up.memo.get(memo)
+	}
+	var target *url.URL
+	if tmpl != nil {
+		target = tmpl.target
+	} else {
+		target, err = up.target(rest, r.URL.RawQuery)
+	}
 	if err != nil {
 		up.counters.Errors.Add(1)
 		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
 	rw := &countingWriter{ResponseWriter: w}
-	outcome := g.serve(rw, r, up, target)
+	outcome := g.serve(rw, r, up, target, tmpl, memo)
 	if g.hub.Subscribers() > 0 {
 		g.hub.Publish(Event{
 			Type: "request", Time: start, Upstream: name, Method: r.Method,
@@ -79,7 +90,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve handles one request for up and returns the X-Cache outcome (or
 // "ERROR") for events.
-func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target *url.URL) string {
+// tmpl, when not nil, is the memoized key of an identical earlier request;
+// memo, when not empty, is where to memoize this one's.
+func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target *url.URL, tmpl *keyedRequest, memo keyMemoKey) string {
 	p := &up.Policy
 	cacheMethod := r.Method
 	if r.Method == http.MethodHead && p.AllowsMethod(http.MethodGet) {
@@ -93,7 +106,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		return g.passThrough(w, r, up, target, nil, "method")
 	case reqCC.Has("no-store"):
 		return g.passThrough(w, r, up, target, nil, "no-store")
-	case r.Header.Get("Upgrade") != "":
+	case len(r.Header["Upgrade"]) > 0:
 		return g.passThrough(w, r, up, target, nil, "upgrade")
 	}
 
@@ -111,15 +124,25 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		}
 	}
 
-	kr, err := newKeyedRequest(up, cacheMethod, target, r.Header, body)
-	if err != nil {
-		up.counters.Errors.Add(1)
-		writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
-		return "ERROR"
+	var kr *keyedRequest
+	if tmpl != nil {
+		kr = tmpl.forHeader(r.Header)
+	} else {
+		var err error
+		kr, err = newKeyedRequest(up, cacheMethod, target, r.Header, body)
+		if err != nil {
+			up.counters.Errors.Add(1)
+			writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
+			return "ERROR"
+		}
+		if memo != "" && body == nil {
+			up.memo.put(memo, kr)
+		}
 	}
-	force := isTrue(r.Header.Get(cache.ForceRefreshHeader))
+	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader))
 
 	var entry *cache.Entry
+	var err error
 	if !force {
 		entry, err = g.lookup(r.Context(), up, kr)
 		if err != nil {
@@ -145,15 +168,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	j := p.Judge(entry, r.Header, now)
 	switch {
 	case j.Use == cache.UseFresh:
-		return g.serveCached(w, r, up, entry, Hit, "hit", now)
+		return g.serveCached(w, r, up, entry, Hit, "hit", now, j.Age)
 	case j.Use == cache.UseStale:
-		return g.serveCached(w, r, up, entry, Stale, "hit; detail=max-stale", now)
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=max-stale", now, j.Age)
 	case reqCC.Has("only-if-cached"):
 		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
 		return "ERROR"
 	case j.StaleWhileRevalidate:
 		g.refreshInBackground(r, up, kr, entry)
-		return g.serveCached(w, r, up, entry, Stale, "hit; detail=stale-while-revalidate", now)
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=stale-while-revalidate", now, j.Age)
 	}
 	fwd := "stale"
 	if j.Fresh {
@@ -173,7 +196,8 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 			why = "upstream status " + strconv.Itoa(res.entry.Status)
 		}
 		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
-		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", g.now())
+		now := g.now()
+		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now))
 	}
 	if res.err != nil {
 		up.counters.Errors.Add(1)
@@ -206,19 +230,23 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	if res.header != nil {
 		h = res.header
 	}
-	writeEntry(w, r, res.entry, h, xcache, status, res.notModified, g.now())
+	age := time.Duration(-1)
+	if res.notModified {
+		age = cache.CurrentAge(res.entry, g.now())
+	}
+	writeEntry(w, r, res.entry, h, xcache, status, age)
 	up.counters.BytesFromUpstream.Add(w.n)
 	return xcache
 }
 
 // serveCached answers from a stored entry.
-func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time) string {
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time, age time.Duration) string {
 	start := time.Now()
 	status := "cachegate; " + detail
 	if ttl := ttlSeconds(e, now); ttl != "" {
 		status += "; ttl=" + ttl
 	}
-	writeEntry(w, r, e, e.Header, xcache, status, true, now)
+	writeEntry(w, r, e, e.Header, xcache, status, age)
 	if xcache == Hit {
 		up.counters.Hits.Add(1)
 	} else {
@@ -238,9 +266,13 @@ func ttlSeconds(e *cache.Entry, now time.Time) string {
 	return strconv.FormatInt(int64(e.Expires.Sub(now)/time.Second), 10)
 }
 
-// writeEntry writes a stored (or just fetched) response. withAge adds the
-// Age the entry has reached in the cache.
-func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, withAge bool, now time.Time) {
+// xcacheValues are the X-Cache header values, shared by every response
+// (net/http only reads them) so that a hit does not allocate them.
+var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale}, Revalidated: {Revalidated}, Bypass: {Bypass}}
+
+// writeEntry writes a stored (or just fetched) response. An age >= 0 is
+// sent as Age: the time the entry has spent in caches.
+func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, age time.Duration) {
 	h := w.Header()
 	for k, v := range header {
 		if k == "Content-Length" {
@@ -248,10 +280,10 @@ func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header h
 		}
 		h[k] = v
 	}
-	if withAge {
-		h["Age"] = []string{strconv.FormatInt(int64(cache.CurrentAge(e, now)/time.Second), 10)}
+	if age >= 0 {
+		h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	}
-	h["X-Cache"] = []string{xcache}
+	h["X-Cache"] = xcacheValues[xcache]
 	h["Cache-Status"] = []string{cacheStatus}
 	if e.Status == http.StatusOK && hasPreconditions(r) {
 		// The client's own conditional or range request is answered from
@@ -281,8 +313,8 @@ func bodyAllowed(status int) bool {
 
 func hasPreconditions(r *http.Request) bool {
 	h := r.Header
-	return h.Get("If-None-Match") != "" || h.Get("If-Modified-Since") != "" || h.Get("Range") != "" ||
-		h.Get("If-Match") != "" || h.Get("If-Unmodified-Since") != ""
+	return len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0 || len(h["Range"]) > 0 ||
+		len(h["If-Match"]) > 0 || len(h["If-Unmodified-Since"]) > 0
 }
 
 // lookup finds the stored entry for a request, following Vary to the
