@@ -1,19 +1,32 @@
 package web
 
 import (
-	"net/http"
-
+	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
 )
 
-// mountAdmin mounts the admin API and dashboard. Until they exist, /api/
-// answers a JSON 404 so clients get an error they can read.
+// mountAdmin mounts the admin API under /api. When the server listens
+// beyond loopback without a token, s.adminOff is set and every admin
+// request answers 403 with it: the routes still exist so clients get an
+// error saying how to turn the admin side on.
 func (s *Server) mountAdmin(r chi.Router) {
-	r.Handle("/api/*", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.adminOff != "" {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": s.adminOff, "code": "admin_disabled"})
-			return
-		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such admin endpoint", "code": "not_found"})
-	}))
+	s.admin = handlers.NewAPI(s.log, s.gateway, handlers.Options{
+		Backends: s.backends,
+		DSNs:     s.dsns,
+		Token:    s.cfg.AdminToken,
+		Disabled: s.adminOff,
+	})
+	s.admin.Mount(r)
 }
+
+// closeAdmin stops the admin side's running jobs, before the backends they
+// use are closed.
+func (s *Server) closeAdmin() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+}
+
+// Admin returns the admin API, for the dashboard and tests that watch its
+// jobs.
+func (s *Server) Admin() *handlers.API { return s.admin }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
@@ -39,6 +40,7 @@ type Server struct {
 	ln       net.Listener
 	demo     *http.Server
 	adminOff string // why the admin side is off, empty when on
+	admin    *handlers.API
 }
 
 // Open opens the backends, builds the gateway and starts listening on
@@ -259,6 +261,7 @@ func (s *Server) Close(ctx context.Context) error {
 		// Time is up: cut what is still running.
 		s.srv.Close()
 	}
+	s.closeAdmin()
 	s.gateway.Close()
 	if s.demo != nil {
 		s.demo.Close()

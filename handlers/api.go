@@ -1,0 +1,123 @@
+// Package handlers serves cachegate's admin side: the JSON API under
+// /api/. Handlers parse, call the gateway or a backend, and answer through
+// one helper; routes.go lists every route and errors.go turns errors into
+// responses.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/jobs"
+)
+
+// Gateway is what the admin API needs from the caching proxy;
+// *gateway.Gateway implements it.
+type Gateway interface {
+	// Revalidate asks the upstream about the entry under key in b and
+	// updates b (see gateway.Gateway.Revalidate).
+	Revalidate(ctx context.Context, b cache.Backend, key string) (gateway.Revalidation, error)
+	// Explain tells what the gateway would do with a request.
+	Explain(ctx context.Context, upstream, rawURL, method string, header http.Header) (gateway.Explanation, error)
+	// Stats returns the request counters.
+	Stats() *gateway.Stats
+	// Upstreams lists the configured upstreams.
+	Upstreams() []gateway.UpstreamInfo
+}
+
+var _ Gateway = (*gateway.Gateway)(nil)
+
+// Options configure the API.
+type Options struct {
+	// Backends are the open backends by name; "default" is the one used
+	// when a request names none. Only these names are reachable.
+	Backends map[string]cache.Backend
+	// DSNs are the backends' DSNs, passwords redacted, by name.
+	DSNs map[string]string
+	// Token, when set, is the bearer token every request must carry.
+	Token string
+	// Disabled, when set, turns the whole API off: every request gets 403
+	// with this message (the server listens beyond loopback without a
+	// token).
+	Disabled string
+	// RevalidateConcurrency bounds concurrent upstream requests of a bulk
+	// revalidation, per upstream (default 4).
+	RevalidateConcurrency int
+	// Jobs tunes the job registry.
+	Jobs jobs.Options
+}
+
+// DefaultBackend is the backend name used when a request names none.
+const DefaultBackend = "default"
+
+// API serves /api/. Create it with NewAPI, mount it with Mount, and Close
+// it before closing the backends so that running jobs stop first.
+type API struct {
+	log         *slog.Logger
+	gw          Gateway
+	backends    map[string]cache.Backend
+	names       []string                 // backend names, sorted
+	canonical   map[cache.Backend]string // the first name of each backend, for job locks
+	dsns        map[string]string
+	token       string
+	disabled    string
+	concurrency int
+	jobs        *jobs.Registry
+}
+
+// NewAPI returns the admin API over gw and the backends in opts.
+func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{
+		log: log, gw: gw, backends: opts.Backends, dsns: opts.DSNs, token: opts.Token, disabled: opts.Disabled,
+		concurrency: opts.RevalidateConcurrency, canonical: map[cache.Backend]string{}, jobs: jobs.New(opts.Jobs),
+	}
+	if a.concurrency <= 0 {
+		a.concurrency = 4
+	}
+	for name := range a.backends {
+		a.names = append(a.names, name)
+	}
+	sort.Strings(a.names)
+	// One backend may be configured under several names (a DSN named twice
+	// is opened once); locks go by the backend, not the name.
+	for _, name := range a.names {
+		b := a.backends[name]
+		if _, ok := a.canonical[b]; !ok {
+			a.canonical[b] = name
+		}
+	}
+	return a
+}
+
+// Jobs returns the job registry, for the dashboard to list and subscribe
+// to jobs.
+func (a *API) Jobs() *jobs.Registry { return a.jobs }
+
+// Close cancels running jobs and waits for them to end.
+func (a *API) Close() { a.jobs.Close() }
+
+// backend returns the backend a request names with ?backend= (or the
+// default one). Names come only from the configured map, so no input can
+// reach another store.
+func (a *API) backend(name string) (string, cache.Backend, error) {
+	if name == "" {
+		name = DefaultBackend
+	}
+	b, ok := a.backends[name]
+	if !ok {
+		return "", nil, &Error{Status: http.StatusNotFound, Code: "unknown_backend",
+			Message: "no backend named " + quote(name) + "; configured backends: " + strings.Join(a.names, ", ")}
+	}
+	return name, b, nil
+}
+
+// lockName names a backend for job locks.
+func (a *API) lockName(b cache.Backend) string { return a.canonical[b] }

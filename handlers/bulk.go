@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/jobs"
+)
+
+// deleteRequest is the body of POST /api/delete.
+type deleteRequest struct {
+	Selection
+}
+
+// handleBulkDelete removes the selected entries and answers how many.
+func (a *API) handleBulkDelete(w http.ResponseWriter, r *http.Request) {
+	v, err := queryParams(r, "backend")
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	name, b, err := a.backend(v.Get("backend"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var req deleteRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	f, err := req.filter(time.Now(), true)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	n, err := b.DeleteMatching(r.Context(), f)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"backend": name, "deleted": n})
+}
+
+// revalidateRequest is the body of POST /api/revalidate.
+type revalidateRequest struct {
+	Selection
+	// Concurrency lowers the per-upstream bound of concurrent requests
+	// below the server's.
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// RevalidateResult counts a bulk revalidation's outcomes; it is the
+// result of a finished revalidate job.
+type RevalidateResult struct {
+	NotModified int64 `json:"not_modified"`
+	Updated     int64 `json:"updated"`
+	Gone        int64 `json:"gone"`
+	Error       int64 `json:"error"`
+}
+
+// revalidatePage is how many entries a bulk revalidation lists at a time.
+const revalidatePage = 500
+
+// handleBulkRevalidate starts a job revalidating the selected entries, at
+// most a few at a time per upstream. One bulk revalidation runs per
+// backend at a time; a second one is refused with 409.
+func (a *API) handleBulkRevalidate(w http.ResponseWriter, r *http.Request) {
+	v, err := queryParams(r, "backend")
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	name, b, err := a.backend(v.Get("backend"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var req revalidateRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	f, err := req.filter(time.Now(), false)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	n := a.concurrency
+	if req.Concurrency < 0 || req.Concurrency > n {
+		a.writeError(w, r, badRequest("bad_body", "concurrency: from 1 to the server's bound of "+itoa(n)+" requests per upstream"))
+		return
+	}
+	if req.Concurrency > 0 {
+		n = req.Concurrency
+	}
+	spec := jobs.Spec{Kind: "revalidate", Target: name, Lock: "revalidate/" + a.lockName(b)}
+	j, err := a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
+		return a.revalidateAll(ctx, j, b, f, n)
+	})
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJob(w, http.StatusAccepted, j)
+}
+
+// revalidateAll revalidates every entry of b matching f, n at a time per
+// upstream. It lists by URL because a revalidated entry keeps its URL
+// while its created and expires times change: a keyset walk in URL order
+// neither skips nor repeats entries it updates or removes on the way.
+func (a *API) revalidateAll(ctx context.Context, j *jobs.Job, b cache.Backend, f cache.Filter, n int) (RevalidateResult, error) {
+	var (
+		mu  sync.Mutex // protects res
+		res RevalidateResult
+	)
+	if f.Freshness != cache.AnyFreshness && f.Now.IsZero() {
+		f.Now = time.Now()
+	}
+	totals, err := b.Count(ctx, f)
+	if err != nil {
+		return res, err
+	}
+	j.SetTotal(totals.Entries)
+	lim := jobs.NewLimiter(n)
+	q := cache.Query{Filter: f, Sort: cache.Sort{Field: cache.SortURL}, Limit: revalidatePage}
+	var walkErr error
+	for walkErr == nil {
+		page, err := b.List(ctx, q)
+		if err != nil {
+			walkErr = err
+			break
+		}
+		for _, e := range page.Entries {
+			key := e.Key
+			err := lim.Go(ctx, e.Upstream, func() {
+				out, err := a.gw.Revalidate(ctx, b, key)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, gateway.ErrNotFound):
+					// Removed since it was listed: nothing left to do.
+					j.Add(1)
+				case err != nil:
+					res.Error++
+					j.Fail(jobs.EntryError{Key: key, Error: err.Error()})
+				case out.Outcome == gateway.OutcomeError:
+					res.Error++
+					j.Fail(jobs.EntryError{Key: key, Error: out.Error})
+				default:
+					switch out.Outcome {
+					case gateway.OutcomeNotModified:
+						res.NotModified++
+					case gateway.OutcomeUpdated:
+						res.Updated++
+					case gateway.OutcomeGone:
+						res.Gone++
+					}
+					j.Add(1)
+				}
+			})
+			if err != nil {
+				walkErr = err
+				break
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	lim.Wait()
+	if walkErr == nil {
+		walkErr = ctx.Err()
+	}
+	return res, walkErr
+}
