@@ -130,15 +130,12 @@ type Policy struct {
 // DefaultMaxBodySize is the largest body stored when MaxBodySize is unset.
 const DefaultMaxBodySize = 64 << 20
 
-// DefaultPolicy returns the rules of requests-cache's defaults, with the
-// given default expiry.
+// DefaultPolicy returns requests-cache's defaults with the given default
+// expiry. Allowable codes and methods are left for Validate to fill in,
+// because their default depends on the mode: [200] in requests-cache mode,
+// every status the RFC allows in rfc9111 mode.
 func DefaultPolicy(expireAfter Expiry) Policy {
-	return Policy{
-		Mode:             ModeRequestsCache,
-		ExpireAfter:      expireAfter,
-		AllowableCodes:   []int{http.StatusOK},
-		AllowableMethods: []string{http.MethodGet, http.MethodHead},
-	}
+	return Policy{Mode: ModeRequestsCache, ExpireAfter: expireAfter}
 }
 
 // Validate checks p and fills in defaults. Its errors name the setting.

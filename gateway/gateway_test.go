@@ -585,3 +585,29 @@ func TestBadExpireAfterHeaderIs400(t *testing.T) {
 		t.Fatalf("got %d %s", r.status, r.body)
 	}
 }
+
+func TestRFC9111StoresAnyFinalStatusWithFreshness(t *testing.T) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(http.StatusNotFound)
+	})
+	rfcEnv := newEnv(t, policy(func(p *cache.Policy) { p.Mode = cache.ModeRFC9111 }), up, nil)
+	rfcEnv.get("/missing", "MISS")
+	rfcEnv.get("/missing", "HIT")
+	// requests-cache mode keeps its default allowable_codes [200].
+	rcEnv := newEnv(t, policy(func(p *cache.Policy) { p.CacheControl = true }), up, nil)
+	rcEnv.get("/missing", "MISS")
+	rcEnv.get("/missing", "MISS")
+}
+
+func TestDateIsAddedWhenMissing(t *testing.T) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil // net/http adds none when told so
+		fmt.Fprint(w, "undated")
+	})
+	e := newEnv(t, policy(), up, nil)
+	e.get("/d", "MISS")
+	if d := e.entries()[0].Header.Get("Date"); d == "" {
+		t.Fatal("stored without a Date")
+	}
+}

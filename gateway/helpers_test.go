@@ -175,4 +175,4 @@ func policy(mut ...func(*cache.Policy)) cache.Policy {
 	return p
 }
 
-func rfc(p *cache.Policy) { p.Mode = cache.ModeRFC9111; p.AllowableCodes = nil }
+func rfc(p *cache.Policy) { p.Mode = cache.ModeRFC9111 }

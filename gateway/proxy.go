@@ -423,6 +423,11 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	respTime := g.now()
 	removeHopByHop(resp.Header)
 	rewriteLocation(resp.Header, up.URL, up.Name, kr.target)
+	if len(resp.Header["Date"]) == 0 {
+		// RFC 9110 section 6.6.1: a cache records when a response without
+		// Date arrived, so its age stays right however long it is kept.
+		resp.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
+	}
 	p := &up.Policy
 
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
