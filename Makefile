@@ -14,9 +14,12 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/server
 
-## test: every check and every test, as CI runs them
+## test: every check and every test, as CI runs them; the gateway's rules
+## run once more on the in-memory and the MongoDB (in-process FerretDB) backend
 test: check
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CACHEGATE_TEST_BACKEND=memory $(GO) test -count=1 ./gateway/
+	CACHEGATE_TEST_BACKEND=mongo $(GO) test -count=1 ./gateway/
 
 ## check: formatting and vet
 check: fmt vet

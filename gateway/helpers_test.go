@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/mongo"
+	"github.com/cachegate/cachegate/backends/mongo/mongotest"
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
@@ -62,8 +64,9 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // testBackend opens the backend the gateway tests run on: a SQLite file by
-// default, the product's default; CACHEGATE_TEST_BACKEND=memory picks the
-// in-memory one (make test runs both).
+// default, the product's default; CACHEGATE_TEST_BACKEND=memory or =mongo
+// (FerretDB in-process, or CACHEGATE_TEST_MONGODB_URI) picks another; make
+// test runs all three.
 func testBackend(t testing.TB) cache.Backend {
 	t.Helper()
 	switch kind := os.Getenv("CACHEGATE_TEST_BACKEND"); kind {
@@ -75,8 +78,14 @@ func testBackend(t testing.TB) cache.Backend {
 		return b
 	case "memory":
 		return memory.New(0)
+	case "mongo":
+		b, err := mongo.Open(context.Background(), mongotest.URI(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	default:
-		t.Fatalf("CACHEGATE_TEST_BACKEND=%q: want sqlite or memory", kind)
+		t.Fatalf("CACHEGATE_TEST_BACKEND=%q: want sqlite, memory or mongo", kind)
 		return nil
 	}
 }

@@ -3,12 +3,44 @@ package web
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	"github.com/cachegate/cachegate/backends/fs"
+	"github.com/cachegate/cachegate/backends/mongo"
 	"github.com/cachegate/cachegate/cache"
 )
 
-// openOther opens the backends that arrive with the MongoDB and filesystem
-// work.
+// openOther opens the filesystem and MongoDB backends.
+//
+// A directory gets the hot tier like SQLite. MongoDB does not by default:
+// several gateways share it, and a delete through one must be gone for the
+// others at once; hot_size=64MiB turns it on where a second of staleness
+// (hot_ttl) is acceptable.
 func openOther(ctx context.Context, scheme, dsn string) (cache.Backend, error) {
-	return nil, fmt.Errorf("backend %q: unknown scheme %q (accepted: sqlite, memory, file, mongodb)", RedactDSN(dsn), scheme)
+	switch strings.ToLower(scheme) {
+	case "file":
+		rest, tier, err := hotTier(dsn)
+		if err != nil {
+			return nil, err
+		}
+		b, err := fs.Open(rest)
+		if err != nil {
+			return nil, err
+		}
+		return tier.wrap(b), nil
+	case "mongodb", "mongodb+srv":
+		rest, tier, err := hotTier(dsn)
+		if err != nil {
+			return nil, err
+		}
+		if !strings.Contains(dsn, "hot_size=") {
+			tier.size = 0
+		}
+		b, err := mongo.Open(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		return tier.wrap(b), nil
+	}
+	return nil, fmt.Errorf("backend %q: unknown scheme %q (accepted: sqlite, memory, file, mongodb, mongodb+srv)", RedactDSN(dsn), scheme)
 }
