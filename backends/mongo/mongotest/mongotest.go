@@ -5,6 +5,11 @@
 // in a temporary directory, on a free 127.0.0.1 port; every test binary
 // shares that one server. Tests never skip for want of a MongoDB.
 //
+// In a -race build FerretDB runs as a child process built without -race
+// (FerretDB's race build turns on its debug checks and is far too slow);
+// the child is built with the go command on first use and exits with the
+// test binary.
+//
 // Each test gets its own database (URI), dropped when the test ends, so
 // tests stay isolated even when they run in parallel. A test binary that
 // wants the temporary directory removed calls Shutdown from TestMain:
@@ -26,7 +31,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -146,17 +154,20 @@ func Shutdown() {
 		shared.Stop()
 		os.RemoveAll(shared.dir)
 	}
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 }
 
-// Server is one in-process FerretDB that a test can stop and start again
-// on the same address, to exercise connection loss and recovery.
+// Server is one FerretDB that a test can stop and start again on the
+// same address, to exercise connection loss and recovery.
 type Server struct {
 	dir  string
 	addr string
 
-	mu     sync.Mutex // protects cancel and done
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu   sync.Mutex    // protects stop and done
+	stop func()        // nil while stopped
+	done chan struct{} // closed when the server has stopped
 }
 
 // NewServer starts a FerretDB of the test's own, storing its data in a
@@ -200,29 +211,20 @@ func (s *Server) URI() string { return "mongodb://" + s.addr + "/" }
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cancel != nil {
+	if s.stop != nil {
 		return nil
 	}
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{TCP: s.addr},
-		// FerretDB logs every connection at info level; warnings are
-		// what a failing test wants to see.
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + s.dir + "/",
-	})
-	if err != nil {
-		return fmt.Errorf("start FerretDB: %w", err)
+	var err error
+	if raceEnabled {
+		s.stop, s.done, err = s.runChild()
+	} else {
+		s.stop, s.done, err = s.runInProcess()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.Run(ctx)
-	}()
-	s.cancel, s.done = cancel, done
-	// Run binds the listener asynchronously: wait until it accepts.
-	deadline := time.Now().Add(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	// FerretDB binds its listener asynchronously: wait until it accepts.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
@@ -230,18 +232,96 @@ func (s *Server) Start() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			s.cancel, s.done = nil, nil
+			s.stop()
+			s.stop, s.done = nil, nil
 			return fmt.Errorf("FerretDB did not listen on %s: %w", s.addr, err)
 		}
 		select {
-		case <-done:
-			s.cancel, s.done = nil, nil
+		case <-s.done:
+			s.stop, s.done = nil, nil
 			return errors.New("FerretDB stopped while starting (is the port taken?)")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+func (s *Server) runInProcess() (func(), chan struct{}, error) {
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: s.addr},
+		// FerretDB logs every failed command at warning level with a dump
+		// of the message; errors are what a failing test wants to see.
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + s.dir + "/",
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start FerretDB: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(ctx)
+	}()
+	return func() { cancel(); <-done }, done, nil
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+// buildChild builds ferretdb/main.go without -race, once per test binary.
+func buildChild() (string, error) {
+	buildOnce.Do(func() {
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		if binDir, buildErr = os.MkdirTemp("", "cachegate-ferretdb-bin-"); buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "ferretdb")
+		cmd := exec.Command(goCmd, "build", "-o", binPath, "github.com/cachegate/cachegate/backends/mongo/mongotest/ferretdb")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build FerretDB without -race: %v\n%s", err, out)
+		}
+	})
+	return binPath, buildErr
+}
+
+func (s *Server) runChild() (func(), chan struct{}, error) {
+	bin, err := buildChild()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(bin, "-listen", s.addr, "-dir", s.dir)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe() // the child exits when it closes
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start FerretDB: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = cmd.Wait()
+	}()
+	stop := func() {
+		stdin.Close()
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	return stop, done, nil
 }
 
 // Stop stops the server and waits until it has closed its listener and
@@ -249,10 +329,9 @@ func (s *Server) Start() error {
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cancel == nil {
+	if s.stop == nil {
 		return
 	}
-	s.cancel()
-	<-s.done
-	s.cancel, s.done = nil, nil
+	s.stop()
+	s.stop, s.done = nil, nil
 }
