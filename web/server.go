@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
@@ -116,6 +117,14 @@ func (s *Server) openBackends(ctx context.Context) error {
 			b, err = OpenBackend(ctx, dsn)
 			if err != nil {
 				return fmt.Errorf("backend %s: %w", name, err)
+			}
+			if h, ok := b.(*hot.Backend); ok {
+				// A miss answers without waiting for the disk: the entry is
+				// hot at once and stored by a background writer.
+				bname := name
+				h.WriteBehind(1024, func(key string, err error) {
+					s.log.Error("cache store failed", "backend", bname, "key", key, "err", err)
+				})
 			}
 			byDSN[dsn] = b
 		}

@@ -11,6 +11,7 @@ package hot
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -28,6 +29,17 @@ type Backend struct {
 	items map[string]*list.Element // of *item
 	lru   *list.List               // front: most recently used
 	bytes int64                    // body bytes held
+
+	// Write-behind (see WriteBehind): Put returns once the entry is hot and
+	// a single writer stores it in the persistent backend.
+	wmu       sync.Mutex // protects pending, closed and sends on queue
+	closed    bool
+	pending   map[string]*cache.Entry // latest entry to store, by key
+	queue     chan string             // keys with a pending entry
+	keyLock   [64]sync.Mutex          // orders a key's store against its delete
+	onError   func(key string, err error)
+	writer    sync.WaitGroup
+	closeOnce sync.Once
 }
 
 type item struct {
@@ -49,6 +61,87 @@ func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
 	return &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, items: map[string]*list.Element{}, lru: list.New()}
 }
 
+// WriteBehind makes Put return as soon as the entry is in the hot tier and
+// leaves storing it in the persistent backend to a background writer, so a
+// cache miss does not wait for a disk write. Up to queue entries wait; past
+// that Put writes through. A failed store removes the hot copy and is
+// reported to onError. Operations that read or change many entries (List,
+// Count, DeleteMatching, ...) first wait for pending stores. Call before
+// any other method.
+func (b *Backend) WriteBehind(queue int, onError func(key string, err error)) *Backend {
+	b.pending = map[string]*cache.Entry{}
+	b.queue = make(chan string, queue)
+	b.onError = onError
+	b.writer.Add(1)
+	go func() {
+		defer b.writer.Done()
+		for key := range b.queue {
+			b.store(context.Background(), key)
+		}
+	}()
+	return b
+}
+
+func (b *Backend) lockKey(key string) *sync.Mutex {
+	var h uint32 = 2166136261
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &b.keyLock[h%uint32(len(b.keyLock))]
+}
+
+// store writes the pending entry of key, if any, to the persistent backend.
+func (b *Backend) store(ctx context.Context, key string) {
+	l := b.lockKey(key)
+	l.Lock()
+	defer l.Unlock()
+	b.wmu.Lock()
+	e := b.pending[key]
+	delete(b.pending, key)
+	b.wmu.Unlock()
+	if e == nil {
+		return
+	}
+	if err := b.cold.Put(ctx, e); err != nil {
+		b.remove(key)
+		if b.onError != nil {
+			b.onError(key, err)
+		}
+	}
+}
+
+// Flush waits until every pending entry is in the persistent backend.
+func (b *Backend) Flush(ctx context.Context) {
+	if b.queue == nil {
+		return
+	}
+	b.wmu.Lock()
+	keys := make([]string, 0, len(b.pending))
+	for k := range b.pending {
+		keys = append(keys, k)
+	}
+	b.wmu.Unlock()
+	for _, k := range keys {
+		b.store(ctx, k)
+	}
+	// A store the writer had already taken from pending may still be
+	// running: each runs under its key's lock, so taking every lock once
+	// waits for it.
+	for i := range b.keyLock {
+		b.keyLock[i].Lock()
+		b.keyLock[i].Unlock() //nolint:staticcheck // an empty critical section is the point
+	}
+}
+
+func (b *Backend) pendingEntry(key string) *cache.Entry {
+	if b.queue == nil {
+		return nil
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	return b.pending[key]
+}
+
 // Cold returns the persistent backend behind the tier.
 func (b *Backend) Cold() cache.Backend { return b.cold }
 
@@ -60,11 +153,15 @@ func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, err
 		it := el.Value.(*item)
 		if b.ttl <= 0 || now.Sub(it.loaded) < b.ttl {
 			b.lru.MoveToFront(el)
+			e := it.e // RecordHits swaps it under the lock
 			b.mu.Unlock()
-			return it.e, true, nil
+			return e, true, nil
 		}
 	}
 	b.mu.Unlock()
+	if e := b.pendingEntry(key); e != nil {
+		return e, true, nil
+	}
 	e, ok, err := b.cold.Get(ctx, key)
 	if err != nil || !ok {
 		if err == nil {
@@ -85,8 +182,33 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 	return e.Clone(), true, nil
 }
 
-// Put writes through to the persistent backend, then keeps a private copy.
+// Put writes through to the persistent backend, then keeps a private copy;
+// with WriteBehind it keeps the copy and queues the write.
 func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
+	if b.queue != nil {
+		c := e.Clone()
+		b.wmu.Lock()
+		if b.closed {
+			b.wmu.Unlock()
+			return fmt.Errorf("hot: put %q: %w", e.Key, cache.ErrClosed)
+		}
+		b.add(c, b.now())
+		_, queued := b.pending[c.Key]
+		b.pending[c.Key] = c
+		writeNow := false
+		if !queued {
+			select {
+			case b.queue <- c.Key:
+			default:
+				writeNow = true // the writer is behind: write through
+			}
+		}
+		b.wmu.Unlock()
+		if writeNow {
+			b.store(ctx, c.Key)
+		}
+		return nil
+	}
 	if err := b.cold.Put(ctx, e); err != nil {
 		b.remove(e.Key)
 		return err
@@ -140,16 +262,28 @@ func (b *Backend) removeMatching(match func(*cache.Entry) bool) {
 	}
 }
 
-// Delete removes the entry from both tiers.
+// Delete removes the entry from both tiers, and a pending store of it.
 func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
+	l := b.lockKey(key)
+	l.Lock()
+	defer l.Unlock()
+	wasPending := false
+	if b.queue != nil {
+		b.wmu.Lock()
+		_, wasPending = b.pending[key]
+		delete(b.pending, key)
+		b.wmu.Unlock()
+	}
 	b.remove(key)
-	return b.cold.Delete(ctx, key)
+	ok, err := b.cold.Delete(ctx, key)
+	return ok || wasPending, err
 }
 
 // RecordHits goes to the persistent backend and to the hot copies. A hot
 // entry is shared and read-only, so it is replaced by a shallow copy with
 // the new counts (headers and body stay shared).
 func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
+	b.Flush(ctx)
 	if err := b.cold.RecordHits(ctx, hits); err != nil {
 		return err
 	}
@@ -171,16 +305,19 @@ func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
 
 // List reads the persistent backend.
 func (b *Backend) List(ctx context.Context, q cache.Query) (cache.Page, error) {
+	b.Flush(ctx)
 	return b.cold.List(ctx, q)
 }
 
 // Count reads the persistent backend.
 func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, error) {
+	b.Flush(ctx)
 	return b.cold.Count(ctx, f)
 }
 
 // DeleteMatching removes matching entries from both tiers.
 func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, error) {
+	b.Flush(ctx)
 	b.removeMatching(f.Match)
 	n, err := b.cold.DeleteMatching(ctx, f)
 	b.removeMatching(f.Match) // and whatever a concurrent Peek brought back meanwhile
@@ -189,6 +326,7 @@ func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, er
 
 // DeleteExpired removes stale entries from both tiers.
 func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
+	b.Flush(ctx)
 	expired := func(e *cache.Entry) bool { return e.IsExpired(now) }
 	b.removeMatching(expired)
 	return b.cold.DeleteExpired(ctx, now)
@@ -196,14 +334,26 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 
 // Clear empties both tiers.
 func (b *Backend) Clear(ctx context.Context) error {
+	b.Flush(ctx)
 	b.removeMatching(nil)
 	err := b.cold.Clear(ctx)
 	b.removeMatching(nil)
 	return err
 }
 
-// Close closes the persistent backend and drops the tier.
+// Close stores what is pending, closes the persistent backend and drops
+// the tier.
 func (b *Backend) Close() error {
+	if b.queue != nil {
+		b.closeOnce.Do(func() {
+			b.wmu.Lock()
+			b.closed = true
+			close(b.queue)
+			b.wmu.Unlock()
+			b.writer.Wait()
+			b.Flush(context.Background())
+		})
+	}
 	b.removeMatching(nil)
 	return b.cold.Close()
 }

@@ -2,6 +2,7 @@ package hot_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,6 +24,42 @@ func TestConformanceOverSQLite(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
+}
+
+func TestConformanceWriteBehind(t *testing.T) {
+	cachetest.Run(t, func(t *testing.T) cache.Backend {
+		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := hot.New(cold, 1<<20, time.Minute).WriteBehind(64, func(key string, err error) { t.Errorf("store %s: %v", key, err) })
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
+func TestWriteBehindStoresAndDeleteWins(t *testing.T) {
+	ctx := context.Background()
+	cold := memory.New(0)
+	b := hot.New(cold, 1<<20, time.Minute).WriteBehind(1, nil)
+	for i := range 200 {
+		key := fmt.Sprintf("k%d", i)
+		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(key), []byte("v")))
+		if i%2 == 0 {
+			if _, err := b.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer b.Close()
+	b.Flush(ctx)
+	tot, _ := cold.Count(ctx, cache.Filter{})
+	if tot.Entries != 100 {
+		t.Fatalf("persistent backend holds %d entries after a flush, want the 100 not deleted", tot.Entries)
+	}
+	if _, ok, _ := cold.Get(ctx, "k0"); ok {
+		t.Fatal("a deleted entry was stored after its delete")
+	}
 }
 
 func TestWritesAroundTheTierShowAfterTTL(t *testing.T) {
