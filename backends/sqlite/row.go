@@ -229,7 +229,10 @@ func anys(ss []string) []any {
 // treat '*' as any run (SQLite's '*' crosses '/' too) and '?' as one
 // character, and both are case-sensitive; only '[', which opens a
 // character class in SQLite, needs escaping, as the one-character class
-// "[[]". A ']' outside a class is literal in SQLite already.
+// "[[]". A ']' outside a class is literal in SQLite already. One
+// difference remains: SQLite's '?' takes one UTF-8 character where
+// cache.Glob's takes one byte, so the two agree on ASCII (which
+// normalized, percent-encoded URLs are) and may differ on other text.
 func globPattern(p string) string {
 	return strings.ReplaceAll(p, "[", "[[]")
 }
