@@ -110,13 +110,21 @@ func ParseHTTPDate(s string) (time.Time, bool) {
 	if t, ok := parseIMFFixdate(s); ok {
 		return t, true
 	}
-	t, err := http.ParseTime(s)
-	return t, err == nil
+	// Only the two obsolete formats remain (RFC 9110 section 5.6.7).
+	// http.ParseTime is not used: its IMF-fixdate layout also takes a
+	// one-digit hour or doubled spaces, which RFC 9111 section 5.3 says
+	// make Expires invalid (so the response is stale).
+	for _, layout := range []string{time.RFC850, time.ANSIC} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func month(s string) (time.Month, bool) {
 	for i, m := range [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"} {
-		if s == m {
+		if s == m || strings.EqualFold(s, m) {
 			return time.Month(i + 1), true
 		}
 	}

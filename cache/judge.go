@@ -99,7 +99,10 @@ func (p *Policy) Judge(e *Entry, reqHeader http.Header, now time.Time) Judgement
 	switch {
 	case reqCC.Has("no-cache"):
 		return validate("the request said no-cache: validate before use")
-	case respCC.Has("no-cache"):
+	case respCC.Has("no-cache") && (p.Mode != ModeRFC9111 || respCC["no-cache"] == ""):
+		// In rfc9111 mode no-cache="X-Foo" only keeps the fields it names
+		// from being reused, and those are not stored (RFC 9111 section
+		// 5.2.2.4).
 		return validate("the stored response said no-cache: validate on every use")
 	case p.AlwaysRevalidate && e.HasValidator():
 		return validate("always_revalidate is on")

@@ -56,6 +56,44 @@ func notStored(rule, format string, args ...any) Decision {
 // heuristically cacheable.
 var heuristicStatuses = map[int]bool{200: true, 203: true, 204: true, 206: true, 300: true, 301: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true}
 
+// understoodStatuses are the final statuses whose caching rules (RFC 9110
+// section 15) cachegate implements, for must-understand: the heuristically
+// cacheable ones and the others RFC 9110 defines, but not 206 (partial
+// content is never stored) and 304.
+var understoodStatuses = map[int]bool{
+	200: true, 201: true, 202: true, 203: true, 204: true, 205: true,
+	300: true, 301: true, 302: true, 303: true, 307: true, 308: true,
+	400: true, 401: true, 402: true, 403: true, 404: true, 405: true, 406: true, 407: true, 408: true,
+	409: true, 410: true, 411: true, 412: true, 413: true, 414: true, 415: true, 416: true, 417: true,
+	421: true, 422: true, 426: true,
+	500: true, 501: true, 502: true, 503: true, 504: true, 505: true,
+}
+
+// varyStar reports whether any member of the response's Vary is "*": the
+// response varies on things outside the request (RFC 9111 section 4.1), so
+// no later request can ever match it.
+func varyStar(h http.Header) bool {
+	for _, line := range h["Vary"] {
+		for _, name := range strings.Split(line, ",") {
+			if strings.TrimSpace(name) == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// namesField reports whether a directive argument such as private's or
+// no-cache's ("Set-Cookie, X-Foo") lists the field name.
+func namesField(arg, name string) bool {
+	for _, f := range strings.Split(arg, ",") {
+		if strings.EqualFold(strings.TrimSpace(f), name) {
+			return true
+		}
+	}
+	return false
+}
+
 // HasCredentials reports whether a request carries credentials that make
 // its response private to them.
 func HasCredentials(h http.Header) bool {
@@ -81,10 +119,13 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	if reqCC.Has("no-store") {
 		return notStored("request Cache-Control: no-store", "the request said Cache-Control: no-store")
 	}
-	if (p.CacheControl || p.Mode == ModeRFC9111) && respCC.Has("no-store") {
+	// RFC 9111 section 5.2.2.3: a cache that implements the status code's
+	// caching rules ignores no-store when must-understand comes with it.
+	mustUnderstood := p.Mode == ModeRFC9111 && respCC.Has("must-understand") && understoodStatuses[resp.Status]
+	if (p.CacheControl || p.Mode == ModeRFC9111) && respCC.Has("no-store") && !mustUnderstood {
 		return notStored("Cache-Control: no-store", "the upstream said Cache-Control: no-store")
 	}
-	if strings.TrimSpace(resp.Header.Get("Vary")) == "*" {
+	if varyStar(resp.Header) {
 		return notStored("Vary: *", "the response varies on everything (Vary: *), so no request could ever match it")
 	}
 	mt := MediaType(resp.Header.Get("Content-Type"))
@@ -173,6 +214,23 @@ func matchURLPattern(pattern, target string) bool {
 }
 
 func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
+	if cc.Has("must-understand") && !understoodStatuses[resp.Status] {
+		// RFC 9111 section 3: with must-understand, only a cache that
+		// implements the status code's caching rules may store it.
+		return notStored("Cache-Control: must-understand", "the response says must-understand and status %d is not one whose caching rules cachegate implements", resp.Status)
+	}
+	if len(resp.Header["Set-Cookie"]) > 0 || len(resp.Header["Set-Cookie2"]) > 0 {
+		if !namesField(cc["private"], "Set-Cookie") && !namesField(cc["no-cache"], "Set-Cookie") {
+			// RFC 9111 section 3.1 requires a stored response to keep
+			// every field, Set-Cookie included, and section 7.3 leaves
+			// keeping cookies out of shared caches to the origin. Rather
+			// than hand one client's cookie to the next, a response that
+			// sets one is not stored (as Varnish and nginx do by default),
+			// unless private="Set-Cookie" or no-cache="Set-Cookie" lets
+			// the cache store it without the field.
+			return notStored("Set-Cookie", "the response sets a cookie; a shared cache would replay it to other clients")
+		}
+	}
 	if cc.Has("private") {
 		if cc["private"] == "" {
 			return notStored("Cache-Control: private", "the upstream marked the response private; a shared cache must not store it")
@@ -237,6 +295,9 @@ func FreshnessLifetime(status int, h http.Header, responseTime time.Time) (lifet
 		if d < 0 {
 			d = 0
 		}
+		// RFC 9111 section 1.2.2: a lifetime past 2^31 seconds is taken
+		// as 2^31; it also keeps the expiry within what backends store.
+		d = min(d, maxDeltaSeconds)
 		return d, true, "Expires"
 	}
 	if lm, ok := ParseHTTPDate(h.Get("Last-Modified")); ok && (heuristicStatuses[status] || cc.Has("public")) {
@@ -266,12 +327,7 @@ func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duratio
 			apparent = 0
 		}
 	}
-	var ageValue time.Duration
-	if v := get(h, "Age"); v != "" {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
-			ageValue = time.Duration(n) * time.Second
-		}
-	}
+	ageValue := parseAge(get(h, "Age"))
 	delay := responseTime.Sub(requestTime)
 	if delay < 0 {
 		delay = 0
@@ -281,6 +337,30 @@ func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duratio
 		return apparent
 	}
 	return corrected
+}
+
+// maxDeltaSeconds caps delta-seconds values (RFC 9111 section 1.2.2).
+const maxDeltaSeconds = (1 << 31) * time.Second
+
+// parseAge reads an Age field value (RFC 9111 section 5.1). Only the first
+// member of a list counts ("7200, 0" is 7200); anything but digits (a
+// sign, a fraction, letters) makes the field invalid, and it is ignored.
+func parseAge(v string) time.Duration {
+	v, _, _ = strings.Cut(v, ",")
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > 1<<31 {
+		return maxDeltaSeconds
+	}
+	return time.Duration(n) * time.Second
 }
 
 // CurrentAge is the age of a stored entry at now (RFC 9111 section 4.2.3).

@@ -325,6 +325,10 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 	stored.Del("Set-Cookie")
 	stored.Del("Set-Cookie2")
 	stored.Del("Content-Length")
+	// RFC 9111 section 3.1: fields specific to the proxy that answered
+	// must not be stored (Proxy-Authenticate and Proxy-Authorization are
+	// hop-by-hop, and gone already).
+	stored.Del("Proxy-Authentication-Info")
 	if cc := cache.ParseCacheControl(h); cc != nil {
 		for _, d := range []string{"private", "no-cache"} {
 			if v := cc[d]; v != "" {

@@ -190,7 +190,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 // when the upstream failed and the rules allow it.
 func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *keyedRequest, res *fetchResult, stale *cache.Entry, fwd string, j cache.Judgement) string {
 	failed := res.err != nil || (res.entry != nil && res.entry.Status >= 500 && !res.notModified)
-	if failed && stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache"))) {
+	if failed && stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache") && !mustValidate(up, stale))) {
 		why := "upstream error"
 		if res.err == nil {
 			why = "upstream status " + strconv.Itoa(res.entry.Status)
@@ -610,6 +610,17 @@ func (g *Gateway) invalidate(ctx context.Context, up *upstream, target *url.URL,
 			g.log.Debug("invalidated", "upstream", up.Name, "url", stored, "entries", n)
 		}
 	}
+}
+
+// mustValidate reports whether, in rfc9111 mode, a stored response says
+// no-cache: it must not be used without a successful validation (RFC 9111
+// section 5.2.2.4), so not even fresh when the upstream fails.
+func mustValidate(up *upstream, e *cache.Entry) bool {
+	if up.Policy.Mode != cache.ModeRFC9111 {
+		return false
+	}
+	v, ok := cache.ParseCacheControl(e.Header)["no-cache"]
+	return ok && v == ""
 }
 
 func isSafe(method string) bool {
