@@ -4,7 +4,6 @@ package e2e_test
 // server, a real upstream and real backends.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -443,9 +442,400 @@ func TestAPIOffLoopbackWithoutToken(t *testing.T) {
 	c.json("GET", "/api/entries", nil, http.StatusOK, nil)
 }
 
-var (
-	_ = bufio.NewScanner
-	_ = httptest.NewServer
-	_ sync.Mutex
-	_ atomic.Int64
-)
+// mutable is an upstream whose answers the test changes: per path a
+// status, a body and an ETag, with If-None-Match answered by 304.
+type mutable struct {
+	mu    sync.Mutex
+	items map[string]*item
+}
+
+type item struct {
+	status int
+	body   string
+	etag   string
+}
+
+func startMutable(t testing.TB) (*mutable, string) {
+	m := &mutable{items: map[string]*item{}}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		it, ok := m.items[r.URL.Path]
+		var cp item
+		if ok {
+			cp = *it
+		}
+		m.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("ETag", cp.etag)
+		if cp.status == 200 && r.Header.Get("If-None-Match") == cp.etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.WriteHeader(cp.status)
+		io.WriteString(w, cp.body)
+	}))
+	t.Cleanup(s.Close)
+	return m, s.URL
+}
+
+func (m *mutable) set(path string, status int, body, etag string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items[path] = &item{status, body, etag}
+}
+
+type revalidation struct {
+	Key     string `json:"key"`
+	Outcome string `json:"outcome"`
+	Status  int    `json:"upstream_status"`
+	Stored  bool   `json:"stored"`
+	Error   string `json:"error"`
+	Changes *struct {
+		StatusBefore int  `json:"status_before"`
+		StatusAfter  int  `json:"status_after"`
+		BodyChanged  bool `json:"body_changed"`
+		Headers      []struct {
+			Name, Before, After string
+		} `json:"headers"`
+		BodyDiff string `json:"body_diff"`
+	} `json:"changes"`
+}
+
+func TestAPIRevalidateEntry(t *testing.T) {
+	m, base := startMutable(t)
+	srv := startServer(t, web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("mut", base)}})
+	c := newAPI(t, srv)
+	m.set("/doc", 200, "line one\nline two\n", `"v1"`)
+	wantCache(t, get(t, srv.URL()+"/fetch/mut/doc"), "MISS")
+	var l entryList
+	c.json("GET", "/api/entries?upstream=mut", nil, http.StatusOK, &l)
+	key := l.Entries[0].Key
+	path := "/api/entries/" + key + "/revalidate"
+
+	var r revalidation
+	c.json("POST", path, nil, http.StatusOK, &r)
+	if r.Outcome != "not_modified" || r.Status != 304 || !r.Stored {
+		t.Fatalf("unchanged: %+v", r)
+	}
+
+	m.set("/doc", 200, "line one\nline 2\n", `"v2"`)
+	c.json("POST", path, nil, http.StatusOK, &r)
+	if r.Outcome != "updated" || r.Changes == nil || !r.Changes.BodyChanged {
+		t.Fatalf("changed: %+v", r)
+	}
+	if d := r.Changes.BodyDiff; !strings.Contains(d, "-line two") || !strings.Contains(d, "+line 2") {
+		t.Fatalf("body diff %q", d)
+	}
+	if got := get(t, srv.URL()+"/fetch/mut/doc"); got.body != "line one\nline 2\n" {
+		t.Fatalf("the cache serves %q after the update", got.body)
+	}
+
+	m.set("/doc", 503, "down", `"v2"`)
+	c.json("POST", path, nil, http.StatusOK, &r)
+	if r.Outcome != "error" || r.Error == "" {
+		t.Fatalf("upstream failing: %+v", r)
+	}
+	c.json("GET", "/api/entries/"+key, nil, http.StatusOK, nil) // kept
+
+	m.set("/doc", 410, "gone", `"v2"`)
+	c.json("POST", path, nil, http.StatusOK, &r)
+	if r.Outcome != "gone" {
+		t.Fatalf("upstream says gone: %+v", r)
+	}
+	c.wantError("GET", "/api/entries/"+key, nil, http.StatusNotFound, "entry_not_found")
+	c.wantError("POST", path, nil, http.StatusNotFound, "entry_not_found")
+	c.wantError("POST", path+"?backend=x", nil, http.StatusNotFound, "unknown_backend")
+
+	// An entry of an upstream this server does not know (imported).
+	keys := putEntries(t, srv.Backends()["default"], "elsewhere", "https://example.com", "/x", 1, nil)
+	c.wantError("POST", "/api/entries/"+keys[0]+"/revalidate", nil, http.StatusConflict, "unknown_upstream", "elsewhere")
+}
+
+// peakUpstream answers conditional requests with 304 after a delay and
+// records the most requests it ever had in flight at once.
+type peakUpstream struct {
+	url      string
+	delay    atomic.Int64 // nanoseconds
+	inFlight atomic.Int64
+	peak     atomic.Int64
+	calls    atomic.Int64
+}
+
+func startPeak(t testing.TB, delay time.Duration) *peakUpstream {
+	p := &peakUpstream{}
+	p.delay.Store(int64(delay))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := p.inFlight.Add(1)
+		defer p.inFlight.Add(-1)
+		p.calls.Add(1)
+		for {
+			old := p.peak.Load()
+			if n <= old || p.peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		select {
+		case <-time.After(time.Duration(p.delay.Load())):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("ETag", r.Header.Get("If-None-Match"))
+		w.WriteHeader(http.StatusNotModified)
+	}))
+	t.Cleanup(s.Close)
+	p.url = s.URL
+	return p
+}
+
+// bulkServer runs a server with the backend dsn as default, a memory
+// backend "archive", two peak upstreams and httpbin.
+func bulkServer(t *testing.T, dsn string, delay time.Duration) (*web.Server, *api, *peakUpstream, *peakUpstream) {
+	a, b := startPeak(t, delay), startPeak(t, delay)
+	srv := startServer(t, web.Config{
+		Backend:   dsn,
+		Backends:  map[string]string{"archive": "memory://"},
+		Upstreams: []web.UpstreamConfig{upstream("a", a.url), upstream("b", b.url), upstream("bin", startHTTPBin(t))},
+	})
+	return srv, newAPI(t, srv), a, b
+}
+
+// testBulk drives the bulk endpoints over thousands of entries (fewer
+// under the race detector, see bulkScale) on the default backend dsn.
+func testBulk(t *testing.T, dsn func(testing.TB) string) {
+	const perUpstream = 1500 / bulkScale
+	t.Run("revalidate", func(t *testing.T) {
+		t.Parallel()
+		srv, c, ua, ub := bulkServer(t, dsn(t), time.Millisecond)
+		def := srv.Backends()["default"]
+		putEntries(t, def, "a", ua.url, "/r/", perUpstream, nil)
+		putEntries(t, def, "b", ub.url, "/r/", perUpstream, nil)
+
+		var j job
+		c.json("POST", "/api/revalidate", map[string]any{"concurrency": 3}, http.StatusAccepted, &j)
+		j = c.waitJob(j.ID)
+		if j.State != "done" || j.Done != 2*perUpstream || j.Total != 2*perUpstream || j.Failed != 0 {
+			t.Fatalf("job: %+v", j)
+		}
+		var res struct{ NotModified int64 `json:"not_modified"` }
+		json.Unmarshal(j.Result, &res)
+		if res.NotModified != 2*perUpstream {
+			t.Fatalf("result %s", j.Result)
+		}
+		for _, u := range []*peakUpstream{ua, ub} {
+			if got := u.calls.Load(); got != perUpstream {
+				t.Fatalf("upstream got %d calls, want %d", got, perUpstream)
+			}
+			if p := u.peak.Load(); p > 3 || p < 2 {
+				t.Fatalf("upstream saw %d requests at once; want 2 to 3 (concurrency 3)", p)
+			}
+		}
+
+		// By filter: only upstream a's, and only some of them.
+		c.json("POST", "/api/revalidate", map[string]any{"filter": map[string]any{"upstream": "a", "url": "*/r/1?"}}, http.StatusAccepted, &j)
+		if j = c.waitJob(j.ID); j.State != "done" || j.Total != 10 || j.Done != 10 {
+			t.Fatalf("filtered job: %+v", j)
+		}
+		c.wantError("POST", "/api/revalidate", map[string]any{"concurrency": 1000}, http.StatusBadRequest, "bad_body", "concurrency")
+		c.wantError("POST", "/api/revalidate", map[string]any{"filter": map[string]any{"colour": "red"}}, http.StatusBadRequest, "unknown_parameter", "colour", "upstream")
+
+		// A second bulk revalidation of the same backend while one runs: 409.
+		ua.delay.Store(int64(50 * time.Millisecond))
+		ub.delay.Store(int64(50 * time.Millisecond))
+		var first job
+		c.json("POST", "/api/revalidate", nil, http.StatusAccepted, &first)
+		c.wantError("POST", "/api/revalidate", nil, http.StatusConflict, "job_conflict", first.ID)
+		// Another backend is free.
+		putEntries(t, srv.Backends()["archive"], "a", ua.url, "/r/", 3, nil)
+		var other job
+		c.json("POST", "/api/revalidate?backend=archive", nil, http.StatusAccepted, &other)
+		// Cancel the first.
+		var cancelled job
+		c.json("DELETE", "/api/jobs/"+first.ID, nil, http.StatusAccepted, &cancelled)
+		if j := c.waitJob(first.ID); j.State != "cancelled" || j.Done >= 2*perUpstream {
+			t.Fatalf("cancelled job: %+v", j)
+		}
+		c.wantError("DELETE", "/api/jobs/"+first.ID, nil, http.StatusConflict, "job_finished")
+		if j := c.waitJob(other.ID); j.State != "done" || j.Done != 3 {
+			t.Fatalf("job on archive: %+v", j)
+		}
+		c.wantError("GET", "/api/jobs/nope", nil, http.StatusNotFound, "job_not_found")
+		var jl struct{ Jobs []job }
+		c.json("GET", "/api/jobs", nil, http.StatusOK, &jl)
+		if len(jl.Jobs) != 4 {
+			t.Fatalf("%d jobs listed, want 4", len(jl.Jobs))
+		}
+	})
+
+	t.Run("revalidate through the gateway", func(t *testing.T) {
+		t.Parallel()
+		srv, c, _, _ := bulkServer(t, dsn(t), 0)
+		for i := 0; i < 5; i++ {
+			wantCache(t, get(t, fmt.Sprintf("%s/fetch/bin/etag/v%d", srv.URL(), i)), "MISS")
+		}
+		wantCache(t, get(t, srv.URL()+"/fetch/bin/uuid"), "MISS")
+		var j job
+		c.json("POST", "/api/revalidate", map[string]any{"filter": map[string]any{"upstream": "bin"}}, http.StatusAccepted, &j)
+		j = c.waitJob(j.ID)
+		var res struct {
+			NotModified int64 `json:"not_modified"`
+			Updated     int64 `json:"updated"`
+		}
+		json.Unmarshal(j.Result, &res)
+		if j.State != "done" || res.NotModified != 5 || res.Updated != 1 {
+			t.Fatalf("job %+v result %s", j, j.Result)
+		}
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		t.Parallel()
+		srv, c, ua, ub := bulkServer(t, dsn(t), 0)
+		def := srv.Backends()["default"]
+		keysA := putEntries(t, def, "a", ua.url, "/r/", perUpstream, nil)
+		putEntries(t, def, "b", ub.url, "/r/", perUpstream, nil)
+		var out struct{ Deleted int64 }
+		c.json("POST", "/api/delete", map[string]any{"filter": map[string]any{"upstream": "b", "min_size": 250}}, http.StatusOK, &out)
+		bigB := int64(0) // entries of b with a body of at least 250 bytes
+		for i := 0; i < perUpstream; i++ {
+			if i%500 >= 250 {
+				bigB++
+			}
+		}
+		if out.Deleted != bigB {
+			t.Fatalf("deleted %d by filter, want %d", out.Deleted, bigB)
+		}
+		c.json("POST", "/api/delete", map[string]any{"keys": keysA[:10]}, http.StatusOK, &out)
+		if out.Deleted != 10 {
+			t.Fatalf("deleted %d by keys, want 10", out.Deleted)
+		}
+		c.wantError("POST", "/api/delete", nil, http.StatusBadRequest, "empty_selection", "all")
+		c.wantError("POST", "/api/delete", map[string]any{"filter": map[string]any{}}, http.StatusBadRequest, "empty_selection")
+		c.wantError("POST", "/api/delete", map[string]any{"keys": []string{"../etc"}}, http.StatusBadRequest, "bad_key")
+		c.wantError("POST", "/api/delete", map[string]any{"everything": true}, http.StatusBadRequest, "bad_body", "everything", "all, filter, keys")
+		c.wantError("POST", "/api/delete", `{"keys": `, http.StatusBadRequest, "bad_body")
+		c.wantError("POST", "/api/delete", map[string]any{"filter": map[string]any{"status": "ok"}}, http.StatusBadRequest, "bad_parameter", "filter.status")
+		c.json("POST", "/api/delete", map[string]any{"all": true}, http.StatusOK, &out)
+		if out.Deleted != 2*perUpstream-bigB-10 {
+			t.Fatalf("deleted %d with all", out.Deleted)
+		}
+		var l entryList
+		if c.json("GET", "/api/entries", nil, http.StatusOK, &l); l.Total.Entries != 0 {
+			t.Fatalf("%d entries left", l.Total.Entries)
+		}
+	})
+
+	t.Run("export, copy and import", func(t *testing.T) {
+		t.Parallel()
+		srv, c, ua, _ := bulkServer(t, dsn(t), 0)
+		def := srv.Backends()["default"]
+		const n = 3000 / bulkScale
+		putEntries(t, def, "a", ua.url, "/r/", n, nil)
+		wantCache(t, get(t, srv.URL()+"/fetch/bin/json"), "MISS")
+
+		a := c.do("POST", "/api/export", map[string]any{"filter": map[string]any{"upstream": "a"}})
+		if a.status != 200 || a.header.Get("Content-Type") != "application/x-ndjson" ||
+			!strings.Contains(a.header.Get("Content-Disposition"), "attachment") || a.header.Get("X-Cachegate-Job") == "" {
+			t.Fatalf("export: %d %v", a.status, a.header)
+		}
+		lines := strings.Split(strings.TrimSuffix(a.body, "\n"), "\n")
+		if len(lines) != n+1 || !strings.Contains(lines[0], `"cachegate-export"`) {
+			t.Fatalf("export has %d lines, want %d; first %.100s", len(lines), n+1, lines[0])
+		}
+		if j := c.waitJob(a.header.Get("X-Cachegate-Job")); j.State != "done" || j.Done != n {
+			t.Fatalf("export job %+v", j)
+		}
+		ndjson := a.body
+
+		a = c.do("POST", "/api/export", map[string]any{"format": "har", "filter": map[string]any{"upstream": "bin"}})
+		var har struct {
+			Log struct {
+				Entries []struct {
+					Request struct{ URL string } `json:"request"`
+				} `json:"entries"`
+			} `json:"log"`
+		}
+		if err := json.Unmarshal([]byte(a.body), &har); err != nil || a.status != 200 || len(har.Log.Entries) != 1 {
+			t.Fatalf("HAR: %d %v %.200s", a.status, err, a.body)
+		}
+		c.wantError("POST", "/api/export", map[string]any{"format": "xml"}, http.StatusBadRequest, "bad_body", "ndjson, har")
+
+		// Copy into the archive backend.
+		var j job
+		c.json("POST", "/api/export", map[string]any{"to": "archive"}, http.StatusAccepted, &j)
+		if j = c.waitJob(j.ID); j.State != "done" || j.Done != n+1 || j.Kind != "copy" {
+			t.Fatalf("copy job %+v", j)
+		}
+		var l entryList
+		if c.json("GET", "/api/entries?backend=archive", nil, http.StatusOK, &l); l.Total.Entries != n+1 {
+			t.Fatalf("archive holds %d entries, want %d", l.Total.Entries, n+1)
+		}
+		c.wantError("POST", "/api/export", map[string]any{"to": "default"}, http.StatusBadRequest, "same_backend")
+		c.wantError("POST", "/api/export", map[string]any{"to": "nowhere"}, http.StatusNotFound, "unknown_backend")
+
+		// Import the download into a cleared archive.
+		var del struct{ Deleted int64 }
+		c.json("POST", "/api/delete?backend=archive", map[string]any{"all": true}, http.StatusOK, &del)
+		c.json("POST", "/api/import?backend=archive", ndjson, http.StatusOK, &j)
+		if j.State != "done" || j.Done != n || j.Kind != "import" {
+			t.Fatalf("import %+v", j)
+		}
+		if c.json("GET", "/api/entries?backend=archive&upstream=a", nil, http.StatusOK, &l); l.Total.Entries != n {
+			t.Fatalf("archive holds %d entries after import, want %d", l.Total.Entries, n)
+		}
+
+		// A damaged line stops the import and is reported with its number,
+		// unless on_error=skip.
+		damaged := lines[0] + "\n" + lines[1] + "\n{\"key\": \"nope\"\n" + lines[2] + "\n"
+		var bad struct {
+			apiErr
+			Job job `json:"job"`
+		}
+		c.json("POST", "/api/import?backend=archive", damaged, http.StatusBadRequest, &bad)
+		if bad.Code != "bad_import" || !strings.Contains(bad.Error, "line 3") || bad.Job.Done != 1 {
+			t.Fatalf("damaged import: %+v", bad)
+		}
+		c.json("POST", "/api/import?backend=archive&on_error=skip", damaged, http.StatusOK, &j)
+		if j.Done != 2 || j.Failed != 1 || len(j.Errors) != 1 || j.Errors[0].Line != 3 {
+			t.Fatalf("import skipping: %+v", j)
+		}
+		c.wantError("POST", "/api/import?backend=archive", "not an export\n", http.StatusBadRequest, "bad_import")
+		c.wantError("POST", "/api/import?on_error=maybe", "", http.StatusBadRequest, "bad_parameter", "stop, skip")
+	})
+
+	t.Run("purge expired", func(t *testing.T) {
+		t.Parallel()
+		srv, c, ua, _ := bulkServer(t, dsn(t), 0)
+		def := srv.Backends()["default"]
+		putEntries(t, def, "a", ua.url, "/fresh/", 20, nil)
+		putEntries(t, def, "a", ua.url, "/old/", 30, func(i int, e *cache.Entry) { e.Expires = time.Now().Add(-time.Minute) })
+		var l entryList
+		if c.json("GET", "/api/entries?freshness=expired", nil, http.StatusOK, &l); l.Total.Entries != 30 {
+			t.Fatalf("%d expired", l.Total.Entries)
+		}
+		var out struct {
+			Deleted  int64
+			Vacuumed bool
+		}
+		_, canVacuum := def.(cache.Vacuumer)
+		q := ""
+		if canVacuum {
+			q = "?vacuum=true"
+		} else {
+			c.wantError("POST", "/api/purge-expired?vacuum=true", nil, http.StatusBadRequest, "cannot_vacuum")
+		}
+		c.json("POST", "/api/purge-expired"+q, nil, http.StatusOK, &out)
+		if out.Deleted != 30 || out.Vacuumed != canVacuum {
+			t.Fatalf("purge: %+v", out)
+		}
+		if c.json("GET", "/api/entries", nil, http.StatusOK, &l); l.Total.Entries != 20 {
+			t.Fatalf("%d left", l.Total.Entries)
+		}
+	})
+}
+
+func TestAPIBulkSQLite(t *testing.T) {
+	testBulk(t, sqliteDSN)
+}

@@ -95,4 +95,3 @@ func (a *API) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	a.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 		Message: "method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + w.Header().Get("Allow") + ")"})
 }
-
