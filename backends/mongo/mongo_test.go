@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -261,7 +262,7 @@ func TestOpenUnreachable(t *testing.T) {
 
 func BenchmarkGet(b *testing.B) {
 	for _, size := range []int{1 << 10, 100 << 10} {
-		b.Run(strings.ReplaceAll(time.Duration(size).String(), "µs", "k"), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			be := mustOpen(b, mongotest.URI(b), "")
 			cachetest.MustPut(b, be, cachetest.SetBody(cachetest.NewEntry("k"), make([]byte, size)))
 			ctx := context.Background()
