@@ -94,6 +94,18 @@ func (b *Backend) remove(it *item) {
 
 // Get returns a copy of the entry under key and marks it recently used.
 func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	e, ok, err := b.Peek(ctx, key)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	return copyEntry(e, true), true, nil
+}
+
+// Peek returns the stored entry itself, without copying it, and marks it
+// recently used. Stored entries are never changed in place (Put and
+// RecordHits replace them), so sharing one read-only is safe: the gateway
+// answers cache hits this way.
+func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -110,7 +122,7 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 	}
 	e := it.e
 	b.mu.Unlock()
-	return copyEntry(e, true), true, nil
+	return e, true, nil
 }
 
 // copyEntry returns a copy of e that shares nothing mutable with it,
