@@ -20,6 +20,7 @@ var (
 	_ cache.Backend = (*Backend)(nil)
 	_ cache.Sizer   = (*Backend)(nil)
 	_ cache.Pinger  = (*Backend)(nil)
+	_ cache.Peeker  = (*Backend)(nil)
 )
 
 // Backend stores entries in memory. It is safe for concurrent use.
