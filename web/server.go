@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +23,6 @@ import (
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 )
 
@@ -187,7 +187,7 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	r.Use(s.recoverer)
 	r.Get("/healthz", s.handleHealth)
 	r.Handle("/fetch/*", s.gateway)
 	r.Handle("/fetch", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +198,27 @@ func (s *Server) routes() chi.Router {
 	}))
 	s.mountAdmin(r)
 	return r
+}
+
+// recoverer turns a panic in a handler into a logged error and a JSON 500,
+// so no panic reaches a user as a dropped connection or a stack trace.
+// http.ErrAbortHandler is the deliberate way to cut a response whose
+// headers are already sent, and passes through.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error", "code": "internal"})
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) upstreamNames() []string {
