@@ -620,7 +620,9 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 		if j.State != "done" || j.Done != 2*perUpstream || j.Total != 2*perUpstream || j.Failed != 0 {
 			t.Fatalf("job: %+v", j)
 		}
-		var res struct{ NotModified int64 `json:"not_modified"` }
+		var res struct {
+			NotModified int64 `json:"not_modified"`
+		}
 		json.Unmarshal(j.Result, &res)
 		if res.NotModified != 2*perUpstream {
 			t.Fatalf("result %s", j.Result)
@@ -838,4 +840,127 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 
 func TestAPIBulkSQLite(t *testing.T) {
 	testBulk(t, sqliteDSN)
+}
+
+func TestAPIStatsUpstreamsBackendsExplain(t *testing.T) {
+	bin := startHTTPBin(t)
+	dsn := sqliteDSN(t)
+	srv := startServer(t, web.Config{
+		Backend:   dsn,
+		Backends:  map[string]string{"archive": "memory://?max_size=1MiB", "same": dsn},
+		Upstreams: []web.UpstreamConfig{upstream("bin", bin)},
+	})
+	c := newAPI(t, srv)
+	for i := 0; i < 3; i++ {
+		get(t, srv.URL()+"/fetch/bin/get?n=1")
+	}
+	get(t, srv.URL()+"/fetch/bin/json")
+
+	var st struct {
+		Upstreams map[string]struct {
+			Requests int64   `json:"requests"`
+			Hits     int64   `json:"hits"`
+			Misses   int64   `json:"misses"`
+			HitRatio float64 `json:"hit_ratio"`
+		} `json:"upstreams"`
+		Total struct {
+			Requests       int64 `json:"requests"`
+			BytesFromCache int64 `json:"bytes_from_cache"`
+		} `json:"total"`
+		Backends map[string]cache.Totals `json:"backends"`
+		History  []json.RawMessage       `json:"history"`
+	}
+	c.json("GET", "/api/stats", nil, http.StatusOK, &st)
+	u := st.Upstreams["bin"]
+	if u.Requests != 4 || u.Hits != 2 || u.Misses != 2 || u.HitRatio != 0.5 || st.Total.Requests != 4 || st.Total.BytesFromCache == 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if st.Backends["default"].Entries != 2 || st.Backends["same"] != st.Backends["default"] || len(st.History) == 0 {
+		t.Fatalf("stats backends %v, %d history points", st.Backends, len(st.History))
+	}
+	c.json("GET", "/api/stats?history=false", nil, http.StatusOK, &st)
+	c.wantError("GET", "/api/stats?history=maybe", nil, http.StatusBadRequest, "bad_parameter", "true, false")
+
+	var ups struct {
+		Upstreams []struct {
+			Name, URL, Backend, Mode string
+			ExpireAfter              string `json:"expire_after"`
+			Healthy                  bool
+			Requests                 int64
+		}
+	}
+	c.json("GET", "/api/upstreams", nil, http.StatusOK, &ups)
+	if len(ups.Upstreams) != 1 || ups.Upstreams[0].URL != bin || ups.Upstreams[0].Backend != "default" ||
+		ups.Upstreams[0].ExpireAfter != "1h0m0s" || !ups.Upstreams[0].Healthy || ups.Upstreams[0].Requests != 4 {
+		t.Fatalf("upstreams: %+v", ups)
+	}
+
+	var bs struct {
+		Backends []struct {
+			Name, DSN string
+			SameAs    string `json:"same_as"`
+			Entries   int64
+			MaxBytes  int64 `json:"max_bytes"`
+			Healthy   bool
+			CanVacuum bool `json:"can_vacuum"`
+		}
+	}
+	c.json("GET", "/api/backends", nil, http.StatusOK, &bs)
+	if len(bs.Backends) != 3 {
+		t.Fatalf("backends: %+v", bs)
+	}
+	byName := map[string]int{}
+	for i, b := range bs.Backends {
+		byName[b.Name] = i
+		if !b.Healthy {
+			t.Fatalf("backend %s unhealthy", b.Name)
+		}
+	}
+	if d := bs.Backends[byName["default"]]; d.Entries != 2 || !d.CanVacuum || !strings.HasPrefix(d.DSN, "sqlite://") {
+		t.Fatalf("default backend: %+v", d)
+	}
+	if a := bs.Backends[byName["archive"]]; a.MaxBytes != 1<<20 || a.CanVacuum {
+		t.Fatalf("archive backend: %+v", a)
+	}
+
+	type explanation struct {
+		Key      string `json:"key"`
+		KeyParts []struct{ Part, Value string } `json:"key_parts"`
+		Store    bool   `json:"would_store"`
+		Rule     string `json:"rule"`
+		Reason   string `json:"reason"`
+		Cached   *struct {
+			Answer string `json:"answer"`
+			Hits   int64  `json:"hits"`
+		} `json:"cached"`
+	}
+	var x explanation
+	c.json("GET", "/api/explain?upstream=bin&url="+url.QueryEscape("/get?n=1"), nil, http.StatusOK, &x)
+	if x.Key == "" || !x.Store || x.Reason == "" || len(x.KeyParts) < 3 || x.Cached == nil || x.Cached.Answer != "HIT" {
+		t.Fatalf("explain a cached request: %+v", x)
+	}
+	x = explanation{}
+	c.json("GET", "/api/explain?upstream=bin&url=/get%3Fn%3D2&header=Accept:%20text/plain", nil, http.StatusOK, &x)
+	if x.Cached != nil || !x.Store {
+		t.Fatalf("explain an uncached request: %+v", x)
+	}
+	x = explanation{}
+	c.json("GET", "/api/explain?upstream=bin&url=/anything&method=POST", nil, http.StatusOK, &x)
+	if x.Cached != nil {
+		t.Fatalf("explain a POST: %+v", x)
+	}
+	c.wantError("GET", "/api/explain?upstream=nope&url=/get", nil, http.StatusNotFound, "unknown_upstream", "bin")
+	c.wantError("GET", "/api/explain?upstream=bin", nil, http.StatusBadRequest, "bad_parameter", "url")
+	c.wantError("GET", "/api/explain?upstream=bin&url=https://elsewhere.example/x", nil, http.StatusBadRequest, "bad_url", "elsewhere")
+	c.wantError("GET", "/api/explain?upstream=bin&url=/a/..%2F..%2Fb", nil, http.StatusBadRequest, "bad_url")
+	c.wantError("GET", "/api/explain?upstream=bin&url=/get&header=nocolon", nil, http.StatusBadRequest, "bad_parameter", "header")
+
+	var doc struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	c.json("GET", "/api/openapi.json", nil, http.StatusOK, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Paths["/api/entries"] == nil {
+		t.Fatalf("openapi: %+v", doc)
+	}
 }
