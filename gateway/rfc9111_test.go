@@ -745,6 +745,20 @@ func TestRFC9111Optional(t *testing.T) {
 			{method: "POST", body: "abc", status: 500, setup: true},
 			{expect: cached},
 		}},
+		suiteCase{id: "headers-omit-headers-listed-in-Cache-Control-no-cache-single", steps: []step{
+			{resp: []hdr{h("Cache-Control", `no-cache="a"`), h("a", "1"), h("b", "2"), h("Cache-Control", "max-age=3600"), h("Date", "@0")}, setup: true, pauseAfter: true},
+			{expect: cached, wantHeader: [][2]string{{"b", "2"}}, wantMissing: []string{"a"}},
+		}},
+		suiteCase{id: "headers-omit-headers-listed-in-Cache-Control-no-cache", steps: []step{
+			{resp: []hdr{h("Cache-Control", `no-cache="a, b"`), h("a", "1"), h("b", "2"), h("c", "3"), h("Cache-Control", "max-age=3600"), h("Date", "@0")}, setup: true, pauseAfter: true},
+			{expect: cached, wantHeader: [][2]string{{"c", "3"}}, wantMissing: []string{"a", "b"}},
+		}},
+		// Not a suite test: a response whose cookie the origin keeps out
+		// of shared caches with private="Set-Cookie" is stored without it.
+		suiteCase{id: "cachegate-set-cookie-private-field", steps: []step{
+			{resp: []hdr{h("Cache-Control", `max-age=3600, private="Set-Cookie"`), h("Set-Cookie", "a=b")}, setup: true},
+			{expect: cached, wantMissing: []string{"Set-Cookie"}},
+		}},
 		suiteCase{id: "query-args-same", steps: []step{
 			fresh(step{query: "test=query-args-same", setup: true}),
 			{query: "test=query-args-same", expect: cached},
