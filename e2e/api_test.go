@@ -924,11 +924,11 @@ func TestAPIStatsUpstreamsBackendsExplain(t *testing.T) {
 	}
 
 	type explanation struct {
-		Key      string `json:"key"`
+		Key      string                         `json:"key"`
 		KeyParts []struct{ Part, Value string } `json:"key_parts"`
-		Store    bool   `json:"would_store"`
-		Rule     string `json:"rule"`
-		Reason   string `json:"reason"`
+		Store    bool                           `json:"would_store"`
+		Rule     string                         `json:"rule"`
+		Reason   string                         `json:"reason"`
 		Cached   *struct {
 			Answer string `json:"answer"`
 			Hits   int64  `json:"hits"`
