@@ -611,3 +611,16 @@ func TestDateIsAddedWhenMissing(t *testing.T) {
 		t.Fatal("stored without a Date")
 	}
 }
+
+func TestRFC9111PostAlwaysPassesThroughAndInvalidates(t *testing.T) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprint(w, r.Method)
+	})
+	e := newEnv(t, policy(rfc, func(p *cache.Policy) { p.AllowableMethods = []string{"GET", "HEAD", "POST"} }), up, nil)
+	e.get("/item", "MISS")
+	if r := e.doBody("POST", "/item", strings.NewReader("x")); r.xcache() != "BYPASS" {
+		t.Fatalf("POST in rfc9111 mode: %s", r.xcache())
+	}
+	e.get("/item", "MISS")
+}

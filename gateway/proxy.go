@@ -104,6 +104,12 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	switch {
 	case !p.AllowsMethod(cacheMethod):
 		return g.passThrough(w, r, up, target, nil, "method")
+	case p.Mode == cache.ModeRFC9111 && !isSafe(r.Method):
+		// RFC 9111 4.4: an unsafe method must invalidate its target URI,
+		// which would take its own stored response with it; a strict
+		// shared cache passes it through even when allowable_methods
+		// lists it.
+		return g.passThrough(w, r, up, target, nil, "unsafe-method")
 	case reqCC.Has("no-store"):
 		return g.passThrough(w, r, up, target, nil, "no-store")
 	case len(r.Header["Upgrade"]) > 0:
