@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -623,4 +626,35 @@ func TestRFC9111PostAlwaysPassesThroughAndInvalidates(t *testing.T) {
 		t.Fatalf("POST in rfc9111 mode: %s", r.xcache())
 	}
 	e.get("/item", "MISS")
+}
+
+func TestInterimResponsesAreRelayedNotStored(t *testing.T) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprint(w, "final")
+	})
+	e := newEnv(t, policy(), up, nil)
+	var got []int
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, code)
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", e.srv.URL+"/fetch/up/hints", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(got) != 1 || got[0] != http.StatusEarlyHints {
+		t.Fatalf("interim responses %v, want [103]", got)
+	}
+	if resp.Header.Get("Link") != "" {
+		t.Fatal("the interim Link header leaked into the final response")
+	}
+	if r := e.get("/hints", "HIT"); r.body != "final" || r.header.Get("Link") != "" {
+		t.Fatalf("stored answer: %q link %q", r.body, r.header.Get("Link"))
+	}
 }

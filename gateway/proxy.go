@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -167,7 +169,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		if force {
 			fwd = "request"
 		}
-		res := g.fetchShared(r, up, kr, nil)
+		res := g.fetchShared(w, r, up, kr, nil)
 		return g.answer(w, r, up, kr, res, nil, fwd, cache.Judgement{})
 	}
 
@@ -188,7 +190,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	if j.Fresh {
 		fwd = "request"
 	}
-	res := g.fetchShared(r, up, kr, entry)
+	res := g.fetchShared(w, r, up, kr, entry)
 	return g.answer(w, r, up, kr, res, entry, fwd, j)
 }
 
@@ -344,6 +346,30 @@ func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*
 	return v, nil
 }
 
+// relayInterim returns ctx with a trace that passes the upstream's 1xx
+// interim responses (103 Early Hints, 102 Processing) on to the client
+// that made the call. They are never stored. The handler is blocked in
+// the upstream call while the transport reports them, so writing to w
+// here does not race with it.
+func relayInterim(ctx context.Context, w http.ResponseWriter) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if code == http.StatusContinue || code == http.StatusSwitchingProtocols {
+				return nil
+			}
+			wh := w.Header()
+			for k, v := range h {
+				wh[k] = v
+			}
+			w.WriteHeader(code)
+			for k := range h {
+				delete(wh, k) // interim fields are not the final response's
+			}
+			return nil
+		},
+	})
+}
+
 // peek reads an entry without copying it when the backend allows: the
 // gateway never modifies what it looks up (it clones before changing).
 func peek(ctx context.Context, b cache.Backend, key string) (*cache.Entry, bool, error) {
@@ -357,11 +383,11 @@ func peek(ctx context.Context, b cache.Backend, key string) (*cache.Entry, bool,
 // for one key make one upstream call. A request that cannot use the shared
 // result (it was not storable, streams, or varies differently) makes its
 // own call.
-func (g *Gateway) fetchShared(r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry) *fetchResult {
+func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry) *fetchResult {
 	// The call outlives the client that started it: others may be waiting.
 	ctx := context.WithoutCancel(r.Context())
 	res, leader := g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
-		return g.fetch(ctx, up, kr, stale, r)
+		return g.fetch(relayInterim(ctx, w), up, kr, stale, r)
 	})
 	if leader {
 		return res
@@ -523,7 +549,7 @@ func (g *Gateway) storeKey(ctx context.Context, up *upstream, kr *keyedRequest, 
 // answer back. In rfc9111 mode an unsafe method that succeeds invalidates
 // what is stored for its URL (RFC 9111 section 4.4).
 func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, target *url.URL, body io.Reader, reason string) string {
-	out := outgoing(r.Context(), r, target, r.Method, nil, false)
+	out := outgoing(relayInterim(r.Context(), w), r, target, r.Method, nil, false)
 	if body != nil {
 		out.Body = io.NopCloser(body)
 	}
