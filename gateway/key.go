@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -42,6 +41,9 @@ type keyedRequest struct {
 	storedHeader http.Header
 	// body is the buffered request body of a cacheable non-GET request.
 	body []byte
+	// reqMethod is the client's method, for the key memo (HEAD and GET
+	// share a cache method but not a memo entry).
+	reqMethod string
 }
 
 // normalizeURL returns u as cachegate keys and stores it: scheme and host
@@ -387,39 +389,36 @@ func first(h http.Header, canonical string) string {
 // their method, path and query, so a repeated request skips parsing,
 // normalizing and hashing. It holds at most keyMemoSize keys and starts
 // afresh when full: a crude bound, but the memo only saves work, it never
-// decides anything.
+// decides anything. A plain map under a read-write lock: a lookup
+// allocates nothing, unlike a sync.Map's boxed key.
 type keyMemo struct {
-	m atomic.Pointer[sync.Map] // keyMemoKey -> *keyedRequest (shared, read-only)
-	n atomic.Int64             // stores since the map was made
+	mu sync.RWMutex                 // protects m
+	m  map[keyMemoKey]*keyedRequest // shared, read-only entries
 }
 
-// keyMemoKey is method, escaped path below the upstream and raw query.
+// keyMemoKey is the request line's target (path and query as sent).
 type keyMemoKey string
 
 const keyMemoSize = 16384
 
 func (k *keyMemo) get(key keyMemoKey) *keyedRequest {
-	m := k.m.Load()
-	if m == nil {
-		return nil
-	}
-	if v, ok := m.Load(key); ok {
-		return v.(*keyedRequest)
-	}
-	return nil
+	k.mu.RLock()
+	kr := k.m[key]
+	k.mu.RUnlock()
+	return kr
 }
 
-func (k *keyMemo) put(key keyMemoKey, kr *keyedRequest) {
-	m := k.m.Load()
-	if m == nil || k.n.Add(1) > keyMemoSize {
-		m = new(sync.Map)
-		k.m.Store(m)
-		k.n.Store(0)
-	}
+func (k *keyMemo) put(key keyMemoKey, kr *keyedRequest, reqMethod string) {
 	t := *kr
 	t.header = nil
 	t.rules.Header = nil
-	m.Store(key, &t)
+	t.reqMethod = reqMethod
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil || len(k.m) >= keyMemoSize {
+		k.m = make(map[keyMemoKey]*keyedRequest)
+	}
+	k.m[key] = &t
 }
 
 // forHeader returns a copy of a memoized key for a request with header h.

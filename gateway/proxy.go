@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -62,11 +63,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.counters.Requests.Add(1)
+	// The memo is keyed by the request line as sent, which names the
+	// path and query exactly; the method is checked against the entry.
 	var memo keyMemoKey
 	var tmpl *keyedRequest
-	if up.memoable(r) {
-		memo = keyMemoKey(r.Method + " " + rest + "?" + r.URL.RawQuery)
-		tmpl = up.memo.get(memo)
+	if up.memoable(r) && strings.HasPrefix(r.RequestURI, "/fetch/") {
+		memo = keyMemoKey(r.RequestURI)
+		if t := up.memo.get(memo); t != nil && t.reqMethod == r.Method {
+			tmpl = t
+		}
 	}
 	var target *url.URL
 	if tmpl != nil {
@@ -79,7 +84,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
-	rw := &countingWriter{ResponseWriter: w}
+	rw := writers.Get().(*countingWriter)
+	*rw = countingWriter{ResponseWriter: w}
 	outcome := g.serve(rw, r, up, target, tmpl, memo)
 	if g.hub.Subscribers() > 0 {
 		g.hub.Publish(Event{
@@ -88,7 +94,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Bytes: rw.n, Duration: float64(time.Since(start).Microseconds()) / 1000,
 		})
 	}
+	*rw = countingWriter{}
+	writers.Put(rw)
 }
+
+// writers recycles the per-request countingWriter: nothing keeps it once
+// ServeHTTP returns (background refreshes never write to the client).
+var writers = sync.Pool{New: func() any { return new(countingWriter) }}
 
 // serve handles one request for up and returns the X-Cache outcome (or
 // "ERROR") for events.
@@ -144,7 +156,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 			return "ERROR"
 		}
 		if memo != "" && body == nil {
-			up.memo.put(memo, kr)
+			up.memo.put(memo, kr, r.Method)
 		}
 	}
 	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader))
@@ -250,11 +262,15 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 // serveCached answers from a stored entry.
 func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time, age time.Duration) string {
 	start := time.Now()
-	status := "cachegate; " + detail
-	if ttl := ttlSeconds(e, now); ttl != "" {
-		status += "; ttl=" + ttl
+	// Built in one buffer: this runs on every hit.
+	var buf [96]byte
+	b := append(buf[:0], "cachegate; "...)
+	b = append(b, detail...)
+	if !e.Never() {
+		b = append(b, "; ttl="...)
+		b = strconv.AppendInt(b, int64(e.Expires.Sub(now)/time.Second), 10)
 	}
-	writeEntry(w, r, e, e.Header, xcache, status, age)
+	writeEntry(w, r, e, e.Header, xcache, string(b), age)
 	if xcache == Hit {
 		up.counters.Hits.Add(1)
 	} else {
@@ -288,11 +304,15 @@ func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header h
 		}
 		h[k] = v
 	}
+	// One backing array for the three fields we add.
+	vals := make([]string, 3)
+	vals[0] = cacheStatus
+	h["Cache-Status"] = vals[0:1:1]
 	if age >= 0 {
-		h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+		vals[1] = strconv.FormatInt(int64(age/time.Second), 10)
+		h["Age"] = vals[1:2:2]
 	}
 	h["X-Cache"] = xcacheValues[xcache]
-	h["Cache-Status"] = []string{cacheStatus}
 	if e.Status == http.StatusOK && hasPreconditions(r) {
 		// The client's own conditional or range request is answered from
 		// the complete stored body.
@@ -307,7 +327,8 @@ func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header h
 		return
 	}
 	if bodyAllowed(e.Status) {
-		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
+		vals[2] = strconv.Itoa(len(e.Body))
+		h["Content-Length"] = vals[2:3:3]
 	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
