@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/mongo/mongotest"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/web"
 )
@@ -603,16 +605,15 @@ func bulkServer(t *testing.T, dsn string, delay time.Duration) (*web.Server, *ap
 	return srv, newAPI(t, srv), a, b
 }
 
-// testBulk drives the bulk endpoints over thousands of entries (fewer
-// under the race detector, see bulkScale) on the default backend dsn.
-func testBulk(t *testing.T, dsn func(testing.TB) string) {
-	const perUpstream = 1500 / bulkScale
+// testBulk drives the bulk endpoints on the default backend dsn, over
+// perUpstream entries of each of two upstreams.
+func testBulk(t *testing.T, dsn func(testing.TB) string, perUpstream int64) {
 	t.Run("revalidate", func(t *testing.T) {
 		t.Parallel()
 		srv, c, ua, ub := bulkServer(t, dsn(t), time.Millisecond)
 		def := srv.Backends()["default"]
-		putEntries(t, def, "a", ua.url, "/r/", perUpstream, nil)
-		putEntries(t, def, "b", ub.url, "/r/", perUpstream, nil)
+		putEntries(t, def, "a", ua.url, "/r/", int(perUpstream), nil)
+		putEntries(t, def, "b", ub.url, "/r/", int(perUpstream), nil)
 
 		var j job
 		c.json("POST", "/api/revalidate", map[string]any{"concurrency": 3}, http.StatusAccepted, &j)
@@ -696,12 +697,12 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 		t.Parallel()
 		srv, c, ua, ub := bulkServer(t, dsn(t), 0)
 		def := srv.Backends()["default"]
-		keysA := putEntries(t, def, "a", ua.url, "/r/", perUpstream, nil)
-		putEntries(t, def, "b", ub.url, "/r/", perUpstream, nil)
+		keysA := putEntries(t, def, "a", ua.url, "/r/", int(perUpstream), nil)
+		putEntries(t, def, "b", ub.url, "/r/", int(perUpstream), nil)
 		var out struct{ Deleted int64 }
 		c.json("POST", "/api/delete", map[string]any{"filter": map[string]any{"upstream": "b", "min_size": 250}}, http.StatusOK, &out)
 		bigB := int64(0) // entries of b with a body of at least 250 bytes
-		for i := 0; i < perUpstream; i++ {
+		for i := int64(0); i < perUpstream; i++ {
 			if i%500 >= 250 {
 				bigB++
 			}
@@ -733,8 +734,8 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 		t.Parallel()
 		srv, c, ua, _ := bulkServer(t, dsn(t), 0)
 		def := srv.Backends()["default"]
-		const n = 3000 / bulkScale
-		putEntries(t, def, "a", ua.url, "/r/", n, nil)
+		n := 2 * perUpstream
+		putEntries(t, def, "a", ua.url, "/r/", int(n), nil)
 		wantCache(t, get(t, srv.URL()+"/fetch/bin/json"), "MISS")
 
 		a := c.do("POST", "/api/export", map[string]any{"filter": map[string]any{"upstream": "a"}})
@@ -743,7 +744,7 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 			t.Fatalf("export: %d %v", a.status, a.header)
 		}
 		lines := strings.Split(strings.TrimSuffix(a.body, "\n"), "\n")
-		if len(lines) != n+1 || !strings.Contains(lines[0], `"cachegate-export"`) {
+		if int64(len(lines)) != n+1 || !strings.Contains(lines[0], `"cachegate-export"`) {
 			t.Fatalf("export has %d lines, want %d; first %.100s", len(lines), n+1, lines[0])
 		}
 		if j := c.waitJob(a.header.Get("X-Cachegate-Job")); j.State != "done" || j.Done != n {
@@ -838,8 +839,10 @@ func testBulk(t *testing.T, dsn func(testing.TB) string) {
 	})
 }
 
+// TestAPIBulkSQLite runs the bulk jobs over 3,000 entries (300 under the
+// race detector, see bulkScale).
 func TestAPIBulkSQLite(t *testing.T) {
-	testBulk(t, sqliteDSN)
+	testBulk(t, sqliteDSN, 1500/bulkScale)
 }
 
 func TestAPIStatsUpstreamsBackendsExplain(t *testing.T) {
@@ -963,4 +966,16 @@ func TestAPIStatsUpstreamsBackendsExplain(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Paths["/api/entries"] == nil {
 		t.Fatalf("openapi: %+v", doc)
 	}
+}
+
+// TestAPIBulkMongo runs the bulk jobs on MongoDB. The in-process FerretDB
+// stores through SQLite and takes several milliseconds a write, so the jobs
+// are ten times smaller than on SQLite unless a real MongoDB is given with
+// CACHEGATE_TEST_MONGODB_URI.
+func TestAPIBulkMongo(t *testing.T) {
+	perUpstream := int64(1500 / bulkScale)
+	if os.Getenv(mongotest.EnvURI) == "" {
+		perUpstream /= 10
+	}
+	testBulk(t, func(tb testing.TB) string { return mongotest.URI(tb) }, perUpstream)
 }
