@@ -58,10 +58,10 @@ func Import(ctx context.Context, b cache.Backend, r io.Reader, opts ImportOption
 			return t.result(), fmt.Errorf("transfer: import: line %d: %w", lr.n+1, err)
 		}
 		line, err := lr.next()
+		t.res.Read = lr.read
 		if err == io.EOF {
 			return t.result(), nil
 		}
-		t.res.Read = lr.read
 		var e *cache.Entry
 		if err == nil {
 			e, err = decodeEntry(line)

@@ -385,7 +385,7 @@ func TestImportDamaged(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Import: %v", err)
 		}
-		if res.Done != 3 || res.Failed != 5 || len(res.Errors) != 5 {
+		if res.Done != 3 || res.Failed != 5 || len(res.Errors) != 5 || res.Read != int64(len(input)) {
 			t.Fatalf("result %+v errors %v", res.Progress, res.Errors)
 		}
 		for _, ee := range res.Errors {

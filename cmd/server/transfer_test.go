@@ -212,3 +212,19 @@ func TestTransferCommandErrors(t *testing.T) {
 		t.Fatal("exporting from a missing SQLite file created it")
 	}
 }
+
+func TestWithoutHotTier(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"sqlite://c.db", "sqlite://c.db?hot_size=0"},
+		{"sqlite://c.db?max_size=1GiB", "sqlite://c.db?max_size=1GiB&hot_size=0"},
+		{"mongodb://h1:1,h2:2/db?replicaSet=rs", "mongodb://h1:1,h2:2/db?replicaSet=rs&hot_size=0"},
+		{"file:///var/cache/cg", "file:///var/cache/cg?hot_size=0"},
+		{"sqlite://c.db?hot_size=8MiB", "sqlite://c.db?hot_size=8MiB"},
+		{"memory://", "memory://"},
+	}
+	for _, tc := range cases {
+		if got := withoutHotTier(tc.in); got != tc.want {
+			t.Errorf("withoutHotTier(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
