@@ -153,9 +153,9 @@ func openBackend(ctx context.Context, flagName, dsn string, mustExist bool) (cac
 
 // withoutHotTier turns off web's in-memory hot tier unless the DSN sets
 // hot_size itself. A transfer sees each entry once, so the tier would only
-// cost memory, and its write-behind would report entries stored before
-// they are (measured: a 100,000-entry SQLite copy peaked at 507 MB RSS
-// with the tier, 160 MB without, most of that SQLite's page caches).
+// hold copies nobody reads again (measured: a 100,000-entry SQLite copy
+// peaked at 507 MB RSS with the tier, 160 MB without, most of that
+// SQLite's page caches).
 func withoutHotTier(dsn string) string {
 	scheme, _, _ := strings.Cut(dsn, "://")
 	_, query, _ := strings.Cut(dsn, "?")
