@@ -18,18 +18,40 @@ const entryColumns = `e.key, e.base_key, e.upstream, e.method, e.url, e.request_
 
 // upsertEntry replaces an entry's columns in place, keeping its id (and so
 // its body row), and returns the id.
-const upsertEntry = `INSERT INTO entries (key, base_key, upstream, method, url, request_header,
+const upsertEntry = insertEntries + entryValues + "\n\t" + onConflictEntries + "\n\tRETURNING id"
+
+// insertEntries, entryValues (one row's placeholders, in row.args order)
+// and onConflictEntries make upsertEntry; putEach repeats entryValues to
+// upsert many rows in one statement.
+const (
+	insertEntries = `INSERT INTO entries (key, base_key, upstream, method, url, request_header,
 	status, header, size, content_type, request_time, created, expires,
 	etag, last_modified, hits, last_hit, last_used, reason)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (key) DO UPDATE SET
+	VALUES `
+	entryValues       = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	onConflictEntries = `ON CONFLICT (key) DO UPDATE SET
 	base_key = excluded.base_key, upstream = excluded.upstream, method = excluded.method,
 	url = excluded.url, request_header = excluded.request_header, status = excluded.status,
 	header = excluded.header, size = excluded.size, content_type = excluded.content_type,
 	request_time = excluded.request_time, created = excluded.created, expires = excluded.expires,
 	etag = excluded.etag, last_modified = excluded.last_modified, hits = excluded.hits,
-	last_hit = excluded.last_hit, last_used = excluded.last_used, reason = excluded.reason
-	RETURNING id`
+	last_hit = excluded.last_hit, last_used = excluded.last_used, reason = excluded.reason`
+)
+
+// upsertEntriesSQL upserts n entries in one statement, without RETURNING.
+func upsertEntriesSQL(n int) string {
+	return insertEntries + strings.TrimSuffix(strings.Repeat(entryValues+", ", n), ", ") + "\n\t" + onConflictEntries
+}
+
+// upsertBodiesSQL stores n bodies given as (key, body) pairs under the ids
+// of their entries, which must exist and have distinct keys. "WHERE true"
+// tells the parser that ON CONFLICT belongs to the INSERT, not the join.
+func upsertBodiesSQL(n int) string {
+	return `INSERT INTO bodies (id, body)
+	SELECT e.id, v.column2 FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?), ", n), ", ") + `) AS v
+	JOIN entries AS e ON e.key = v.column1 WHERE true
+	ON CONFLICT (id) DO UPDATE SET body = excluded.body`
+}
 
 const upsertBody = `INSERT INTO bodies (id, body) VALUES (?, ?)
 	ON CONFLICT (id) DO UPDATE SET body = excluded.body`
