@@ -37,6 +37,8 @@ type config struct {
 	Install     bool
 	MongoDB     string // optional mongodb:// DSN for a cachegate-mongodb target
 	Timeout     time.Duration
+	Entries     int  // entries in the million-entry SQLite cache
+	NoMillion   bool // skip the million-entry figures
 
 	root, dir string // repository root; private temporary directory
 	wrkBin    string
@@ -59,7 +61,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	quick := getenv("BENCH_QUICK") != "" && getenv("BENCH_QUICK") != "0"
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&quick, "quick", quick, "quick mode: 1 round of 2s, 50 miss samples (env BENCH_QUICK=1)")
+	fs.BoolVar(&quick, "quick", quick, "quick mode: 1 round of 2s, 50 miss samples, 100000 entries (env BENCH_QUICK=1)")
 	fs.IntVar(&c.Rounds, "rounds", envInt("BENCH_ROUNDS", 3), "interleaved rounds over all targets (env BENCH_ROUNDS)")
 	fs.DurationVar(&c.Duration, "duration", envDur("BENCH_DURATION", 5*time.Second), "length of one wrk run (env BENCH_DURATION)")
 	fs.IntVar(&c.Threads, "threads", envInt("BENCH_THREADS", 2), "wrk threads")
@@ -73,6 +75,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	noInstall := fs.Bool("no-install", false, "do not apt-get install missing tools")
 	fs.StringVar(&c.MongoDB, "mongodb", getenv("BENCH_MONGODB_URI"), "also run cachegate on this mongodb:// DSN (env BENCH_MONGODB_URI)")
 	fs.DurationVar(&c.Timeout, "timeout", 45*time.Minute, "give up after this long")
+	fs.IntVar(&c.Entries, "entries", envInt("BENCH_ENTRIES", 1_000_000), "entries in the SQLite cache of the million-entry figures (env BENCH_ENTRIES; -quick: 100000)")
+	fs.BoolVar(&c.NoMillion, "no-million", false, "skip the million-entry figures (the 200 MiB streaming test still runs)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,11 +93,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if !set["miss-samples"] {
 			c.MissSamples = 50
 		}
+		if !set["entries"] && getenv("BENCH_ENTRIES") == "" {
+			c.Entries = 100_000
+		}
 	}
 	switch {
 	case c.Rounds < 1, c.Duration < time.Second, c.Threads < 1, c.Connections < c.Threads,
-		c.Herd < 1, c.Herd > 2000, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1:
-		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herd-delay up to 10s, miss-samples >= 1")
+		c.Herd < 1, c.Herd > 2000, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1,
+		c.Entries < minEntries, c.Entries > 50_000_000:
+		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herd-delay up to 10s, miss-samples >= 1, entries %d..50000000", minEntries)
 	}
 	c.Duration = c.Duration.Round(time.Second) // wrk takes whole seconds
 	return c, nil

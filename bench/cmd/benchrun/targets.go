@@ -44,6 +44,7 @@ type bench struct {
 	targets     []*target // upstream first, then the caches, skipped ones included
 	procs       []*proc
 	gatewayNote string // why cachegate is not measured, if it is not
+	gwBin       string // the built gateway, empty if it did not build
 }
 
 // live returns the targets being measured, the upstream first.
@@ -90,6 +91,7 @@ func (b *bench) startAll(ctx context.Context) error {
 		logf("%s", b.gatewayNote)
 		gwBin = ""
 	}
+	b.gwBin = gwBin
 
 	port := func() int {
 		p, err := freePort()
@@ -164,17 +166,24 @@ func (b *bench) startAll(ctx context.Context) error {
 			continue
 		}
 		logf("starting %s on %s", g.name, t.base)
-		err := b.start(ctx, t, false, gwBin,
-			"-listen", "127.0.0.1:"+strconv.Itoa(p),
-			"-backend", g.dsn,
-			"-upstream", "bench="+b.upstream.base,
-			"-expire-after", "1h")
+		err := b.start(ctx, t, false, gwBin, b.gatewayArgs(p, g.dsn)...)
 		if err != nil {
 			t.skip = "SKIPPED: " + err.Error()
 			logf("%s: %v", g.name, err)
 		}
 	}
 	return ctx.Err()
+}
+
+// gatewayArgs runs cachegate on a loopback port and backend dsn, in front of
+// the upstream as "bench", storing what the upstream does not date for 1h.
+func (b *bench) gatewayArgs(port int, dsn string) []string {
+	return []string{
+		"-listen", "127.0.0.1:" + strconv.Itoa(port),
+		"-backend", dsn,
+		"-upstream", "bench=" + b.upstream.base,
+		"-expire-after", "1h",
+	}
 }
 
 // varnishArgs runs varnishd in the foreground with no management port, no

@@ -20,16 +20,19 @@ type wrkResult struct {
 	SockErrs  int // connect + read + write + timeout
 }
 
-// runWrk runs wrk against url for d and parses its --latency output.
-func runWrk(ctx context.Context, cfg config, url string) (wrkResult, error) {
+// runWrk runs wrk against url for cfg.Duration and parses its --latency
+// output. extra goes before the URL (a Lua script: "-s", path).
+func runWrk(ctx context.Context, cfg config, url string, extra ...string) (wrkResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cfg.wrkBin,
+	args := []string{
 		"-t", strconv.Itoa(cfg.Threads),
 		"-c", strconv.Itoa(cfg.Connections),
 		"-d", fmt.Sprintf("%ds", int(cfg.Duration.Seconds())), // wrk knows s, m, h only
 		"--timeout", "10s",
-		"--latency", url)
+		"--latency"}
+	args = append(append(args, extra...), url)
+	cmd := exec.CommandContext(ctx, cfg.wrkBin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
