@@ -128,6 +128,7 @@ func BenchmarkEntriesList(b *testing.B) {
 		{"deep_page", "&count=false" + deepQuery},
 		{"first_page_with_total", ""},
 		{"deep_page_with_total", deepQuery},
+		{"filtered_first_page", "&upstream=api&min_size=512&count=false"},
 		{"filtered_with_total", "&upstream=api&min_size=512"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
