@@ -38,8 +38,18 @@ func TestListUsesIndexes(t *testing.T) {
 				plan{string(f) + " with body", cache.Query{Sort: s, WithBody: true}})
 		}
 	}
+	for _, f := range cache.SortFields {
+		for _, desc := range []bool{false, true} {
+			s := cache.Sort{Field: f, Desc: desc}
+			up := cache.Filter{Upstream: "demo"}
+			plans = append(plans,
+				plan{"upstream by " + string(f), cache.Query{Filter: up, Sort: s}},
+				plan{"upstream by " + string(f) + " with cursor", cache.Query{Filter: up, Sort: s, Cursor: cache.CursorAfter(e, s)}})
+		}
+	}
 	plans = append(plans,
 		plan{"upstream newest first", cache.Query{Filter: cache.Filter{Upstream: "demo"}}},
+		plan{"upstream by size above a minimum", cache.Query{Filter: cache.Filter{Upstream: "demo", MinSize: 512}, Sort: cache.Sort{Field: cache.SortSize, Desc: true}}},
 		plan{"expired by expiry", cache.Query{Filter: cache.Filter{Freshness: cache.Expired}, Sort: cache.Sort{Field: cache.SortExpires}}},
 	)
 	for _, p := range plans {
