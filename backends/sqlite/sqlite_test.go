@@ -3,10 +3,12 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
@@ -154,5 +156,39 @@ func TestPingVacuum(t *testing.T) {
 	b.Close()
 	if err := b.Ping(ctx); !errors.Is(err, cache.ErrClosed) {
 		t.Fatalf("Ping after Close = %v, want cache.ErrClosed", err)
+	}
+}
+
+// TestBulkDeletesSpanBatches checks that deletes running in batches of 500
+// still remove every match, and only matches.
+func TestBulkDeletesSpanBatches(t *testing.T) {
+	ctx := context.Background()
+	b, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "batches.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var entries []*cache.Entry
+	for i := range 1700 {
+		e := cachetest.NewEntry(fmt.Sprintf("k%04d", i))
+		if i%3 != 0 {
+			e.Expires = cachetest.T0.Add(-time.Minute) // 1133 expired
+		}
+		if i%2 == 0 {
+			e.Upstream = "other" // 850
+		}
+		entries = append(entries, e)
+	}
+	if err := b.PutMany(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.DeleteExpired(ctx, cachetest.T0); err != nil || n != 1133 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1133", n, err)
+	}
+	if n, err := b.DeleteMatching(ctx, cache.Filter{Upstream: "other"}); err != nil || n != 284 {
+		t.Fatalf("DeleteMatching = %d, %v; want the 284 fresh entries of upstream other", n, err)
+	}
+	if tot, _ := b.Count(ctx, cache.Filter{}); tot.Entries != 1700-1133-284 {
+		t.Fatalf("%d entries left, want %d", tot.Entries, 1700-1133-284)
 	}
 }
