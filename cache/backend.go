@@ -142,3 +142,11 @@ type Pinger interface {
 type Peeker interface {
 	Peek(ctx context.Context, key string) (e *Entry, ok bool, err error)
 }
+
+// BatchPutter is implemented by backends that store many entries at less
+// cost than one Put each (SQLite: one transaction). PutMany stores every
+// entry as Put would; on error, none or some of them may be stored, but
+// never part of one entry.
+type BatchPutter interface {
+	PutMany(ctx context.Context, entries []*Entry) error
+}

@@ -32,10 +32,11 @@ import (
 )
 
 var (
-	_ cache.Backend  = (*Backend)(nil)
-	_ cache.Sizer    = (*Backend)(nil)
-	_ cache.Vacuumer = (*Backend)(nil)
-	_ cache.Pinger   = (*Backend)(nil)
+	_ cache.Backend     = (*Backend)(nil)
+	_ cache.Sizer       = (*Backend)(nil)
+	_ cache.BatchPutter = (*Backend)(nil)
+	_ cache.Vacuumer    = (*Backend)(nil)
+	_ cache.Pinger      = (*Backend)(nil)
 )
 
 // Backend stores entries in one SQLite database file. It is safe for

@@ -76,18 +76,99 @@ func (b *Backend) WriteBehind(queue int, onError func(key string, err error)) *B
 	go func() {
 		defer b.writer.Done()
 		for key := range b.queue {
-			b.store(context.Background(), key)
+			// Gather what arrives within writeDelay and store it in one
+			// batch: the response that queued the first entry goes out
+			// before the write competes with it for the CPU, and one
+			// transaction costs less than many.
+			keys := []string{key}
+			timer := time.NewTimer(writeDelay)
+		gather:
+			for len(keys) < writeBatch {
+				select {
+				case k, ok := <-b.queue:
+					if !ok {
+						break gather
+					}
+					keys = append(keys, k)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+			b.storeMany(context.Background(), keys)
 		}
 	}()
 	return b
 }
 
-func (b *Backend) lockKey(key string) *sync.Mutex {
+func (b *Backend) lockKey(key string) *sync.Mutex { return &b.keyLock[b.stripe(key)] }
+
+// stripe picks the lock of a key (FNV-1a).
+func (b *Backend) stripe(key string) int {
 	var h uint32 = 2166136261
 	for i := 0; i < len(key); i++ {
 		h = (h ^ uint32(key[i])) * 16777619
 	}
-	return &b.keyLock[h%uint32(len(b.keyLock))]
+	return int(h % uint32(len(b.keyLock)))
+}
+
+// writeDelay and writeBatch bound how the background writer gathers
+// entries into one batch.
+const (
+	writeDelay = 2 * time.Millisecond
+	writeBatch = 256
+)
+
+// storeMany writes the pending entries of keys to the persistent backend,
+// in one batch when it is a cache.BatchPutter. The keys' locks are held
+// throughout, so a Delete of one of them waits for the store, and then
+// wins.
+func (b *Backend) storeMany(ctx context.Context, keys []string) {
+	bp, batch := b.cold.(cache.BatchPutter)
+	if !batch || len(keys) == 1 {
+		for _, k := range keys {
+			b.store(ctx, k)
+		}
+		return
+	}
+	// Lock each distinct stripe once, in index order: no deadlock with a
+	// Delete (one stripe) or another storeMany (same order).
+	var held [len(b.keyLock)]bool
+	for _, k := range keys {
+		held[b.stripe(k)] = true
+	}
+	for i := range held {
+		if held[i] {
+			b.keyLock[i].Lock()
+		}
+	}
+	defer func() {
+		for i := range held {
+			if held[i] {
+				b.keyLock[i].Unlock()
+			}
+		}
+	}()
+	b.wmu.Lock()
+	entries := make([]*cache.Entry, 0, len(keys))
+	for _, k := range keys {
+		if e := b.pending[k]; e != nil {
+			entries = append(entries, e)
+			delete(b.pending, k)
+		}
+	}
+	b.wmu.Unlock()
+	if len(entries) == 0 {
+		return
+	}
+	if err := bp.PutMany(ctx, entries); err != nil {
+		for _, e := range entries {
+			b.remove(e.Key)
+			if b.onError != nil {
+				b.onError(e.Key, err)
+			}
+		}
+	}
 }
 
 // store writes the pending entry of key, if any, to the persistent backend.
