@@ -170,3 +170,13 @@ func TestAdminRefusedOffLoopbackWithoutToken(t *testing.T) {
 		t.Fatalf("admin API without token off loopback: %d %s", a.status, a.body)
 	}
 }
+
+func TestProfilerIsBehindTheAdminToken(t *testing.T) {
+	srv := startServer(t, web.Config{Backend: "memory://", AdminToken: "s3cret"})
+	if a := get(t, srv.URL()+"/debug/pprof/"); a.status != http.StatusUnauthorized {
+		t.Fatalf("profiler without token: %d", a.status)
+	}
+	if a := get(t, srv.URL()+"/debug/pprof/", "Authorization", "Bearer s3cret"); a.status != http.StatusOK {
+		t.Fatalf("profiler with token: %d", a.status)
+	}
+}

@@ -10,6 +10,10 @@ import (
 // authenticate guards every admin route. A disabled API answers 403 with
 // the reason; with a token set, requests need "Authorization: Bearer
 // <token>", compared in constant time.
+// Protect guards another admin handler (the profiler, the dashboard) with
+// the same token and off-switch as /api.
+func (a *API) Protect(next http.Handler) http.Handler { return a.authenticate(next) }
+
 func (a *API) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.disabled != "" {

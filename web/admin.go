@@ -3,6 +3,7 @@ package web
 import (
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // mountAdmin mounts the admin API under /api. When the server listens
@@ -17,6 +18,9 @@ func (s *Server) mountAdmin(r chi.Router) {
 		Disabled: s.adminOff,
 	})
 	s.admin.Mount(r)
+	// The Go profiler, behind the admin token: how the hot path was
+	// measured, and how an operator finds where the time goes.
+	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))
 }
 
 // closeAdmin stops the admin side's running jobs, before the backends they
