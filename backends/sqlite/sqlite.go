@@ -62,11 +62,11 @@ var pragmas = []string{
 	"synchronous(NORMAL)",
 	"journal_mode(WAL)",
 	"temp_store(MEMORY)",
-	"cache_size(" + defaultCacheSize + ")", // 16 MB of page cache per connection
+	"cache_size(" + defaultCacheSize + ")", // 8 MB of page cache per connection
 }
 
 // defaultCacheSize is every connection's page cache, in KiB when negative.
-const defaultCacheSize = "-16000"
+const defaultCacheSize = "-8000"
 
 // Open opens (creating if needed) the database named by dsn and brings its
 // schema up to date. The dsn has the form sqlite://PATH, where PATH is
