@@ -12,6 +12,30 @@ import (
 	"github.com/cachegate/cachegate/jobs"
 )
 
+// selector is a bulk request body: a Selection and what else the
+// endpoint takes.
+type selector interface {
+	filter(now time.Time, requireSome bool) (cache.Filter, error)
+}
+
+// bulkRequest reads what every bulk endpoint takes: the backend from the
+// query, the body into req, and the filter the body selects.
+func (a *API) bulkRequest(w http.ResponseWriter, r *http.Request, req selector, requireSome bool) (string, cache.Backend, cache.Filter, error) {
+	v, err := queryParams(r, "backend")
+	if err != nil {
+		return "", nil, cache.Filter{}, err
+	}
+	name, b, err := a.backend(v.Get("backend"))
+	if err != nil {
+		return "", nil, cache.Filter{}, err
+	}
+	if err := decodeBody(w, r, req); err != nil {
+		return "", nil, cache.Filter{}, err
+	}
+	f, err := req.filter(time.Now(), requireSome)
+	return name, b, f, err
+}
+
 // deleteRequest is the body of POST /api/delete.
 type deleteRequest struct {
 	Selection
@@ -19,22 +43,8 @@ type deleteRequest struct {
 
 // handleBulkDelete removes the selected entries and answers how many.
 func (a *API) handleBulkDelete(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, "backend")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	var req deleteRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	f, err := req.filter(time.Now(), true)
+	name, b, f, err := a.bulkRequest(w, r, &req, true)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -71,22 +81,8 @@ const revalidatePage = 500
 // most a few at a time per upstream. One bulk revalidation runs per
 // backend at a time; a second one is refused with 409.
 func (a *API) handleBulkRevalidate(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, "backend")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	var req revalidateRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	f, err := req.filter(time.Now(), false)
+	name, b, f, err := a.bulkRequest(w, r, &req, false)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -30,22 +30,8 @@ type exportRequest struct {
 // X-Cachegate-Job, so it shows progress and can be cancelled); with "to"
 // it starts a job copying them into that backend and answers 202.
 func (a *API) handleExport(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, "backend")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	var req exportRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	f, err := req.filter(time.Now(), false)
+	name, b, f, err := a.bulkRequest(w, r, &req, false)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
