@@ -213,20 +213,28 @@ type entryDetail struct {
 	ExplainError string               `json:"explain_error,omitempty"`
 }
 
-// handleEntryGet answers an entry's metadata, headers and explanation.
-func (a *API) handleEntryGet(w http.ResponseWriter, r *http.Request) {
+// entry reads the entry the request's {key} and ?backend= name: a
+// missing one is a 404.
+func (a *API) entry(r *http.Request) (*cache.Entry, error) {
 	key, b, err := a.keyAndBackend(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	e, ok, err := b.Get(r.Context(), key)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	if !ok {
-		a.writeError(w, r, errEntryNotFound(key))
+		return nil, errEntryNotFound(key)
+	}
+	return e, nil
+}
+
+// handleEntryGet answers an entry's metadata, headers and explanation.
+func (a *API) handleEntryGet(w http.ResponseWriter, r *http.Request) {
+	e, err := a.entry(r)
+	if err != nil {
+		a.writeError(w, r, err)
 		return
 	}
 	now := time.Now()
@@ -268,18 +276,9 @@ func redact(h http.Header) http.Header {
 
 // handleEntryBody answers the stored body with its content type.
 func (a *API) handleEntryBody(w http.ResponseWriter, r *http.Request) {
-	key, b, err := a.keyAndBackend(r)
+	e, err := a.entry(r)
 	if err != nil {
 		a.writeError(w, r, err)
-		return
-	}
-	e, ok, err := b.Get(r.Context(), key)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if !ok {
-		a.writeError(w, r, errEntryNotFound(key))
 		return
 	}
 	h := w.Header()
