@@ -225,6 +225,13 @@ func walk(ctx context.Context, b cache.Backend, f cache.Filter, fn func(*cache.E
 	}
 }
 
+// A copy into a cache.BatchPutter stores this many entries, or this many
+// bytes of bodies, per batch: few enough that memory stays bounded.
+const (
+	copyBatch      = 200
+	copyBatchBytes = 8 << 20
+)
+
 // CopyOptions configure Copy.
 type CopyOptions struct {
 	// Filter selects the entries to copy; the zero Filter copies all.
@@ -239,7 +246,9 @@ type CopyOptions struct {
 
 // Copy puts every entry of from that matches opts.Filter into to,
 // replacing entries with the same keys there, and returns what it did.
-// Each entry is one Put, so the destination never holds half an entry. It
+// Each entry is stored whole (one Put, or batches of whole entries when
+// the destination is a cache.BatchPutter), so the destination never holds
+// half an entry. It
 // returns an error (wrapping ctx.Err() when cancelled) when the source
 // fails, the context ends, or a Put fails under OnError Stop; the Result
 // then counts what was copied until that point.
@@ -252,7 +261,7 @@ func Copy(ctx context.Context, from, to cache.Backend, opts CopyOptions) (Result
 	}
 	t.res.Total, t.res.TotalBytes = totals.Entries, totals.Bytes
 	t.progress()
-	err = walk(ctx, from, f, func(e *cache.Entry) error {
+	put := func(e *cache.Entry) error {
 		if err := to.Put(ctx, e); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -266,7 +275,45 @@ func Copy(ctx context.Context, from, to cache.Backend, opts CopyOptions) (Result
 		}
 		t.done(int64(len(e.Body)))
 		return nil
+	}
+	bp, batched := to.(cache.BatchPutter)
+	var batch []*cache.Entry
+	var batchBytes int
+	// flush stores the batch in one PutMany (one SQLite transaction instead
+	// of one each); when that fails it puts them one by one, so the error
+	// names its entry and OnError applies as without batching.
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		defer func() { batch, batchBytes = batch[:0], 0 }()
+		if err := bp.PutMany(ctx, batch); err == nil {
+			for _, e := range batch {
+				t.done(int64(len(e.Body)))
+			}
+			return nil
+		}
+		for _, e := range batch {
+			if err := put(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err = walk(ctx, from, f, func(e *cache.Entry) error {
+		if !batched {
+			return put(e)
+		}
+		batch = append(batch, e)
+		batchBytes += len(e.Body)
+		if len(batch) >= copyBatch || batchBytes >= copyBatchBytes {
+			return flush()
+		}
+		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return t.result(), fmt.Errorf("transfer: copy: %w", err)
 	}
