@@ -128,10 +128,18 @@ func TestSQLiteCacheSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestDemoUpstream is the README's quick start: MISS, then HIT, and still
+// a HIT after a restart (the demo httpbin gets a new port each time; its
+// cache keys must not).
 func TestDemoUpstream(t *testing.T) {
-	srv := startServer(t, web.Config{Backend: "memory://", Demo: true})
+	cfg := web.Config{Backend: sqliteDSN(t), Demo: true}
+	srv := startServer(t, cfg)
 	wantCache(t, get(t, srv.URL()+"/fetch/demo/get"), "MISS")
 	wantCache(t, get(t, srv.URL()+"/fetch/demo/get"), "HIT")
+	stopServer(t, srv)
+	srv = startServer(t, cfg)
+	wantCache(t, get(t, srv.URL()+"/fetch/demo/get"), "HIT")
+	wantCache(t, get(t, srv.URL()+"/fetch/demo/headers"), "MISS")
 }
 
 func TestHealthz(t *testing.T) {

@@ -116,13 +116,16 @@ func (nopCloser) Close() error { return nil }
 // connections sized for a busy gateway, a bound on the wait for response
 // headers, and no transparent decompression (bodies are stored and served
 // as the upstream encoded them).
-func newTransport(timeout time.Duration) *http.Transport {
-	return &http.Transport{
-		Proxy: nil, // never through another proxy: the upstream is reached directly
-		DialContext: (&net.Dialer{
+func newTransport(timeout time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	if dial == nil {
+		dial = (&net.Dialer{
 			Timeout:   min(timeout, 10*time.Second),
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}).DialContext
+	}
+	return &http.Transport{
+		Proxy:                 nil, // never through another proxy: the upstream is reached directly
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,

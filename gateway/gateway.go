@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -32,6 +33,10 @@ type Upstream struct {
 	BackendName string
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
+	// Dial, when set, opens the connections to the upstream instead of
+	// dialing URL's host; the demo upstream uses it so its URL (and so the
+	// cache keys) stay the same whatever port it listens on.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Options tune a Gateway. The zero value is usable.
@@ -125,7 +130,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		g.upstreams[u.Name] = &upstream{
 			Upstream: u,
 			client: &http.Client{
-				Transport: newTransport(u.Timeout),
+				Transport: newTransport(u.Timeout, u.Dial),
 				// Redirects are the client's business: pass them on.
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			},

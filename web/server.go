@@ -40,6 +40,7 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	demo     *http.Server
+	demoAddr string // where the demo httpbin listens
 	adminOff string // why the admin side is off, empty when on
 	admin    *handlers.API
 }
@@ -148,7 +149,9 @@ func (s *Server) closeBackends() {
 }
 
 // startDemo runs an in-process httpbin on a loopback port and adds it as
-// the upstream "demo", so the quick start needs no network.
+// the upstream "demo", so the quick start needs no network. Its URL is
+// always http://httpbin.demo (connections go to whatever port it got), so
+// its cached entries keep their keys across restarts.
 func (s *Server) startDemo() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,10 +159,14 @@ func (s *Server) startDemo() error {
 	}
 	s.demo = &http.Server{Handler: httpbin.New().Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.demo.Serve(ln) }()
+	s.demoAddr = ln.Addr().String()
 	p := cache.DefaultPolicy(s.cfg.ExpireAfter)
-	s.cfg.Upstreams = append(s.cfg.Upstreams, UpstreamConfig{Name: "demo", URL: "http://" + ln.Addr().String(), Policy: p})
+	s.cfg.Upstreams = append(s.cfg.Upstreams, UpstreamConfig{Name: "demo", URL: demoURL, Policy: p})
 	return nil
 }
+
+// demoURL is the demo upstream's fixed URL; see startDemo.
+const demoURL = "http://httpbin.demo"
 
 func (s *Server) upstreams() ([]gateway.Upstream, error) {
 	var ups []gateway.Upstream
@@ -180,7 +187,15 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		if timeout <= 0 {
 			timeout = DefaultUpstreamTimeout
 		}
-		ups = append(ups, gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout})
+		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout}
+		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
+			addr := s.demoAddr
+			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+		}
+		ups = append(ups, up)
 	}
 	return ups, nil
 }
