@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -107,6 +108,17 @@ func (a *API) Close() { a.jobs.Close() }
 // backend returns the backend a request names with ?backend= (or the
 // default one). Names come only from the configured map, so no input can
 // reach another store.
+// queryBackend checks the request's query parameters against accepted
+// (which includes "backend") and returns them with the backend they name.
+func (a *API) queryBackend(r *http.Request, accepted ...string) (url.Values, string, cache.Backend, error) {
+	v, err := queryParams(r, accepted...)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	name, b, err := a.backend(v.Get("backend"))
+	return v, name, b, err
+}
+
 func (a *API) backend(name string) (string, cache.Backend, error) {
 	if name == "" {
 		name = DefaultBackend

@@ -67,12 +67,7 @@ func (a *API) handleBackendList(w http.ResponseWriter, r *http.Request) {
 // handlePurgeExpired removes the stale entries of a backend and, with
 // vacuum=true on a backend that can, gives the space back to the system.
 func (a *API) handlePurgeExpired(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, "backend", "vacuum")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
+	v, name, b, err := a.queryBackend(r, "backend", "vacuum")
 	if err != nil {
 		a.writeError(w, r, err)
 		return

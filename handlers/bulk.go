@@ -21,11 +21,7 @@ type selector interface {
 // bulkRequest reads what every bulk endpoint takes: the backend from the
 // query, the body into req, and the filter the body selects.
 func (a *API) bulkRequest(w http.ResponseWriter, r *http.Request, req selector, requireSome bool) (string, cache.Backend, cache.Filter, error) {
-	v, err := queryParams(r, "backend")
-	if err != nil {
-		return "", nil, cache.Filter{}, err
-	}
-	name, b, err := a.backend(v.Get("backend"))
+	_, name, b, err := a.queryBackend(r, "backend")
 	if err != nil {
 		return "", nil, cache.Filter{}, err
 	}

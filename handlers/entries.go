@@ -68,12 +68,7 @@ var listParams = append([]string{"backend", "sort", "order", "limit", "next", "c
 // handleEntryList answers one page of entries, filtered and sorted, with
 // the totals of the whole match.
 func (a *API) handleEntryList(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, listParams...)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
+	v, name, b, err := a.queryBackend(r, listParams...)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -182,15 +177,11 @@ func entryKey(r *http.Request) (string, error) {
 // keyAndBackend reads the path's key and the ?backend= of a request on
 // one entry.
 func (a *API) keyAndBackend(r *http.Request) (string, cache.Backend, error) {
-	v, err := queryParams(r, "backend")
+	_, _, b, err := a.queryBackend(r, "backend")
 	if err != nil {
 		return "", nil, err
 	}
 	key, err := entryKey(r)
-	if err != nil {
-		return "", nil, err
-	}
-	_, b, err := a.backend(v.Get("backend"))
 	return key, b, err
 }
 

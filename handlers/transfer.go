@@ -194,12 +194,7 @@ const maxImportBytes = 8 << 30
 // runs as a job for the length of the request, so its progress can be
 // watched; it answers the job with the transfer result when done.
 func (a *API) handleImport(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r, "backend", "on_error")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	name, b, err := a.backend(v.Get("backend"))
+	v, name, b, err := a.queryBackend(r, "backend", "on_error")
 	if err != nil {
 		a.writeError(w, r, err)
 		return
