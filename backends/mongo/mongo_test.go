@@ -286,3 +286,40 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 }
+
+func TestPutMany(t *testing.T) {
+	ctx := context.Background()
+	uri := mongotest.URI(t)
+	b := mustOpen(t, uri, "gridfs_threshold=100")
+	// One entry with a GridFS body, to be replaced by a small one.
+	if err := b.Put(ctx, cachetest.SetBody(cachetest.NewEntry("k0"), bytes.Repeat([]byte{'x'}, 500))); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*cache.Entry
+	for i := range 30 {
+		body := []byte(fmt.Sprintf("body %d", i))
+		if i == 7 {
+			body = bytes.Repeat([]byte{'y'}, 1000) // goes to GridFS through Put
+		}
+		batch = append(batch, cachetest.SetBody(cachetest.NewEntry(fmt.Sprintf("k%d", i)), body))
+	}
+	replaced := cachetest.SetBody(cachetest.NewEntry("k3"), []byte("the later one wins"))
+	batch = append(batch, replaced)
+	if err := b.PutMany(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range batch[:30] {
+		if i == 3 {
+			want = replaced
+		}
+		if d := cachetest.Diff(cachetest.MustGet(t, b, want.Key), want); d != "" {
+			t.Fatalf("%s: %s", want.Key, d)
+		}
+	}
+	if got := gridFiles(t, uri); got != 1 {
+		t.Fatalf("%d GridFS files, want 1 (k7's; k0's old one deleted)", got)
+	}
+	if err := b.PutMany(ctx, []*cache.Entry{cachetest.NewEntry("bad key!")}); !errors.Is(err, cache.ErrInvalid) {
+		t.Fatalf("bad key: %v", err)
+	}
+}
