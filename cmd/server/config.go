@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -946,20 +945,6 @@ func checkListen(s string) error {
 		return fmt.Errorf("bad address %q: want host:port, like 127.0.0.1:8080 or :8080", s)
 	}
 	return nil
-}
-
-// isLoopback reports whether listen (host:port) only accepts connections
-// from this machine. An empty host means every interface: not loopback.
-func isLoopback(listen string) bool {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // dsnSchemes are the backends web.Server knows.

@@ -617,29 +617,3 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("github max_body_size = %d, want %d", got, want)
 	}
 }
-
-func TestIsLoopback(t *testing.T) {
-	tests := []struct {
-		name   string
-		listen string
-		want   bool
-	}{
-		{name: "ipv4 loopback", listen: "127.0.0.1:8080", want: true},
-		{name: "other ipv4 loopback", listen: "127.0.0.2:8080", want: true},
-		{name: "ipv6 loopback", listen: "[::1]:8080", want: true},
-		{name: "localhost", listen: "localhost:8080", want: true},
-		{name: "all interfaces", listen: ":8080", want: false},
-		{name: "unspecified", listen: "0.0.0.0:8080", want: false},
-		{name: "ipv6 unspecified", listen: "[::]:8080", want: false},
-		{name: "lan address", listen: "192.168.1.2:8080", want: false},
-		{name: "host name", listen: "example.com:8080", want: false},
-		{name: "bad address", listen: "nonsense", want: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := isLoopback(tt.listen); got != tt.want {
-				t.Fatalf("isLoopback(%q) = %v, want %v", tt.listen, got, tt.want)
-			}
-		})
-	}
-}
