@@ -28,7 +28,7 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite":
-		rest, tier, err := hotTier(dsn)
+		rest, tier, err := hotTier(dsn, defaultHotSize)
 		if err != nil {
 			return nil, err
 		}
@@ -71,9 +71,13 @@ func (t tierConfig) wrap(b cache.Backend) cache.Backend {
 	return hot.New(b, t.size, t.ttl)
 }
 
-// hotTier takes the hot-tier parameters out of a DSN.
-func hotTier(dsn string) (string, tierConfig, error) {
-	t := tierConfig{size: 64 << 20, ttl: time.Second}
+// defaultHotSize is the hot tier of a local backend unless its DSN says.
+const defaultHotSize = 64 << 20
+
+// hotTier takes the hot-tier parameters out of a DSN; defaultSize applies
+// when the DSN sets no hot_size.
+func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
+	t := tierConfig{size: defaultSize, ttl: time.Second}
 	base, rawQuery, ok := strings.Cut(dsn, "?")
 	if !ok {
 		return dsn, t, nil

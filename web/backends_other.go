@@ -19,7 +19,7 @@ import (
 func openOther(ctx context.Context, scheme, dsn string) (cache.Backend, error) {
 	switch strings.ToLower(scheme) {
 	case "file":
-		rest, tier, err := hotTier(dsn)
+		rest, tier, err := hotTier(dsn, defaultHotSize)
 		if err != nil {
 			return nil, err
 		}
@@ -29,12 +29,9 @@ func openOther(ctx context.Context, scheme, dsn string) (cache.Backend, error) {
 		}
 		return tier.wrap(b), nil
 	case "mongodb", "mongodb+srv":
-		rest, tier, err := hotTier(dsn)
+		rest, tier, err := hotTier(dsn, 0)
 		if err != nil {
 			return nil, err
-		}
-		if !strings.Contains(dsn, "hot_size=") {
-			tier.size = 0
 		}
 		b, err := mongo.Open(ctx, rest)
 		if err != nil {

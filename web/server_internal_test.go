@@ -48,3 +48,26 @@ func TestLoopbackListen(t *testing.T) {
 		})
 	}
 }
+
+func TestHotTierParams(t *testing.T) {
+	tests := []struct {
+		dsn, rest   string
+		defaultSize int64
+		size        int64
+	}{
+		{"sqlite://c.db", "sqlite://c.db", defaultHotSize, defaultHotSize},
+		{"sqlite://c.db?max_size=1GiB&hot_size=8MiB&hot_ttl=2s", "sqlite://c.db?max_size=1GiB", defaultHotSize, 8 << 20},
+		{"sqlite://c.db?hot_size=0", "sqlite://c.db", defaultHotSize, 0},
+		{"mongodb://h/db?replicaSet=rs", "mongodb://h/db?replicaSet=rs", 0, 0},
+		{"mongodb://h/db?hot_size=1MiB", "mongodb://h/db", 0, 1 << 20},
+	}
+	for _, tt := range tests {
+		rest, tier, err := hotTier(tt.dsn, tt.defaultSize)
+		if err != nil || rest != tt.rest || tier.size != tt.size {
+			t.Errorf("hotTier(%q) = %q, size %d, %v; want %q, size %d", tt.dsn, rest, tier.size, err, tt.rest, tt.size)
+		}
+	}
+	if _, _, err := hotTier("sqlite://c.db?hot_size=lots", defaultHotSize); err == nil {
+		t.Error("hot_size=lots accepted")
+	}
+}
