@@ -225,15 +225,6 @@ func (g *Gateway) Upstreams() []UpstreamInfo {
 	return out
 }
 
-// Upstream returns the configuration of one upstream.
-func (g *Gateway) Upstream(name string) (Upstream, bool) {
-	u, ok := g.upstreams[name]
-	if !ok {
-		return Upstream{}, false
-	}
-	return u.Upstream, true
-}
-
 // errUnknownUpstream is wrapped by lookups of an upstream that is not
 // configured.
 var errUnknownUpstream = errors.New("unknown upstream")

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,14 +158,4 @@ func (s *Stats) History() []Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Snapshot(nil), s.history...)
-}
-
-// Names returns the upstream names, sorted.
-func (s *Stats) Names() []string {
-	names := make([]string, 0, len(s.counters))
-	for n := range s.counters {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -223,9 +223,6 @@ func (b *Backend) pendingEntry(key string) *cache.Entry {
 	return b.pending[key]
 }
 
-// Cold returns the persistent backend behind the tier.
-func (b *Backend) Cold() cache.Backend { return b.cold }
-
 // Peek returns the entry shared with the tier: read-only for the caller.
 func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, error) {
 	now := b.now()
