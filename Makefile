@@ -7,8 +7,8 @@ PKGS    := ./...
 .PHONY: run build test check fmt vet bench clean
 
 ## run: start the gateway on the embedded SQLite default with the sample config and the demo upstream
-run:
-	$(GO) run ./cmd/server -config $(CONFIG) -demo
+run: build
+	./$(BIN) -config $(CONFIG) -demo
 
 ## build: build the cachegate binary into bin/
 build:
