@@ -143,6 +143,15 @@ type Peeker interface {
 	Peek(ctx context.Context, key string) (e *Entry, ok bool, err error)
 }
 
+// MemoryPeeker is implemented by backends, or tiers in front of them, that
+// can tell without any I/O whether they hold an entry in memory. It lets a
+// connection front end answer hits without blocking and hand everything
+// else, misses included, to the full path, which then looks again with
+// Peek. The entry is shared and read-only, as with Peek.
+type MemoryPeeker interface {
+	PeekMemory(key string) (e *Entry, ok bool)
+}
+
 // BatchPutter is implemented by backends that store many entries at less
 // cost than one Put each (SQLite: one transaction). PutMany stores every
 // entry as Put would; on error, none or some of them may be stored, but

@@ -126,6 +126,13 @@ func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, err
 	return e, true, nil
 }
 
+// PeekMemory is Peek without the error: everything here is in memory. A
+// closed backend holds nothing.
+func (b *Backend) PeekMemory(key string) (*cache.Entry, bool) {
+	e, ok, err := b.Peek(context.Background(), key)
+	return e, ok && err == nil
+}
+
 // copyEntry returns a copy of e that shares nothing mutable with it,
 // leaving the body out unless withBody. It is cache.Entry.Clone without
 // cloning a body only to drop it.

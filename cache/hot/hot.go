@@ -225,21 +225,10 @@ func (b *Backend) pendingEntry(key string) *cache.Entry {
 
 // Peek returns the entry shared with the tier: read-only for the caller.
 func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, error) {
-	now := b.now()
-	b.mu.Lock()
-	if el, ok := b.items[key]; ok {
-		it := el.Value.(*item)
-		if b.ttl <= 0 || now.Sub(it.loaded) < b.ttl {
-			b.lru.MoveToFront(el)
-			e := it.e // RecordHits swaps it under the lock
-			b.mu.Unlock()
-			return e, true, nil
-		}
-	}
-	b.mu.Unlock()
-	if e := b.pendingEntry(key); e != nil {
+	if e, ok := b.PeekMemory(key); ok {
 		return e, true, nil
 	}
+	now := b.now()
 	e, ok, err := b.cold.Get(ctx, key)
 	if err != nil || !ok {
 		if err == nil {
@@ -249,6 +238,28 @@ func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, err
 	}
 	b.add(e, now)
 	return e, true, nil
+}
+
+// PeekMemory returns the entry if the tier holds it and it is younger than
+// the tier's TTL, or if it waits to be written behind; it never reads the
+// cold backend.
+func (b *Backend) PeekMemory(key string) (*cache.Entry, bool) {
+	now := b.now()
+	b.mu.Lock()
+	if el, ok := b.items[key]; ok {
+		it := el.Value.(*item)
+		if b.ttl <= 0 || now.Sub(it.loaded) < b.ttl {
+			b.lru.MoveToFront(el)
+			e := it.e
+			b.mu.Unlock()
+			return e, true
+		}
+	}
+	b.mu.Unlock()
+	if e := b.pendingEntry(key); e != nil {
+		return e, true
+	}
+	return nil, false
 }
 
 // Get returns a copy of the entry, which the caller owns.
