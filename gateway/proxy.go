@@ -63,22 +63,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.counters.Requests.Add(1)
-	// The memo is keyed by the request line as sent, which names the
-	// path and query exactly; the method is checked against the entry.
-	var memo keyMemoKey
-	var tmpl *keyedRequest
-	if up.memoable(r) && strings.HasPrefix(r.RequestURI, "/fetch/") {
-		memo = keyMemoKey(r.RequestURI)
-		if t := up.memo.get(memo); t != nil && t.reqMethod == r.Method {
-			tmpl = t
-		}
-	}
-	var target *url.URL
-	if tmpl != nil {
-		target = tmpl.target
-	} else {
-		target, err = up.target(rest, r.URL.RawQuery)
-	}
+	target, tmpl, memo, err := up.resolve(r, rest)
 	if err != nil {
 		up.counters.Errors.Add(1)
 		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
@@ -87,15 +72,51 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w}
 	outcome := g.serve(rw, r, up, target, tmpl, memo)
+	g.published(start, r, up, target, outcome, rw)
+}
+
+// published tells the event hub's subscribers (the dashboard) about a
+// request that has been answered, and recycles its writer.
+func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, rw *countingWriter) {
 	if g.hub.Subscribers() > 0 {
 		g.hub.Publish(Event{
-			Type: "request", Time: start, Upstream: name, Method: r.Method,
+			Type: "request", Time: start, Upstream: up.Name, Method: r.Method,
 			URL: RedactURL(target, &up.Policy), Cache: outcome, Status: rw.status,
 			Bytes: rw.n, Duration: float64(time.Since(start).Microseconds()) / 1000,
 		})
 	}
 	*rw = countingWriter{}
 	writers.Put(rw)
+}
+
+// resolve finds the upstream URL of a request for up, whose path below
+// the upstream's name is rest. tmpl, when not nil, is the memoized key of
+// an identical earlier request; memo, when not empty, is where to memoize
+// this one's.
+func (up *upstream) resolve(r *http.Request, rest string) (target *url.URL, tmpl *keyedRequest, memo keyMemoKey, err error) {
+	// The memo is keyed by the request line as sent, which names the
+	// path and query exactly; the method is checked against the entry.
+	if up.memoable(r) && strings.HasPrefix(r.RequestURI, "/fetch/") {
+		memo = keyMemoKey(r.RequestURI)
+		if t := up.memo.get(memo); t != nil && t.reqMethod == r.Method {
+			return t.target, t, memo, nil
+		}
+	}
+	target, err = up.target(rest, r.URL.RawQuery)
+	return target, nil, memo, err
+}
+
+// key computes the cache key of r, from the memoized template when there
+// is one, and memoizes it when memo names where.
+func (up *upstream) key(r *http.Request, cacheMethod string, target *url.URL, body []byte, tmpl *keyedRequest, memo keyMemoKey) (*keyedRequest, error) {
+	if tmpl != nil {
+		return tmpl.forHeader(r.Header), nil
+	}
+	kr, err := newKeyedRequest(up, cacheMethod, target, r.Header, body)
+	if err == nil && memo != "" && body == nil {
+		up.memo.put(memo, kr, r.Method)
+	}
+	return kr, err
 }
 
 // writers recycles the per-request countingWriter: nothing keeps it once
@@ -144,25 +165,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		}
 	}
 
-	var kr *keyedRequest
-	if tmpl != nil {
-		kr = tmpl.forHeader(r.Header)
-	} else {
-		var err error
-		kr, err = newKeyedRequest(up, cacheMethod, target, r.Header, body)
-		if err != nil {
-			up.counters.Errors.Add(1)
-			writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
-			return "ERROR"
-		}
-		if memo != "" && body == nil {
-			up.memo.put(memo, kr, r.Method)
-		}
+	kr, err := up.key(r, cacheMethod, target, body, tmpl, memo)
+	if err != nil {
+		up.counters.Errors.Add(1)
+		writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
+		return "ERROR"
 	}
 	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader))
 
 	var entry *cache.Entry
-	var err error
 	if !force {
 		entry, err = g.lookup(r.Context(), up, kr)
 		if err != nil {
@@ -349,7 +360,12 @@ func hasPreconditions(r *http.Request) bool {
 // lookup finds the stored entry for a request, following Vary to the
 // variant that matches its headers.
 func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*cache.Entry, error) {
-	e, ok, err := peek(ctx, up.Backend, kr.base)
+	return lookupWith(kr, func(key string) (*cache.Entry, bool, error) { return peek(ctx, up.Backend, key) })
+}
+
+// lookupWith is lookup over any way of peeking at stored entries.
+func lookupWith(kr *keyedRequest, peek func(key string) (*cache.Entry, bool, error)) (*cache.Entry, error) {
+	e, ok, err := peek(kr.base)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -360,7 +376,7 @@ func (g *Gateway) lookup(ctx context.Context, up *upstream, kr *keyedRequest) (*
 	if len(names) == 0 {
 		return nil, nil
 	}
-	v, ok, err := peek(ctx, up.Backend, variantKey(kr.base, names, kr.header))
+	v, ok, err := peek(variantKey(kr.base, names, kr.header))
 	if err != nil || !ok || !varyMatches(v, kr.header) {
 		return nil, err
 	}

@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// ServeHit answers r only when it is a plain cache hit: a GET or HEAD
+// below /fetch/ for a fresh entry that the upstream's backend holds in
+// memory (cache.MemoryPeeker), from a request without directives,
+// conditionals, ranges or gateway headers that could make the answer
+// anything but the stored response. Its answer, counters and events are
+// exactly those ServeHTTP gives such a request.
+//
+// When it returns false it has written nothing and counted nothing; the
+// caller then hands r to ServeHTTP. It is the entry point of a connection
+// front end that answers hits without net/http's per-request machinery
+// (web/fastlane), so it must never block on I/O: a miss, or an entry only
+// on disk, is a false.
+func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if hasDirectives(r.Header) || hasPreconditions(r) {
+		return false
+	}
+	start := time.Now()
+	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
+	if !ok {
+		return false
+	}
+	up, err := g.upstream(name)
+	if err != nil || !up.Policy.AllowsMethod(http.MethodGet) {
+		return false
+	}
+	mem, ok := up.Backend.(cache.MemoryPeeker)
+	if !ok {
+		return false
+	}
+	target, tmpl, memo, err := up.resolve(r, rest)
+	if err != nil {
+		return false
+	}
+	kr, err := up.key(r, http.MethodGet, target, nil, tmpl, memo)
+	if err != nil {
+		return false
+	}
+	entry, _ := lookupWith(kr, func(key string) (*cache.Entry, bool, error) {
+		e, ok := mem.PeekMemory(key)
+		return e, ok, nil
+	})
+	if entry == nil {
+		return false
+	}
+	now := g.now()
+	j := up.Policy.Judge(entry, r.Header, now)
+	if j.Use != cache.UseFresh {
+		return false
+	}
+	up.counters.Requests.Add(1)
+	rw := writers.Get().(*countingWriter)
+	*rw = countingWriter{ResponseWriter: w}
+	outcome := g.serveCached(rw, r, up, entry, Hit, "hit", now, j.Age)
+	g.published(start, r, up, target, outcome, rw)
+	return true
+}
+
+// hasDirectives reports whether a request carries anything that asks the
+// gateway for more than the stored response: cache directives, an
+// upgrade, or one of the gateway's own headers (force refresh, expiry).
+func hasDirectives(h http.Header) bool {
+	if len(h["Cache-Control"]) > 0 || len(h["Pragma"]) > 0 || len(h["Upgrade"]) > 0 {
+		return true
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "X-Cachegate-") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/hot"
+)
+
+// ServeHit must answer a plain hit exactly as ServeHTTP does, and leave
+// every other request to it without writing or counting anything.
+func TestServeHitAnswersLikeServeHTTP(t *testing.T) {
+	e := newEnv(t, policy(), nil, memory.New(0))
+	e.get("/get?a=1", "MISS")
+	e.get("/cache/60", "MISS")
+	e.clock.Advance(3 * time.Second)
+
+	req := func(method, target string, header ...string) *http.Request {
+		r := httptest.NewRequest(method, target, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Add(header[i], header[i+1])
+		}
+		return r
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		before := e.gw.Stats().Snapshot().Upstreams["up"]
+		fast := httptest.NewRecorder()
+		if !e.gw.ServeHit(fast, req(method, "/fetch/up/get?a=1")) {
+			t.Fatalf("%s: ServeHit declined a fresh entry held in memory", method)
+		}
+		mid := e.gw.Stats().Snapshot().Upstreams["up"]
+		full := httptest.NewRecorder()
+		e.gw.ServeHTTP(full, req(method, "/fetch/up/get?a=1"))
+		after := e.gw.Stats().Snapshot().Upstreams["up"]
+		if fast.Code != full.Code || !reflect.DeepEqual(fast.Header(), full.Header()) || fast.Body.String() != full.Body.String() {
+			t.Errorf("%s: ServeHit answered %d %v %q\nServeHTTP answered %d %v %q", method,
+				fast.Code, fast.Header(), fast.Body, full.Code, full.Header(), full.Body)
+		}
+		if fast.Header().Get("X-Cache") != "HIT" || fast.Header().Get("Age") != "3" {
+			t.Errorf("%s: X-Cache %q, Age %q", method, fast.Header().Get("X-Cache"), fast.Header().Get("Age"))
+		}
+		if mid.Hits-before.Hits != 1 || mid.Requests-before.Requests != 1 || after.Hits-mid.Hits != 1 || mid.BytesFromCache-before.BytesFromCache != after.BytesFromCache-mid.BytesFromCache {
+			t.Errorf("%s: counted differently: before %+v, after ServeHit %+v, after ServeHTTP %+v", method, before, mid, after)
+		}
+	}
+
+	for name, r := range map[string]*http.Request{
+		"no-cache":        req("GET", "/fetch/up/get?a=1", "Cache-Control", "no-cache"),
+		"max-age":         req("GET", "/fetch/up/get?a=1", "Cache-Control", "max-age=1"),
+		"pragma":          req("GET", "/fetch/up/get?a=1", "Pragma", "no-cache"),
+		"conditional":     req("GET", "/fetch/up/get?a=1", "If-None-Match", `"x"`),
+		"range":           req("GET", "/fetch/up/get?a=1", "Range", "bytes=0-1"),
+		"force refresh":   req("GET", "/fetch/up/get?a=1", cache.ForceRefreshHeader, "true"),
+		"expire after":    req("GET", "/fetch/up/get?a=1", cache.ExpireAfterHeader, "60"),
+		"post":            req("POST", "/fetch/up/get?a=1"),
+		"not cached":      req("GET", "/fetch/up/get?a=2"),
+		"unknown":         req("GET", "/fetch/nope/get?a=1"),
+		"not below fetch": req("GET", "/get?a=1"),
+		"credentials":     req("GET", "/fetch/up/get?a=1", "Authorization", "Bearer x"),
+	} {
+		before := e.gw.Stats().Snapshot()
+		w := httptest.NewRecorder()
+		if e.gw.ServeHit(w, r) {
+			t.Errorf("%s: ServeHit answered it", name)
+		}
+		if len(w.Header()) > 0 || w.Body.Len() > 0 || w.Flushed {
+			t.Errorf("%s: ServeHit declined but wrote %v %q", name, w.Header(), w.Body)
+		}
+		if after := e.gw.Stats().Snapshot(); !reflect.DeepEqual(after.Total, before.Total) {
+			t.Errorf("%s: ServeHit declined but counted: %+v -> %+v", name, before.Total, after.Total)
+		}
+	}
+
+	// Stale: the full path decides (revalidate, stale-while-revalidate...).
+	e.clock.Advance(2 * time.Hour)
+	if e.gw.ServeHit(httptest.NewRecorder(), req("GET", "/fetch/up/cache/60")) {
+		t.Error("ServeHit answered from a stale entry")
+	}
+}
+
+// An entry only on disk is for the full path: ServeHit never does I/O.
+func TestServeHitOnlyFromMemory(t *testing.T) {
+	db, err := sqlite.Open("sqlite://" + t.TempDir() + "/c.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, policy(), nil, db)
+	e.get("/get", "MISS")
+	if e.gw.ServeHit(httptest.NewRecorder(), httptest.NewRequest("GET", "/fetch/up/get", nil)) {
+		t.Fatal("ServeHit answered from a backend that holds nothing in memory")
+	}
+
+	tiered := hot.New(memory.New(0), 1<<20, time.Minute)
+	e = newEnv(t, policy(), nil, tiered)
+	e.get("/get", "MISS")
+	if !e.gw.ServeHit(httptest.NewRecorder(), httptest.NewRequest("GET", "/fetch/up/get", nil)) {
+		t.Fatal("ServeHit declined an entry in the hot tier")
+	}
+}
