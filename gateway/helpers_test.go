@@ -19,6 +19,7 @@ import (
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/web/fastlane"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 )
 
@@ -112,7 +113,11 @@ func newEnv(t testing.TB, p cache.Policy, upstream http.Handler, backend cache.B
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g)
+	// Through the lane, as the server runs it: hits that the backend holds
+	// in memory are answered by ServeHit, the rest by ServeHTTP.
+	srv := httptest.NewUnstartedServer(g)
+	srv.Listener = fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		g.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
+	"github.com/cachegate/cachegate/web/fastlane"
 	"github.com/go-chi/chi/v5"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 )
@@ -94,6 +95,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Cache hits held in memory are answered before net/http parses them;
+	// every other request goes through the router as usual.
+	s.ln = fastlane.Attach(s.srv, s.ln, fastlane.Options{Prefix: "/fetch/", Serve: s.gateway.ServeHit, Log: log})
 	return s, nil
 }
 

@@ -1,0 +1,521 @@
+// Package fastlane answers the plainest HTTP/1.1 requests on a connection
+// itself and leaves every other request to an http.Server, on the same
+// connection, one request at a time.
+//
+// net/http spends more on each request than a cache hit costs: a context,
+// a background reader goroutine, two layers of buffered writers. For a
+// gateway whose answers are mostly cache hits that is most of the work, so
+// the lane sits between the listener and the server. It wraps each
+// connection; when the server is between requests and reads the next one,
+// the lane parses it first. A plain GET or HEAD that the lane's Serve
+// function answers (a cache hit held in memory) is answered right there,
+// and the lane reads on. Anything else, including every request Serve
+// declines, is handed to the server byte for byte, exactly one request,
+// and the lane stands aside until the server has answered it and is idle
+// again (http.Server.ConnState tells it). A connection the lane cannot
+// follow (a chunked request body, an upgrade, HTTP/1.0, a malformed head)
+// is the server's for good.
+//
+// So the server keeps everything it does (limits, errors for malformed
+// requests, Expect, hijacking, client-gone cancellation), and a request
+// the lane answers gets the same bytes net/http would have written.
+// Plain-text HTTP/1.1 only: the lane must see the bytes as sent.
+package fastlane
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a lane.
+type Options struct {
+	// Prefix: only request targets that start with it are offered to
+	// Serve, e.g. "/fetch/".
+	Prefix string
+	// Serve answers r and returns true, or returns false having written
+	// nothing, and then the server answers r. It must not block on I/O
+	// other than its writes to w, must not keep w or r, and must not
+	// use r.Body or hijack.
+	Serve func(w http.ResponseWriter, r *http.Request) bool
+	// Log gets panics recovered from Serve. Nil logs nothing.
+	Log *slog.Logger
+}
+
+// Attach makes srv's connections from ln go through a lane and returns
+// the listener srv must Serve on. It sets srv.ConnState (calling the one
+// it had) and registers a shutdown hook, so it must be called before the
+// server starts. The server's IdleTimeout and ReadHeaderTimeout apply to
+// the requests the lane reads too.
+func Attach(srv *http.Server, ln net.Listener, opt Options) net.Listener {
+	l := &lane{opt: opt, srv: srv}
+	prev := srv.ConnState
+	srv.ConnState = func(nc net.Conn, s http.ConnState) {
+		if c, ok := nc.(*conn); ok {
+			c.stateChanged(s)
+		}
+		if prev != nil {
+			prev(nc, s)
+		}
+	}
+	srv.RegisterOnShutdown(l.shutdown)
+	return &listener{Listener: ln, lane: l}
+}
+
+type lane struct {
+	opt     Options
+	srv     *http.Server
+	closing atomic.Bool // the server is shutting down
+
+	mu    sync.Mutex
+	conns map[*conn]struct{} // open connections
+}
+
+// shutdown ends the connections that wait in the lane for a request: to
+// the server they look new or idle, and it would wait for them.
+func (l *lane) shutdown() {
+	l.closing.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if c.mode.Load() == intercept {
+			c.Conn.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (l *lane) track(c *conn, open bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !open {
+		delete(l.conns, c)
+		return
+	}
+	if l.conns == nil {
+		l.conns = make(map[*conn]struct{})
+	}
+	l.conns[c] = struct{}{}
+}
+
+type listener struct {
+	net.Listener
+	lane *lane
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{Conn: nc, lane: l.lane}
+	l.lane.track(c, true)
+	return c, nil
+}
+
+// The modes of a connection.
+const (
+	// intercept: the server is between requests; the lane reads the next.
+	intercept int32 = iota
+	// handing: the server reads the request the lane handed it; remaining
+	// bytes of it are still to come.
+	handing
+	// holding: the server has the whole request and is answering it; the
+	// lane keeps whatever the client sends next until the server is idle.
+	holding
+	// passing: the server has the connection for good.
+	passing
+)
+
+// maxHeld bounds what a client may send ahead (pipelining) while the
+// server answers a request; beyond it the lane stops reading until then.
+const maxHeld = 1 << 20
+
+type conn struct {
+	net.Conn
+	lane *lane
+
+	mode      atomic.Int32
+	remaining int64 // bytes of the handed request the server has yet to read
+
+	// buf[start:end] was read from the client and not yet given out.
+	buf        []byte
+	start, end int
+	readErr    error // a read error after bytes, returned when they are used
+
+	// Read is only ever called by one goroutine at a time (net/http's
+	// connReader guarantees it), so the fields above need no lock.
+
+	p      parsed
+	w      writer
+	remote string
+
+	mu           sync.Mutex
+	busy         bool // answering a request: Close waits for the end of it
+	closeReq     bool
+	readDeadline time.Time     // as last set by the server
+	deadlineSet  chan struct{} // signalled when it changes
+}
+
+// Read gives the server the bytes of the requests it answers, and answers
+// the others itself in between.
+func (c *conn) Read(p []byte) (int, error) {
+	for {
+		switch c.mode.Load() {
+		case intercept:
+			if err := c.intercept(); err != nil {
+				return 0, err
+			}
+		case handing:
+			if c.remaining == 0 {
+				c.mode.Store(holding)
+				continue
+			}
+			n, err := c.give(p[:min(int64(len(p)), c.remaining)])
+			c.remaining -= int64(n)
+			return n, err
+		case holding:
+			// The server reads ahead while it answers (to notice a client
+			// that has gone). Tell it of errors and the end of the
+			// connection, keep the data.
+			if err := c.hold(); err != nil {
+				return 0, err
+			}
+		default:
+			return c.give(p)
+		}
+	}
+}
+
+// give reads into p from the buffer first, then from the connection.
+func (c *conn) give(p []byte) (int, error) {
+	if c.start < c.end {
+		n := copy(p, c.buf[c.start:c.end])
+		c.consume(n)
+		return n, nil
+	}
+	if err := c.takeErr(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *conn) hold() error {
+	if c.end-c.start >= maxHeld {
+		return c.waitDeadline()
+	}
+	return c.fill()
+}
+
+// waitDeadline blocks until the read deadline passes (the server aborts
+// its read ahead by setting one in the past) and returns the error a read
+// would.
+func (c *conn) waitDeadline() error {
+	for {
+		c.mu.Lock()
+		if c.deadlineSet == nil {
+			c.deadlineSet = make(chan struct{}, 1)
+		}
+		d, set := c.readDeadline, c.deadlineSet
+		c.mu.Unlock()
+		if d.IsZero() {
+			<-set
+			continue
+		}
+		wait := time.Until(d)
+		if wait <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-set:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	err := c.Conn.SetReadDeadline(t)
+	c.mu.Lock()
+	c.readDeadline = t
+	if c.deadlineSet != nil {
+		select {
+		case c.deadlineSet <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
+	return err
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// CloseWrite lets the server half-close as on a bare TCP connection (it
+// does so to make sure a client reads an error before the connection
+// goes).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps the server's sendfile path: its writes go straight to
+// the connection.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// fill reads more from the client into the buffer.
+func (c *conn) fill() error {
+	if err := c.takeErr(); err != nil {
+		return err
+	}
+	if c.start > 0 && c.start == c.end {
+		c.start, c.end = 0, 0
+	}
+	if len(c.buf)-c.end < 2048 {
+		if c.start > 0 && c.start >= len(c.buf)/2 {
+			c.end = copy(c.buf, c.buf[c.start:c.end])
+			c.start = 0
+		} else {
+			c.buf = append(c.buf[:c.end], make([]byte, max(4096, len(c.buf)))...)
+			c.buf = c.buf[:cap(c.buf)]
+		}
+	}
+	n, err := c.Conn.Read(c.buf[c.end:])
+	c.end += n
+	if n > 0 && err != nil {
+		c.readErr = err
+		return nil
+	}
+	return err
+}
+
+func (c *conn) takeErr() error {
+	err := c.readErr
+	c.readErr = nil
+	return err
+}
+
+func (c *conn) consume(n int) {
+	c.start += n
+	if c.start == c.end {
+		c.start, c.end = 0, 0
+	}
+}
+
+// errClose ends a connection the lane has answered on and must close (a
+// response of undeclared length, shutdown). The server sees it as the
+// client going away and closes quietly.
+var errClose = io.EOF
+
+// intercept reads requests and answers those it can until one is for the
+// server (it then switches mode and returns nil) or the connection ends.
+func (c *conn) intercept() error {
+	answered := 0
+	var headStart time.Time
+	for {
+		v := needMore
+		// Between requests the server waits for 4 bytes before it reads
+		// a request (http.conn.serve); after answering, the lane too.
+		if c.end-c.start >= 4 || (answered == 0 && c.start < c.end) {
+			v = scan(c.buf[c.start:c.end], &c.p)
+		}
+		switch v {
+		case needMore:
+			if c.lane.closing.Load() && c.start == c.end {
+				return errClose
+			}
+			if answered > 0 {
+				// The server set its deadline for the request it expected;
+				// for the ones after, the lane sets the server's.
+				c.setReadDeadline(c.start < c.end, &headStart)
+			}
+			if err := c.fill(); err != nil {
+				// Part of a head, then the end: the server tells the client
+				// what it makes of it; fewer than 4 bytes after an answer
+				// end the connection without a word, as the server's wait
+				// for them does.
+				if c.start < c.end && (answered == 0 || c.end-c.start >= 4) {
+					c.readErr = err
+					c.mode.Store(passing)
+					return nil
+				}
+				return err
+			}
+			continue
+		case passAll:
+			c.mode.Store(passing)
+			return nil
+		case handOff:
+			c.hand()
+			return nil
+		}
+		if !c.answer() {
+			c.hand()
+			return nil
+		}
+		answered++
+		headStart = time.Time{}
+		if c.w.closeAfter || c.lane.closing.Load() {
+			c.Conn.Close()
+			return errClose
+		}
+		if c.closeRequested() {
+			return errClose
+		}
+	}
+}
+
+// setReadDeadline applies the server's timeouts between requests the
+// lane answers: IdleTimeout while none has begun, ReadHeaderTimeout from
+// the first byte of a head.
+func (c *conn) setReadDeadline(partial bool, headStart *time.Time) {
+	srv := c.lane.srv
+	switch {
+	case partial && headStart.IsZero():
+		*headStart = time.Now()
+		if d := srv.ReadHeaderTimeout; d > 0 {
+			c.Conn.SetReadDeadline(headStart.Add(d))
+		}
+	case !partial:
+		d := srv.IdleTimeout
+		if d == 0 {
+			d = srv.ReadTimeout
+		}
+		if d > 0 {
+			c.Conn.SetReadDeadline(time.Now().Add(d))
+		} else {
+			c.Conn.SetReadDeadline(time.Time{})
+		}
+	}
+}
+
+// hand gives the request at the start of the buffer to the server.
+func (c *conn) hand() {
+	c.remaining = int64(c.p.n) + c.p.body
+	c.mode.Store(handing)
+}
+
+// answer offers the request at the start of the buffer to Serve and
+// sends its answer. It returns false, having sent nothing, when Serve
+// declines it (or panics before anything was sent).
+func (c *conn) answer() (ok bool) {
+	if c.lane.closing.Load() {
+		return false
+	}
+	b := c.buf[c.start:c.end]
+	target := b[c.p.target[0]:c.p.target[1]]
+	if len(target) < len(c.lane.opt.Prefix) || string(target[:len(c.lane.opt.Prefix)]) != c.lane.opt.Prefix {
+		return false
+	}
+	if c.remote == "" {
+		c.remote = c.Conn.RemoteAddr().String()
+	}
+	r, ok := c.p.request(b, c.remote)
+	if !ok {
+		return false
+	}
+	c.w.reset(c, r.Method == http.MethodHead)
+	c.setBusy(true)
+	defer c.setBusy(false)
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v != http.ErrAbortHandler && c.lane.opt.Log != nil {
+			c.lane.opt.Log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+		}
+		if v != http.ErrAbortHandler && !c.w.out {
+			ok = false // nothing sent: the server answers it
+			return
+		}
+		// Part of an answer may be out, or the handler cut it on
+		// purpose: end the connection, as net/http does.
+		c.consume(c.p.n)
+		c.w.closeAfter = true
+		ok = true
+	}()
+	if !c.lane.opt.Serve(&c.w, r) {
+		return false
+	}
+	c.consume(c.p.n)
+	if err := c.w.finish(); err != nil {
+		c.w.closeAfter = true
+	}
+	return true
+}
+
+func (c *conn) setBusy(busy bool) {
+	c.mu.Lock()
+	c.busy = busy
+	c.mu.Unlock()
+}
+
+// closeRequested reports whether Close was called while the lane was
+// answering; it then closes the connection now.
+func (c *conn) closeRequested() bool {
+	c.mu.Lock()
+	req := c.closeReq
+	c.mu.Unlock()
+	if req {
+		c.Conn.Close()
+	}
+	return req
+}
+
+// Close closes the connection, or, while the lane is sending an answer
+// (the server, shutting down, closes connections it thinks idle), right
+// after it: a client never sees half an answer for that reason.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if c.busy {
+		c.closeReq = true
+		c.mu.Unlock()
+		// A client that does not read must not hold the shutdown up.
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		return nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// stateChanged follows the server: when it is idle, the lane reads the
+// next request; once it hijacks a connection or closes it, the lane
+// stands aside.
+func (c *conn) stateChanged(s http.ConnState) {
+	switch s {
+	case http.StateIdle:
+		switch c.mode.Load() {
+		case holding:
+			c.mode.Store(intercept)
+		case handing:
+			if c.remaining == 0 {
+				c.mode.Store(intercept)
+			} else {
+				c.mode.Store(passing) // should not happen: it read less than the request
+			}
+		}
+	case http.StateHijacked, http.StateClosed:
+		c.mode.Store(passing)
+		c.lane.track(c, false)
+	}
+}

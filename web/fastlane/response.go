@@ -1,0 +1,289 @@
+package fastlane
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// directWrite is the body write size from which the writer sends the
+// head and the write together (writev) instead of copying the write.
+const directWrite = 4 << 10
+
+// writer is the http.ResponseWriter of a request the lane answers. It
+// writes what net/http's would for the same calls (status line, sorted
+// valid fields with newlines made spaces, Date, Content-Length when the
+// handler is done before the body outgrows the buffer, Content-Type
+// sniffed when unset) but builds the response in one buffer and sends it
+// with one write, or one writev for a large body.
+type writer struct {
+	c      *conn
+	header http.Header
+	head   bool // a HEAD request: the body is not sent
+
+	status  int
+	sent    bool  // the head has been built into buf
+	length  int64 // declared Content-Length once sent, -1 if none
+	written int64
+	buf     []byte // the head once sent, then body not yet written out
+	body    []byte // body written before the head was built
+	keys    []string
+	err     error
+	out     bool // some of the answer has gone to the client
+	// closeAfter: the connection must close after this response (its
+	// length was not declared, or the body did not match it).
+	closeAfter bool
+}
+
+func (w *writer) reset(c *conn, head bool) {
+	h := w.header
+	if h == nil {
+		h = make(http.Header)
+	}
+	clear(h)
+	*w = writer{c: c, header: h, head: head, length: -1, buf: w.buf[:0], body: w.body[:0], keys: w.keys[:0]}
+}
+
+func (w *writer) Header() http.Header { return w.header }
+
+func (w *writer) WriteHeader(code int) {
+	if w.status != 0 || w.sent {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("fastlane: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 {
+		// An interim response goes out ahead with the fields set so far,
+		// as net/http sends it; 100 Continue is net/http's own business.
+		if code != http.StatusContinue && code != http.StatusSwitchingProtocols {
+			w.appendHead(code, nil, false)
+		}
+		return
+	}
+	w.status = code
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if !w.sent {
+		if n := declaredLength(w.header); n >= 0 && w.written+int64(len(p)) > n {
+			return 0, http.ErrContentLength
+		}
+		w.written += int64(len(p))
+		if len(w.body)+len(p) < directWrite {
+			w.body = append(w.body, p...)
+			return len(p), nil
+		}
+		// The body outgrows the buffer: the head goes out now.
+		w.send(false, p)
+		if w.err != nil {
+			return 0, w.err
+		}
+		return len(p), nil
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if w.head {
+		return len(p), nil
+	}
+	w.write(p)
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// send builds the head and writes it with the buffered body and p.
+// done says the handler has finished, so the body's length is known.
+func (w *writer) send(done bool, p []byte) {
+	first := w.body
+	if len(first) == 0 {
+		first = p
+	}
+	w.appendHead(w.status, first, done)
+	w.sent = true
+	if !w.head {
+		w.buf = append(w.buf, w.body...)
+		w.write(p)
+	}
+}
+
+// write sends buf and p, copying p into buf when it is small.
+func (w *writer) write(p []byte) {
+	if len(p) < directWrite {
+		w.buf = append(w.buf, p...)
+		return
+	}
+	w.out = true
+	bufs := net.Buffers{w.buf, p}
+	_, w.err = bufs.WriteTo(w.c.Conn)
+	w.buf = w.buf[:0]
+}
+
+// finish completes the response and sends what is left of it.
+func (w *writer) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sent {
+		w.send(true, nil)
+	}
+	if w.length >= 0 && w.written != w.length && !w.head {
+		w.closeAfter = true // net/http closes too: the client saw a short body
+	}
+	if w.err == nil && len(w.buf) > 0 {
+		w.out = true
+		_, w.err = w.c.Conn.Write(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return w.err
+}
+
+// appendHead appends a status line and the fields to buf. first is the
+// start of the body, for sniffing its type; done says the handler has
+// finished, so that the length of an undeclared body is known.
+func (w *writer) appendHead(code int, first []byte, done bool) {
+	h := w.header
+	// What net/http adds goes after the handler's fields, in its order.
+	var date, length, ctype, connection string
+	if code >= 200 {
+		if _, ok := h["Date"]; !ok {
+			date = httpDate()
+		}
+		w.length = declaredLength(h)
+		if w.length < 0 && bodyAllowed(code) {
+			switch {
+			case done && (!w.head || w.written > 0):
+				w.length = w.written
+				length = strconv.FormatInt(w.written, 10)
+			case !done:
+				// Like net/http without chunking: the body ends when the
+				// connection does.
+				w.closeAfter = true
+			}
+		}
+		if _, ok := h["Content-Type"]; !ok && bodyAllowed(code) && len(first) > 0 && len(h["Content-Encoding"]) == 0 {
+			ctype = http.DetectContentType(first)
+		}
+		if w.closeAfter && len(h["Connection"]) == 0 {
+			connection = "close"
+		}
+	}
+	b := append(w.buf, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(code); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(code), 10)
+	}
+	b = append(b, "\r\n"...)
+	w.keys = w.keys[:0]
+	for k := range h {
+		w.keys = append(w.keys, k)
+	}
+	slices.Sort(w.keys)
+	for _, k := range w.keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // net/http drops them too
+		}
+		for _, v := range h[k] {
+			b = appendField(b, k, v)
+		}
+	}
+	if date != "" {
+		b = appendField(b, "Date", date)
+	}
+	if length != "" {
+		b = appendField(b, "Content-Length", length)
+	}
+	if ctype != "" {
+		b = appendField(b, "Content-Type", ctype)
+	}
+	if connection != "" {
+		b = appendField(b, "Connection", connection)
+	}
+	w.buf = append(b, "\r\n"...)
+}
+
+func appendField(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = appendValue(b, v)
+	return append(b, "\r\n"...)
+}
+
+// appendValue appends v with CR and LF made spaces and surrounding
+// whitespace trimmed, as net/http writes field values.
+func appendValue(b []byte, v string) []byte {
+	v = strings.Trim(v, " \t")
+	if !strings.ContainsAny(v, "\r\n") {
+		return append(b, v...)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// declaredLength is the Content-Length the handler set, -1 if none or
+// not a number.
+func declaredLength(h http.Header) int64 {
+	v := h["Content-Length"]
+	if len(v) != 1 {
+		return -1
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// bodyAllowed reports whether a response with this status may have a
+// body (RFC 9110 6.4.1).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// httpDate returns the current time in the Date format, formatted once a
+// second.
+func httpDate() string {
+	now := time.Now()
+	sec := now.Unix()
+	if d := cachedDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &dateText{sec: sec, text: now.UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateText struct {
+	sec  int64
+	text string
+}
+
+var cachedDate atomic.Pointer[dateText]
