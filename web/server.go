@@ -40,6 +40,7 @@ type Server struct {
 	router   chi.Router
 	srv      *http.Server
 	ln       net.Listener
+	lane     *fastlane.Listener // nil when the fast lane is off
 	demo     *http.Server
 	demoAddr string // where the demo httpbin listens
 	adminOff string // why the admin side is off, empty when on
@@ -95,9 +96,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	// Cache hits held in memory are answered before net/http parses them;
-	// every other request goes through the router as usual.
-	s.ln = fastlane.Attach(s.srv, s.ln, fastlane.Options{Prefix: "/fetch/", Serve: s.gateway.ServeHit, Log: log})
+	if !cfg.NoFastLane {
+		// Cache hits held in memory are answered before net/http parses
+		// them; every other request goes through the router as usual.
+		s.lane = fastlane.Attach(s.srv, s.ln, fastlane.Options{Prefix: "/fetch/", Serve: s.gateway.ServeHit, Log: log})
+		s.ln = s.lane
+	}
 	return s, nil
 }
 
@@ -295,6 +299,15 @@ func (s *Server) URL() string {
 
 // Handler returns the router, for tests that drive it without a socket.
 func (s *Server) Handler() http.Handler { return s.router }
+
+// FastLaneAnswers returns how many requests the fast lane has answered
+// before net/http (0 when it is off).
+func (s *Server) FastLaneAnswers() int64 {
+	if s.lane == nil {
+		return 0
+	}
+	return s.lane.Answered()
+}
 
 // Gateway returns the running gateway.
 func (s *Server) Gateway() *gateway.Gateway { return s.gateway }

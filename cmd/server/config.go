@@ -130,6 +130,7 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 		{"CACHEGATE_MODE", l.setMode},
 		{"CACHEGATE_SHUTDOWN_TIMEOUT", l.setShutdownTimeout},
 		{"CACHEGATE_DEMO", l.setDemo},
+		{"CACHEGATE_FAST_LANE", l.setFastLane},
 	}
 	for _, e := range envs {
 		if v := getenv(e.name); v != "" {
@@ -165,6 +166,9 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 	}
 	if set["demo"] {
 		l.cfg.Demo, l.demoSource = *fv.demo, "flag -demo"
+	}
+	if set["fast-lane"] {
+		l.cfg.NoFastLane = !*fv.fastLane
 	}
 	var token, tokenFile string
 	if set["admin-token"] {
@@ -210,7 +214,7 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 type flagValues struct {
 	config, listen, backend, expireAfter, mode  *string
 	adminToken, adminTokenFile, shutdownTimeout *string
-	demo                                        *bool
+	demo, fastLane                              *bool
 	upstreams                                   upstreamFlag
 }
 
@@ -228,6 +232,7 @@ func newFlagSet() (*flag.FlagSet, *flagValues) {
 		adminTokenFile:  fs.String("admin-token-file", "", "read the admin token from `file` (env CACHEGATE_ADMIN_TOKEN_FILE)"),
 		shutdownTimeout: fs.String("shutdown-timeout", defaultShutdownTimeout.String(), "how long in-flight requests may take to finish on shutdown, a `duration` (env CACHEGATE_SHUTDOWN_TIMEOUT)"),
 		demo:            fs.Bool("demo", false, `mount an in-process httpbin as the upstream "demo" (env CACHEGATE_DEMO)`),
+		fastLane:        fs.Bool("fast-lane", true, "answer cache hits held in memory before net/http parses them; -fast-lane=false sends every request through net/http (env CACHEGATE_FAST_LANE)"),
 	}
 	fs.Var(&fv.upstreams, "upstream", "add the upstream `NAME=URL`, reached at /fetch/NAME/; repeatable, replaces one of the same name from the file (env CACHEGATE_UPSTREAMS=name=url,name=url)")
 	return fs, fv
@@ -329,6 +334,15 @@ func (l *loader) setDemo(v string) error {
 		return fmt.Errorf("bad value %q: want true or false", v)
 	}
 	l.cfg.Demo = b
+	return nil
+}
+
+func (l *loader) setFastLane(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("bad value %q: want true or false", v)
+	}
+	l.cfg.NoFastLane = !b
 	return nil
 }
 
@@ -469,6 +483,14 @@ func (l *loader) loadFile(path, pathSource string) error {
 			return decodeValue(n, &l.cfg.Demo, "true or false")
 		}},
 		{"shutdown_timeout", duration(&l.cfg.ShutdownTimeout)},
+		{"fast_lane", func(_ string, n *yaml.Node) error {
+			var on bool
+			if err := decodeValue(n, &on, "true or false"); err != nil {
+				return err
+			}
+			l.cfg.NoFastLane = !on
+			return nil
+		}},
 		{"upstreams", func(_ string, n *yaml.Node) error {
 			l.upstreams = n
 			return nil

@@ -205,6 +205,35 @@ upstreams:
 			},
 		},
 		{
+			name: "fast lane: file off, env on, flag off",
+			file: "fast_lane: false\n",
+			check: func(t *testing.T, c web.Config) {
+				if !c.NoFastLane {
+					t.Error("the file's fast_lane: false left the lane on")
+				}
+			},
+		},
+		{
+			name: "fast lane: env over file",
+			file: "fast_lane: false\n",
+			env:  map[string]string{"CACHEGATE_FAST_LANE": "true"},
+			check: func(t *testing.T, c web.Config) {
+				if c.NoFastLane {
+					t.Error("CACHEGATE_FAST_LANE=true left the lane off")
+				}
+			},
+		},
+		{
+			name: "fast lane: flag over env",
+			env:  map[string]string{"CACHEGATE_FAST_LANE": "true"},
+			args: []string{"-fast-lane=false"},
+			check: func(t *testing.T, c web.Config) {
+				if !c.NoFastLane {
+					t.Error("-fast-lane=false left the lane on")
+				}
+			},
+		},
+		{
 			name: "config file from env",
 			env:  map[string]string{"CACHEGATE_CONFIG": writeFile(t, "env.yaml", "listen: 127.0.0.1:4000\n")},
 			check: func(t *testing.T, c web.Config) {
@@ -501,6 +530,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env mode", env: map[string]string{"CACHEGATE_MODE": "x"}, want: []string{`env CACHEGATE_MODE: unknown mode "x"`}},
 		{name: "env shutdown", env: map[string]string{"CACHEGATE_SHUTDOWN_TIMEOUT": "soon"}, want: []string{`env CACHEGATE_SHUTDOWN_TIMEOUT: bad duration "soon"`}},
 		{name: "env demo", env: map[string]string{"CACHEGATE_DEMO": "maybe"}, want: []string{`env CACHEGATE_DEMO: bad value "maybe": want true or false`}},
+		{name: "env fast lane", env: map[string]string{"CACHEGATE_FAST_LANE": "fast"}, want: []string{`env CACHEGATE_FAST_LANE: bad value "fast": want true or false`}},
 		{name: "env upstreams", env: map[string]string{"CACHEGATE_UPSTREAMS": "a=http://x,foo"}, want: []string{`env CACHEGATE_UPSTREAMS: "foo" is not NAME=URL`}},
 		{name: "env upstreams twice", env: map[string]string{"CACHEGATE_UPSTREAMS": "a=http://x,a=http://y"}, want: []string{`env CACHEGATE_UPSTREAMS: upstream "a" given twice`}},
 		{name: "env token and file", env: map[string]string{"CACHEGATE_ADMIN_TOKEN": "x", "CACHEGATE_ADMIN_TOKEN_FILE": "y"}, want: []string{"env CACHEGATE_ADMIN_TOKEN: set together with env CACHEGATE_ADMIN_TOKEN_FILE"}},
@@ -523,6 +553,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "expire_after empty", file: "expire_after:\n", want: []string{`cachegate.yaml:1: expire_after: no value: want a duration`}},
 		{name: "mode", file: "mode: strict\n", want: []string{`cachegate.yaml:1: mode: unknown mode "strict": want requests-cache or rfc9111`}},
 		{name: "demo", file: "demo: maybe\n", want: []string{`cachegate.yaml:1: demo: bad value "maybe": want true or false`}},
+		{name: "fast lane", file: "fast_lane: 2\n", want: []string{`cachegate.yaml:1: fast_lane: bad value "2": want true or false`}},
 		{name: "shutdown_timeout", file: "shutdown_timeout: forever\n", want: []string{`cachegate.yaml:1: shutdown_timeout: bad duration "forever"`}},
 		{name: "token and token file", file: "admin_token: x\nadmin_token_file: y\n", want: []string{"cachegate.yaml:1: admin_token: set together with admin_token_file"}},
 		{name: "token file missing", file: "admin_token_file: /does/not/exist\n", want: []string{"cachegate.yaml: admin_token_file: read the admin token:"}},

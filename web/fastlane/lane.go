@@ -53,7 +53,7 @@ type Options struct {
 // it had) and registers a shutdown hook, so it must be called before the
 // server starts. The server's IdleTimeout and ReadHeaderTimeout apply to
 // the requests the lane reads too.
-func Attach(srv *http.Server, ln net.Listener, opt Options) net.Listener {
+func Attach(srv *http.Server, ln net.Listener, opt Options) *Listener {
 	l := &lane{opt: opt, srv: srv}
 	prev := srv.ConnState
 	srv.ConnState = func(nc net.Conn, s http.ConnState) {
@@ -65,13 +65,14 @@ func Attach(srv *http.Server, ln net.Listener, opt Options) net.Listener {
 		}
 	}
 	srv.RegisterOnShutdown(l.shutdown)
-	return &listener{Listener: ln, lane: l}
+	return &Listener{Listener: ln, lane: l}
 }
 
 type lane struct {
-	opt     Options
-	srv     *http.Server
-	closing atomic.Bool // the server is shutting down
+	opt      Options
+	srv      *http.Server
+	closing  atomic.Bool  // the server is shutting down
+	answered atomic.Int64 // requests the lane answered
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // open connections
@@ -105,12 +106,16 @@ func (l *lane) track(c *conn, open bool) {
 	l.conns[c] = struct{}{}
 }
 
-type listener struct {
+// Listener is the listener Attach returns.
+type Listener struct {
 	net.Listener
 	lane *lane
 }
 
-func (l *listener) Accept() (net.Conn, error) {
+// Answered returns how many requests the lane has answered itself.
+func (l *Listener) Answered() int64 { return l.lane.answered.Load() }
+
+func (l *Listener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
@@ -461,6 +466,7 @@ func (c *conn) answer() (ok bool) {
 	if err := c.w.finish(); err != nil {
 		c.w.closeAfter = true
 	}
+	c.lane.answered.Add(1)
 	return true
 }
 
