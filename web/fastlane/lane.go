@@ -335,7 +335,7 @@ var errClose = io.EOF
 // server (it then switches mode and returns nil) or the connection ends.
 func (c *conn) intercept() error {
 	answered := 0
-	var headStart time.Time
+	var dl deadlines
 	for {
 		v := needMore
 		// Between requests the server waits for 4 bytes before it reads
@@ -351,7 +351,7 @@ func (c *conn) intercept() error {
 			if answered > 0 {
 				// The server set its deadline for the request it expected;
 				// for the ones after, the lane sets the server's.
-				c.setReadDeadline(c.start < c.end, &headStart)
+				c.setReadDeadline(c.start < c.end, &dl)
 			}
 			if err := c.fill(); err != nil {
 				// Part of a head, then the end: the server tells the client
@@ -378,7 +378,7 @@ func (c *conn) intercept() error {
 			return nil
 		}
 		answered++
-		headStart = time.Time{}
+		dl.headStart = time.Time{}
 		if c.w.closeAfter || c.lane.closing.Load() {
 			c.Conn.Close()
 			return errClose
@@ -392,25 +392,40 @@ func (c *conn) intercept() error {
 // setReadDeadline applies the server's timeouts between requests the
 // lane answers: IdleTimeout while none has begun, ReadHeaderTimeout from
 // the first byte of a head.
-func (c *conn) setReadDeadline(partial bool, headStart *time.Time) {
+//
+// The idle deadline is moved at most once a second (it costs a timer
+// update), so it may fall up to a second early.
+func (c *conn) setReadDeadline(partial bool, t *deadlines) {
 	srv := c.lane.srv
 	switch {
-	case partial && headStart.IsZero():
-		*headStart = time.Now()
+	case partial && t.headStart.IsZero():
+		t.headStart = time.Now()
+		t.idleSet = time.Time{}
 		if d := srv.ReadHeaderTimeout; d > 0 {
-			c.Conn.SetReadDeadline(headStart.Add(d))
+			c.Conn.SetReadDeadline(t.headStart.Add(d))
 		}
 	case !partial:
+		now := time.Now()
+		if !t.idleSet.IsZero() && now.Sub(t.idleSet) < time.Second {
+			return
+		}
+		t.idleSet = now
 		d := srv.IdleTimeout
 		if d == 0 {
 			d = srv.ReadTimeout
 		}
 		if d > 0 {
-			c.Conn.SetReadDeadline(time.Now().Add(d))
+			c.Conn.SetReadDeadline(now.Add(d))
 		} else {
 			c.Conn.SetReadDeadline(time.Time{})
 		}
 	}
+}
+
+// deadlines is what the lane knows of the read deadline it set.
+type deadlines struct {
+	headStart time.Time // when the head being read began, if it has
+	idleSet   time.Time // when the idle deadline was last set, if it is the one in force
 }
 
 // hand gives the request at the start of the buffer to the server.
