@@ -202,6 +202,8 @@ func TestMalformedAsNetHTTP(t *testing.T) {
 		"control in value":    "GET /fetch/a HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
 		"two lengths":         "POST /fetch/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
 		"bad length":          "POST /fetch/a HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+		"signed length":       "POST /fetch/a HTTP/1.1\r\nHost: h\r\nContent-Length: +2\r\n\r\nhi" + get,
+		"length and chunked":  "POST /fetch/a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + get,
 		"chunked then get":    "POST /fetch/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + get,
 		"http/1.0":            "GET /fetch/a HTTP/1.0\r\nHost: h\r\n\r\n",
 		"http/1.0 keep-alive": "GET /fetch/a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n" + get,

@@ -118,7 +118,7 @@ func scan(b []byte, p *parsed) verdict {
 			continue
 		case equalFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
+			if err != nil || !digits(value) || (contentLength >= 0 && n != contentLength) {
 				return passAll
 			}
 			contentLength = n
@@ -149,6 +149,17 @@ func scan(b []byte, p *parsed) verdict {
 		return tryFast
 	}
 	return handOff
+}
+
+// digits reports whether b is a decimal number without sign, as
+// net/http wants a Content-Length.
+func digits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // incomplete is scan's answer when b ends inside a head.
