@@ -33,7 +33,7 @@ vet:
 
 ## bench: cache-hit throughput against the upstream, nginx and Varnish (see bench/README.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./cache/ ./backends/memory/ ./backends/sqlite/
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./web/fastlane/ ./cache/ ./backends/memory/ ./backends/sqlite/
 	$(GO) run ./bench/cmd/benchrun
 
 clean:
