@@ -57,21 +57,7 @@ func TestListUsesIndexes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", p.name, err)
 		}
-		rows, err := b.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", p.name, err)
-		}
-		var steps []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			steps = append(steps, detail)
-		}
-		rows.Close()
-		all := strings.Join(steps, "; ")
+		all := queryPlan(t, b, query, args...)
 		t.Logf("%s: %s", p.name, all)
 		if strings.Contains(all, "TEMP B-TREE") || !strings.Contains(all, "INDEX") {
 			t.Errorf("%s: plan %q does not walk an index in order", p.name, all)
@@ -80,4 +66,65 @@ func TestListUsesIndexes(t *testing.T) {
 			t.Errorf("%s: plan %q does not seek with the cursor", p.name, all)
 		}
 	}
+}
+
+// TestWritesUseIndexes checks the plans of the statements behind deletes,
+// the sweep and eviction: each must reach its rows through an index, as a
+// scan of the table would cost seconds at a million entries.
+func TestWritesUseIndexes(t *testing.T) {
+	// With a cap, so that the index of eviction order exists.
+	b, err := Open("sqlite://" + filepath.Join(t.TempDir(), "plan.db") + "?max_size=1MiB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, c := range []struct {
+		name, query string
+		args        []any
+		want        []string // in the plan, in order
+	}{
+		{"expired ids", selectIDs("e.expires <= ?"), []any{1}, []string{"COVERING INDEX entries_expires"}},
+		{"mark ids", markIDs("e.expires <= ?"), []any{"[1, 2]", 1}, []string{"INTEGER PRIMARY KEY", "json_each"}},
+		{"sweep", sweepRows, []any{sweepBatchRows}, []string{"INTEGER PRIMARY KEY", "COVERING INDEX entries_deleted"}},
+		{"mark key", markByKey, []any{"k"}, []string{"INDEX sqlite_autoindex_entries_1 (key=?)"}},
+		{"eviction victims", evictVictims, []any{0}, []string{"SCAN entries USING INDEX entries_lru"}},
+	} {
+		all := queryPlan(t, b, c.query, c.args...)
+		t.Logf("%s: %s", c.name, all)
+		rest := all
+		for _, w := range c.want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Errorf("%s: plan %q lacks %q", c.name, all, w)
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		if strings.Contains(all, "TEMP B-TREE") {
+			t.Errorf("%s: plan %q sorts", c.name, all)
+		}
+	}
+}
+
+// queryPlan returns the steps of query's plan, joined with "; ".
+func queryPlan(tb testing.TB, b *Backend, query string, args ...any) string {
+	tb.Helper()
+	rows, err := b.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var steps []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			tb.Fatal(err)
+		}
+		steps = append(steps, detail)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return strings.Join(steps, "; ")
 }

@@ -23,8 +23,7 @@ import (
 
 // TestMeasurePurge measures DeleteExpired on a large cache while cache
 // hits, hit counts and stores go on, plus the listings and hit counts that
-// the purge's levers (batches, indexes) could slow down. How long stores
-// and hit counts wait during the purge shows how long it holds the writer. It is not part of
+// the purge's levers (batches, indexes) could slow down. It is not part of
 // the default run: set CACHEGATE_BENCH_PURGE=1 (and optionally
 // CACHEGATE_BENCH_PURGE_N, default 1000000 entries, a tenth of them
 // expired; CACHEGATE_BENCH_PURGE_DIR to keep the loaded file and copy it
@@ -103,6 +102,18 @@ func TestMeasurePurge(t *testing.T) {
 
 	listings(t, b)
 	recordHitsCost(t, b, fresh)
+
+	// Every transaction of the purge and of the sweep after it.
+	var (
+		holdsMu sync.Mutex // protects holds
+		holds   = map[string][]time.Duration{}
+	)
+	onBatch := func(op string, held time.Duration) {
+		holdsMu.Lock()
+		holds[op] = append(holds[op], held)
+		holdsMu.Unlock()
+	}
+	b.onBatch.Store(&onBatch)
 
 	var (
 		stop = make(chan struct{})
@@ -208,7 +219,8 @@ func TestMeasurePurge(t *testing.T) {
 	}
 	start = time.Now()
 	deleted, err := b.DeleteExpired(ctx, now)
-	took := time.Since(start)
+	purged := time.Now()
+	took := purged.Sub(start)
 	pprof.StopCPUProfile()
 	if err != nil {
 		t.Fatalf("DeleteExpired: %v", err)
@@ -217,14 +229,41 @@ func TestMeasurePurge(t *testing.T) {
 		t.Errorf("DeleteExpired deleted %d, want %d", deleted, expired)
 	}
 	during := phase()
-	close(stop)
-	wg.Wait()
 	t.Logf("DeleteExpired: %d of %d entries in %v (%.1f µs per entry)", deleted, n, took.Round(time.Millisecond),
 		float64(took.Microseconds())/float64(max(deleted, 1)))
+	listings(t, b) // while the sweep goes on
+
+	// The rows the purge marked are removed in the background; the load
+	// goes on until they are gone.
+	for {
+		var left int
+		if err := b.reader.Get(&left, `SELECT COUNT(*) FROM entries WHERE deleted = 1`); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	swept := time.Since(purged)
+	sweeping := phase()
+	close(stop)
+	wg.Wait()
+	t.Logf("swept in %v (after the purge returned)", swept.Round(100*time.Millisecond))
 	for i, name := range []string{"Get", "RecordHits(100)", "Put"} {
 		t.Logf("%-16s before: %v", name, before[i])
 		t.Logf("%-16s during the purge: %v", "", during[i])
+		t.Logf("%-16s during the sweep: %v", "", sweeping[i])
 	}
+	holdsMu.Lock()
+	for op, ds := range holds {
+		var sum time.Duration
+		for _, d := range ds {
+			sum += d
+		}
+		t.Logf("writer held by %q: %d transactions, %v in all; each %v", op, len(ds), sum.Round(time.Millisecond), summarizeLat(ds))
+	}
+	holdsMu.Unlock()
 	tot, err := b.Count(ctx, cache.Filter{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,8 @@ const entryColumns = `e.key, e.base_key, e.upstream, e.method, e.url, e.request_
 	e.etag, e.last_modified, e.hits, e.last_hit, e.reason`
 
 // upsertEntry replaces an entry's columns in place, keeping its id (and so
-// its body row), and returns the id.
+// its body row), and returns the id. Over a row marked deleted and not
+// swept yet, it stores the entry as new.
 const upsertEntry = insertEntries + entryValues + "\n\t" + onConflictEntries + "\n\tRETURNING id"
 
 // insertEntries, entryValues (one row's placeholders, in row.args order)
@@ -35,7 +36,8 @@ const (
 	header = excluded.header, size = excluded.size, content_type = excluded.content_type,
 	request_time = excluded.request_time, created = excluded.created, expires = excluded.expires,
 	etag = excluded.etag, last_modified = excluded.last_modified, hits = excluded.hits,
-	last_hit = excluded.last_hit, last_used = excluded.last_used, reason = excluded.reason`
+	last_hit = excluded.last_hit, last_used = excluded.last_used, reason = excluded.reason,
+	deleted = 0`
 )
 
 // upsertEntriesSQL upserts n entries in one statement, without RETURNING.

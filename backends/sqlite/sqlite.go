@@ -5,11 +5,17 @@
 // Writes go through a pool of one connection, so they queue in Go instead
 // of contending for SQLite's write lock; reads use a pool of several
 // connections, which WAL mode lets run alongside the writer.
+//
+// Deletes only mark rows deleted, which keeps the writer's transactions
+// short: removing a row from the table's dozen indexes is what costs. A
+// sweeper goroutine removes marked rows a hundred at a time, pausing
+// between batches.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +26,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +56,17 @@ type Backend struct {
 	reader *sqlx.DB // several connections, for reads only
 
 	getStmt *sqlx.Stmt // on reader: the cache-hit hot path
+
+	// The sweeper, woken through sweepWake (buffered, so that a wake never
+	// blocks and wakes coalesce), stopped by stop and waited for by Close.
+	sweepWake  chan struct{}
+	stop       context.CancelFunc
+	background sync.WaitGroup
+	sweepErr   atomic.Pointer[error] // the last sweep's error, nil after a success
+
+	// onBatch, if set, is told how long each transaction of a bulk delete
+	// or of the sweeper held the writer; tests measure with it.
+	onBatch atomic.Pointer[func(op string, held time.Duration)]
 
 	closed atomic.Bool
 }
@@ -105,6 +123,12 @@ func Open(dsn string) (*Backend, error) {
 		b.writer.Close()
 		return nil, err
 	}
+	if maxBytes > 0 {
+		if _, err := b.writer.Exec(createLRUIndex); err != nil {
+			b.writer.Close()
+			return nil, fmt.Errorf("sqlite: open %s: create eviction index: %w", path, err)
+		}
+	}
 
 	params.Set("_txlock", "deferred")
 	params.Add("_pragma", "query_only(1)")
@@ -119,11 +143,18 @@ func Open(dsn string) (*Backend, error) {
 	b.reader.SetConnMaxLifetime(0)
 
 	if b.getStmt, err = b.reader.Preparex(`SELECT ` + entryColumns + `, b.body
-		FROM entries e JOIN bodies b ON b.id = e.id WHERE e.key = ?`); err != nil {
+		FROM entries e JOIN bodies b ON b.id = e.id WHERE e.key = ? AND e.deleted = 0`); err != nil {
 		b.reader.Close()
 		b.writer.Close()
 		return nil, fmt.Errorf("sqlite: open %s: prepare get: %w", path, err)
 	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	b.sweepWake = make(chan struct{}, 1)
+	b.background.Add(1)
+	go b.sweepLoop(ctx)
+	b.wakeSweeper() // rows deleted before the last Close, if any
 	return b, nil
 }
 
@@ -226,7 +257,9 @@ func (b *Backend) check(op string) error {
 	return nil
 }
 
-// Ping checks that both pools can reach the database.
+// Ping checks that both pools can reach the database, and reports the
+// sweeper's error if its last batch failed: deleted entries are then
+// piling up, since it cannot write.
 func (b *Backend) Ping(ctx context.Context) error {
 	if err := b.check("ping"); err != nil {
 		return err
@@ -237,14 +270,27 @@ func (b *Backend) Ping(ctx context.Context) error {
 	if err := b.writer.PingContext(ctx); err != nil {
 		return b.fail("ping", err)
 	}
+	if err := b.sweepErr.Load(); err != nil {
+		return b.fail("ping", *err)
+	}
 	return nil
 }
 
-// Vacuum rebuilds the database file, giving the space of deleted entries
-// back to the operating system. It blocks writes while it runs.
+// Vacuum removes the rows deleted but not swept yet, then rebuilds the
+// database file, giving the space of deleted entries back to the operating
+// system. It blocks writes while it runs.
 func (b *Backend) Vacuum(ctx context.Context) error {
 	if err := b.check("vacuum"); err != nil {
 		return err
+	}
+	for {
+		n, err := b.sweepBatch(ctx)
+		if err != nil {
+			return b.fail("vacuum", err)
+		}
+		if n < sweepBatchRows {
+			break
+		}
 	}
 	if _, err := b.writer.ExecContext(ctx, `VACUUM`); err != nil {
 		return b.fail("vacuum", err)
@@ -252,12 +298,15 @@ func (b *Backend) Vacuum(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools. A checkpoint on the last connection folds the
-// WAL back into the database file.
+// Close stops the sweeper, interrupting a sweep (what it has not
+// removed, the next Open sweeps), and closes the pools. A checkpoint on
+// the last connection folds the WAL back into the database file.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return fmt.Errorf("sqlite: close: %w", cache.ErrClosed)
 	}
+	b.stop()
+	b.background.Wait()
 	return errors.Join(b.getStmt.Close(), b.reader.Close(), b.writer.Close())
 }
 
@@ -296,7 +345,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	defer tx.Rollback()
 	if b.maxBytes > 0 && r.Size > b.maxBytes {
 		// Too large to keep at all; the entry it replaces is outdated.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, e.Key); err != nil {
+		if err := b.markKey(ctx, tx, e.Key); err != nil {
 			return b.fail(op, err)
 		}
 		return b.commit(tx, op)
@@ -485,7 +534,7 @@ func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries i
 			if err := flush(); err != nil {
 				return 0, err
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, e.Key); err != nil {
+			if err := b.markKey(ctx, tx, e.Key); err != nil {
 				return 0, b.fail(op, err)
 			}
 			continue
@@ -526,6 +575,20 @@ func nonNil(p []byte) []byte {
 	return p
 }
 
+// createLRUIndex creates the index of eviction order that a cache with a
+// cap needs, when it is missing: at a million entries, it takes a second
+// or two. Without a cap, nothing reads it, and it would cost every store,
+// hit and delete an index update, so it is not there (unless a process
+// with a cap sharing the file made it). Deleted rows leave it: expired
+// entries are mostly old ones, and until swept they would pile up at the
+// start of the walk evictVictims takes on every store.
+const createLRUIndex = `CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_used) WHERE deleted = 0`
+
+// evictVictims lists the least recently used entries but one, through the
+// index createLRUIndex makes.
+const evictVictims = `SELECT id, size FROM entries
+	WHERE deleted = 0 AND id != ? ORDER BY last_used, id LIMIT 256`
+
 // evict deletes least recently used entries other than keep until the
 // stored bytes fit the cap, taking exactly as many as needed.
 func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
@@ -542,8 +605,7 @@ func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
 			ID   int64 `db:"id"`
 			Size int64 `db:"size"`
 		}
-		if err := tx.SelectContext(ctx, &victims, `SELECT id, size FROM entries
-			WHERE id != ? ORDER BY last_used, id LIMIT 256`, keep); err != nil {
+		if err := tx.SelectContext(ctx, &victims, evictVictims, keep); err != nil {
 			return err
 		}
 		if len(victims) == 0 {
@@ -557,14 +619,30 @@ func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
 				break
 			}
 		}
-		query, args, err := sqlx.In(`DELETE FROM entries WHERE id IN (?)`, ids)
+		query, args, err := sqlx.In(`UPDATE entries SET deleted = 1 WHERE id IN (?)`, ids)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 			return err
 		}
+		b.wakeSweeper() // it waits for the writer, and so for tx
 	}
+}
+
+// markByKey marks the entry under key deleted.
+const markByKey = `UPDATE entries SET deleted = 1 WHERE key = ? AND deleted = 0`
+
+// markKey marks the entry under key deleted in tx, if there is one.
+func (b *Backend) markKey(ctx context.Context, tx *sqlx.Tx, key string) error {
+	res, err := tx.ExecContext(ctx, markByKey, key)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		b.wakeSweeper() // it waits for the writer, and so for tx
+	}
+	return nil
 }
 
 // Delete removes the entry under key and reports whether it was there.
@@ -573,13 +651,16 @@ func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
 	if err := b.check(op); err != nil {
 		return false, err
 	}
-	res, err := b.writer.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, key)
+	res, err := b.writer.ExecContext(ctx, markByKey, key)
 	if err != nil {
 		return false, b.fail(op, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return false, b.fail(op, err)
+	}
+	if n > 0 {
+		b.wakeSweeper()
 	}
 	return n > 0, nil
 }
@@ -602,7 +683,7 @@ func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
 		hits = hits + ?1,
 		last_hit = max(coalesce(last_hit, ?2), ?2),
 		last_used = max(last_used, ?2)
-		WHERE key = ?3`)
+		WHERE key = ?3 AND deleted = 0`)
 	if err != nil {
 		return b.fail("record hits", err)
 	}
@@ -658,6 +739,7 @@ func listQuery(q cache.Query) (string, []any, cache.Sort, error) {
 		return "", nil, s, err
 	}
 	where, args := whereClause(q.Filter)
+	where = append([]string{"e.deleted = 0"}, where...)
 	col := sortColumns[s.Field]
 	dir, cmp := "ASC", ">"
 	if s.Desc {
@@ -682,9 +764,7 @@ func listQuery(q cache.Query) (string, []any, cache.Sort, error) {
 	} else {
 		sb.WriteString(" FROM entries e")
 	}
-	if len(where) > 0 {
-		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
-	}
+	sb.WriteString(" WHERE " + strings.Join(where, " AND "))
 	fmt.Fprintf(&sb, " ORDER BY e.%s %s, e.key %s LIMIT %d", col, dir, dir, q.PageLimit()+1)
 	return sb.String(), args, s, nil
 }
@@ -710,7 +790,7 @@ func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, erro
 	if len(where) == 0 {
 		err = b.reader.QueryRowxContext(ctx, `SELECT entries, bytes FROM totals WHERE id = 1`).Scan(&t.Entries, &t.Bytes)
 	} else {
-		err = b.reader.QueryRowxContext(ctx, `SELECT COUNT(*), COALESCE(SUM(e.size), 0) FROM entries e WHERE `+
+		err = b.reader.QueryRowxContext(ctx, `SELECT COUNT(*), COALESCE(SUM(e.size), 0) FROM entries e WHERE e.deleted = 0 AND `+
 			strings.Join(where, " AND "), args...).Scan(&t.Entries, &t.Bytes)
 	}
 	if err != nil {
@@ -740,42 +820,165 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 	return b.deleteWhere(ctx, "delete expired", "e.expires <= ?", now.UnixNano())
 }
 
-// deleteBatch is how many entries one transaction of a bulk delete
-// removes. Every row costs a seek in each index, so a purge of 100,000
-// entries runs for many seconds; in batches the writer connection is
-// free between them, and cache stores (and hit counts) go on meanwhile
-// instead of waiting for the whole purge.
-const deleteBatch = 500
+// markBatchRows is how many entries one transaction of a bulk delete
+// marks deleted: some 25 ms of the writer at a million entries, after
+// which stores and hit counts waiting for it get their turn.
+const markBatchRows = 1000
 
-// deleteWhere deletes the entries matching cond (over entries AS e) in
-// batches, and returns how many it deleted. Cancelling ctx stops it
-// between batches.
+// deleteWhere deletes the entries matching cond (over entries AS e) and
+// returns how many it deleted. It lists their ids first, then marks them
+// in rowid order, markBatchRows per transaction, checking cond again:
+// neighbouring rows share table pages, so a batch rewrites a few hundred
+// pages rather than one per row, and an entry stored again meanwhile is
+// left alone. Cancelling ctx stops it between batches.
 func (b *Backend) deleteWhere(ctx context.Context, op, cond string, args ...any) (int64, error) {
-	query := fmt.Sprintf(`DELETE FROM entries WHERE id IN (SELECT e.id FROM entries AS e WHERE %s LIMIT %d)`, cond, deleteBatch)
+	var ids []int64
+	if err := b.reader.SelectContext(ctx, &ids, selectIDs(cond), args...); err != nil {
+		return 0, b.fail(op, err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	slices.Sort(ids)
+	defer b.wakeSweeper()
+	mark := markIDs(cond)
 	var total int64
-	for {
-		res, err := b.writer.ExecContext(ctx, query, args...)
+	for batch := range slices.Chunk(ids, markBatchRows) {
+		list, _ := json.Marshal(batch) // a []int64 always encodes
+		start := time.Now()
+		res, err := b.writer.ExecContext(ctx, mark, append([]any{string(list)}, args...)...)
 		if err != nil {
 			return total, b.fail(op, err)
 		}
+		b.batchDone(op, time.Since(start))
 		n, err := res.RowsAffected()
 		if err != nil {
 			return total, b.fail(op, err)
 		}
 		total += n
-		if n < deleteBatch {
-			return total, nil
+	}
+	return total, nil
+}
+
+// selectIDs lists the ids of the rows matching cond (over entries AS e).
+// Rows marked deleted already may be among them: leaving the check to
+// markIDs lets an index on cond's columns answer alone, without reading
+// the table.
+func selectIDs(cond string) string {
+	return `SELECT e.id FROM entries AS e WHERE ` + cond
+}
+
+// markIDs marks deleted the live rows matching cond among the ids given as
+// a JSON array in its first parameter.
+func markIDs(cond string) string {
+	return `UPDATE entries AS e SET deleted = 1
+	WHERE e.id IN (SELECT value FROM json_each(?)) AND e.deleted = 0 AND ` + cond
+}
+
+// batchDone reports a bulk delete's or the sweeper's transaction to
+// onBatch.
+func (b *Backend) batchDone(op string, held time.Duration) {
+	if f := b.onBatch.Load(); f != nil {
+		(*f)(op, held)
+	}
+}
+
+// sweepBatchRows is how many deleted rows one transaction of the sweeper
+// removes: each costs a seek and a rewritten page in every index, so 100
+// of them hold the writer for a few tens of ms at a million entries, and
+// the pages they change fit the page cache.
+const sweepBatchRows = 100
+
+// wakeSweeper has the sweeper look for deleted rows, without waiting.
+func (b *Backend) wakeSweeper() {
+	select {
+	case b.sweepWake <- struct{}{}:
+	default:
+	}
+}
+
+// sweepLoop removes deleted rows whenever woken, until ctx is done.
+// After each batch it leaves the writer free for as long as the batch held
+// it, so a sweep takes at most half of the writer's time. A failed batch
+// is retried after a second, and its error reported by Ping meanwhile.
+func (b *Backend) sweepLoop(ctx context.Context) {
+	defer b.background.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.sweepWake:
+		}
+		for {
+			start := time.Now()
+			n, err := b.sweepBatch(ctx)
+			held := time.Since(start)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				b.sweepErr.Store(&err)
+				if !sleep(ctx, time.Second) {
+					return
+				}
+				continue
+			}
+			b.sweepErr.Store(nil)
+			b.batchDone("sweep", held)
+			if n < sweepBatchRows {
+				break
+			}
+			if !sleep(ctx, held) {
+				return
+			}
 		}
 	}
 }
 
-// Clear removes every entry.
+// sleep waits for d, or less if ctx is done first, and reports whether
+// ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// sweepRows removes deleted rows (and, by the cascade, their bodies), in
+// rowid order, as many as its parameter says.
+const sweepRows = `DELETE FROM entries WHERE id IN (
+	SELECT id FROM entries WHERE deleted = 1 ORDER BY id LIMIT ?)`
+
+// sweepBatch removes up to sweepBatchRows deleted rows, in rowid order,
+// and their bodies. The totals counted them out when they were marked.
+func (b *Backend) sweepBatch(ctx context.Context) (int64, error) {
+	res, err := b.writer.ExecContext(ctx, sweepRows, sweepBatchRows)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Clear removes every entry, in one transaction.
 func (b *Backend) Clear(ctx context.Context) error {
 	if err := b.check("clear"); err != nil {
 		return err
 	}
-	if _, err := b.writer.ExecContext(ctx, `DELETE FROM entries`); err != nil {
+	tx, err := b.writer.BeginTxx(ctx, nil)
+	if err != nil {
 		return b.fail("clear", err)
 	}
-	return nil
+	defer tx.Rollback()
+	// No trigger counts the rows out as they go: only deleted rows are
+	// removed elsewhere, and those the totals no longer count.
+	for _, q := range []string{`DELETE FROM entries`, `UPDATE totals SET entries = 0, bytes = 0 WHERE id = 1`} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return b.fail("clear", err)
+		}
+	}
+	return b.commit(tx, "clear")
 }

@@ -2,17 +2,23 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
+	"github.com/cachegate/cachegate/migrations"
 )
 
 // mustOpen opens dsn and closes it when the test ends.
@@ -159,8 +165,8 @@ func TestPingVacuum(t *testing.T) {
 	}
 }
 
-// TestBulkDeletesSpanBatches checks that deletes running in batches of 500
-// still remove every match, and only matches.
+// TestBulkDeletesSpanBatches checks that deletes running in batches (of
+// 1000 entries) still remove every match, and only matches.
 func TestBulkDeletesSpanBatches(t *testing.T) {
 	ctx := context.Background()
 	b, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "batches.db"))
@@ -190,5 +196,95 @@ func TestBulkDeletesSpanBatches(t *testing.T) {
 	}
 	if tot, _ := b.Count(ctx, cache.Filter{}); tot.Entries != 1700-1133-284 {
 		t.Fatalf("%d entries left, want %d", tot.Entries, 1700-1133-284)
+	}
+}
+
+// TestUpgradeKeepsEntries builds a file with the schema of the first two
+// migrations, as a cache written by an older version has it, and opens
+// it: the entries are all there, found, listed, counted and deleted as
+// usual, and the file has the indexes of the current schema.
+func TestUpgradeKeepsEntries(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	var want []*cache.Entry
+	for i, k := range []string{"a", "b", "c"} {
+		e := cachetest.SetBody(cachetest.NewEntry(k), []byte(strings.Repeat(k, 10*(i+1))))
+		e.Expires = cachetest.T0.Add(time.Duration(i) * time.Hour)
+		e.Hits, e.LastHit = int64(i), cachetest.T0.Add(time.Minute)
+		want = append(want, e)
+	}
+	writeOldCache(t, path, []string{"0001_entries.sql", "0002_upstream_sort_indexes.sql"}, want)
+
+	b := mustOpen(t, "sqlite://"+path)
+	for _, w := range want {
+		if d := cachetest.Diff(cachetest.MustGet(t, b, w.Key), w); d != "" {
+			t.Errorf("%s after the upgrade: %s", w.Key, d)
+		}
+	}
+	want3 := cache.Totals{Entries: 3, Bytes: 10 + 20 + 30}
+	if tot, err := b.Count(ctx, cache.Filter{}); err != nil || tot != want3 {
+		t.Fatalf("Count = %+v, %v; want %+v", tot, err, want3)
+	}
+	p, err := b.List(ctx, cache.Query{Sort: cache.Sort{Field: cache.SortSize, Desc: true}, Limit: 2})
+	if err != nil || len(p.Entries) != 2 || p.Entries[0].Key != "c" || p.Next == "" {
+		t.Fatalf("List by size = %d entries, next %q, %v; want c first and a next page", len(p.Entries), p.Next, err)
+	}
+	// Expired at T0: a.
+	if n, err := b.DeleteExpired(ctx, cachetest.T0); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
+	}
+	if tot, err := b.Count(ctx, cache.Filter{}); err != nil || tot.Entries != 2 || tot.Bytes != 50 {
+		t.Fatalf("Count after DeleteExpired = %+v, %v; want 2 entries of 50 bytes", tot, err)
+	}
+	names := indexNames(t, path)
+	if slices.Contains(names, "entries_last_used") || !slices.Contains(names, "entries_deleted") || slices.Contains(names, "entries_lru") {
+		t.Fatalf("indexes after the upgrade = %v, want entries_deleted and no index of eviction order", names)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// With a cap, Open adds the index of eviction order.
+	mustOpen(t, "sqlite://"+path+"?max_size=1MiB")
+	if names := indexNames(t, path); !slices.Contains(names, "entries_lru") {
+		t.Fatalf("indexes of a capped cache = %v, want entries_lru", names)
+	}
+}
+
+// writeOldCache creates the file at path with the given migrations only,
+// recorded as Open records them, and stores entries in it with plain SQL.
+func writeOldCache(tb testing.TB, path string, names []string, entries []*cache.Entry) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(query string, args ...any) {
+		tb.Helper()
+		if _, err := db.Exec(query, args...); err != nil {
+			tb.Fatalf("%.60s: %v", query, err)
+		}
+	}
+	exec(`CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`)
+	for _, name := range names {
+		script, err := fs.ReadFile(migrations.FS, name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		exec(string(script))
+		exec(`INSERT INTO migrations (name, applied_at) VALUES (?, 0)`, name)
+	}
+	for _, e := range entries {
+		reqHeader, _ := json.Marshal(e.RequestHeader)
+		header, _ := json.Marshal(e.Header)
+		lastUsed := max(e.Created.UnixNano(), e.LastHit.UnixNano())
+		exec(`INSERT INTO entries (key, base_key, upstream, method, url, request_header, status, header,
+			size, content_type, request_time, created, expires, etag, last_modified, hits, last_hit, last_used, reason)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Key, e.BaseKey, e.Upstream, e.Method, e.URL, string(reqHeader), e.Status, string(header),
+			len(e.Body), e.ContentType, e.RequestTime.UnixNano(), e.Created.UnixNano(), cache.ExpiresOrdinal(e.Expires),
+			e.ETag, e.LastModified, e.Hits, e.LastHit.UnixNano(), lastUsed, e.Reason)
+		exec(`INSERT INTO bodies (id, body) SELECT id, ? FROM entries WHERE key = ?`, e.Body, e.Key)
 	}
 }
