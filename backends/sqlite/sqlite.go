@@ -6,10 +6,12 @@
 // of contending for SQLite's write lock; reads use a pool of several
 // connections, which WAL mode lets run alongside the writer.
 //
-// Deletes only mark rows deleted, which keeps the writer's transactions
-// short: removing a row from the table's dozen indexes is what costs. A
-// sweeper goroutine removes marked rows a hundred at a time, pausing
-// between batches.
+// Two goroutines keep the writer's transactions short. Deletes only mark
+// rows deleted (removing a row from the table's dozen indexes is what
+// costs), and a sweeper removes marked rows a hundred at a time, pausing
+// between batches. A checkpointer, on a connection of its own, copies the
+// write-ahead log into the database file after writes, so that a commit
+// on the writer does not do it and wait for its fsync.
 package sqlite
 
 import (
@@ -52,17 +54,19 @@ type Backend struct {
 	path     string
 	maxBytes int64 // 0: unbounded
 
-	writer *sqlx.DB // exactly one connection; every write goes here
-	reader *sqlx.DB // several connections, for reads only
+	writer       *sqlx.DB // exactly one connection; every write goes here
+	reader       *sqlx.DB // several connections, for reads only
+	checkpointer *sqlx.DB // one connection, for background checkpoints
 
 	getStmt *sqlx.Stmt // on reader: the cache-hit hot path
 
-	// The sweeper, woken through sweepWake (buffered, so that a wake never
-	// blocks and wakes coalesce), stopped by stop and waited for by Close.
-	sweepWake  chan struct{}
-	stop       context.CancelFunc
-	background sync.WaitGroup
-	sweepErr   atomic.Pointer[error] // the last sweep's error, nil after a success
+	// The background goroutines: sweep and checkpoint, each woken through
+	// its channel (buffered, so that a wake never blocks and wakes
+	// coalesce), both stopped by stop and waited for by Close.
+	sweepWake, checkpointWake chan struct{}
+	stop                      context.CancelFunc
+	background                sync.WaitGroup
+	sweepErr                  atomic.Pointer[error] // the last sweep's error, nil after a success
 
 	// onBatch, if set, is told how long each transaction of a bulk delete
 	// or of the sweeper held the writer; tests measure with it.
@@ -85,6 +89,13 @@ var pragmas = []string{
 
 // defaultCacheSize is every connection's page cache, in KiB when negative.
 const defaultCacheSize = "-8000"
+
+// writerAutocheckpoint is how many pages the write-ahead log may hold
+// before a commit on the writer checkpoints it itself. The checkpointer
+// normally does it long before; this bounds the log when writes come too
+// fast for it to keep up (SQLite starts the log over only when a write
+// transaction begins with every frame checkpointed).
+const writerAutocheckpoint = 10_000 // 40 MB of 4 KiB pages
 
 // Open opens (creating if needed) the database named by dsn and brings its
 // schema up to date. The dsn has the form sqlite://PATH, where PATH is
@@ -109,9 +120,11 @@ func Open(dsn string) (*Backend, error) {
 	for _, p := range pragmas {
 		params.Add("_pragma", p)
 	}
+	base := params.Encode()
 	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
 	// never fails half-way on upgrading a read lock.
 	params.Set("_txlock", "immediate")
+	params.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerAutocheckpoint))
 	if b.writer, err = sqlx.Open("sqlite", path+"?"+params.Encode()); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -130,6 +143,7 @@ func Open(dsn string) (*Backend, error) {
 		}
 	}
 
+	params, _ = url.ParseQuery(base)
 	params.Set("_txlock", "deferred")
 	params.Add("_pragma", "query_only(1)")
 	if b.reader, err = sqlx.Open("sqlite", path+"?"+params.Encode()); err != nil {
@@ -149,11 +163,26 @@ func Open(dsn string) (*Backend, error) {
 		return nil, fmt.Errorf("sqlite: open %s: prepare get: %w", path, err)
 	}
 
+	// A checkpoint reads the log and writes the database file without
+	// its page cache, so the connection needs no more than the pragmas.
+	if b.checkpointer, err = sqlx.Open("sqlite", path+"?"+base); err != nil {
+		b.getStmt.Close()
+		b.reader.Close()
+		b.writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	b.checkpointer.SetMaxOpenConns(1)
+	b.checkpointer.SetMaxIdleConns(1)
+	b.checkpointer.SetConnMaxIdleTime(0)
+	b.checkpointer.SetConnMaxLifetime(0)
+
 	ctx, stop := context.WithCancel(context.Background())
 	b.stop = stop
 	b.sweepWake = make(chan struct{}, 1)
-	b.background.Add(1)
+	b.checkpointWake = make(chan struct{}, 1)
+	b.background.Add(2)
 	go b.sweepLoop(ctx)
+	go b.checkpointLoop(ctx)
 	b.wakeSweeper() // rows deleted before the last Close, if any
 	return b, nil
 }
@@ -291,23 +320,26 @@ func (b *Backend) Vacuum(ctx context.Context) error {
 		if n < sweepBatchRows {
 			break
 		}
+		b.checkpoint(ctx)
 	}
 	if _, err := b.writer.ExecContext(ctx, `VACUUM`); err != nil {
 		return b.fail("vacuum", err)
 	}
+	b.wakeCheckpointer()
 	return nil
 }
 
-// Close stops the sweeper, interrupting a sweep (what it has not
-// removed, the next Open sweeps), and closes the pools. A checkpoint on
-// the last connection folds the WAL back into the database file.
+// Close stops the background goroutines, interrupting a sweep (what it
+// has not removed, the next Open sweeps), and closes the pools. A
+// checkpoint on the last connection folds the WAL back into the database
+// file.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return fmt.Errorf("sqlite: close: %w", cache.ErrClosed)
 	}
 	b.stop()
 	b.background.Wait()
-	return errors.Join(b.getStmt.Close(), b.reader.Close(), b.writer.Close())
+	return errors.Join(b.getStmt.Close(), b.reader.Close(), b.writer.Close(), b.checkpointer.Close())
 }
 
 // Get returns the entry under key with its body. A Get does not write:
@@ -458,6 +490,7 @@ func (b *Backend) Load(ctx context.Context, entries iter.Seq[*cache.Entry]) (int
 	if err := tx.Commit(); err != nil {
 		return 0, b.fail(op, err)
 	}
+	b.wakeCheckpointer()
 	return n, nil
 }
 
@@ -560,10 +593,12 @@ func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries i
 	return n, nil
 }
 
+// commit commits tx and has the log checkpointed.
 func (b *Backend) commit(tx *sqlx.Tx, op string) error {
 	if err := tx.Commit(); err != nil {
 		return b.fail(op, err)
 	}
+	b.wakeCheckpointer()
 	return nil
 }
 
@@ -659,6 +694,7 @@ func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, b.fail(op, err)
 	}
+	b.wakeCheckpointer()
 	if n > 0 {
 		b.wakeSweeper()
 	}
@@ -851,6 +887,7 @@ func (b *Backend) deleteWhere(ctx context.Context, op, cond string, args ...any)
 			return total, b.fail(op, err)
 		}
 		b.batchDone(op, time.Since(start))
+		b.wakeCheckpointer()
 		n, err := res.RowsAffected()
 		if err != nil {
 			return total, b.fail(op, err)
@@ -885,8 +922,8 @@ func (b *Backend) batchDone(op string, held time.Duration) {
 
 // sweepBatchRows is how many deleted rows one transaction of the sweeper
 // removes: each costs a seek and a rewritten page in every index, so 100
-// of them hold the writer for a few tens of ms at a million entries, and
-// the pages they change fit the page cache.
+// of them hold the writer for some 30 ms at a million entries, and the
+// pages they change fit the page cache.
 const sweepBatchRows = 100
 
 // wakeSweeper has the sweeper look for deleted rows, without waiting.
@@ -898,9 +935,11 @@ func (b *Backend) wakeSweeper() {
 }
 
 // sweepLoop removes deleted rows whenever woken, until ctx is done.
-// After each batch it leaves the writer free for as long as the batch held
-// it, so a sweep takes at most half of the writer's time. A failed batch
-// is retried after a second, and its error reported by Ping meanwhile.
+// After each batch it checkpoints, so that the next batch starts the log
+// over instead of growing it, and leaves the writer free for at least as
+// long as the batch held it: a sweep takes at most half of the writer's
+// time. A failed batch is retried after a second, and its error reported
+// by Ping meanwhile.
 func (b *Backend) sweepLoop(ctx context.Context) {
 	defer b.background.Done()
 	for {
@@ -928,7 +967,9 @@ func (b *Backend) sweepLoop(ctx context.Context) {
 			if n < sweepBatchRows {
 				break
 			}
-			if !sleep(ctx, held) {
+			start = time.Now()
+			b.checkpoint(ctx)
+			if !sleep(ctx, held-time.Since(start)) {
 				return
 			}
 		}
@@ -961,6 +1002,43 @@ func (b *Backend) sweepBatch(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// checkpoint copies the write-ahead log into the database file. A passive
+// checkpoint waits for no one: readers and the writer go on meanwhile.
+// Its errors are not reported: one that fails leaves the frames to the
+// next, and the writer's own autocheckpoint bounds the log if they keep
+// failing.
+func (b *Backend) checkpoint(ctx context.Context) {
+	b.checkpointer.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+}
+
+// checkpointPause is the least time between two background checkpoints,
+// so that a burst of writes is copied in one go.
+const checkpointPause = 50 * time.Millisecond
+
+// wakeCheckpointer has the log checkpointed soon, without waiting.
+func (b *Backend) wakeCheckpointer() {
+	select {
+	case b.checkpointWake <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointLoop checkpoints whenever woken, until ctx is done.
+func (b *Backend) checkpointLoop(ctx context.Context) {
+	defer b.background.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.checkpointWake:
+		}
+		b.checkpoint(ctx)
+		if !sleep(ctx, checkpointPause) {
+			return
+		}
+	}
 }
 
 // Clear removes every entry, in one transaction.
