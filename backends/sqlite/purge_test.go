@@ -316,6 +316,7 @@ func listings(tb testing.TB, b *Backend) {
 	for _, q := range []cache.Query{
 		{Sort: cache.Sort{Field: cache.SortSize, Desc: true}},
 		{Sort: cache.Sort{Field: cache.SortExpires, Desc: true}},
+		{Sort: cache.Sort{Field: cache.SortExpires}}, // starts with the deleted rows until swept
 		{Sort: cache.Sort{Field: cache.SortHits, Desc: true}},
 		{Sort: cache.Sort{Field: cache.SortCreated, Desc: true}},
 		{Sort: cache.Sort{Field: cache.SortURL}},

@@ -940,6 +940,11 @@ func (b *Backend) wakeSweeper() {
 // long as the batch held it: a sweep takes at most half of the writer's
 // time. A failed batch is retried after a second, and its error reported
 // by Ping meanwhile.
+//
+// Until the sweep is done, reads step over the deleted rows. Where they
+// gather, that shows: after a purge of 100,000 entries of a million, the
+// first page by ascending expiry takes 0.7 s instead of 1 ms for the
+// minute and a half the sweep takes, as do counts of expired entries.
 func (b *Backend) sweepLoop(ctx context.Context) {
 	defer b.background.Done()
 	for {
