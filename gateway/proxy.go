@@ -174,7 +174,9 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader))
 
 	var entry *cache.Entry
+	var lookedUp time.Time // when this request looked, if it did
 	if !force {
+		lookedUp = time.Now()
 		entry, err = g.lookup(r.Context(), up, kr)
 		if err != nil {
 			// A backend failure must not take the API down with it:
@@ -192,7 +194,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		if force {
 			fwd = "request"
 		}
-		res := g.fetchShared(w, r, up, kr, nil)
+		res := g.fetchShared(w, r, up, kr, nil, lookedUp)
 		return g.answer(w, r, up, kr, res, nil, fwd, cache.Judgement{})
 	}
 
@@ -213,7 +215,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	if j.Fresh {
 		fwd = "request"
 	}
-	res := g.fetchShared(w, r, up, kr, entry)
+	res := g.fetchShared(w, r, up, kr, entry, time.Time{})
 	return g.answer(w, r, up, kr, res, entry, fwd, j)
 }
 
@@ -420,10 +422,22 @@ func peek(ctx context.Context, b cache.Backend, key string) (*cache.Entry, bool,
 // for one key make one upstream call. A request that cannot use the shared
 // result (it was not storable, streams, or varies differently) makes its
 // own call.
-func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry) *fetchResult {
+//
+// lookedUp, when set, is when the request found nothing in the cache. A
+// call for the key that ended after that was concurrent with the request,
+// which then answers from what the call stored, as if it had waited for
+// it: with a slow backend, a late request of a herd would otherwise miss
+// the call by the time its own lookup ends, and call again.
+func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry, lookedUp time.Time) *fetchResult {
+	key := up.Name + "\x00" + kr.base
+	if !lookedUp.IsZero() && g.flights.endedSince(key, lookedUp) {
+		if e, err := g.lookup(r.Context(), up, kr); err == nil && e != nil {
+			return &fetchResult{entry: e, stored: true, shareable: true}
+		}
+	}
 	// The call outlives the client that started it: others may be waiting.
 	ctx := context.WithoutCancel(r.Context())
-	res, leader := g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
+	res, leader := g.flights.do(key, func() *fetchResult {
 		return g.fetch(relayInterim(ctx, w), up, kr, stale, r)
 	})
 	if leader {
