@@ -942,9 +942,10 @@ func (b *Backend) wakeSweeper() {
 // by Ping meanwhile.
 //
 // Until the sweep is done, reads step over the deleted rows. Where they
-// gather, that shows: after a purge of 100,000 entries of a million, the
-// first page by ascending expiry takes 0.7 s instead of 1 ms for the
-// minute and a half the sweep takes, as do counts of expired entries.
+// gather, that shows: after a purge of 100,000 entries of a million, for
+// the minute and a half the sweep takes, the first page by ascending
+// expiry takes 0.6 s instead of 1 ms, and counting the expired entries
+// (none) as long as counting the 100,000 did before the purge, 0.5 s.
 func (b *Backend) sweepLoop(ctx context.Context) {
 	defer b.background.Done()
 	for {
