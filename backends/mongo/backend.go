@@ -18,8 +18,11 @@ import (
 var withoutBody = bson.D{{Key: "body", Value: 0}}
 
 // getRetries bounds how often Get re-reads an entry whose GridFS body was
-// replaced while it was being read.
-const getRetries = 5
+// replaced while it was being read. It waits a little longer before each
+// try (1 ms, 2 ms, ..., 190 ms in all), so that a key rewritten by several
+// writers at once settles: with 5 immediate tries, the shared suite's
+// concurrent test on FerretDB under -race sometimes saw every read lose.
+const getRetries = 20
 
 // Get returns the entry under key with its body. A key that is not valid
 // (cache.ValidKey) is an error wrapping cache.ErrInvalid.
@@ -30,7 +33,14 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 	if !cache.ValidKey(key) {
 		return nil, false, fmt.Errorf("mongo: get %q: bad key: %w", key, cache.ErrInvalid)
 	}
-	for range getRetries {
+	for attempt := range getRetries {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * time.Millisecond):
+			case <-ctx.Done():
+				return nil, false, wrap(fmt.Sprintf("get %q", key), ctx.Err())
+			}
+		}
 		var d document
 		err := b.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
 		if errors.Is(err, mongodrv.ErrNoDocuments) {
