@@ -328,22 +328,24 @@ func (l *loader) setShutdownTimeout(v string) error {
 	return nil
 }
 
-func (l *loader) setDemo(v string) error {
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return fmt.Errorf("bad value %q: want true or false", v)
-	}
-	l.cfg.Demo = b
-	return nil
+func (l *loader) setDemo(v string) (err error) {
+	l.cfg.Demo, err = parseBool(v)
+	return err
 }
 
 func (l *loader) setFastLane(v string) error {
+	on, err := parseBool(v)
+	l.cfg.NoFastLane = !on
+	return err
+}
+
+// parseBool reads a boolean setting from the environment.
+func parseBool(v string) (bool, error) {
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return fmt.Errorf("bad value %q: want true or false", v)
+		return false, fmt.Errorf("bad value %q: want true or false", v)
 	}
-	l.cfg.NoFastLane = !b
-	return nil
+	return b, nil
 }
 
 // setToken applies one source's admin token, given directly or as a file;
