@@ -292,9 +292,6 @@ func (c *conn) fill() error {
 	if err := c.takeErr(); err != nil {
 		return err
 	}
-	if c.start > 0 && c.start == c.end {
-		c.start, c.end = 0, 0
-	}
 	if len(c.buf)-c.end < 2048 {
 		if c.start > 0 && c.start >= len(c.buf)/2 {
 			c.end = copy(c.buf, c.buf[c.start:c.end])
@@ -334,13 +331,13 @@ var errClose = io.EOF
 // intercept reads requests and answers those it can until one is for the
 // server (it then switches mode and returns nil) or the connection ends.
 func (c *conn) intercept() error {
-	answered := 0
+	served := 0
 	var dl deadlines
 	for {
 		v := needMore
 		// Between requests the server waits for 4 bytes before it reads
 		// a request (http.conn.serve); after answering, the lane too.
-		if c.end-c.start >= 4 || (answered == 0 && c.start < c.end) {
+		if c.end-c.start >= 4 || (served == 0 && c.start < c.end) {
 			v = scan(c.buf[c.start:c.end], &c.p)
 		}
 		switch v {
@@ -348,7 +345,7 @@ func (c *conn) intercept() error {
 			if c.lane.closing.Load() && c.start == c.end {
 				return errClose
 			}
-			if answered > 0 {
+			if served > 0 {
 				// The server set its deadline for the request it expected;
 				// for the ones after, the lane sets the server's.
 				c.setReadDeadline(c.start < c.end, &dl)
@@ -358,7 +355,7 @@ func (c *conn) intercept() error {
 				// what it makes of it; fewer than 4 bytes after an answer
 				// end the connection without a word, as the server's wait
 				// for them does.
-				if c.start < c.end && (answered == 0 || c.end-c.start >= 4) {
+				if c.start < c.end && (served == 0 || c.end-c.start >= 4) {
 					c.readErr = err
 					c.mode.Store(passing)
 					return nil
@@ -373,17 +370,24 @@ func (c *conn) intercept() error {
 			c.hand()
 			return nil
 		}
-		if !c.answer() {
+		if c.lane.closing.Load() {
+			// Shutting down: the server closes connections it thinks idle,
+			// as this one is to it, and takes no new requests on them.
+			return errClose
+		}
+		ok := c.answer()
+		if c.closeRequested() {
+			// The server closed the connection while Serve ran: it has
+			// forgotten it, so nothing more may be handed to it.
+			return errClose
+		}
+		if !ok {
 			c.hand()
 			return nil
 		}
-		answered++
+		served++
 		dl.headStart = time.Time{}
-		if c.w.closeAfter || c.lane.closing.Load() {
-			c.Conn.Close()
-			return errClose
-		}
-		if c.closeRequested() {
+		if c.w.closeAfter {
 			return errClose
 		}
 	}
@@ -438,9 +442,6 @@ func (c *conn) hand() {
 // sends its answer. It returns false, having sent nothing, when Serve
 // declines it (or panics before anything was sent).
 func (c *conn) answer() (ok bool) {
-	if c.lane.closing.Load() {
-		return false
-	}
 	b := c.buf[c.start:c.end]
 	target := b[c.p.target[0]:c.p.target[1]]
 	if len(target) < len(c.lane.opt.Prefix) || string(target[:len(c.lane.opt.Prefix)]) != c.lane.opt.Prefix {
