@@ -125,9 +125,10 @@ func (w *writer) send(done bool, p []byte) {
 	}
 }
 
-// write sends buf and p, copying p into buf when it is small.
+// write sends buf and p, or copies p into buf while both are small: a
+// body written in many small pieces goes out every 64 KiB, not held whole.
 func (w *writer) write(p []byte) {
-	if len(p) < directWrite {
+	if len(p) < directWrite && len(w.buf)+len(p) < 64<<10 {
 		w.buf = append(w.buf, p...)
 		return
 	}
