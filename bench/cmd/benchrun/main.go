@@ -176,6 +176,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	rep.million = b.millionEntryFigures(ctx)
+	rep.loads = b.loads
 
 	text := rep.markdown()
 	fmt.Print("\n" + text)

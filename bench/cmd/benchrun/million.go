@@ -311,12 +311,10 @@ func (b *bench) hotThroughput(ctx context.Context, small, large *target, m *mill
 	}
 	for r := 1; r <= b.cfg.Rounds; r++ {
 		for _, t := range []*target{b.upstream, small, large} {
-			before := b.upstreamRequests(ctx)
-			res, err := runWrk(ctx, b.cfg, t.base+"/", "-s", scripts[t.prefix])
+			ru, err := b.load(ctx, t, t.base+"/", "-s", scripts[t.prefix])
 			if err != nil {
 				return err
 			}
-			ru := wrkRun{wrkResult: res, upstreamHits: b.upstreamRequests(ctx) - before - 1}
 			switch t {
 			case b.upstream:
 				m.direct = append(m.direct, ru)
@@ -325,7 +323,7 @@ func (b *bench) hotThroughput(ctx context.Context, small, large *target, m *mill
 			default:
 				m.large = append(m.large, ru)
 			}
-			logf("round %d %-22s hot URLs %9.0f req/s  p99 %v", r, t.name, res.ReqPerSec, res.P99)
+			logRun(fmt.Sprintf("round %d %-22s hot URLs", r, t.name), ru)
 		}
 	}
 	return nil

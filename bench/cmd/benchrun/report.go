@@ -36,6 +36,7 @@ type report struct {
 	herd        herdReport
 	miss        []missResult
 	million     section
+	loads       []cpuUse // every wrk run, for the steal share
 	notes       []string
 }
 
@@ -48,12 +49,16 @@ type summary struct {
 	sockErrs  int
 	upstreams int // upstream requests during the runs
 	requests  int
+	cpu       float64   // server CPU µs per request, median over the rounds that have it
+	cpuOK     bool      // some round has it
+	cpuRounds []float64 // per round, -1 where unknown
 }
 
 func summarize(runs []wrkRun) summary {
 	var s summary
 	var rps []float64
 	var p99 []time.Duration
+	var cpu []float64
 	for _, r := range runs {
 		rps = append(rps, r.ReqPerSec)
 		p99 = append(p99, r.P99)
@@ -62,6 +67,16 @@ func summarize(runs []wrkRun) summary {
 		s.sockErrs += r.SockErrs
 		s.upstreams += max(0, r.upstreamHits)
 		s.requests += r.Requests
+		if v, ok := r.cpuPerRequest(); ok {
+			cpu = append(cpu, v)
+			s.cpuRounds = append(s.cpuRounds, v)
+		} else {
+			s.cpuRounds = append(s.cpuRounds, -1)
+		}
+	}
+	if len(cpu) > 0 {
+		slices.Sort(cpu)
+		s.cpu, s.cpuOK = cpu[len(cpu)/2], true // upper median, as for req/s
 	}
 	slices.Sort(rps)
 	s.rps = rps[len(rps)/2] // upper median for an even count
@@ -89,6 +104,55 @@ func fmtRPS(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
+// fmtCPU formats server CPU µs per request.
+func fmtCPU(v float64, ok bool) string {
+	switch {
+	case !ok || v < 0:
+		return "–"
+	case v < 100:
+		return fmt.Sprintf("%.1f µs", v)
+	default:
+		return fmt.Sprintf("%.0f µs", v)
+	}
+}
+
+// bestPeerCPU is the lowest median server CPU per request among nginx and
+// Varnish for a body, and which of them it is.
+func (r *report) bestPeerCPU(body string) (float64, string, bool) {
+	var best float64
+	var who string
+	for _, peer := range []string{"nginx", "varnish"} {
+		if runs := r.throughput[peer][body]; len(runs) > 0 {
+			if s := summarize(runs); s.cpuOK && (who == "" || s.cpu < best) {
+				best, who = s.cpu, peer
+			}
+		}
+	}
+	return best, who, who != "" && best > 0
+}
+
+// stealLines describe the hypervisor's share of the CPU time during the wrk runs.
+func (r *report) stealLines() []string {
+	if len(r.loads) == 0 {
+		return nil
+	}
+	st := summarizeSteal(r.loads)
+	if st.runs == 0 {
+		return []string{"CPU steal during the load runs: not measured (/proc/stat unreadable)"}
+	}
+	line := fmt.Sprintf("CPU steal during the load runs (`/proc/stat`, steal ÷ all CPU time, over the %d wrk runs): %.1f%%, per run %.1f%%..%.1f%%",
+		st.runs, 100*st.share, 100*st.least, 100*st.most)
+	if st.unknown > 0 {
+		line += fmt.Sprintf(" (%d run(s) without a figure)", st.unknown)
+	}
+	if st.share < 0.01 && st.most < 0.05 {
+		line += " — the hypervisor took next to none of the CPU time; req/s and p99 are not skewed by it"
+	} else {
+		line += fmt.Sprintf(" — the hypervisor took %.0f%% of the CPU time during the load runs; req/s and p99 vary with it; server CPU µs per request does not", 100*st.share)
+	}
+	return []string{line}
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -99,13 +163,15 @@ func (r *report) markdown() string {
 		r.started.UTC().Format("2006-01-02 15:04 MST"))
 
 	w("## Machine\n\n")
-	for _, m := range r.machine {
+	for _, m := range append(slices.Clip(r.machine), r.stealLines()...) {
 		w("- %s\n", m)
 	}
 
 	w("\n## Settings\n\n")
 	w("- Load: `wrk -t%d -c%d --latency`, %d round(s) of %s per target and body, interleaved: each round runs every target for 1 KiB, then every target for 100 KiB, so drift hits all of them alike. req/s is the median over rounds, p99 the median of the rounds' p99.\n",
 		cfg.Threads, cfg.Connections, cfg.Rounds, cfg.Duration)
+	hz, hzFrom := clockTicks()
+	w("- Server CPU per request: the user + system CPU time of all the target's processes during a wrk run (utime + stime, and cutime + cstime of children they reaped, from `/proc/<pid>/stat` of the process the runner started, its descendants by ppid and its process group: nginx master and workers, varnishd and its cache child, the Go server), divided by the requests wrk completed; median over rounds. Clock ticks of 1/%d s (%s). The kernel does not charge stolen time to the process, so this figure holds steady when the hypervisor steals CPU and req/s does not. A cache's figure leaves out the upstream, which serves only its misses (see notes). \"CPU × best peer\" divides it by the lower of nginx's and Varnish's for the same body.\n", hz, hzFrom)
 	w("- Everything on 127.0.0.1; wrk shares the CPUs with the servers.\n")
 	w("- upstream: bench/upstream (Go net/http, bodies from memory, `Cache-Control: public, max-age=3600`), GOMAXPROCS = nproc.\n")
 	w("- nginx: worker_processes %d, `proxy_cache` (keys in a 64 MiB zone, bodies in files), `proxy_cache_lock on`, keepalive 64 to the upstream, access_log off (bench/configs/nginx.conf.tmpl).\n", cfg.Workers)
@@ -126,8 +192,8 @@ func (r *report) markdown() string {
 	}
 
 	w("\n## Cache-hit throughput\n\n")
-	w("| target | body | req/s | p99 | × upstream | rounds (req/s) | notes |\n")
-	w("|---|---|---:|---:|---:|---|---|\n")
+	w("| target | body | req/s | p99 | × upstream | server CPU/req | CPU × best peer | rounds (req/s) | rounds (CPU µs/req) | notes |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---|---|---|\n")
 	base := map[string]summary{}
 	for _, body := range bodies {
 		if runs := r.throughput["upstream"][body.name]; len(runs) > 0 {
@@ -145,9 +211,20 @@ func (r *report) markdown() string {
 			if bs, ok := base[body.name]; ok && bs.rps > 0 {
 				ratio = fmt.Sprintf("%.2f", s.rps/bs.rps)
 			}
-			var rounds, notes []string
+			cpuRatio := "–"
+			if best, _, ok := r.bestPeerCPU(body.name); ok && t.cached && s.cpuOK {
+				cpuRatio = fmt.Sprintf("%.2f", s.cpu/best)
+			}
+			var rounds, cpuRounds, notes []string
 			for _, v := range s.perRound {
 				rounds = append(rounds, fmtRPS(v))
+			}
+			for _, v := range s.cpuRounds {
+				if v < 0 {
+					cpuRounds = append(cpuRounds, "?")
+				} else {
+					cpuRounds = append(cpuRounds, fmt.Sprintf("%.1f", v))
+				}
 			}
 			if s.non2xx > 0 {
 				notes = append(notes, fmt.Sprintf("%d non-2xx", s.non2xx))
@@ -158,7 +235,8 @@ func (r *report) markdown() string {
 			if t.cached && s.upstreams > 0 {
 				notes = append(notes, fmt.Sprintf("%d upstream requests during the runs (%.2f%% misses)", s.upstreams, 100*float64(s.upstreams)/float64(max(1, s.requests))))
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s |\n", t.name, body.name, fmtRPS(s.rps), fmtDur(s.p99), ratio, strings.Join(rounds, " "), strings.Join(notes, "; "))
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name, body.name, fmtRPS(s.rps), fmtDur(s.p99), ratio,
+				fmtCPU(s.cpu, s.cpuOK), cpuRatio, strings.Join(rounds, " "), strings.Join(cpuRounds, " "), strings.Join(notes, "; "))
 		}
 	}
 
@@ -254,6 +332,10 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 		}
 		out = append(out, fmt.Sprintf("%s %s hits: %s req/s against the better peer's %s; p99 %s against the best peer p99 %s",
 			verdict(g.rps >= bestRPS && g.p99 <= bestP99), body.name, fmtRPS(g.rps), fmtRPS(bestRPS), fmtDur(g.p99), fmtDur(bestP99)))
+		if best, who, ok := r.bestPeerCPU(body.name); ok && g.cpuOK {
+			out = append(out, fmt.Sprintf("INFO %s hits, server CPU per request (not a target of issue 5; steady when CPU is stolen): %s against %s's %s, %.2f×",
+				body.name, fmtCPU(g.cpu, true), who, fmtCPU(best, true), g.cpu/best))
+		}
 	}
 	for _, m := range r.miss {
 		if m.target == gw && direct > 0 {

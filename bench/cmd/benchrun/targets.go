@@ -43,8 +43,9 @@ type bench struct {
 	upstream    *target
 	targets     []*target // upstream first, then the caches, skipped ones included
 	procs       []*proc
-	gatewayNote string // why cachegate is not measured, if it is not
-	gwBin       string // the built gateway, empty if it did not build
+	gatewayNote string   // why cachegate is not measured, if it is not
+	gwBin       string   // the built gateway, empty if it did not build
+	loads       []cpuUse // every wrk run's CPU figures, in order, for the steal share
 }
 
 // live returns the targets being measured, the upstream first.
@@ -296,7 +297,39 @@ func (b *bench) upstreamRequests(ctx context.Context) int {
 // wrkRun is one wrk run's outcome.
 type wrkRun struct {
 	wrkResult
-	upstreamHits int // requests the upstream saw during the run (excluding the one reading its stats)
+	upstreamHits int    // requests the upstream saw during the run (excluding the one reading its stats)
+	cpu          cpuUse // the target's CPU time and the machine's steal during the run
+}
+
+// load runs wrk against t (url, extra as runWrk takes them) and reads around
+// it the upstream's request counter, the CPU time of t's processes and the
+// machine's CPU times. The /proc samples are taken right next to wrk, the
+// counter outside them, so its requests do not count as t's CPU.
+func (b *bench) load(ctx context.Context, t *target, url string, extra ...string) (wrkRun, error) {
+	before := b.upstreamRequests(ctx)
+	pid := pidOf(t)
+	s0 := sampleLoad(pid)
+	res, err := runWrk(ctx, b.cfg, url, extra...)
+	s1 := sampleLoad(pid)
+	if err != nil {
+		return wrkRun{}, err
+	}
+	after := b.upstreamRequests(ctx)
+	ru := wrkRun{wrkResult: res, upstreamHits: after - before - 1, cpu: cpuBetween(s0, s1)}
+	b.loads = append(b.loads, ru.cpu)
+	return ru, nil
+}
+
+// logRun prints one run's figures as progress.
+func logRun(what string, ru wrkRun) {
+	cpu, steal := "cpu ?", "steal ?"
+	if v, ok := ru.cpuPerRequest(); ok {
+		cpu = fmt.Sprintf("cpu %.1f µs/req", v)
+	}
+	if ru.cpu.stealOK {
+		steal = fmt.Sprintf("steal %.0f%%", 100*ru.cpu.steal)
+	}
+	logf("%s %9.0f req/s  p99 %-9v %s  %s", what, ru.ReqPerSec, ru.P99, cpu, steal)
 }
 
 // throughput runs wrk over all targets and bodies in interleaved rounds.
@@ -306,16 +339,13 @@ func (b *bench) throughput(ctx context.Context) (map[string]map[string][]wrkRun,
 	for r := 1; r <= b.cfg.Rounds; r++ {
 		for _, body := range bodies {
 			for _, t := range b.live() {
-				before := b.upstreamRequests(ctx)
-				res, err := runWrk(ctx, b.cfg, t.url(body.path))
+				ru, err := b.load(ctx, t, t.url(body.path))
 				if err != nil {
 					if ctx.Err() != nil {
 						return nil, ctx.Err()
 					}
 					return nil, err
 				}
-				after := b.upstreamRequests(ctx)
-				ru := wrkRun{wrkResult: res, upstreamHits: after - before - 1}
 				if t.proc.exited() {
 					return nil, fmt.Errorf("%s exited during the run (%s); its output ends:\n%s", t.name, exitText(t.proc.err), t.proc.logTail(15))
 				}
@@ -323,7 +353,7 @@ func (b *bench) throughput(ctx context.Context) (map[string]map[string][]wrkRun,
 					results[t.name] = map[string][]wrkRun{}
 				}
 				results[t.name][body.name] = append(results[t.name][body.name], ru)
-				logf("round %d %-17s %-8s %9.0f req/s  p99 %v", r, t.name, body.name, res.ReqPerSec, res.P99)
+				logRun(fmt.Sprintf("round %d %-17s %-8s", r, t.name, body.name), ru)
 			}
 		}
 	}
