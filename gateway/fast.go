@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -15,11 +16,18 @@ import (
 // anything but the stored response. Its answer, counters and events are
 // exactly those ServeHTTP gives such a request.
 //
+// A request whose entry is not in memory while another request fetches
+// it after a cache miss waits for that call and is answered from its
+// result, as ServeHTTP answers the requests collapsed onto such a call
+// (X-Cache MISS, one upstream call for them all). A herd of first
+// requests is then answered without net/http and without reading the
+// backend once per request.
+//
 // When it returns false it has written nothing and counted nothing; the
 // caller then hands r to ServeHTTP. It is the entry point of a connection
 // front end that answers hits without net/http's per-request machinery
-// (web/fastlane), so it must never block on I/O: a miss, or an entry only
-// on disk, is a false.
+// (web/fastlane), so it never starts I/O of its own: a miss with no call
+// under way, or an entry only on disk, is a false.
 func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
@@ -36,10 +44,6 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil || !up.Policy.AllowsMethod(http.MethodGet) {
 		return false
 	}
-	mem, ok := up.Backend.(cache.MemoryPeeker)
-	if !ok {
-		return false
-	}
 	target, tmpl, memo, err := up.resolve(r, rest)
 	if err != nil {
 		return false
@@ -48,12 +52,17 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil {
 		return false
 	}
+	mem, ok := up.Backend.(cache.MemoryPeeker)
+	if !ok {
+		// Nothing to peek at without I/O; a herd may still be joined.
+		return g.joinMiss(w, r, up, kr, target, start)
+	}
 	entry, _ := lookupWith(kr, func(key string) (*cache.Entry, bool, error) {
 		e, ok := mem.PeekMemory(key)
 		return e, ok, nil
 	})
 	if entry == nil {
-		return false
+		return g.joinMiss(w, r, up, kr, target, start)
 	}
 	now := g.now()
 	j := up.Policy.Judge(entry, r.Header, now)
@@ -64,6 +73,27 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w}
 	outcome := g.serveCached(rw, r, up, entry, Hit, "hit", now, j.Age)
+	g.published(start, r, up, target, outcome, rw)
+	return true
+}
+
+// joinMiss answers r, whose key is not in memory, from the cache-miss call
+// another request is making for it, as fetchShared answers the requests
+// that wait for a call. It returns false, having written and counted
+// nothing, when no such call is under way or its result cannot answer r.
+func (g *Gateway) joinMiss(w http.ResponseWriter, r *http.Request, up *upstream, kr *keyedRequest, target *url.URL, start time.Time) bool {
+	res, ok := g.flights.waitMiss(up.Name + "\x00" + kr.base)
+	if !ok {
+		return false
+	}
+	shared, ok := forWaiter(res, kr)
+	if !ok {
+		return false
+	}
+	up.counters.Requests.Add(1)
+	rw := writers.Get().(*countingWriter)
+	*rw = countingWriter{ResponseWriter: w}
+	outcome := g.answer(rw, r, up, kr, shared, nil, "uri-miss", cache.Judgement{})
 	g.published(start, r, up, target, outcome, rw)
 	return true
 }

@@ -51,6 +51,7 @@ type env struct {
 	backend  cache.Backend
 	clock    *clock
 	upstream *httptest.Server
+	lane     *fastlane.Listener // in front of srv
 }
 
 // counting wraps a handler and counts the requests it sees.
@@ -116,14 +117,15 @@ func newEnv(t testing.TB, p cache.Policy, upstream http.Handler, backend cache.B
 	// Through the lane, as the server runs it: hits that the backend holds
 	// in memory are answered by ServeHit, the rest by ServeHTTP.
 	srv := httptest.NewUnstartedServer(g)
-	srv.Listener = fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	srv.Listener = lane
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		g.Close()
 		backend.Close()
 	})
-	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, upstream: us}
+	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, upstream: us, lane: lane}
 }
 
 type result struct {

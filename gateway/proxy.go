@@ -437,20 +437,31 @@ func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstre
 	}
 	// The call outlives the client that started it: others may be waiting.
 	ctx := context.WithoutCancel(r.Context())
-	res, leader := g.flights.do(key, func() *fetchResult {
+	miss := stale == nil && !lookedUp.IsZero()
+	res, leader := g.flights.do(key, miss, func() *fetchResult {
 		return g.fetch(relayInterim(ctx, w), up, kr, stale, r)
 	})
 	if leader {
 		return res
 	}
-	if res == nil || !res.shareable || res.err != nil || (res.entry != nil && !varyMatches(res.entry, kr.header)) {
-		return g.fetch(r.Context(), up, kr, stale, r)
+	if shared, ok := forWaiter(res, kr); ok {
+		return shared
 	}
-	// A waiter answers from the stored entry, without the leader's
-	// Set-Cookie.
-	shared := *res
-	shared.header = nil
-	return &shared
+	return g.fetch(r.Context(), up, kr, stale, r)
+}
+
+// forWaiter returns the result of a call that another request made, as
+// a request that waited for it answers: from the stored entry, without
+// the leader's Set-Cookie. ok is false when the result cannot answer kr
+// (not stored, failed, streamed, or another variant): kr then needs a
+// call of its own.
+func forWaiter(res *fetchResult, kr *keyedRequest) (shared *fetchResult, ok bool) {
+	if res == nil || !res.shareable || res.err != nil || (res.entry != nil && !varyMatches(res.entry, kr.header)) {
+		return nil, false
+	}
+	c := *res
+	c.header = nil
+	return &c, true
 }
 
 // refreshInBackground refreshes a stale entry after it has been served
@@ -471,7 +482,7 @@ func (g *Gateway) refreshInBackground(r *http.Request, up *upstream, kr *keyedRe
 	go func() {
 		defer g.bg.Done()
 		defer func() { <-g.bgSlots }()
-		g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
+		g.flights.do(up.Name+"\x00"+kr.base, false, func() *fetchResult {
 			res := g.fetch(ctx, up, kr, stale, r2)
 			if res.stream != nil {
 				res.stream.Body.Close()

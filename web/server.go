@@ -319,6 +319,9 @@ func (s *Server) Backends() map[string]cache.Backend { return s.backends }
 // done, then stops the gateway and closes the backends.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	if s.lane != nil && err == nil {
+		err = s.lane.WaitAnswers(ctx)
+	}
 	if err != nil {
 		// Time is up: cut what is still running.
 		s.srv.Close()

@@ -23,6 +23,7 @@
 package fastlane
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -40,9 +41,10 @@ type Options struct {
 	// Serve, e.g. "/fetch/".
 	Prefix string
 	// Serve answers r and returns true, or returns false having written
-	// nothing, and then the server answers r. It must not block on I/O
-	// other than its writes to w, must not keep w or r, and must not
-	// use r.Body or hijack.
+	// nothing, and then the server answers r. It must not start I/O
+	// other than its writes to w (it may wait for I/O already under way
+	// for another request), must not keep w or r, and must not use
+	// r.Body or hijack.
 	Serve func(w http.ResponseWriter, r *http.Request) bool
 	// Log gets panics recovered from Serve. Nil logs nothing.
 	Log *slog.Logger
@@ -73,6 +75,9 @@ type lane struct {
 	srv      *http.Server
 	closing  atomic.Bool  // the server is shutting down
 	answered atomic.Int64 // requests the lane answered
+	// answering counts the requests being answered now (Serve and the
+	// writes after it), for WaitAnswers.
+	answering atomic.Int64
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // open connections
@@ -114,6 +119,25 @@ type Listener struct {
 
 // Answered returns how many requests the lane has answered itself.
 func (l *Listener) Answered() int64 { return l.lane.answered.Load() }
+
+// WaitAnswers stops the lane from answering more requests and waits until
+// the answers under way are written, or ctx is done. Call it after the
+// server's Shutdown, which does not wait for them: to the server their
+// connections look idle. Most take microseconds; one that waits for a
+// fetch another request makes lasts until that fetch ends.
+func (l *Listener) WaitAnswers(ctx context.Context) error {
+	l.lane.shutdown()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for l.lane.answering.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
 
 func (l *Listener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
@@ -370,12 +394,17 @@ func (c *conn) intercept() error {
 			c.hand()
 			return nil
 		}
+		// Counted before closing is checked, so that WaitAnswers, which
+		// sets closing first, either sees this answer or it never starts.
+		c.lane.answering.Add(1)
 		if c.lane.closing.Load() {
 			// Shutting down: the server closes connections it thinks idle,
 			// as this one is to it, and takes no new requests on them.
+			c.lane.answering.Add(-1)
 			return errClose
 		}
 		ok := c.answer()
+		c.lane.answering.Add(-1)
 		if c.closeRequested() {
 			// The server closed the connection while Serve ran: it has
 			// forgotten it, so nothing more may be handed to it.

@@ -466,3 +466,68 @@ func TestPipelinedWhileHandlerRuns(t *testing.T) {
 }
 
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// An answer that waits (for a fetch another request makes) outlives the
+// server's Shutdown, to which its connection looks idle: WaitAnswers
+// holds the shutdown until it is written, and the client gets it whole.
+func TestWaitAnswersLetsAWaitingAnswerFinish(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(echo), ErrorLog: quietLog()}
+	lane := Attach(srv, ln, Options{Prefix: "/fetch/", Serve: func(w http.ResponseWriter, r *http.Request) bool {
+		close(entered)
+		<-release
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "waited")
+		return true
+	}})
+	go srv.Serve(lane)
+	t.Cleanup(func() { srv.Close() })
+
+	c, br := dialLaned(t, ln.Addr().String())
+	// A first request for the server makes the connection idle to it (a
+	// new one it would wait for, up to 5 s).
+	roundTrip(t, c, br, "GET /other HTTP/1.1\r\nHost: example.test\r\n\r\n")
+	if _, err := io.WriteString(c, get); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- lane.WaitAnswers(ctx) }()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitAnswers returned %v while an answer was under way", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-waited; err != nil {
+		t.Fatalf("WaitAnswers: %v", err)
+	}
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || string(body) != "waited" {
+		t.Fatalf("got %d %q", res.StatusCode, body)
+	}
+	// No further request is answered: the connection ends.
+	io.WriteString(c, get)
+	if _, err := http.ReadResponse(br, nil); err == nil {
+		t.Fatal("a request after the shutdown was answered")
+	}
+
+	// With nothing under way, WaitAnswers returns at once; a done context
+	// ends a wait that would not.
+	if err := lane.WaitAnswers(ctx); err != nil {
+		t.Fatalf("WaitAnswers with nothing under way: %v", err)
+	}
+}
