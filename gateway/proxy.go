@@ -114,7 +114,9 @@ func (up *upstream) key(r *http.Request, cacheMethod string, target *url.URL, bo
 	}
 	kr, err := newKeyedRequest(up, cacheMethod, target, r.Header, body)
 	if err == nil && memo != "" && body == nil {
-		up.memo.put(memo, kr, r.Method)
+		// The template keeps no request's header: a front end may reuse
+		// that map for its next request (web/fastlane does).
+		up.memo.put(memo, kr.forHeader(nil), r.Method)
 	}
 	return kr, err
 }

@@ -183,6 +183,7 @@ type conn struct {
 	// connReader guarantees it), so the fields above need no lock.
 
 	p      parsed
+	req    requestState
 	w      writer
 	remote string
 
@@ -479,7 +480,7 @@ func (c *conn) answer() (ok bool) {
 	if c.remote == "" {
 		c.remote = c.Conn.RemoteAddr().String()
 	}
-	r, ok := c.p.request(b, c.remote)
+	r, ok := c.p.request(b, c.remote, &c.req)
 	if !ok {
 		return false
 	}

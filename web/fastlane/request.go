@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -246,17 +247,29 @@ var validHostByte = func() (t [128]bool) {
 }()
 
 // request builds the *http.Request of a head scan accepted, as net/http
-// would (Host taken out of the header, canonical field names). All its
-// strings share one copy of the head.
-func (p *parsed) request(b []byte, remoteAddr string) (*http.Request, bool) {
+// would (Host taken out of the header, canonical field names), in st,
+// which the connection reuses for its next request: Serve must not keep
+// r. All its strings share one copy of the head, the one allocation of a
+// plain request.
+func (p *parsed) request(b []byte, remoteAddr string, st *requestState) (*http.Request, bool) {
 	s := string(b[:p.n])
 	target := s[p.target[0]:p.target[1]]
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, false
+	u := &st.url
+	if !parsePlainTarget(target, u) {
+		var err error
+		if u, err = url.ParseRequestURI(target); err != nil {
+			return nil, false
+		}
 	}
-	h := make(http.Header, len(p.fields))
-	vals := make([]string, len(p.fields))
+	if st.header == nil {
+		st.header = make(http.Header, len(p.fields))
+	}
+	h := st.header
+	clear(h)
+	if cap(st.values) < len(p.fields) {
+		st.values = make([]string, len(p.fields))
+	}
+	vals := st.values[:len(p.fields)]
 	for i, f := range p.fields {
 		k := textproto.CanonicalMIMEHeaderKey(s[f[0]:f[1]])
 		vals[i] = s[f[2]:f[3]]
@@ -266,7 +279,7 @@ func (p *parsed) request(b []byte, remoteAddr string) (*http.Request, bool) {
 		}
 		h[k] = vals[i : i+1 : i+1]
 	}
-	return &http.Request{
+	st.req = http.Request{
 		Method:     p.method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -277,5 +290,57 @@ func (p *parsed) request(b []byte, remoteAddr string) (*http.Request, bool) {
 		Host:       s[p.host[0]:p.host[1]],
 		RemoteAddr: remoteAddr,
 		RequestURI: target,
-	}, true
+	}
+	return &st.req, true
 }
+
+// requestState holds what request builds, kept by the connection from one
+// request to the next.
+type requestState struct {
+	req    http.Request
+	url    url.URL
+	header http.Header
+	values []string // backing array of the header's values
+}
+
+// parsePlainTarget parses the commonest request target, an absolute path
+// of unreserved characters with an optional query, into u exactly as
+// url.ParseRequestURI would, without allocating. It returns false, u
+// unspecified, for any other target.
+func parsePlainTarget(target string, u *url.URL) bool {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c >= 0x80 || !plainPathByte[c] {
+			return false
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c < 0x20 || c == 0x7f {
+			return false // ParseRequestURI refuses control bytes
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query}
+	if hasQuery && query == "" && strings.Count(target, "?") == 1 {
+		u.ForceQuery = true
+	}
+	return true
+}
+
+// plainPathByte: the bytes url.URL.EscapedPath leaves as they are, so
+// that the path needs neither unescaping nor a RawPath.
+var plainPathByte = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~/" {
+		t[c] = true
+	}
+	return t
+}()
