@@ -48,21 +48,27 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	kr, err := up.key(r, http.MethodGet, target, nil, tmpl, memo)
-	if err != nil {
+	// A memoized key is used in place (a hit then allocates no key);
+	// the miss path takes a copy of its own.
+	var local keyedRequest
+	kr := &local
+	if tmpl != nil {
+		local = *tmpl
+		local.header, local.rules.Header = r.Header, r.Header
+	} else if kr, err = up.key(r, http.MethodGet, target, nil, nil, memo); err != nil {
 		return false
 	}
 	mem, ok := up.Backend.(cache.MemoryPeeker)
 	if !ok {
 		// Nothing to peek at without I/O; a herd may still be joined.
-		return g.joinMiss(w, r, up, kr, target, start)
+		return g.joinMiss(w, r, up, kr.forHeader(r.Header), target, start)
 	}
 	entry, _ := lookupWith(kr, func(key string) (*cache.Entry, bool, error) {
 		e, ok := mem.PeekMemory(key)
 		return e, ok, nil
 	})
 	if entry == nil {
-		return g.joinMiss(w, r, up, kr, target, start)
+		return g.joinMiss(w, r, up, kr.forHeader(r.Header), target, start)
 	}
 	now := g.now()
 	j := up.Policy.Judge(entry, r.Header, now)
