@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 )
 
@@ -150,6 +151,17 @@ type Peeker interface {
 // Peek. The entry is shared and read-only, as with Peek.
 type MemoryPeeker interface {
 	PeekMemory(key string) (e *Entry, ok bool)
+}
+
+// BodyFilePeeker is a MemoryPeeker that also keeps large bodies in
+// files, which the kernel can send to a socket without copying them
+// through the process (sendfile). body is nil when the entry's body has
+// no file. The file holds exactly e.Body from offset 0; it is the
+// backend's: read it with ReadAt or sendfile at explicit offsets, never
+// close it, and be ready for it to be closed under you (the entry left
+// memory), then send e.Body.
+type BodyFilePeeker interface {
+	PeekMemoryFile(key string) (e *Entry, body *os.File, ok bool)
 }
 
 // BatchPutter is implemented by backends that store many entries at less

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -63,7 +64,15 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 		// Nothing to peek at without I/O; a herd may still be joined.
 		return g.joinMiss(w, r, up, kr.forHeader(r.Header), target, start)
 	}
+	// The body's file, if the tier keeps one, goes out with sendfile.
+	var file *os.File
+	fp, _ := mem.(cache.BodyFilePeeker)
 	entry, _ := lookupWith(kr, func(key string) (*cache.Entry, bool, error) {
+		if fp != nil {
+			e, f, ok := fp.PeekMemoryFile(key)
+			file = f
+			return e, ok, nil
+		}
 		e, ok := mem.PeekMemory(key)
 		return e, ok, nil
 	})
@@ -78,7 +87,7 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	up.counters.Requests.Add(1)
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w}
-	outcome := g.serveCached(rw, r, up, entry, Hit, "hit", now, j.Age)
+	outcome := g.serveCached(rw, r, up, entry, file, Hit, "hit", now, j.Age)
 	g.published(start, r, up, target, outcome, rw)
 	return true
 }

@@ -1,8 +1,11 @@
 package gateway_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -101,5 +104,51 @@ func TestServeHitOnlyFromMemory(t *testing.T) {
 	e.get("/get", "MISS")
 	if !e.gw.ServeHit(httptest.NewRecorder(), httptest.NewRequest("GET", "/fetch/up/get", nil)) {
 		t.Fatal("ServeHit declined an entry in the hot tier")
+	}
+}
+
+// fileTaker is a ResponseWriter that, like the fast lane's, takes a body
+// offered with its file through ReadFrom.
+type fileTaker struct {
+	httptest.ResponseRecorder
+	file *os.File
+}
+
+func (w *fileTaker) ReadFrom(src io.Reader) (int64, error) {
+	if fb, ok := src.(interface {
+		BodyFile() (*os.File, int64, int64)
+	}); ok {
+		w.file, _, _ = fb.BodyFile()
+	}
+	return io.Copy(&w.ResponseRecorder, src)
+}
+
+// A hit on a large body that the hot tier keeps in a file offers the file
+// to the writer, for sendfile; a small body is written from memory.
+func TestServeHitOffersTheBodyFile(t *testing.T) {
+	cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := hot.New(cold, 64<<20, 0).FileBodies(t.TempDir(), 32<<10)
+	e := newEnv(t, policy(), nil, tier)
+	e.get("/bytes/50000?seed=1", "MISS")
+	e.get("/bytes/1000?seed=1", "MISS")
+	for _, c := range []struct {
+		path     string
+		size     int
+		withFile bool
+	}{{"/bytes/50000?seed=1", 50000, true}, {"/bytes/1000?seed=1", 1000, false}} {
+		w := &fileTaker{ResponseRecorder: *httptest.NewRecorder()}
+		if !e.gw.ServeHit(w, httptest.NewRequest("GET", "/fetch/up"+c.path, nil)) {
+			t.Fatalf("%s: not answered as a hit", c.path)
+		}
+		if (w.file != nil) != c.withFile {
+			t.Errorf("%s: file offered %v, want %v", c.path, w.file != nil, c.withFile)
+		}
+		want := e.get(c.path, "HIT")
+		if w.Body.Len() != c.size || w.Body.String() != want.body || w.Header().Get("Content-Length") != want.header.Get("Content-Length") {
+			t.Errorf("%s: %d bytes, Content-Length %q; want %d bytes as ServeHTTP sends them", c.path, w.Body.Len(), w.Header().Get("Content-Length"), c.size)
+		}
 	}
 }

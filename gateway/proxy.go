@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,15 +204,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	j := p.Judge(entry, r.Header, now)
 	switch {
 	case j.Use == cache.UseFresh:
-		return g.serveCached(w, r, up, entry, Hit, "hit", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age)
 	case j.Use == cache.UseStale:
-		return g.serveCached(w, r, up, entry, Stale, "hit; detail=max-stale", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age)
 	case reqCC.Has("only-if-cached"):
 		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
 		return "ERROR"
 	case j.StaleWhileRevalidate:
 		g.refreshInBackground(r, up, kr, entry)
-		return g.serveCached(w, r, up, entry, Stale, "hit; detail=stale-while-revalidate", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age)
 	}
 	fwd := "stale"
 	if j.Fresh {
@@ -232,7 +233,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		}
 		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
 		now := g.now()
-		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now))
+		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now))
 	}
 	if res.err != nil {
 		up.counters.Errors.Add(1)
@@ -269,13 +270,15 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	if res.notModified {
 		age = cache.CurrentAge(res.entry, g.now())
 	}
-	writeEntry(w, r, res.entry, h, xcache, status, age)
+	writeEntry(w, r, res.entry, nil, h, xcache, status, age)
 	up.counters.BytesFromUpstream.Add(w.n)
 	return xcache
 }
 
 // serveCached answers from a stored entry.
-func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time, age time.Duration) string {
+// serveCached answers from a stored entry; bodyFile, when not nil, holds
+// its body for sendfile (cache.BodyFilePeeker).
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, xcache, detail string, now time.Time, age time.Duration) string {
 	start := time.Now()
 	// Built in one buffer: this runs on every hit.
 	var buf [96]byte
@@ -285,7 +288,7 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 		b = append(b, "; ttl="...)
 		b = strconv.AppendInt(b, int64(e.Expires.Sub(now)/time.Second), 10)
 	}
-	writeEntry(w, r, e, e.Header, xcache, string(b), age)
+	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age)
 	if xcache == Hit {
 		up.counters.Hits.Add(1)
 	} else {
@@ -311,7 +314,7 @@ var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale},
 
 // writeEntry writes a stored (or just fetched) response. An age >= 0 is
 // sent as Age: the time the entry has spent in caches.
-func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, age time.Duration) {
+func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File, header http.Header, xcache, cacheStatus string, age time.Duration) {
 	h := w.Header()
 	for k, v := range header {
 		if k == "Content-Length" {
@@ -347,9 +350,29 @@ func writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, header h
 	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && bodyFile != nil {
+			// The fast lane's writer sends the file with sendfile, or
+			// the bytes when it cannot.
+			fb := &fileBody{file: bodyFile, size: int64(len(e.Body))}
+			fb.Reset(e.Body)
+			n, _ := rf.ReadFrom(fb)
+			w.n += n
+			return
+		}
 		_, _ = w.Write(e.Body)
 	}
 }
+
+// fileBody is a stored body that its backend also keeps in a file. It
+// reads as the bytes; BodyFile offers the file to a writer that can send
+// it without copying (web/fastlane's).
+type fileBody struct {
+	bytes.Reader
+	file *os.File
+	size int64
+}
+
+func (b *fileBody) BodyFile() (f *os.File, off, n int64) { return b.file, 0, b.size }
 
 func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -61,16 +62,30 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 // it). Each hot key is read again once per TTL: with 1s, a thousand hot
 // keys on a million-entry SQLite file cost a tenth of the CPU of serving
 // their hits.
+//
+// Hot bodies of fileBodyMin bytes and more are also kept in unnamed files
+// and sent with sendfile (hot.FileBodies), in the system's temporary
+// directory unless the DSN parameter hot_files names another; hot_files=off
+// keeps them in memory only.
 type tierConfig struct {
-	size int64
-	ttl  time.Duration
+	size     int64
+	ttl      time.Duration
+	filesDir string // "" keeps large bodies in memory only
 }
+
+// fileBodyMin is the body size from which sendfile costs less than
+// copying the body into the socket.
+const fileBodyMin = 32 << 10
 
 func (t tierConfig) wrap(b cache.Backend) cache.Backend {
 	if t.size <= 0 {
 		return b
 	}
-	return hot.New(b, t.size, t.ttl)
+	h := hot.New(b, t.size, t.ttl)
+	if t.filesDir != "" {
+		h.FileBodies(t.filesDir, fileBodyMin)
+	}
+	return h
 }
 
 // defaultHotSize is the hot tier of a local backend unless its DSN says.
@@ -82,7 +97,7 @@ const defaultHotTTL = 5 * time.Second
 // hotTier takes the hot-tier parameters out of a DSN; defaultSize applies
 // when the DSN sets no hot_size.
 func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
-	t := tierConfig{size: defaultSize, ttl: defaultHotTTL}
+	t := tierConfig{size: defaultSize, ttl: defaultHotTTL, filesDir: os.TempDir()}
 	base, rawQuery, ok := strings.Cut(dsn, "?")
 	if !ok {
 		return dsn, t, nil
@@ -105,8 +120,18 @@ func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
 		}
 		t.ttl = d
 	}
+	if v := q.Get("hot_files"); v != "" {
+		if v == "off" {
+			t.filesDir = ""
+		} else if fi, err := os.Stat(v); err != nil || !fi.IsDir() {
+			return "", t, fmt.Errorf("backend %q: hot_files: want a directory for the files of large hot bodies, or off", RedactDSN(dsn))
+		} else {
+			t.filesDir = v
+		}
+	}
 	q.Del("hot_size")
 	q.Del("hot_ttl")
+	q.Del("hot_files")
 	if len(q) == 0 {
 		return base, t, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,22 @@ func TestHotTierParams(t *testing.T) {
 	}
 	if _, _, err := hotTier("sqlite://c.db?hot_size=lots", defaultHotSize); err == nil {
 		t.Error("hot_size=lots accepted")
+	}
+
+	// Large hot bodies go to files in the temporary directory, another
+	// one, or nowhere.
+	dir := t.TempDir()
+	for dsn, want := range map[string]string{
+		"sqlite://c.db":                          os.TempDir(),
+		"sqlite://c.db?hot_files=" + dir:         dir,
+		"sqlite://c.db?hot_files=off&max_size=1": "",
+	} {
+		rest, tier, err := hotTier(dsn, defaultHotSize)
+		if err != nil || tier.filesDir != want || strings.Contains(rest, "hot_files") {
+			t.Errorf("hotTier(%q) = %q, files in %q, %v; want files in %q", dsn, rest, tier.filesDir, err, want)
+		}
+	}
+	if _, _, err := hotTier("sqlite://c.db?hot_files=/no/such/dir", defaultHotSize); err == nil || !strings.Contains(err.Error(), "hot_files") {
+		t.Errorf("a missing hot_files directory: %v", err)
 	}
 }

@@ -1,8 +1,10 @@
 package fastlane
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +110,64 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	return len(p), nil
+}
+
+// fileBody is a body also kept in a file (see cache.BodyFilePeeker),
+// which the lane sends with sendfile. Read gives the same bytes from
+// memory, for when the file cannot be used.
+type fileBody interface {
+	io.Reader
+	BodyFile() (f *os.File, off, n int64)
+}
+
+// ReadFrom sends a fileBody with sendfile, without copying it through the
+// process; anything else, a HEAD's body, or a response whose type must be
+// sniffed from its first bytes goes through Write.
+func (w *writer) ReadFrom(src io.Reader) (int64, error) {
+	if fb, ok := src.(fileBody); ok && canSendFile && !w.head && w.err == nil {
+		if n, sent, err := w.sendFile(fb); sent {
+			return n, err
+		}
+	}
+	return io.Copy(writeOnly{w}, src)
+}
+
+// writeOnly hides ReadFrom from io.Copy.
+type writeOnly struct{ io.Writer }
+
+// sendFile sends the head and fb's file. sent is false, with nothing
+// written, when it cannot (the file has been closed: the body left
+// memory; no Content-Type to send; a length that does not match).
+func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
+	f, off, size := fb.BodyFile()
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.sent || len(w.body) > 0 || !bodyAllowed(w.status) || len(w.header["Content-Type"]) == 0 || declaredLength(w.header) != w.written+size {
+		return 0, false, nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	// Holding the file for the whole answer: closing it waits until then.
+	ferr := rc.Read(func(fd uintptr) bool {
+		sent = true
+		w.appendHead(w.status, nil, false)
+		w.sent = true
+		w.out = true
+		n, err = sendFile(w.c.Conn, w.buf, int(fd), off, size)
+		w.buf = w.buf[:0]
+		return true
+	})
+	if !sent {
+		return 0, false, ferr // closed before anything was written
+	}
+	w.written += n
+	if err != nil {
+		w.err = err
+	}
+	return n, true, err
 }
 
 // send builds the head and writes it with the buffered body and p.

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package hot
+
+import "os"
+
+// bodyFile keeps bodies in memory only off Linux.
+func bodyFile(dir string, body []byte) *os.File { return nil }
