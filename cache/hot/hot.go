@@ -326,12 +326,16 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	if b.queue != nil {
 		c := e.Clone()
+		file := b.fileFor(c) // written before the lock: it may be large
 		b.wmu.Lock()
 		if b.closed {
 			b.wmu.Unlock()
+			if file != nil {
+				file.Close()
+			}
 			return fmt.Errorf("hot: put %q: %w", e.Key, cache.ErrClosed)
 		}
-		b.add(c, b.now())
+		b.insert(c, b.now(), file)
 		_, queued := b.pending[c.Key]
 		b.pending[c.Key] = c
 		writeNow := false
@@ -367,19 +371,33 @@ func (b *Backend) moveToFront(key string, now time.Time) {
 }
 
 func (b *Backend) add(e *cache.Entry, loaded time.Time) {
+	b.insert(e, loaded, b.fileFor(e))
+}
+
+// fileFor returns the file to keep e's body in, or nil. The same body
+// read again (every TTL) keeps its file; a new one is written here, so
+// callers call it before taking their locks.
+func (b *Backend) fileFor(e *cache.Entry) *os.File {
+	if b.fileDir == "" || len(e.Body) < b.fileMin || int64(len(e.Body)) > b.maxBytes/4 {
+		return nil
+	}
+	if f := b.takeFile(e); f != nil {
+		return f
+	}
+	return bodyFile(b.fileDir, e.Body)
+}
+
+// insert puts e in the tier with its body's file (or nil), which the tier
+// then owns.
+func (b *Backend) insert(e *cache.Entry, loaded time.Time, file *os.File) {
 	size := int64(len(e.Body))
 	if size > b.maxBytes/4 {
 		// One entry may not push out most of the tier.
 		b.remove(e.Key)
-		return
-	}
-	var file *os.File
-	if b.fileDir != "" && len(e.Body) >= b.fileMin {
-		// The same body read again (every TTL) keeps its file; a new one
-		// is written before taking the lock.
-		if file = b.takeFile(e); file == nil {
-			file = bodyFile(b.fileDir, e.Body)
+		if file != nil {
+			file.Close()
 		}
+		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -38,6 +38,20 @@ func TestConformanceWriteBehind(t *testing.T) {
 	})
 }
 
+// With bodies in files too (all of them: the minimum is one byte), under
+// write-behind: the tier still behaves as a backend must.
+func TestConformanceFileBodies(t *testing.T) {
+	cachetest.Run(t, func(t *testing.T) cache.Backend {
+		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := hot.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(64, func(key string, err error) { t.Errorf("store %s: %v", key, err) })
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
 func TestWriteBehindStoresAndDeleteWins(t *testing.T) {
 	ctx := context.Background()
 	cold := memory.New(0)
