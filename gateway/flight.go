@@ -35,7 +35,7 @@ type flight struct {
 	res  *fetchResult
 	// miss: the call fetches a key its caller looked up and found
 	// nothing under, so any request that finds nothing may wait for it
-	// instead of looking further (see wait).
+	// instead of looking further (see waitMiss).
 	miss bool
 }
 

@@ -87,8 +87,8 @@ func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
 // FileBodies makes the tier keep each body of min bytes or more in an
 // unnamed file in dir as well (O_TMPFILE: nothing is left behind, whatever
 // happens to the process), so that PeekMemoryFile can offer it to be sent
-// with sendfile: for a 100 KiB hit that saves the copy of the body into
-// the socket, a fifth of the CPU the answer costs. The files live in the
+// with sendfile: a 100 KiB hit then costs about 7% less CPU (measured)
+// than one whose body is copied into the socket. The files live in the
 // page cache, up to the tier's size in all. Where dir's file system has
 // no unnamed files, bodies stay in memory only. Call before any other
 // method.
@@ -427,19 +427,27 @@ func (b *Backend) unlink(el *list.Element) {
 }
 
 // takeFile takes the file of the tier's copy of e's key when it holds the
-// same body, so that reading an entry again does not write it again.
+// same body, so that reading an entry again does not write it again. The
+// bodies are compared outside the write lock: they may be large.
 func (b *Backend) takeFile(e *cache.Entry) *os.File {
+	b.mu.RLock()
+	el, ok := b.items[e.Key]
+	var it *item
+	var f *os.File
+	var body []byte
+	if ok {
+		it = el.Value.(*item)
+		f, body = it.file, it.e.Body
+	}
+	b.mu.RUnlock()
+	if f == nil || !bytes.Equal(body, e.Body) {
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	el, ok := b.items[e.Key]
-	if !ok {
-		return nil
+	if cur, ok := b.items[e.Key]; !ok || cur != el || it.file != f {
+		return nil // replaced meanwhile
 	}
-	it := el.Value.(*item)
-	if it.file == nil || !bytes.Equal(it.e.Body, e.Body) {
-		return nil
-	}
-	f := it.file
 	it.file = nil // the old copy answers from memory until replaced
 	return f
 }

@@ -150,7 +150,8 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	if err != nil {
 		return 0, false, nil
 	}
-	// Holding the file for the whole answer: closing it waits until then.
+	// The file is held for the whole answer: closed meanwhile (its entry
+	// left memory), its descriptor stays open until the answer is out.
 	ferr := rc.Read(func(fd uintptr) bool {
 		sent = true
 		w.appendHead(w.status, nil, false)
