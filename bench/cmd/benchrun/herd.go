@@ -40,7 +40,8 @@ func (b *bench) directLatency(ctx context.Context, id string) (time.Duration, er
 	return percentile(lat, 0.5), nil
 }
 
-// herdAll runs the herd test against every cache, one after the other.
+// herdAll runs the herd test against every cache, one after the other
+// (hits-only variants left out).
 func (b *bench) herdAll(ctx context.Context) (herdReport, error) {
 	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
 	var hr herdReport
@@ -48,7 +49,7 @@ func (b *bench) herdAll(ctx context.Context) (herdReport, error) {
 	if hr.upstreamLatency, err = b.directLatency(ctx, runID); err != nil {
 		return hr, fmt.Errorf("herd: direct upstream latency: %w", err)
 	}
-	for _, t := range b.live() {
+	for _, t := range b.liveFull() {
 		if !t.cached {
 			continue
 		}
@@ -165,7 +166,7 @@ type missResult struct {
 // that drift hits them equally.
 func (b *bench) missOverhead(ctx context.Context) ([]missResult, error) {
 	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
-	targets := b.live()
+	targets := b.liveFull()
 	clients := make([]*http.Client, len(targets))
 	lat := make([][]time.Duration, len(targets))
 	res := make([]missResult, len(targets))

@@ -39,6 +39,7 @@ type config struct {
 	Timeout     time.Duration
 	Entries     int  // entries in the million-entry SQLite cache
 	NoMillion   bool // skip the million-entry figures
+	No1CPU      bool // skip the cachegate-sqlite-1cpu target (GOMAXPROCS=1)
 
 	root, dir string // repository root; private temporary directory
 	wrkBin    string
@@ -77,6 +78,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.Timeout, "timeout", 45*time.Minute, "give up after this long")
 	fs.IntVar(&c.Entries, "entries", envInt("BENCH_ENTRIES", 1_000_000), "entries in the SQLite cache of the million-entry figures (env BENCH_ENTRIES; -quick: 100000)")
 	fs.BoolVar(&c.NoMillion, "no-million", false, "skip the million-entry figures (the 200 MiB streaming test still runs)")
+	fs.BoolVar(&c.No1CPU, "no-1cpu", false, "skip the cachegate-sqlite-1cpu target (cachegate-sqlite started with GOMAXPROCS=1, cache-hit runs only)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -42,7 +42,8 @@ wait "$child"`
 
 // startProc starts bin with args, its output going to logPath. With
 // supervised, it runs under the watchdog shell instead of relying on Pdeathsig.
-func startProc(name, logPath string, supervised bool, bin string, args ...string) (*proc, error) {
+// env holds variables ("K=V") set on top of the runner's environment.
+func startProc(name, logPath string, supervised bool, env []string, bin string, args ...string) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -66,6 +67,9 @@ func startProc(name, logPath string, supervised bool, bin string, args ...string
 		cmd = exec.Command("/bin/sh", append([]string{"-c", watchdog, "watchdog", bin}, args...)...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = r, logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...) // the last value of a key wins
 	}
 	if err := cmd.Start(); err != nil {
 		if lifeline != nil {

@@ -177,6 +177,11 @@ func (r *report) markdown() string {
 	w("- nginx: worker_processes %d, `proxy_cache` (keys in a 64 MiB zone, bodies in files), `proxy_cache_lock on`, keepalive 64 to the upstream, access_log off (bench/configs/nginx.conf.tmpl).\n", cfg.Workers)
 	w("- Varnish: thread_pools=1, thread_pool_min=%d, thread_pool_max=%d, `-s malloc,256m`, grace 1h (bench/configs/varnish.vcl.tmpl).\n", cfg.VarnishMin, max(1000, cfg.VarnishMin))
 	w("- cachegate: `-backend sqlite://<tmp>/cachegate.db` or `memory://`, `-upstream bench=<upstream>`, `-expire-after 1h`, GOMAXPROCS = nproc; requests go to `/fetch/bench/...`.\n")
+	if cfg.No1CPU {
+		w("- %s: left out (`-no-1cpu`).\n", gw1CPU)
+	} else {
+		w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file (`-backend sqlite://<tmp>/cachegate-1cpu.db`), started with the environment variable `GOMAXPROCS=1` (one P: Go code runs on one CPU at a time). Measured in the cache-hit rounds only, not in the herd, miss-overhead, million-entry or streaming tests; informational, the issue 5 checks stay on cachegate-sqlite. `-no-1cpu` leaves it out.\n", gw1CPU)
+	}
 
 	var skipped []string
 	for _, t := range r.targets {
@@ -315,17 +320,7 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 	var out []string
 	for _, body := range bodies {
 		g := summarize(r.throughput[gw][body.name])
-		var bestRPS float64
-		var bestP99 time.Duration
-		for _, peer := range []string{"nginx", "varnish"} {
-			if runs := r.throughput[peer][body.name]; len(runs) > 0 {
-				s := summarize(runs)
-				bestRPS = max(bestRPS, s.rps)
-				if bestP99 == 0 || s.p99 < bestP99 {
-					bestP99 = s.p99
-				}
-			}
-		}
+		bestRPS, bestP99 := r.bestPeer(body.name)
 		if bestRPS == 0 {
 			out = append(out, fmt.Sprintf("%s hits: no peer measured", body.name))
 			continue
@@ -336,6 +331,9 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 			out = append(out, fmt.Sprintf("INFO %s hits, server CPU per request (not a target of issue 5; steady when CPU is stolen): %s against %s's %s, %.2f×",
 				body.name, fmtCPU(g.cpu, true), who, fmtCPU(best, true), g.cpu/best))
 		}
+	}
+	if line, ok := r.oneCPULine(); ok {
+		out = append(out, line)
 	}
 	for _, m := range r.miss {
 		if m.target == gw && direct > 0 {
@@ -351,6 +349,61 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 		}
 	}
 	return out
+}
+
+// bestPeer is the higher median req/s and the lower median p99 of nginx and
+// Varnish for a body (each may come from a different peer); 0, 0 if neither
+// was measured.
+func (r *report) bestPeer(body string) (float64, time.Duration) {
+	var bestRPS float64
+	var bestP99 time.Duration
+	for _, peer := range []string{"nginx", "varnish"} {
+		if runs := r.throughput[peer][body]; len(runs) > 0 {
+			s := summarize(runs)
+			bestRPS = max(bestRPS, s.rps)
+			if bestP99 == 0 || s.p99 < bestP99 {
+				bestP99 = s.p99
+			}
+		}
+	}
+	return bestRPS, bestP99
+}
+
+// oneCPULine is the INFO line comparing cachegate-sqlite-1cpu (GOMAXPROCS=1)
+// with cachegate-sqlite and the peers, one clause per body; false when the
+// variant was not measured. It judges nothing.
+func (r *report) oneCPULine() (string, bool) {
+	const gw = "cachegate-sqlite"
+	var parts []string
+	for _, body := range bodies {
+		runs := r.throughput[gw1CPU][body.name]
+		if len(runs) == 0 {
+			continue
+		}
+		one := summarize(runs)
+		part := fmt.Sprintf("%s: %s req/s, p99 %s", body.name, fmtRPS(one.rps), fmtDur(one.p99))
+		if def := r.throughput[gw][body.name]; len(def) > 0 {
+			d := summarize(def)
+			part += fmt.Sprintf(" against %s's %s req/s, p99 %s (req/s %s, p99 %s)", gw, fmtRPS(d.rps), fmtDur(d.p99), fmtRatio(one.rps, d.rps), fmtRatio(float64(one.p99), float64(d.p99)))
+		}
+		if bestRPS, bestP99 := r.bestPeer(body.name); bestRPS > 0 {
+			part += fmt.Sprintf(" and the better peer's %s req/s, best peer p99 %s (req/s %s, p99 %s)", fmtRPS(bestRPS), fmtDur(bestP99), fmtRatio(one.rps, bestRPS), fmtRatio(float64(one.p99), float64(bestP99)))
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("INFO %s hits, informational only (not a verdict: the PASS/FAIL lines are on %s, the default GOMAXPROCS = nproc; this is the same configuration started with GOMAXPROCS=1): %s",
+		gw1CPU, gw, strings.Join(parts, "; ")), true
+}
+
+// fmtRatio formats a/b as "0.42×", "–" when b is 0.
+func fmtRatio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
 }
 
 // indent keeps a multi-line message inside its markdown list item.

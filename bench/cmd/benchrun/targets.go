@@ -17,6 +17,9 @@ import (
 	"github.com/cachegate/cachegate/bench/configs"
 )
 
+// gw1CPU is the target running cachegate-sqlite's configuration with GOMAXPROCS=1.
+const gw1CPU = "cachegate-sqlite-1cpu"
+
 // bodies are the response sizes the throughput test measures.
 var bodies = []struct{ name, path string }{
 	{"1 KiB", "/bytes/1k"},
@@ -31,7 +34,11 @@ type target struct {
 	health string // path answering 200 without touching any cache entry
 	cached bool   // false for the upstream called directly
 	proc   *proc
-	skip   string // why the target is not measured; empty when live
+	skip   string   // why the target is not measured; empty when live
+	env    []string // variables ("K=V") its process is started with, on top of the runner's
+	// hitsOnly: measured in the cache-hit throughput runs only, not in the
+	// herd and miss-overhead tests (a variant of another target).
+	hitsOnly bool
 }
 
 func (t *target) url(path string) string { return t.base + t.prefix + path }
@@ -59,6 +66,18 @@ func (b *bench) live() []*target {
 	return ts
 }
 
+// liveFull returns the live targets that take part in every test, not only
+// in the cache-hit throughput runs.
+func (b *bench) liveFull() []*target {
+	var ts []*target
+	for _, t := range b.live() {
+		if !t.hitsOnly {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
 func (b *bench) stopAll() {
 	for _, p := range slices.Backward(b.procs) {
 		p.stop()
@@ -69,7 +88,7 @@ func (b *bench) stopAll() {
 // start starts a server and waits until its health path answers.
 // Daemons that fork workers (supervised) run under the watchdog shell.
 func (b *bench) start(ctx context.Context, t *target, supervised bool, bin string, args ...string) error {
-	p, err := startProc(t.name, filepath.Join(b.cfg.dir, t.name+".log"), supervised, bin, args...)
+	p, err := startProc(t.name, filepath.Join(b.cfg.dir, t.name+".log"), supervised, t.env, bin, args...)
 	if err != nil {
 		return err
 	}
@@ -150,17 +169,26 @@ func (b *bench) startAll(ctx context.Context) error {
 		logf("varnish: %v", err)
 	}
 
-	// cachegate, one process per backend.
-	gateways := []struct{ name, dsn string }{
-		{"cachegate-sqlite", "sqlite://" + filepath.Join(dir, "cachegate.db")},
-		{"cachegate-memory", "memory://"},
+	// cachegate, one process per backend. cachegate-sqlite-1cpu is
+	// cachegate-sqlite on its own file with GOMAXPROCS=1, for the cache-hit
+	// runs only: on CPUs shared with wrk, one P trades peak parallelism for a
+	// shorter tail (see bench/README.md).
+	type gateway struct {
+		name, dsn string
+		env       []string
+		hitsOnly  bool
 	}
+	gateways := []gateway{{name: "cachegate-sqlite", dsn: "sqlite://" + filepath.Join(dir, "cachegate.db")}}
+	if !b.cfg.No1CPU {
+		gateways = append(gateways, gateway{name: gw1CPU, dsn: "sqlite://" + filepath.Join(dir, "cachegate-1cpu.db"), env: []string{"GOMAXPROCS=1"}, hitsOnly: true})
+	}
+	gateways = append(gateways, gateway{name: "cachegate-memory", dsn: "memory://"})
 	if b.cfg.MongoDB != "" {
-		gateways = append(gateways, struct{ name, dsn string }{"cachegate-mongodb", b.cfg.MongoDB})
+		gateways = append(gateways, gateway{name: "cachegate-mongodb", dsn: b.cfg.MongoDB})
 	}
 	for _, g := range gateways {
 		p := port()
-		t := &target{name: g.name, base: loop(p), prefix: "/fetch/bench", health: "/healthz", cached: true}
+		t := &target{name: g.name, base: loop(p), prefix: "/fetch/bench", health: "/healthz", cached: true, env: g.env, hitsOnly: g.hitsOnly}
 		b.targets = append(b.targets, t)
 		if gwBin == "" {
 			t.skip = "SKIPPED: gateway not built"
@@ -353,7 +381,7 @@ func (b *bench) throughput(ctx context.Context) (map[string]map[string][]wrkRun,
 					results[t.name] = map[string][]wrkRun{}
 				}
 				results[t.name][body.name] = append(results[t.name][body.name], ru)
-				logRun(fmt.Sprintf("round %d %-17s %-8s", r, t.name, body.name), ru)
+				logRun(fmt.Sprintf("round %d %-21s %-8s", r, t.name, body.name), ru)
 			}
 		}
 	}
