@@ -45,7 +45,9 @@ func (h *hitRecorder) record(key string, at time.Time) {
 	s.mu.Lock()
 	if p, ok := s.pending[key]; ok {
 		p.Count++
-		p.Last = at
+		if at.After(p.Last) {
+			p.Last = at
+		}
 	} else {
 		s.pending[key] = &cache.Hit{Key: key, Count: 1, Last: at}
 	}
