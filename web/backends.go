@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -64,13 +65,16 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 // their hits.
 //
 // Hot bodies of fileBodyMin bytes and more are also kept in unnamed files
-// and sent with sendfile (hot.FileBodies), in the system's temporary
-// directory unless the DSN parameter hot_files names another; hot_files=off
-// keeps them in memory only.
+// and sent with sendfile (hot.FileBodies): in the directory of the SQLite
+// file or of the file backend, which is on a disk (a tmpfs /tmp would hold
+// them in memory a second time, and sendfile gains nothing from it), else
+// in the system's temporary directory, unless the DSN parameter hot_files
+// names another; hot_files=off keeps them in memory only.
 type tierConfig struct {
 	size     int64
 	ttl      time.Duration
 	filesDir string // "" keeps large bodies in memory only
+	filesSet bool   // filesDir came from the DSN
 }
 
 // fileBodyMin is the body size from which sendfile costs less than
@@ -82,8 +86,17 @@ func (t tierConfig) wrap(b cache.Backend) cache.Backend {
 		return b
 	}
 	h := hot.New(b, t.size, t.ttl)
-	if t.filesDir != "" {
-		h.FileBodies(t.filesDir, fileBodyMin)
+	dir := t.filesDir
+	if !t.filesSet {
+		switch b := b.(type) {
+		case interface{ Path() string }: // sqlite
+			dir = filepath.Dir(b.Path())
+		case interface{ Dir() string }: // fs
+			dir = b.Dir()
+		}
+	}
+	if dir != "" {
+		h.FileBodies(dir, fileBodyMin)
 	}
 	return h
 }
@@ -121,6 +134,7 @@ func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
 		t.ttl = d
 	}
 	if v := q.Get("hot_files"); v != "" {
+		t.filesSet = true
 		if v == "off" {
 			t.filesDir = ""
 		} else if fi, err := os.Stat(v); err != nil || !fi.IsDir() {
