@@ -3,6 +3,7 @@ package hot
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -83,5 +84,30 @@ func TestFileBodiesFallBackToMemory(t *testing.T) {
 	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("body")))
 	if e, f, ok := b.PeekMemoryFile("k"); !ok || f != nil || string(e.Body) != "body" {
 		t.Fatalf("got %v %v %v", e, f, ok)
+	}
+}
+
+// The files never take more than maxBodyFiles descriptors; closing the
+// tier gives them all back.
+func TestFileBodiesAreBounded(t *testing.T) {
+	b := New(memory.New(0), 1<<30, 0).FileBodies(t.TempDir(), 1)
+	for i := range maxBodyFiles + 5 {
+		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(fmt.Sprint("k", i)), []byte("body")))
+	}
+	if got := b.files.Load(); got != maxBodyFiles {
+		t.Fatalf("%d files open, want the cap %d", got, maxBodyFiles)
+	}
+	if _, f, _ := b.PeekMemoryFile(fmt.Sprint("k", maxBodyFiles+4)); f != nil {
+		t.Error("a body past the cap got a file")
+	}
+	if _, err := b.Delete(t.Context(), "k0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.files.Load(); got != maxBodyFiles-1 {
+		t.Errorf("%d files open after a delete, want %d", got, maxBodyFiles-1)
+	}
+	b.Close()
+	if got := b.files.Load(); got != 0 {
+		t.Errorf("%d files open after Close", got)
 	}
 }

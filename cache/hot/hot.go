@@ -36,6 +36,7 @@ type Backend struct {
 	// also kept in unnamed files (see FileBodies).
 	fileDir string
 	fileMin int
+	files   atomic.Int64             // body files open
 	items   map[string]*list.Element // of *item
 	lru     *list.List               // front: most recently used
 	bytes   int64                    // body bytes held
@@ -330,9 +331,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 		b.wmu.Lock()
 		if b.closed {
 			b.wmu.Unlock()
-			if file != nil {
-				file.Close()
-			}
+			b.closeFile(file)
 			return fmt.Errorf("hot: put %q: %w", e.Key, cache.ErrClosed)
 		}
 		b.insert(c, b.now(), file)
@@ -384,7 +383,28 @@ func (b *Backend) fileFor(e *cache.Entry) *os.File {
 	if f := b.takeFile(e); f != nil {
 		return f
 	}
-	return bodyFile(b.fileDir, e.Body)
+	if b.files.Load() >= maxBodyFiles {
+		return nil
+	}
+	f := bodyFile(b.fileDir, e.Body)
+	if f != nil {
+		b.files.Add(1)
+	}
+	return f
+}
+
+// maxBodyFiles bounds the descriptors the tier's files take, so that they
+// never starve the sockets of a process with a low limit on open files.
+const maxBodyFiles = 1024
+
+// closeFile closes a body file of the tier's (nil does nothing). A
+// sendfile under way holds the descriptor: the file closes when it is
+// done (os.File's reference count).
+func (b *Backend) closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+		b.files.Add(-1)
+	}
 }
 
 // insert puts e in the tier with its body's file (or nil), which the tier
@@ -394,9 +414,7 @@ func (b *Backend) insert(e *cache.Entry, loaded time.Time, file *os.File) {
 	if size > b.maxBytes/4 {
 		// One entry may not push out most of the tier.
 		b.remove(e.Key)
-		if file != nil {
-			file.Close()
-		}
+		b.closeFile(file)
 		return
 	}
 	b.mu.Lock()
@@ -418,12 +436,8 @@ func (b *Backend) unlink(el *list.Element) {
 	b.lru.Remove(el)
 	delete(b.items, it.e.Key)
 	b.bytes -= it.size
-	if it.file != nil {
-		// A sendfile under way holds the descriptor: the file closes
-		// when it is done (os.File's reference count).
-		it.file.Close()
-		it.file = nil
-	}
+	b.closeFile(it.file)
+	it.file = nil
 }
 
 // takeFile takes the file of the tier's copy of e's key when it holds the
