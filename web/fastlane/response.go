@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -145,6 +146,9 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	}
 	if w.sent || len(w.body) > 0 || !bodyAllowed(w.status) || len(w.header["Content-Type"]) == 0 || declaredLength(w.header) != w.written+size {
 		return 0, false, nil
+	}
+	if _, ok := w.c.Conn.(syscall.Conn); !ok {
+		return 0, false, nil // not a socket of the kernel's (a TLS connection, a pipe)
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {

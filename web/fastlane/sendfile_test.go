@@ -95,3 +95,48 @@ func TestSendFileAsNetHTTPWritesBytes(t *testing.T) {
 		t.Errorf("lane answered %d, want 5", got)
 	}
 }
+
+// hiddenConns hands out connections that are not syscall.Conns, as a TLS
+// listener would.
+type hiddenConns struct{ net.Listener }
+
+func (l hiddenConns) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{c}, nil
+}
+
+// Over a connection that is not a kernel socket the body goes out from
+// memory, whole.
+func TestSendFileFallsBackOffSockets(t *testing.T) {
+	body := bytes.Repeat([]byte("b"), 50<<10)
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(body)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: quietLog()}
+	lane := Attach(srv, hiddenConns{ln}, Options{Prefix: "/fetch/", Serve: func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		fb := &testFileBody{f: f, n: int64(len(body))}
+		fb.Reset(body)
+		w.(io.ReaderFrom).ReadFrom(fb)
+		if fb.Len() != 0 {
+			t.Error("the body was not read from memory")
+		}
+		return true
+	}})
+	go srv.Serve(lane)
+	t.Cleanup(func() { srv.Close() })
+	got := exchange(t, ln.Addr().String(), []byte("GET /fetch/a HTTP/1.1\r\nHost: h\r\n\r\n"), 0)
+	if !bytes.HasSuffix(got, body) || !bytes.Contains(got, []byte("Content-Length: 51200\r\n")) {
+		t.Fatalf("answer of %d bytes, want the head and %d body bytes", len(got), len(body))
+	}
+}
