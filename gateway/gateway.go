@@ -61,6 +61,7 @@ type Options struct {
 type Gateway struct {
 	log       *slog.Logger
 	now       func() time.Time
+	wallClock bool                 // now is time.Now: a time.Now taken already may stand in
 	upstreams map[string]*upstream // fixed at construction
 	names     []string
 	stats     *Stats
@@ -97,6 +98,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 	}
 	if g.now == nil {
 		g.now = time.Now
+		g.wallClock = true
 	}
 	n := opts.MaxBackgroundRefreshes
 	if n <= 0 {

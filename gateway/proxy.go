@@ -204,15 +204,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	j := p.Judge(entry, r.Header, now)
 	switch {
 	case j.Use == cache.UseFresh:
-		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age, time.Time{})
 	case j.Use == cache.UseStale:
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age, time.Time{})
 	case reqCC.Has("only-if-cached"):
 		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
 		return "ERROR"
 	case j.StaleWhileRevalidate:
 		g.refreshInBackground(r, up, kr, entry)
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age)
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age, time.Time{})
 	}
 	fwd := "stale"
 	if j.Fresh {
@@ -233,7 +233,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		}
 		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
 		now := g.now()
-		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now))
+		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Time{})
 	}
 	if res.err != nil {
 		up.counters.Errors.Add(1)
@@ -278,8 +278,13 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 // serveCached answers from a stored entry.
 // serveCached answers from a stored entry; bodyFile, when not nil, holds
 // its body for sendfile (cache.BodyFilePeeker).
-func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, xcache, detail string, now time.Time, age time.Duration) string {
-	start := time.Now()
+//
+// start is when the answer began, for the time answers from the cache take
+// (zero: now).
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
+	if start.IsZero() {
+		start = time.Now()
+	}
 	// Built in one buffer: this runs on every hit.
 	var buf [96]byte
 	b := append(buf[:0], "cachegate; "...)
