@@ -232,7 +232,10 @@ func isHost(b []byte) bool {
 	return true
 }
 
-var validHostByte = func() (t [128]bool) {
+var validHostByte = alnumAnd("!$%&'()*+,-.:;=[]_~")
+
+// alnumAnd returns the set of ASCII letters, digits and the bytes of more.
+func alnumAnd(more string) (t [128]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -240,11 +243,11 @@ var validHostByte = func() (t [128]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "!$%&'()*+,-.:;=[]_~" {
-		t[c] = true
+	for i := 0; i < len(more); i++ {
+		t[more[i]] = true
 	}
 	return t
-}()
+}
 
 // request builds the *http.Request of a head scan accepted, as net/http
 // would (Host taken out of the header, canonical field names), in st,
@@ -331,16 +334,4 @@ func parsePlainTarget(target string, u *url.URL) bool {
 
 // plainPathByte: the bytes url.URL.EscapedPath leaves as they are, so
 // that the path needs neither unescaping nor a RawPath.
-var plainPathByte = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._~/" {
-		t[c] = true
-	}
-	return t
-}()
+var plainPathByte = alnumAnd("-._~/")
