@@ -72,7 +72,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w}
-	outcome := g.serve(rw, r, up, target, tmpl, memo)
+	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
 	g.published(start, r, up, target, outcome, rw)
 }
 
@@ -130,7 +130,7 @@ var writers = sync.Pool{New: func() any { return new(countingWriter) }}
 // "ERROR") for events.
 // tmpl, when not nil, is the memoized key of an identical earlier request;
 // memo, when not empty, is where to memoize this one's.
-func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target *url.URL, tmpl *keyedRequest, memo keyMemoKey) string {
+func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target *url.URL, tmpl *keyedRequest, memo keyMemoKey, start time.Time) string {
 	p := &up.Policy
 	cacheMethod := r.Method
 	if r.Method == http.MethodHead && p.AllowsMethod(http.MethodGet) {
@@ -204,15 +204,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	j := p.Judge(entry, r.Header, now)
 	switch {
 	case j.Use == cache.UseFresh:
-		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age, time.Time{})
+		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age, start)
 	case j.Use == cache.UseStale:
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age, time.Time{})
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age, start)
 	case reqCC.Has("only-if-cached"):
 		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
 		return "ERROR"
 	case j.StaleWhileRevalidate:
 		g.refreshInBackground(r, up, kr, entry)
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age, time.Time{})
+		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age, start)
 	}
 	fwd := "stale"
 	if j.Fresh {
@@ -233,7 +233,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		}
 		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
 		now := g.now()
-		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Time{})
+		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Now())
 	}
 	if res.err != nil {
 		up.counters.Errors.Add(1)
@@ -279,12 +279,9 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 // serveCached answers from a stored entry; bodyFile, when not nil, holds
 // its body for sendfile (cache.BodyFilePeeker).
 //
-// start is when the answer began, for the time answers from the cache take
-// (zero: now).
+// start is when the request arrived: the time answers from the cache take
+// is counted from there, lookup included.
 func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
-	if start.IsZero() {
-		start = time.Now()
-	}
 	// Built in one buffer: this runs on every hit.
 	var buf [96]byte
 	b := append(buf[:0], "cachegate; "...)

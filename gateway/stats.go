@@ -20,7 +20,7 @@ type Counters struct {
 	BytesFromUpstream atomic.Int64
 	UpstreamNanos     atomic.Int64 // time spent waiting for upstream answers
 	UpstreamCalls     atomic.Int64
-	CacheNanos        atomic.Int64 // time spent answering from the cache
+	CacheNanos        atomic.Int64 // from arrival to answer, of the requests answered from the cache
 	CacheAnswers      atomic.Int64
 }
 
