@@ -29,6 +29,7 @@ type config struct {
 	Threads     int           // wrk -t
 	Connections int           // wrk -c
 	Herd        int           // simultaneous first requests
+	Herds       int           // herds per cache, interleaved across the caches
 	HerdDelay   time.Duration // the upstream's latency in the herd test
 	MissSamples int
 	Workers     int // nginx worker_processes
@@ -40,6 +41,7 @@ type config struct {
 	Entries     int  // entries in the million-entry SQLite cache
 	NoMillion   bool // skip the million-entry figures
 	No1CPU      bool // skip the cachegate-sqlite-1cpu target (GOMAXPROCS=1)
+	Quick       bool // -quick: fewer, shorter runs
 
 	root, dir string // repository root; private temporary directory
 	wrkBin    string
@@ -62,12 +64,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	quick := getenv("BENCH_QUICK") != "" && getenv("BENCH_QUICK") != "0"
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&quick, "quick", quick, "quick mode: 1 round of 2s, 50 miss samples, 100000 entries (env BENCH_QUICK=1)")
+	fs.BoolVar(&quick, "quick", quick, "quick mode: 1 round of 2s, 50 miss samples, 2 herds, 100000 entries (env BENCH_QUICK=1)")
 	fs.IntVar(&c.Rounds, "rounds", envInt("BENCH_ROUNDS", 3), "interleaved rounds over all targets (env BENCH_ROUNDS)")
 	fs.DurationVar(&c.Duration, "duration", envDur("BENCH_DURATION", 5*time.Second), "length of one wrk run (env BENCH_DURATION)")
 	fs.IntVar(&c.Threads, "threads", envInt("BENCH_THREADS", 2), "wrk threads")
 	fs.IntVar(&c.Connections, "connections", envInt("BENCH_CONNECTIONS", 64), "wrk connections")
 	fs.IntVar(&c.Herd, "herd", 200, "simultaneous first requests in the herd test")
+	fs.IntVar(&c.Herds, "herds", envInt("BENCH_HERDS", 5), "herds per cache in the herd test, interleaved across the caches (env BENCH_HERDS; -quick: 2)")
 	fs.DurationVar(&c.HerdDelay, "herd-delay", 100*time.Millisecond, "upstream latency in the herd test")
 	fs.IntVar(&c.MissSamples, "miss-samples", envInt("BENCH_MISS_SAMPLES", 200), "unique-URL misses per target")
 	fs.IntVar(&c.Workers, "nginx-workers", 2, "nginx worker_processes")
@@ -83,6 +86,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, err
 	}
 	c.Install = !*noInstall
+	c.Quick = quick
 	if quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -98,12 +102,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if !set["entries"] && getenv("BENCH_ENTRIES") == "" {
 			c.Entries = 100_000
 		}
+		if !set["herds"] && getenv("BENCH_HERDS") == "" {
+			c.Herds = 2
+		}
 	}
 	switch {
 	case c.Rounds < 1, c.Duration < time.Second, c.Threads < 1, c.Connections < c.Threads,
-		c.Herd < 1, c.Herd > 2000, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1,
+		c.Herd < 1, c.Herd > 2000, c.Herds < 1, c.Herds > 100, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1,
 		c.Entries < minEntries, c.Entries > 50_000_000:
-		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herd-delay up to 10s, miss-samples >= 1, entries %d..50000000", minEntries)
+		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herds 1..100, herd-delay up to 10s, miss-samples >= 1, entries %d..50000000", minEntries)
 	}
 	c.Duration = c.Duration.Round(time.Second) // wrk takes whole seconds
 	return c, nil
@@ -169,7 +176,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	for _, t := range b.live() {
 		rep.rss = append(rep.rss, rssLine{t.name, t.proc.rssKiB()})
 	}
-	logf("herd: %d simultaneous first requests, upstream latency %s", cfg.Herd, cfg.HerdDelay)
+	logf("herd: %d herd(s) per cache of %d simultaneous first requests, upstream latency %s", cfg.Herds, cfg.Herd, cfg.HerdDelay)
 	if rep.herd, err = b.herdAll(ctx); err != nil {
 		return err
 	}
