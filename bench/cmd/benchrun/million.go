@@ -76,6 +76,7 @@ type millionResult struct {
 	fill, warm            time.Duration
 	loadStart, loadEnd    string
 	direct, small, large  []wrkRun // hot URLs: upstream, 1,000 entries, cfg.Entries; per round
+	rounds                int      // rounds of the hot-URL comparison (hotRounds)
 	lists                 []listResult
 	count, countExpired   timed
 	totals, expiredTotals totalsJSON
@@ -297,9 +298,25 @@ request = function()
 end
 `
 
+// minHotRounds is the fewest rounds of the hot-URL comparison outside
+// -quick: its verdict compares two medians within 10%, closer than one
+// round's req/s holds steady while the hypervisor steals CPU.
+const minHotRounds = 5
+
+// hotRounds is how many interleaved rounds the hot-URL comparison runs:
+// cfg.Rounds, and at least minHotRounds unless -quick.
+func hotRounds(cfg config) int {
+	if cfg.Quick {
+		return cfg.Rounds
+	}
+	return max(cfg.Rounds, minHotRounds)
+}
+
 // hotThroughput runs wrk over the hot URLs on the upstream directly (the
 // Lua script costs wrk itself a share of its rate, so this is the reference
-// to compare with), the small and the large gateway, in interleaved rounds.
+// to compare with), the small and the large gateway, in interleaved rounds
+// (hotRounds). b.load records each run's server CPU time: the gateways
+// were started by b.start, so pidOf finds their processes.
 func (b *bench) hotThroughput(ctx context.Context, small, large *target, m *millionResult) error {
 	scripts := map[string]string{}
 	for _, prefix := range []string{"", small.prefix} {
@@ -309,7 +326,8 @@ func (b *bench) hotThroughput(ctx context.Context, small, large *target, m *mill
 		}
 		scripts[prefix] = path
 	}
-	for r := 1; r <= b.cfg.Rounds; r++ {
+	m.rounds = hotRounds(b.cfg)
+	for r := 1; r <= m.rounds; r++ {
 		for _, t := range []*target{b.upstream, small, large} {
 			ru, err := b.load(ctx, t, t.base+"/", "-s", scripts[t.prefix])
 			if err != nil {
@@ -640,17 +658,28 @@ func (m *millionResult) markdown(cfg config) string {
 	w("The comparison gateway has only the %d hot URLs. Both run with the same flags as cachegate-sqlite above (default hot tier). Load average (1, 5, 15 min) at the start of this part: %s; at its end: %s.\n\n", m.hot, m.loadStart, m.loadEnd)
 
 	if len(m.direct) > 0 && len(m.small) > 0 && len(m.large) > 0 {
-		w("**Hits on the %d hot URLs** (wrk as above with a Lua script going round the URLs, which costs wrk itself a share of its rate, hence the upstream called with the same script as the reference; %d round(s) of %s, the three interleaved):\n\n", m.hot, cfg.Rounds, cfg.Duration)
-		w("| target | req/s | p99 | × upstream | rounds (req/s) | notes |\n|---|---:|---:|---:|---|---|\n")
+		roundsNote := ""
+		if m.rounds > cfg.Rounds {
+			roundsNote = fmt.Sprintf(" (at least %d here outside `-quick`, against %d for the throughput table, as the verdict compares two medians within 10%%)", minHotRounds, cfg.Rounds)
+		}
+		w("**Hits on the %d hot URLs** (wrk as above with a Lua script going round the URLs, which costs wrk itself a share of its rate, hence the upstream called with the same script as the reference; %d round(s) of %s%s, the three interleaved; server CPU per request measured as in the throughput table, median over rounds):\n\n", m.hot, m.rounds, cfg.Duration, roundsNote)
+		w("| target | req/s | p99 | × upstream | server CPU/req | rounds (req/s) | rounds (CPU µs/req) | notes |\n|---|---:|---:|---:|---:|---|---|---|\n")
 		up := summarize(m.direct)
 		for _, r := range []struct {
 			name string
 			runs []wrkRun
 		}{{"upstream (direct)", m.direct}, {fmt.Sprintf("cachegate-sqlite, %d entries", m.hot), m.small}, {fmt.Sprintf("cachegate-sqlite, %d entries", m.entries), m.large}} {
 			s := summarize(r.runs)
-			var rounds, notes []string
+			var rounds, cpuRounds, notes []string
 			for _, v := range s.perRound {
 				rounds = append(rounds, fmtRPS(v))
+			}
+			for _, v := range s.cpuRounds {
+				if v < 0 {
+					cpuRounds = append(cpuRounds, "?")
+				} else {
+					cpuRounds = append(cpuRounds, fmt.Sprintf("%.1f", v))
+				}
 			}
 			if s.non2xx > 0 {
 				notes = append(notes, fmt.Sprintf("%d non-2xx", s.non2xx))
@@ -661,7 +690,8 @@ func (m *millionResult) markdown(cfg config) string {
 			if s.upstreams > 0 && r.name != "upstream (direct)" {
 				notes = append(notes, fmt.Sprintf("%d upstream requests (misses)", s.upstreams))
 			}
-			w("| %s | %s | %s | %.2f | %s | %s |\n", r.name, fmtRPS(s.rps), fmtDur(s.p99), s.rps/up.rps, strings.Join(rounds, " "), strings.Join(notes, "; "))
+			w("| %s | %s | %s | %.2f | %s | %s | %s | %s |\n", r.name, fmtRPS(s.rps), fmtDur(s.p99), s.rps/up.rps, fmtCPU(s.cpu, s.cpuOK),
+				strings.Join(rounds, " "), strings.Join(cpuRounds, " "), strings.Join(notes, "; "))
 		}
 		sm, lg := summarize(m.small), summarize(m.large)
 		w("\nRatio %d entries ÷ %d entries: %.2f× the req/s, p99 %s against %s.\n\n", m.entries, m.hot, lg.rps/sm.rps, fmtDur(lg.p99), fmtDur(sm.p99))
@@ -721,6 +751,7 @@ func (m *millionResult) checks(cfg config) []string {
 		ok := lg.rps >= 0.9*sm.rps && float64(lg.p99) <= 1.1*float64(sm.p99)
 		out = append(out, fmt.Sprintf("%s hit at %d entries: %s req/s, p99 %s against %s req/s, p99 %s at %d (%.2f×; target: as fast, taken as within 10%%)",
 			verdict(ok), n, fmtRPS(lg.rps), fmtDur(lg.p99), fmtRPS(sm.rps), fmtDur(sm.p99), m.hot, lg.rps/sm.rps))
+		out = append(out, m.hitCPULine(sm, lg))
 	}
 	for _, l := range m.lists {
 		ok := l.first.median < listTarget && l.deep.median < listTarget
@@ -748,6 +779,19 @@ func (m *millionResult) checks(cfg config) []string {
 			verdict(kib < rssTarget), n, mib(kib), mib(rssTarget), mib(peak)))
 	}
 	return out
+}
+
+// hitCPULine is the INFO line comparing the server CPU per request of the
+// gateway holding m.entries with the one holding only the hot URLs. It
+// judges nothing.
+func (m *millionResult) hitCPULine(sm, lg summary) string {
+	const what = "server CPU per request (not a target of issue 5; steady when CPU is stolen)"
+	if !sm.cpuOK || !lg.cpuOK || sm.cpu <= 0 {
+		return fmt.Sprintf("INFO hit at %d entries, %s: not measured (%s at %d entries, %s at %d)",
+			m.entries, what, fmtCPU(lg.cpu, lg.cpuOK), m.entries, fmtCPU(sm.cpu, sm.cpuOK), m.hot)
+	}
+	return fmt.Sprintf("INFO hit at %d entries, %s: %s against %s at %d entries, %.2f× (median of %d round(s))",
+		m.entries, what, fmtCPU(lg.cpu, true), fmtCPU(sm.cpu, true), m.hot, lg.cpu/sm.cpu, max(len(m.small), len(m.large)))
 }
 
 // streamResult is the 200 MiB streaming test's outcome.
