@@ -42,6 +42,11 @@ type writer struct {
 	// closeAfter: the connection must close after this response (its
 	// length was not declared, or the body did not match it).
 	closeAfter bool
+
+	// record: keep a copy of the head in recorded (see RecordHead).
+	record       bool
+	recorded     []byte
+	recordedDate int64
 }
 
 func (w *writer) reset(c *conn, head bool) {
@@ -54,6 +59,41 @@ func (w *writer) reset(c *conn, head bool) {
 }
 
 func (w *writer) Header() http.Header { return w.header }
+
+// RecordHead asks the writer to keep a copy of the head it builds for
+// this response, for RecordedHead. A handler that answers the same
+// response again can then send the head with ReplayHead and skip
+// setting the fields and building the head (sorting, checking and
+// rendering every field: a tenth of a cache hit's CPU).
+func (w *writer) RecordHead() { w.record = true }
+
+// RecordedHead returns the head built for this response once RecordHead
+// was called, and the second (Unix time) of the Date field the writer
+// added to it, -1 if the handler set Date. ok is false when the head is
+// not one ReplayHead may send for another request: the writer added
+// fields of its own besides Date (a length, a sniffed type, Connection:
+// close).
+func (w *writer) RecordedHead() (head []byte, date int64, ok bool) {
+	return w.recorded, w.recordedDate, w.recorded != nil
+}
+
+// ReplayHead makes head, which RecordedHead returned for an earlier
+// response, this response's head, as if the handler had set the same
+// fields and called WriteHeader(status). length is the Content-Length
+// it declares. The caller vouches that the fields are those it would
+// set now and that the Date in head is this second's. It returns false,
+// having done nothing, when the response has begun or is for a HEAD
+// request; the handler then answers as usual.
+func (w *writer) ReplayHead(head []byte, status int, length int64) bool {
+	if w.sent || w.status != 0 || w.head || w.err != nil || len(w.header) > 0 || len(w.body) > 0 || status < 200 {
+		return false
+	}
+	w.status = status
+	w.length = length
+	w.buf = append(w.buf[:0], head...)
+	w.sent = true
+	return true
+}
 
 func (w *writer) WriteHeader(code int) {
 	if w.status != 0 || w.sent {
@@ -82,6 +122,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
+	}
+	if !w.sent && w.record && len(w.body) == 0 && len(w.header["Content-Type"]) > 0 && declaredLength(w.header) >= 0 {
+		// Nothing is left to learn from the body: the head is built
+		// now, so that the handler can have it (RecordedHead).
+		w.appendHead(w.status, nil, false)
+		w.sent = true
 	}
 	if !w.sent {
 		if n := declaredLength(w.header); n >= 0 && w.written+int64(len(p)) > n {
@@ -144,7 +190,15 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.sent || len(w.body) > 0 || !bodyAllowed(w.status) || len(w.header["Content-Type"]) == 0 || declaredLength(w.header) != w.written+size {
+	if w.out || len(w.body) > 0 || w.written > 0 || !bodyAllowed(w.status) {
+		return 0, false, nil
+	}
+	if w.sent {
+		// A replayed head waits in buf.
+		if w.length != size {
+			return 0, false, nil
+		}
+	} else if len(w.header["Content-Type"]) == 0 || declaredLength(w.header) != size {
 		return 0, false, nil
 	}
 	if _, ok := w.c.Conn.(syscall.Conn); !ok {
@@ -158,8 +212,10 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	// left memory), its descriptor stays open until the answer is out.
 	_ = rc.Read(func(fd uintptr) bool { // fails only on a closed file: sent stays false
 		sent = true
-		w.appendHead(w.status, nil, false)
-		w.sent = true
+		if !w.sent {
+			w.appendHead(w.status, nil, false)
+			w.sent = true
+		}
 		w.out = true
 		n, err = sendFile(w.c.Conn, w.buf, int(fd), off, size)
 		w.buf = w.buf[:0]
@@ -229,9 +285,10 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 	h := w.header
 	// What net/http adds goes after the handler's fields, in its order.
 	var date, length, ctype, connection string
+	var dateSec int64
 	if code >= 200 {
 		if _, ok := h["Date"]; !ok {
-			date = httpDate()
+			date, dateSec = httpDate()
 		}
 		w.length = declaredLength(h)
 		if w.length < 0 && bodyAllowed(code) {
@@ -252,6 +309,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 			connection = "close"
 		}
 	}
+	from := len(w.buf)
 	b := append(w.buf, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
@@ -288,6 +346,12 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 		b = appendField(b, "Connection", connection)
 	}
 	w.buf = append(b, "\r\n"...)
+	if w.record && code >= 200 && length == "" && ctype == "" && connection == "" {
+		w.recorded, w.recordedDate = slices.Clone(w.buf[from:]), -1
+		if date != "" {
+			w.recordedDate = dateSec
+		}
+	}
 }
 
 func appendField(b []byte, k, v string) []byte {
@@ -335,16 +399,16 @@ func bodyAllowed(status int) bool {
 }
 
 // httpDate returns the current time in the Date format, formatted once a
-// second.
-func httpDate() string {
+// second, and the second (Unix time).
+func httpDate() (string, int64) {
 	now := time.Now()
 	sec := now.Unix()
 	if d := cachedDate.Load(); d != nil && d.sec == sec {
-		return d.text
+		return d.text, sec
 	}
 	d := &dateText{sec: sec, text: now.UTC().Format(http.TimeFormat)}
 	cachedDate.Store(d)
-	return d.text
+	return d.text, sec
 }
 
 type dateText struct {
