@@ -91,7 +91,12 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	up.counters.Requests.Add(1)
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w}
-	outcome := g.serveCached(rw, r, up, entry, file, Hit, "hit", now, j.Age, start)
+	var outcome string
+	if hr, ok := w.(headReplayer); ok && r.Method == http.MethodGet {
+		outcome = g.serveHit(rw, hr, r, up, entry, file, now, j.Age, start)
+	} else {
+		outcome = g.serveCached(rw, r, up, entry, file, Hit, "hit", now, j.Age, start)
+	}
 	g.published(start, r, up, target, outcome, rw)
 	return true
 }

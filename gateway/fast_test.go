@@ -2,11 +2,13 @@ package gateway_test
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -150,5 +152,120 @@ func TestServeHitOffersTheBodyFile(t *testing.T) {
 		if w.Body.Len() != c.size || w.Body.String() != want.body || w.Header().Get("Content-Length") != want.header.Get("Content-Length") {
 			t.Errorf("%s: %d bytes, Content-Length %q; want %d bytes as ServeHTTP sends them", c.path, w.Body.Len(), w.Header().Get("Content-Length"), c.size)
 		}
+	}
+}
+
+// replayRecorder is a ResponseRecorder that can record the head of an
+// answer and send it again for another, as the fast lane's writer can.
+// Its recorded "head" names the status and fields kept in heads.
+type replayRecorder struct {
+	httptest.ResponseRecorder
+	heads    map[string]recordedHead
+	date     int64 // the second the Date field it adds would name
+	record   bool
+	recorded string
+	replayed bool
+}
+
+type recordedHead struct {
+	status int
+	header http.Header
+}
+
+func newReplayRecorder(heads map[string]recordedHead, now time.Time) *replayRecorder {
+	return &replayRecorder{ResponseRecorder: *httptest.NewRecorder(), heads: heads, date: now.Unix()}
+}
+
+func (w *replayRecorder) RecordHead() { w.record = true }
+
+func (w *replayRecorder) WriteHeader(code int) {
+	if w.record && w.recorded == "" {
+		w.recorded = strconv.Itoa(len(w.heads))
+		w.heads[w.recorded] = recordedHead{code, w.Header().Clone()}
+	}
+	w.ResponseRecorder.WriteHeader(code)
+}
+
+func (w *replayRecorder) RecordedHead() ([]byte, int64, bool) {
+	date := w.date
+	if _, ok := w.heads[w.recorded].header["Date"]; ok {
+		date = -1 // the stored response's own, not this second's
+	}
+	return []byte(w.recorded), date, w.recorded != ""
+}
+
+func (w *replayRecorder) ReplayHead(head []byte, status int, length int64) bool {
+	h, ok := w.heads[string(head)]
+	if !ok || h.status != status || h.header.Get("Content-Length") != strconv.FormatInt(length, 10) {
+		panic("replayed a head that was not recorded for this answer")
+	}
+	maps.Copy(w.Header(), h.header)
+	w.ResponseRecorder.WriteHeader(status)
+	w.replayed = true
+	return true
+}
+
+// A hit answered again within the same second, at the same age and time
+// to live, sends the head recorded for the earlier answer; a new second,
+// age or time to live, another entry or a HEAD request gets a head built
+// anew. Either way the answer and the counters are those of ServeHTTP.
+func TestServeHitReplaysTheHeadOfTheSameSecond(t *testing.T) {
+	e := newEnv(t, policy(), nil, memory.New(0))
+	e.get("/get?a=1", "MISS")
+	e.get("/cache/60", "MISS")
+	e.clock.Advance(3 * time.Second)
+	heads := map[string]recordedHead{}
+
+	type seen struct {
+		sec      int64
+		age, ttl string
+	}
+	last := map[string]seen{} // by path, for GETs
+	replays := 0
+	for i, c := range []struct {
+		method, path string
+		advance      time.Duration
+	}{
+		{"GET", "/get?a=1", 0},
+		{"GET", "/get?a=1", 0},
+		{"GET", "/get?a=1", 300 * time.Millisecond},
+		{"GET", "/get?a=1", time.Second}, // a new Date, Age and time to live
+		{"GET", "/get?a=1", 0},
+		{"GET", "/cache/60", 0},
+		{"GET", "/cache/60", 0},
+		{"HEAD", "/get?a=1", 0},
+	} {
+		e.clock.Advance(c.advance)
+		before := e.gw.Stats().Snapshot().Upstreams["up"]
+		w := newReplayRecorder(heads, e.clock.Now())
+		if !e.gw.ServeHit(w, httptest.NewRequest(c.method, "/fetch/up"+c.path, nil)) {
+			t.Fatalf("%d: ServeHit declined a hit", i)
+		}
+		mid := e.gw.Stats().Snapshot().Upstreams["up"]
+		full := httptest.NewRecorder()
+		e.gw.ServeHTTP(full, httptest.NewRequest(c.method, "/fetch/up"+c.path, nil))
+		after := e.gw.Stats().Snapshot().Upstreams["up"]
+
+		now := seen{e.clock.Now().Unix(), full.Header().Get("Age"), full.Header().Get("Cache-Status")}
+		prev, ok := last[c.path]
+		want := c.method == "GET" && ok && prev == now
+		if c.method == "GET" {
+			last[c.path] = now
+		}
+		if w.replayed != want {
+			t.Errorf("%d %s %s: head replayed %v, want %v (before: %+v, now: %+v)", i, c.method, c.path, w.replayed, want, prev, now)
+		}
+		if w.replayed {
+			replays++
+		}
+		if w.Code != full.Code || !reflect.DeepEqual(w.Header(), full.Header()) || w.Body.String() != full.Body.String() {
+			t.Errorf("%d: ServeHit answered %d %v %q\nServeHTTP answered %d %v %q", i, w.Code, w.Header(), w.Body, full.Code, full.Header(), full.Body)
+		}
+		if mid.Hits-before.Hits != 1 || mid.BytesFromCache-before.BytesFromCache != after.BytesFromCache-mid.BytesFromCache {
+			t.Errorf("%d: counted differently: before %+v, after ServeHit %+v, after ServeHTTP %+v", i, before, mid, after)
+		}
+	}
+	if replays < 3 {
+		t.Errorf("%d heads replayed, want at least 3 (the second answer of each run of GETs)", replays)
 	}
 }

@@ -67,6 +67,7 @@ type Gateway struct {
 	stats     *Stats
 	hub       *Hub
 	flights   flightGroup
+	heads     headMemo
 	recorders []*hitRecorder
 
 	bg        sync.WaitGroup // background refreshes and loops

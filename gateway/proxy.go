@@ -275,7 +275,6 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	return xcache
 }
 
-// serveCached answers from a stored entry.
 // serveCached answers from a stored entry; bodyFile, when not nil, holds
 // its body for sendfile (cache.BodyFilePeeker).
 //
@@ -291,6 +290,11 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 		b = strconv.AppendInt(b, int64(e.Expires.Sub(now)/time.Second), 10)
 	}
 	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age)
+	return g.countCached(w, up, e, xcache, now, start)
+}
+
+// countCached counts an answer from the cache.
+func (g *Gateway) countCached(w *countingWriter, up *upstream, e *cache.Entry, xcache string, now, start time.Time) string {
 	if xcache == Hit {
 		up.counters.Hits.Add(1)
 	} else {
@@ -351,6 +355,11 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 		h["Content-Length"] = vals[2:3:3]
 	}
 	w.WriteHeader(e.Status)
+	writeBody(w, r, e, bodyFile)
+}
+
+// writeBody writes a stored response's body, once its head is out.
+func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File) {
 	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
 		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && bodyFile != nil {
 			// The fast lane's writer sends the file with sendfile, or
