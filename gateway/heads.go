@@ -32,11 +32,19 @@ type headReplayer interface {
 // so that the map cannot be freed and its address reused while the key
 // names it, and no body is kept alive by the memo.
 //
-// Slots are chosen by the map's address; two hot entries on one slot only
-// cost each other renderings.
+// Slots are chosen by the map's address. A slot in use within the last
+// second is not taken over: two hot entries on one slot would otherwise
+// each record a head on every hit and replay none.
 type headMemo struct {
-	slots [256]atomic.Pointer[memoHead]
+	slots [headSlots]atomic.Pointer[memoHead]
 }
+
+// headSlots: room for a few thousand hot entries (about 1.5 MB of heads
+// when all are taken).
+const (
+	headBits  = 12
+	headSlots = 1 << headBits
+)
 
 type headKey struct {
 	fields   uintptr // identity of the entry's Header map
@@ -54,7 +62,7 @@ type memoHead struct {
 
 func (m *headMemo) slot(fields uintptr) *atomic.Pointer[memoHead] {
 	h := uint64(fields) * 0x9E3779B97F4A7C15 // Fibonacci hashing: the top bits mix all of the address
-	return &m.slots[h>>(64-8)]
+	return &m.slots[h>>(64-headBits)]
 }
 
 // serveHit answers a GET for a fresh entry as serveCached does for a hit,
@@ -76,10 +84,15 @@ func (g *Gateway) serveHit(w *countingWriter, hr headReplayer, r *http.Request, 
 		k.ttl = int64(e.Expires.Sub(now) / time.Second)
 	}
 	slot := g.heads.slot(k.fields)
-	if m := slot.Load(); m != nil && m.key == k && hr.ReplayHead(m.head, e.Status, int64(len(e.Body))) {
+	m := slot.Load()
+	if m != nil && m.key == k && hr.ReplayHead(m.head, e.Status, int64(len(e.Body))) {
 		w.status = e.Status
 		writeBody(w, r, e, bodyFile)
 		return g.countCached(w, up, e, Hit, now, start)
+	}
+	if m != nil && m.key.fields != k.fields && m.key.date >= k.date-1 {
+		// Another entry's, in use: answer without memoizing.
+		return g.serveCached(w, r, up, e, bodyFile, Hit, "hit", now, age, start)
 	}
 	hr.RecordHead()
 	outcome := g.serveCached(w, r, up, e, bodyFile, Hit, "hit", now, age, start)
