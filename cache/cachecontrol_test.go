@@ -25,12 +25,34 @@ func TestParseHTTPDate(t *testing.T) {
 			t.Errorf("%q parsed, want invalid", s)
 		}
 	}
-	// The fast path agrees with net/http on every day of a year.
-	for d := time.Date(2026, 1, 1, 13, 14, 15, 0, time.UTC); d.Year() == 2026; d = d.AddDate(0, 0, 1) {
-		s := d.Format(http.TimeFormat)
-		if got, ok := cache.ParseHTTPDate(s); !ok || !got.Equal(d) {
-			t.Fatalf("%q: got %v", s, got)
+	// The fast path agrees with net/http's format on every day of years
+	// around the epoch, leap years (2000, 2024) and centuries that are not
+	// (1900, 2100), and the ends of the four-digit range.
+	for _, year := range []int{0, 1, 399, 400, 1899, 1900, 1969, 1970, 1999, 2000, 2024, 2026, 2100, 9999} {
+		for d := time.Date(year, 1, 1, 13, 14, 15, 0, time.UTC); d.Year() == year; d = d.AddDate(0, 0, 1) {
+			s := d.Format(http.TimeFormat)
+			if got, ok := cache.ParseHTTPDate(s); !ok || !got.Equal(d) {
+				t.Fatalf("%q: got %v %v", s, got, ok)
+			}
 		}
+	}
+	for _, s := range []string{
+		"Sun, 29 Feb 2100 08:49:37 GMT", // not a leap year
+		"Sun, 31 Apr 2026 08:49:37 GMT",
+		"Sun, 00 Nov 1994 08:49:37 GMT",
+		"Sun, 06 N0v 1994 08:49:37 GMT",
+		"Sun, 06 Nov 1994 08:60:37 GMT",
+	} {
+		if _, ok := cache.ParseHTTPDate(s); ok {
+			t.Errorf("%q parsed, want invalid", s)
+		}
+	}
+	// Month names in any case, a leap second, surrounding space.
+	if got, ok := cache.ParseHTTPDate(" Sun, 06 NOV 1994 08:49:60 GMT "); !ok || !got.Equal(want.Add(23*time.Second)) {
+		t.Errorf("upper-case month with a leap second: got %v %v", got, ok)
+	}
+	if got, ok := cache.ParseHTTPDate("Mon, 29 Feb 2000 00:00:00 GMT"); !ok || !got.Equal(time.Date(2000, 2, 29, 0, 0, 0, 0, time.UTC)) || got.Location() != time.UTC {
+		t.Errorf("29 Feb 2000: got %v %v", got, ok)
 	}
 }
 
