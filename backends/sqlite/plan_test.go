@@ -8,6 +8,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
+	"github.com/jmoiron/sqlx"
 )
 
 // TestListUsesIndexes checks with EXPLAIN QUERY PLAN that every sort, with
@@ -127,4 +128,28 @@ func queryPlan(tb testing.TB, b *Backend, query string, args ...any) string {
 		tb.Fatal(err)
 	}
 	return strings.Join(steps, "; ")
+}
+
+// The writer gets the large page cache and every other connection the
+// small one, with the shared pragmas: the caches are most of the
+// gateway's memory at a million entries.
+func TestPageCachePerConnection(t *testing.T) {
+	b, err := Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	want := map[string]string{"writer": writerCacheSize, "reader": readerCacheSize, "checkpointer": readerCacheSize}
+	for name, db := range map[string]*sqlx.DB{"writer": b.writer, "reader": b.reader, "checkpointer": b.checkpointer} {
+		var size, mode string
+		if err := db.QueryRow("PRAGMA cache_size").Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if size != want[name] || mode != "wal" {
+			t.Errorf("%s: cache_size %s, journal_mode %s; want %s, wal", name, size, mode, want[name])
+		}
+	}
 }

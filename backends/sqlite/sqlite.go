@@ -84,11 +84,19 @@ var pragmas = []string{
 	"synchronous(NORMAL)",
 	"journal_mode(WAL)",
 	"temp_store(MEMORY)",
-	"cache_size(" + defaultCacheSize + ")", // 8 MB of page cache per connection
 }
 
-// defaultCacheSize is every connection's page cache, in KiB when negative.
-const defaultCacheSize = "-8000"
+// The page cache of each connection, in KiB when negative. The writer's
+// is the largest: purges and bulk loads walk many pages. A reader's
+// cache is emptied whenever another connection commits (the writer does
+// on every store, and every few seconds with hit times), and the hot
+// tier keeps what is read often, so readers get SQLite's default; six
+// connections of 8 MB made half of the 100 MiB the gateway may use at a
+// million entries.
+const (
+	writerCacheSize = "-8000" // the writer's: 8 MB
+	readerCacheSize = "-2000" // readers' and the checkpointer's: 2 MB
+)
 
 // writerAutocheckpoint is how many pages the write-ahead log may hold
 // before a commit on the writer checkpoints it itself. The checkpointer
@@ -120,7 +128,9 @@ func Open(dsn string) (*Backend, error) {
 	for _, p := range pragmas {
 		params.Add("_pragma", p)
 	}
-	base := params.Encode()
+	// base: the readers' and the checkpointer's connections.
+	base := params.Encode() + "&_pragma=" + url.QueryEscape("cache_size("+readerCacheSize+")")
+	params.Add("_pragma", "cache_size("+writerCacheSize+")")
 	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
 	// never fails half-way on upgrading a read lock.
 	params.Set("_txlock", "immediate")
@@ -456,7 +466,7 @@ func (b *Backend) Load(ctx context.Context, entries iter.Seq[*cache.Entry]) (int
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, loadCacheSize)); err != nil {
 		return 0, b.fail(op, err)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA cache_size = `+defaultCacheSize)
+	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA cache_size = `+writerCacheSize)
 
 	tx, err := conn.BeginTxx(ctx, nil)
 	if err != nil {
