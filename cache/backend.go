@@ -131,6 +131,33 @@ type Vacuumer interface {
 	Vacuum(ctx context.Context) error
 }
 
+// Stamper is implemented by backends that can tell, at less cost than
+// Get, whether the entry stored under a key is still one read before: an
+// in-memory tier in front of a backend other processes also write to
+// asks it each time its copy has been trusted for as long as it may be
+// (SQLite: one index lookup, no body, no fields decoded). ok is false
+// when no entry is stored under key.
+type Stamper interface {
+	Stamp(ctx context.Context, key string) (s Stamp, ok bool, err error)
+}
+
+// Stamp identifies a stored version of an entry: storing a response
+// anew gives it a new response time (Created) at nanosecond resolution,
+// and with it a new stamp. Size and Expires are in it as well, for a
+// store of a different entry that reuses the time to the nanosecond.
+type Stamp struct {
+	Created, Expires time.Time
+	Size             int64
+}
+
+// StampOf is the stamp of e.
+func StampOf(e *Entry) Stamp { return Stamp{Created: e.Created, Expires: e.Expires, Size: e.Size} }
+
+// Same reports whether two stamps name the same stored version.
+func (s Stamp) Same(t Stamp) bool {
+	return s.Created.Equal(t.Created) && s.Expires.Equal(t.Expires) && s.Size == t.Size
+}
+
 // Pinger is implemented by backends whose health can be checked cheaply.
 type Pinger interface {
 	Ping(ctx context.Context) error

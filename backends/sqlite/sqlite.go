@@ -58,7 +58,8 @@ type Backend struct {
 	reader       *sqlx.DB // several connections, for reads only
 	checkpointer *sqlx.DB // one connection, for background checkpoints
 
-	getStmt *sqlx.Stmt // on reader: the cache-hit hot path
+	getStmt   *sqlx.Stmt // on reader: the cache-hit hot path
+	stampStmt *sqlx.Stmt // on reader: the hot tier's check of its copies
 
 	// The background goroutines: sweep and checkpoint, each woken through
 	// its channel (buffered, so that a wake never blocks and wakes
@@ -172,10 +173,17 @@ func Open(dsn string) (*Backend, error) {
 		b.writer.Close()
 		return nil, fmt.Errorf("sqlite: open %s: prepare get: %w", path, err)
 	}
+	if b.stampStmt, err = b.reader.Preparex(`SELECT created, expires, size FROM entries WHERE key = ? AND deleted = 0`); err != nil {
+		b.getStmt.Close()
+		b.reader.Close()
+		b.writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: prepare stamp: %w", path, err)
+	}
 
 	// A checkpoint reads the log and writes the database file without
 	// its page cache, so the connection needs no more than the pragmas.
 	if b.checkpointer, err = sqlx.Open("sqlite", path+"?"+base); err != nil {
+		b.stampStmt.Close()
 		b.getStmt.Close()
 		b.reader.Close()
 		b.writer.Close()
@@ -349,7 +357,7 @@ func (b *Backend) Close() error {
 	}
 	b.stop()
 	b.background.Wait()
-	return errors.Join(b.getStmt.Close(), b.reader.Close(), b.writer.Close(), b.checkpointer.Close())
+	return errors.Join(b.getStmt.Close(), b.stampStmt.Close(), b.reader.Close(), b.writer.Close(), b.checkpointer.Close())
 }
 
 // Get returns the entry under key with its body. A Get does not write:
@@ -367,6 +375,28 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 		return nil, false, b.fail(fmt.Sprintf("get %q", key), err)
 	}
 	return e, true, nil
+}
+
+// Stamp returns the stamp of the entry stored under key (cache.Stamper):
+// one lookup in the key's index and a read of its row, without the body
+// or the fields that Get decodes.
+func (b *Backend) Stamp(ctx context.Context, key string) (cache.Stamp, bool, error) {
+	if err := b.check(fmt.Sprintf("stamp %q", key)); err != nil {
+		return cache.Stamp{}, false, err
+	}
+	var created, expires, size int64
+	err := b.stampStmt.QueryRowContext(ctx, key).Scan(&created, &expires, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cache.Stamp{}, false, nil
+	}
+	if err != nil {
+		return cache.Stamp{}, false, b.fail(fmt.Sprintf("stamp %q", key), err)
+	}
+	s := cache.Stamp{Created: fromNanos(created), Size: size}
+	if expires != cache.ExpiresOrdinal(time.Time{}) {
+		s.Expires = time.Unix(0, expires)
+	}
+	return s, true, nil
 }
 
 // Put stores e in one transaction, then evicts least recently used entries

@@ -288,3 +288,41 @@ func writeOldCache(tb testing.TB, path string, names []string, entries []*cache.
 		exec(`INSERT INTO bodies (id, body) SELECT id, ? FROM entries WHERE key = ?`, e.Body, e.Key)
 	}
 }
+
+// A stamp names the version stored: that of the entry Get returns, a
+// new one after a new store, none after a delete.
+func TestStampNamesTheStoredVersion(t *testing.T) {
+	ctx := context.Background()
+	b, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, ok, err := b.Stamp(ctx, "k"); ok || err != nil {
+		t.Fatalf("stamp of nothing: %v %v", ok, err)
+	}
+	for i, e := range []*cache.Entry{
+		cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")),
+		func() *cache.Entry { // never expires
+			e := cachetest.SetBody(cachetest.NewEntry("k"), []byte("two"))
+			e.Created, e.Expires = e.Created.Add(time.Second), time.Time{}
+			return e
+		}(),
+	} {
+		cachetest.MustPut(t, b, e)
+		got := cachetest.MustGet(t, b, "k")
+		s, ok, err := b.Stamp(ctx, "k")
+		if err != nil || !ok || !s.Same(cache.StampOf(got)) || !s.Same(cache.StampOf(e)) {
+			t.Fatalf("%d: stamp %+v %v %v, want that of the entry stored, %+v", i, s, ok, err, cache.StampOf(got))
+		}
+		if i > 0 && s.Same(cache.Stamp{Created: cachetest.T0, Expires: cachetest.T0.Add(time.Hour), Size: 3}) {
+			t.Fatal("a new version kept the old stamp")
+		}
+	}
+	if _, err := b.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := b.Stamp(ctx, "k"); ok || err != nil {
+		t.Fatalf("stamp after a delete: %v %v", ok, err)
+	}
+}

@@ -261,11 +261,20 @@ func (b *Backend) pendingEntry(key string) *cache.Entry {
 }
 
 // Peek returns the entry shared with the tier: read-only for the caller.
+//
+// A copy held for longer than the TTL is checked against the persistent
+// backend's stamp when it gives them (cache.Stamper) and, if it is the
+// version stored, trusted for another TTL without reading the entry
+// again: at a million SQLite entries, reading each of a thousand hot
+// entries every TTL cost 8% of the CPU of serving their hits.
 func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, error) {
 	if e, ok := b.PeekMemory(key); ok {
 		return e, true, nil
 	}
 	now := b.now()
+	if e, ok := b.renew(ctx, key, now); ok {
+		return e, true, nil
+	}
 	e, ok, err := b.cold.Get(ctx, key)
 	if err != nil || !ok {
 		if err == nil {
@@ -275,6 +284,37 @@ func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, err
 	}
 	b.add(e, now)
 	return e, true, nil
+}
+
+// renew trusts the tier's copy of key for another TTL from now if the
+// persistent backend says by its stamp that the copy is the version it
+// holds. ok is false when it does not (no copy, no stamps, another
+// version, nothing stored, an error): the caller then reads the entry.
+func (b *Backend) renew(ctx context.Context, key string, now time.Time) (e *cache.Entry, ok bool) {
+	st, stamps := b.cold.(cache.Stamper)
+	if !stamps {
+		return nil, false
+	}
+	b.mu.RLock()
+	if el, held := b.items[key]; held {
+		e = el.Value.(*item).e
+	}
+	b.mu.RUnlock()
+	if e == nil {
+		return nil, false
+	}
+	s, found, err := st.Stamp(ctx, key)
+	if err != nil || !found || !s.Same(cache.StampOf(e)) {
+		return nil, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	el, held := b.items[key]
+	if !held || el.Value.(*item).e != e {
+		return nil, false // replaced or dropped meanwhile
+	}
+	el.Value.(*item).loaded = now
+	return e, true
 }
 
 // PeekMemory returns the entry if the tier holds it and it is younger than

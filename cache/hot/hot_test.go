@@ -77,13 +77,30 @@ func TestWriteBehindStoresAndDeleteWins(t *testing.T) {
 }
 
 func TestWritesAroundTheTierShowAfterTTL(t *testing.T) {
+	// SQLite gives stamps (the tier renews an unchanged copy), memory not.
+	t.Run("memory", func(t *testing.T) { writesAroundTheTierShowAfterTTL(t, memory.New(0)) })
+	t.Run("sqlite", func(t *testing.T) { writesAroundTheTierShowAfterTTL(t, openSQLite(t)) })
+}
+
+func openSQLite(t *testing.T) *sqlite.Backend {
+	t.Helper()
+	cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cold
+}
+
+func writesAroundTheTierShowAfterTTL(t *testing.T, cold cache.Backend) {
 	ctx := context.Background()
-	cold := memory.New(0)
 	b := hot.New(cold, 1<<20, 50*time.Millisecond)
 	defer b.Close()
 	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")))
-	// Another writer changes the persistent backend behind the tier.
-	if err := cold.Put(ctx, cachetest.SetBody(cachetest.NewEntry("k"), []byte("two"))); err != nil {
+	// Another writer changes the persistent backend behind the tier, with
+	// a response of its own (received later: a new stamp).
+	two := cachetest.SetBody(cachetest.NewEntry("k"), []byte("two"))
+	two.Created = two.Created.Add(time.Second)
+	if err := cold.Put(ctx, two); err != nil {
 		t.Fatal(err)
 	}
 	if e := cachetest.MustGet(t, b, "k"); string(e.Body) != "one" {
@@ -100,6 +117,48 @@ func TestWritesAroundTheTierShowAfterTTL(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	if _, ok, _ := b.Get(ctx, "k"); ok {
 		t.Fatal("an entry deleted behind the tier is still served")
+	}
+}
+
+// Past the TTL, a copy whose stamp matches the stored version is trusted
+// again without reading the entry: the same shared entry comes back. A
+// new version stored around the tier, or a delete, shows.
+func TestUnchangedCopyIsRenewedByItsStamp(t *testing.T) {
+	ctx := context.Background()
+	cold := openSQLite(t)
+	b := hot.New(cold, 1<<20, 30*time.Millisecond)
+	defer b.Close()
+	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")))
+	first, _, _ := b.Peek(ctx, "k")
+	for range 3 {
+		time.Sleep(40 * time.Millisecond)
+		if _, ok := b.PeekMemory("k"); ok {
+			t.Fatal("the copy is trusted in memory past its TTL")
+		}
+		if e, ok, err := b.Peek(ctx, "k"); err != nil || !ok || e != first {
+			t.Fatalf("past the TTL an unchanged copy was not renewed: %p %v %v, want %p", e, ok, err, first)
+		}
+		if _, ok := b.PeekMemory("k"); !ok {
+			t.Fatal("a renewed copy is not trusted in memory for another TTL")
+		}
+	}
+
+	two := cachetest.SetBody(cachetest.NewEntry("k"), []byte("two"))
+	two.Created = first.Created.Add(time.Nanosecond) // a new version, even at the same size and expiry
+	two.Expires = first.Expires
+	if err := cold.Put(ctx, two); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if e, ok, _ := b.Peek(ctx, "k"); !ok || string(e.Body) != "two" {
+		t.Fatalf("a version stored around the tier did not show past the TTL: %q", e.Body)
+	}
+	if _, err := cold.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if _, ok, _ := b.Peek(ctx, "k"); ok {
+		t.Fatal("an entry deleted around the tier is still served")
 	}
 }
 
