@@ -210,7 +210,10 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	}
 	// The file is held for the whole answer: closed meanwhile (its entry
 	// left memory), its descriptor stays open until the answer is out.
-	_ = rc.Read(func(fd uintptr) bool { // fails only on a closed file: sent stays false
+	// Control holds a reference, not Read's lock: that lock would let one
+	// answer at a time send a body that many connections are asking for
+	// (sendfile at an explicit offset leaves the file's position alone).
+	_ = rc.Control(func(fd uintptr) { // fails only on a closed file: sent stays false
 		sent = true
 		if !w.sent {
 			w.appendHead(w.status, nil, false)
@@ -219,7 +222,6 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 		w.out = true
 		n, err = sendFile(w.c.Conn, w.buf, int(fd), off, size)
 		w.buf = w.buf[:0]
-		return true
 	})
 	if !sent {
 		return 0, false, nil // closed before anything was written
