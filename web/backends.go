@@ -60,9 +60,10 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 // set by the DSN parameters hot_size (bytes of bodies, default 64MiB, 0
 // turns it off) and hot_ttl (how long a hot copy is trusted before the
 // backend is read again, default 5s: writes by other processes show within
-// it). Each hot key is read again once per TTL: with 1s, a thousand hot
-// keys on a million-entry SQLite file cost a tenth of the CPU of serving
-// their hits.
+// it). Each hot key is checked again once per TTL (on SQLite by its stamp,
+// cache.Stamper, and read again only if it changed): with 1s, reading a
+// thousand hot keys on a million-entry SQLite file every time cost a tenth
+// of the CPU of serving their hits.
 //
 // Hot bodies of fileBodyMin bytes and more are also kept in unnamed files
 // and sent with sendfile (hot.FileBodies): in the directory of the SQLite
