@@ -21,16 +21,17 @@ type headReplayer interface {
 
 // headMemo keeps the response heads of recent fast-lane hits, so that the
 // next hit on the same entry in the same second sends the same bytes
-// without setting, sorting, checking and rendering its fields again
-// (about a tenth of a hit's CPU, measured).
+// without setting, sorting, checking and rendering its fields again: a
+// sixth of a 1 KiB hit's CPU and an eighth of a 100 KiB one's, measured.
 //
 // A hit's head is fixed by the entry's stored fields, status and body
 // length, by its age and time to live in whole seconds, and by the second
-// of the Date field when the entry has none of its own: headKey. Entries are never changed once stored (a
-// revalidation stores a clone), so the identity of the stored field map
-// stands for its contents; a memoized head keeps that map, not the entry,
-// so that the map cannot be freed and its address reused while the key
-// names it, and no body is kept alive by the memo.
+// of the Date field when the entry has none of its own: headKey. Entries
+// are never changed once stored (a revalidation stores a clone), so the
+// identity of the stored field map stands for its contents; a memoized
+// head keeps that map, not the entry, so that the map cannot be freed and
+// its address reused while the key names it, and no body is kept alive
+// by the memo.
 //
 // Slots are chosen by the map's address. A slot in use within the last
 // second is not taken over: two hot entries on one slot would otherwise
