@@ -54,12 +54,7 @@ func TestReplayedHeadAsNetHTTP(t *testing.T) {
 
 	heads := map[string][]byte{}
 	replayed := 0
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: quietLog()}
-	go srv.Serve(Attach(srv, ln, Options{Prefix: "/fetch/", Serve: func(w http.ResponseWriter, r *http.Request) bool {
+	laned := laneOnly(t, func(w http.ResponseWriter, r *http.Request) bool {
 		mem := w.(headMemory)
 		body := bodyOf(r)
 		if head, ok := heads[r.URL.Path]; ok && mem.ReplayHead(head, 203, int64(len(body))) {
@@ -80,9 +75,7 @@ func TestReplayedHeadAsNetHTTP(t *testing.T) {
 			heads[r.URL.Path] = head
 		}
 		return true
-	}}))
-	t.Cleanup(func() { srv.Close() })
-	laned := ln.Addr().String()
+	})
 
 	for _, path := range []string{"/fetch/small", "/fetch/big"} {
 		req := "GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -133,12 +126,7 @@ func TestRecordedHeadOnlyWhenReplayable(t *testing.T) {
 		date                                    int64
 	}
 	got := map[string]outcome{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: quietLog()}
-	go srv.Serve(Attach(srv, ln, Options{Prefix: "/fetch/", Serve: func(w http.ResponseWriter, r *http.Request) bool {
+	laned := laneOnly(t, func(w http.ResponseWriter, r *http.Request) bool {
 		mem := w.(headMemory)
 		name := r.URL.Query().Get("case")
 		for _, c := range cases {
@@ -159,11 +147,10 @@ func TestRecordedHeadOnlyWhenReplayable(t *testing.T) {
 			got[name] = o
 		}
 		return true
-	}}))
-	t.Cleanup(func() { srv.Close() })
+	})
 	for _, c := range cases {
 		q := "/fetch/x?case=" + strings.ReplaceAll(c.name, " ", "+")
-		exchange(t, ln.Addr().String(), []byte("GET "+q+" HTTP/1.1\r\nHost: h\r\n\r\nHEAD "+q+" HTTP/1.1\r\nHost: h\r\n\r\n"), 0)
+		exchange(t, laned, []byte("GET "+q+" HTTP/1.1\r\nHost: h\r\n\r\nHEAD "+q+" HTTP/1.1\r\nHost: h\r\n\r\n"), 0)
 		o := got[c.name]
 		if o.recorded != c.want {
 			t.Errorf("%s: recorded %v, want %v", c.name, o.recorded, c.want)
@@ -176,4 +163,18 @@ func TestRecordedHeadOnlyWhenReplayable(t *testing.T) {
 			t.Errorf("%s: a head was replayed onto a HEAD (%v) or after fields were set (%v)", c.name, o.replayHEAD, o.replayAfterFields)
 		}
 	}
+}
+
+// laneOnly serves requests below /fetch/ with serve on a lane in front of
+// a server that answers nothing itself, and returns its address.
+func laneOnly(t *testing.T, serve func(http.ResponseWriter, *http.Request) bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: quietLog()}
+	go srv.Serve(Attach(srv, ln, Options{Prefix: "/fetch/", Serve: serve}))
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
