@@ -14,11 +14,12 @@ import (
 
 // rawConn is the herd test's lean HTTP/1.1 client: one TCP connection, a
 // request written as plain bytes, the answer read with a bufio.Reader and
-// its body discarded. net/http's client spends about 30 µs of CPU per
-// answer (a goroutine per connection, header maps, a body reader), in the
-// runner's process, on the same two CPUs as the servers; 200 of them at
-// once add several milliseconds to every target's fan-out. This client
-// costs a few µs, as wrk's do, so the herd measures the servers.
+// its body discarded. net/http's client does much more per answer (a
+// goroutine per connection and one to hand the answer over, header maps,
+// a body reader), in the runner's process, on the same two CPUs as the
+// servers, and 200 answers arrive at once: that work would add to every
+// target's fan-out. This client does little more than wrk's, so the herd
+// measures the servers.
 type rawConn struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -27,7 +28,7 @@ type rawConn struct {
 }
 
 // dialRaw opens a connection to base ("http://host:port"); every read and
-// write on it fails after timeout, or once ctx is done.
+// write on it fails from timeout after it opened, or once ctx is done.
 func dialRaw(ctx context.Context, base string, timeout time.Duration) (*rawConn, func(), error) {
 	host, ok := strings.CutPrefix(base, "http://")
 	if !ok || host == "" || strings.Contains(host, "/") {
