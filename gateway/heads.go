@@ -79,10 +79,10 @@ func (g *Gateway) serveHit(w *countingWriter, hr headReplayer, r *http.Request, 
 		date:   now.Unix(),
 	}
 	if age >= 0 {
-		k.age = int64(age / time.Second)
+		k.age = wholeSeconds(age)
 	}
 	if !e.Never() {
-		k.ttl = int64(e.Expires.Sub(now) / time.Second)
+		k.ttl = secondsLeft(e, now)
 	}
 	slot := g.heads.slot(k.fields)
 	m := slot.Load()

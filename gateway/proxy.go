@@ -287,7 +287,7 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 	b = append(b, detail...)
 	if !e.Never() {
 		b = append(b, "; ttl="...)
-		b = strconv.AppendInt(b, int64(e.Expires.Sub(now)/time.Second), 10)
+		b = strconv.AppendInt(b, secondsLeft(e, now), 10)
 	}
 	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age)
 	return g.countCached(w, up, e, xcache, now, start)
@@ -311,8 +311,14 @@ func ttlSeconds(e *cache.Entry, now time.Time) string {
 	if e.Never() {
 		return ""
 	}
-	return strconv.FormatInt(int64(e.Expires.Sub(now)/time.Second), 10)
+	return strconv.FormatInt(secondsLeft(e, now), 10)
 }
+
+// The whole seconds the gateway sends as an entry's time to live
+// (Cache-Status ttl=) and as Age. The head memo keys on them: a hit's head
+// is the same while they are.
+func secondsLeft(e *cache.Entry, now time.Time) int64 { return wholeSeconds(e.Expires.Sub(now)) }
+func wholeSeconds(d time.Duration) int64              { return int64(d / time.Second) }
 
 // xcacheValues are the X-Cache header values, shared by every response
 // (net/http only reads them) so that a hit does not allocate them.
@@ -333,7 +339,7 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 	vals[0] = cacheStatus
 	h["Cache-Status"] = vals[0:1:1]
 	if age >= 0 {
-		vals[1] = strconv.FormatInt(int64(age/time.Second), 10)
+		vals[1] = strconv.FormatInt(wholeSeconds(age), 10)
 		h["Age"] = vals[1:2:2]
 	}
 	h["X-Cache"] = xcacheValues[xcache]
