@@ -57,12 +57,18 @@ type Server struct {
 
 // New returns a Server with its body pattern precomputed.
 func New() *Server {
-	chunk := make([]byte, chunkSize)
+	return &Server{chunk: Pattern(chunkSize), calls: make(map[string]int)}
+}
+
+// Pattern returns the first n bytes of every /bytes body: the alphabet and the
+// digits, one line after another. bench/cmd/floor answers with the same bytes.
+func Pattern(n int) []byte {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789\n"
-	for i := range chunk {
-		chunk[i] = alphabet[i%len(alphabet)]
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[i%len(alphabet)]
 	}
-	return &Server{chunk: chunk, calls: make(map[string]int)}
+	return b
 }
 
 // ServeHTTP routes the request; see the package comment.

@@ -41,6 +41,7 @@ type config struct {
 	Entries     int  // entries in the million-entry SQLite cache
 	NoMillion   bool // skip the million-entry figures
 	No1CPU      bool // skip the cachegate-sqlite-1cpu target (GOMAXPROCS=1)
+	NoFloor     bool // skip the go-floor target (bench/cmd/floor)
 	Quick       bool // -quick: fewer, shorter runs
 
 	root, dir string // repository root; private temporary directory
@@ -82,6 +83,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.Entries, "entries", envInt("BENCH_ENTRIES", 1_000_000), "entries in the SQLite cache of the million-entry figures (env BENCH_ENTRIES; -quick: 100000)")
 	fs.BoolVar(&c.NoMillion, "no-million", false, "skip the million-entry figures (the 200 MiB streaming test still runs)")
 	fs.BoolVar(&c.No1CPU, "no-1cpu", false, "skip the cachegate-sqlite-1cpu target (cachegate-sqlite started with GOMAXPROCS=1, cache-hit runs only)")
+	fs.BoolVar(&c.NoFloor, "no-floor", false, "skip the go-floor target (bench/cmd/floor, a bare Go server with fixed answers, cache-hit runs only)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

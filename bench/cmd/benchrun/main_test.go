@@ -5,21 +5,21 @@ import (
 	"testing"
 )
 
-func TestLoadConfigNo1CPU(t *testing.T) {
+func TestLoadConfigLeaveOutVariants(t *testing.T) {
 	env := func(string) string { return "" }
 	c, err := loadConfig(nil, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.No1CPU {
-		t.Fatal("default: cachegate-sqlite-1cpu should be measured")
+	if c.No1CPU || c.NoFloor {
+		t.Fatalf("default: No1CPU %v, NoFloor %v; cachegate-sqlite-1cpu and go-floor should be measured", c.No1CPU, c.NoFloor)
 	}
-	c, err = loadConfig([]string{"-quick", "-no-1cpu"}, env, io.Discard)
+	c, err = loadConfig([]string{"-quick", "-no-1cpu", "-no-floor"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.No1CPU || c.Rounds != 1 {
-		t.Fatalf("-quick -no-1cpu: No1CPU %v, rounds %d; want true, 1", c.No1CPU, c.Rounds)
+	if !c.No1CPU || !c.NoFloor || c.Rounds != 1 {
+		t.Fatalf("-quick -no-1cpu -no-floor: No1CPU %v, NoFloor %v, rounds %d; want true, true, 1", c.No1CPU, c.NoFloor, c.Rounds)
 	}
 }
 

@@ -183,6 +183,11 @@ func (r *report) markdown() string {
 	} else {
 		w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file (`-backend sqlite://<tmp>/cachegate-1cpu.db`), started with the environment variable `GOMAXPROCS=1` (one P: Go code runs on one CPU at a time). Measured in the cache-hit rounds only, not in the herd, miss-overhead, million-entry or streaming tests; informational, the issue 5 checks stay on cachegate-sqlite. `-no-1cpu` leaves it out.\n", gw1CPU)
 	}
+	if cfg.NoFloor {
+		w("- %s: left out (`-no-floor`).\n", goFloor)
+	} else {
+		w("- %s: bench/cmd/floor, GOMAXPROCS = nproc: a bare Go server, one goroutine per connection, that answers `/bytes/1k` and `/bytes/100k` with the upstream's bytes and a response rendered once a second, written with one write; no cache, no header map, no parsing past the request line. Not a cache and not a verdict: the least any Go server does per answer on this runtime, measured in the cache-hit rounds only, so cachegate's p99 can be read against it (bench/README.md, \"The Go floor\"). `-no-floor` leaves it out.\n", goFloor)
+	}
 
 	var skipped []string
 	for _, t := range r.targets {
@@ -312,7 +317,12 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 	}
 	var out []string
 	for _, body := range bodies {
-		g := summarize(r.throughput[gw][body.name])
+		gwRuns := r.throughput[gw][body.name]
+		if len(gwRuns) == 0 {
+			out = append(out, fmt.Sprintf("FAIL %s hits: %s was not measured for this body", body.name, gw))
+			continue
+		}
+		g := summarize(gwRuns)
 		bestRPS, bestP99 := r.bestPeer(body.name)
 		if bestRPS == 0 {
 			out = append(out, fmt.Sprintf("%s hits: no peer measured", body.name))
@@ -326,6 +336,9 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 		}
 	}
 	if line, ok := r.oneCPULine(); ok {
+		out = append(out, line)
+	}
+	if line, ok := r.floorLine(); ok {
 		out = append(out, line)
 	}
 	for _, m := range r.miss {
@@ -387,6 +400,35 @@ func (r *report) oneCPULine() (string, bool) {
 	}
 	return fmt.Sprintf("INFO %s hits, informational only (not a verdict: the PASS/FAIL lines are on %s, the default GOMAXPROCS = nproc; this is the same configuration started with GOMAXPROCS=1): %s",
 		gw1CPU, gw, strings.Join(parts, "; ")), true
+}
+
+// floorLine is the INFO line setting go-floor's p99, the least a Go server
+// shows on this runtime, beside cachegate-sqlite's and the best peer's, one
+// clause per body; false when the floor was not measured. It judges nothing.
+func (r *report) floorLine() (string, bool) {
+	const gw = "cachegate-sqlite"
+	var parts []string
+	for _, body := range bodies {
+		runs := r.throughput[goFloor][body.name]
+		if len(runs) == 0 {
+			continue
+		}
+		f := summarize(runs)
+		part := fmt.Sprintf("%s: p99 %s at %s req/s", body.name, fmtDur(f.p99), fmtRPS(f.rps))
+		if _, bestP99 := r.bestPeer(body.name); bestP99 > 0 {
+			part += fmt.Sprintf(", %s the best peer's p99 %s", fmtRatio(float64(f.p99), float64(bestP99)), fmtDur(bestP99))
+		}
+		if def := r.throughput[gw][body.name]; len(def) > 0 {
+			d := summarize(def)
+			part += fmt.Sprintf("; %s's p99 %s is %s the floor's", gw, fmtDur(d.p99), fmtRatio(float64(d.p99), float64(f.p99)))
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("INFO %s, the least any Go server does per answer here (not a cache, not a verdict): %s",
+		goFloor, strings.Join(parts, "; ")), true
 }
 
 // fmtRatio formats a/b as "0.42×", "–" when b is 0.

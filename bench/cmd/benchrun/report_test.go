@@ -57,3 +57,46 @@ func TestChecksOneCPUInformational(t *testing.T) {
 		}
 	}
 }
+
+// go-floor gets an INFO line with its p99 against the best peer's and
+// cachegate-sqlite's against it; it is no peer, so even a floor faster than
+// every peer neither lowers the bar nor turns a verdict.
+func TestChecksFloorInformational(t *testing.T) {
+	r := &report{throughput: map[string]map[string][]wrkRun{}}
+	for name, v := range map[string]struct {
+		rps float64
+		p99 time.Duration
+	}{
+		"nginx":            {30000, 4 * time.Millisecond},
+		"varnish":          {28000, 3 * time.Millisecond},
+		"cachegate-sqlite": {40000, 6 * time.Millisecond},
+		goFloor:            {50000, 5 * time.Millisecond},
+	} {
+		r.throughput[name] = map[string][]wrkRun{"1 KiB": runs(v.rps, v.p99)}
+	}
+	out := r.checks(nil, 0)
+	var info []string
+	for _, line := range out {
+		if strings.HasPrefix(line, "PASS") {
+			t.Errorf("a p99 above the best peer's passed: %s", line)
+		}
+		if strings.HasPrefix(line, "INFO "+goFloor) {
+			info = append(info, line)
+		}
+	}
+	if len(info) != 1 {
+		t.Fatalf("want one INFO line for %s, got %d in:\n%s", goFloor, len(info), strings.Join(out, "\n"))
+	}
+	want := "1 KiB: p99 5.00 ms at 50.0k req/s, 1.67× the best peer's p99 3.00 ms; cachegate-sqlite's p99 6.00 ms is 1.20× the floor's"
+	if !strings.Contains(info[0], want) || strings.Contains(info[0], "100 KiB") {
+		t.Errorf("INFO line is not\n%s\n(and nothing for 100 KiB, not measured), got:\n%s", want, info[0])
+	}
+	if rps, p99 := r.bestPeer("1 KiB"); rps != 30000 || p99 != 3*time.Millisecond {
+		t.Errorf("best peer = %v req/s, p99 %v; the floor must not count as a peer", rps, p99)
+	}
+
+	delete(r.throughput, goFloor)
+	if _, ok := r.floorLine(); ok {
+		t.Error("floor not measured, yet it has a line")
+	}
+}

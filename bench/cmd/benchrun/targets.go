@@ -20,6 +20,9 @@ import (
 // gw1CPU is the target running cachegate-sqlite's configuration with GOMAXPROCS=1.
 const gw1CPU = "cachegate-sqlite-1cpu"
 
+// goFloor is the target running bench/cmd/floor: the least a Go server does per answer.
+const goFloor = "go-floor"
+
 // bodies are the response sizes the throughput test measures.
 var bodies = []struct{ name, path string }{
 	{"1 KiB", "/bytes/1k"},
@@ -201,7 +204,30 @@ func (b *bench) startAll(ctx context.Context) error {
 			logf("%s: %v", g.name, err)
 		}
 	}
+	if !b.cfg.NoFloor {
+		b.startFloor(ctx, port(), loop)
+	}
 	return ctx.Err()
+}
+
+// startFloor builds and starts bench/cmd/floor as the target go-floor, for the
+// cache-hit runs only: not a cache, but the least any Go server does per
+// answer on this runtime, so cachegate's p99 can be read against it. A floor
+// that does not build or start is reported as skipped; the rest goes on.
+func (b *bench) startFloor(ctx context.Context, p int, loop func(int) string) {
+	t := &target{name: goFloor, base: loop(p), health: "/healthz", hitsOnly: true}
+	b.targets = append(b.targets, t)
+	bin := filepath.Join(b.cfg.dir, "floor")
+	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", bin, "./bench/cmd/floor"); err != nil {
+		t.skip = "SKIPPED: `go build ./bench/cmd/floor`: " + firstLine(out, err)
+		logf("%s: %s", goFloor, t.skip)
+		return
+	}
+	logf("starting %s on %s", goFloor, t.base)
+	if err := b.start(ctx, t, false, bin, "-listen", "127.0.0.1:"+strconv.Itoa(p)); err != nil {
+		t.skip = "SKIPPED: " + err.Error()
+		logf("%s: %v", goFloor, err)
+	}
 }
 
 // gatewayArgs runs cachegate on a loopback port and backend dsn, in front of
