@@ -124,7 +124,7 @@ func serveConn(c net.Conn, current *atomic.Pointer[answers]) {
 			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			if bytes.Contains(bytes.ToLower(req), []byte("\r\nconnection: close")) {
+			if wantsClose(req) {
 				return
 			}
 			n = copy(buf, buf[end+4:n])
@@ -133,6 +133,21 @@ func serveConn(c net.Conn, current *atomic.Pointer[answers]) {
 			return
 		}
 	}
+}
+
+// wantsClose reports whether a request's fields say Connection: close,
+// without the copy a lower-casing would make on every request.
+func wantsClose(req []byte) bool {
+	_, fields, _ := bytes.Cut(req, []byte("\r\n"))
+	for len(fields) > 0 {
+		var line []byte
+		line, fields, _ = bytes.Cut(fields, []byte("\r\n"))
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(bytes.TrimSpace(value), []byte("close")) {
+			return true
+		}
+	}
+	return false
 }
 
 // requestPath is the path of a request line "GET /path?query HTTP/1.1"

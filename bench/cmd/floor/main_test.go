@@ -97,3 +97,20 @@ func TestFloorClosesWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+func TestWantsClose(t *testing.T) {
+	for req, want := range map[string]bool{
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: close":      true,
+		"GET / HTTP/1.1\r\nconnection:Close\r\nHost: x":       true,
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive": false,
+		"GET /Connection: close HTTP/1.1\r\nHost: x":          false,
+		"GET / HTTP/1.1\r\nX-Note: Connection: close":         false,
+	} {
+		if got := wantsClose([]byte(req)); got != want {
+			t.Errorf("wantsClose(%q) = %v, want %v", req, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { wantsClose([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive")) }); n != 0 {
+		t.Errorf("wantsClose allocates %v times per request", n)
+	}
+}
