@@ -166,6 +166,11 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	rep := &report{cfg: cfg, started: time.Now(), machine: machine, targets: b.targets, gatewayNote: b.gatewayNote}
+	if cfg.MongoDB != "" {
+		if rep.mongoServer, err = mongoServer(ctx, cfg.MongoDB); err != nil {
+			rep.mongoServer = "a server that did not answer buildInfo (" + err.Error() + ")"
+		}
+	}
 
 	logf("warming caches")
 	if err := b.warm(ctx, rep); err != nil {

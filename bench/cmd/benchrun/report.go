@@ -32,6 +32,7 @@ type report struct {
 	machine     []string
 	targets     []*target
 	gatewayNote string
+	mongoServer string // what the -mongodb URI reached, from its buildInfo
 	throughput  map[string]map[string][]wrkRun
 	rss         []rssLine
 	herd        herdReport
@@ -178,6 +179,10 @@ func (r *report) markdown() string {
 	w("- nginx: worker_processes %d, `proxy_cache` (keys in a 64 MiB zone, bodies in files), `proxy_cache_lock on`, keepalive 64 to the upstream, access_log off (bench/configs/nginx.conf.tmpl).\n", cfg.Workers)
 	w("- Varnish: thread_pools=1, thread_pool_min=%d, thread_pool_max=%d, `-s malloc,256m`, grace 1h (bench/configs/varnish.vcl.tmpl).\n", cfg.VarnishMin, max(1000, cfg.VarnishMin))
 	w("- cachegate: `-backend sqlite://<tmp>/cachegate.db` or `memory://`, `-upstream bench=<upstream>`, `-expire-after 1h`, GOMAXPROCS = nproc; requests go to `/fetch/bench/...`.\n")
+	if cfg.MongoDB != "" {
+		// The URI itself is left out: it may carry credentials.
+		w("- cachegate-mongodb: `-backend` the `-mongodb` URI, on %s.\n", r.mongoServer)
+	}
 	if cfg.No1CPU {
 		w("- %s: left out (`-no-1cpu`).\n", gw1CPU)
 	} else {
