@@ -814,7 +814,7 @@ type streamRun struct {
 func (b *bench) streamLarge(ctx context.Context) (*streamResult, error) {
 	var t *target
 	for _, x := range b.live() {
-		if x.name == "cachegate-sqlite" {
+		if x.name == gwSQLite {
 			t = x
 		}
 	}

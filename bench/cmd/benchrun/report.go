@@ -310,8 +310,7 @@ func (r *report) markdown() string {
 
 // checks compares cachegate on SQLite with the targets of issue 5.
 func (r *report) checks(base map[string]summary, direct time.Duration) []string {
-	const gw = "cachegate-sqlite"
-	if len(r.throughput[gw]) == 0 {
+	if len(r.throughput[gwSQLite]) == 0 {
 		return []string{"not checked: cachegate-sqlite was not measured"}
 	}
 	verdict := func(ok bool) string {
@@ -322,9 +321,9 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 	}
 	var out []string
 	for _, body := range bodies {
-		gwRuns := r.throughput[gw][body.name]
+		gwRuns := r.throughput[gwSQLite][body.name]
 		if len(gwRuns) == 0 {
-			out = append(out, fmt.Sprintf("FAIL %s hits: %s was not measured for this body", body.name, gw))
+			out = append(out, fmt.Sprintf("FAIL %s hits: %s was not measured for this body", body.name, gwSQLite))
 			continue
 		}
 		g := summarize(gwRuns)
@@ -347,13 +346,13 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 		out = append(out, line)
 	}
 	for _, m := range r.miss {
-		if m.target == gw && direct > 0 {
+		if m.target == gwSQLite && direct > 0 {
 			d := m.p50 - direct
 			out = append(out, fmt.Sprintf("%s miss overhead: %+d µs at the median (target under 1 ms)", verdict(d < time.Millisecond), d.Microseconds()))
 		}
 	}
 	for _, h := range r.herd.results {
-		if h.target == gw {
+		if h.target == gwSQLite {
 			out = append(out, h.stats(r.herd.upstreamLatency).checkLine())
 		}
 	}
@@ -382,7 +381,6 @@ func (r *report) bestPeer(body string) (float64, time.Duration) {
 // with cachegate-sqlite and the peers, one clause per body; false when the
 // variant was not measured. It judges nothing.
 func (r *report) oneCPULine() (string, bool) {
-	const gw = "cachegate-sqlite"
 	var parts []string
 	for _, body := range bodies {
 		runs := r.throughput[gw1CPU][body.name]
@@ -391,9 +389,9 @@ func (r *report) oneCPULine() (string, bool) {
 		}
 		one := summarize(runs)
 		part := fmt.Sprintf("%s: %s req/s, p99 %s", body.name, fmtRPS(one.rps), fmtDur(one.p99))
-		if def := r.throughput[gw][body.name]; len(def) > 0 {
+		if def := r.throughput[gwSQLite][body.name]; len(def) > 0 {
 			d := summarize(def)
-			part += fmt.Sprintf(" against %s's %s req/s, p99 %s (req/s %s, p99 %s)", gw, fmtRPS(d.rps), fmtDur(d.p99), fmtRatio(one.rps, d.rps), fmtRatio(float64(one.p99), float64(d.p99)))
+			part += fmt.Sprintf(" against %s's %s req/s, p99 %s (req/s %s, p99 %s)", gwSQLite, fmtRPS(d.rps), fmtDur(d.p99), fmtRatio(one.rps, d.rps), fmtRatio(float64(one.p99), float64(d.p99)))
 		}
 		if bestRPS, bestP99 := r.bestPeer(body.name); bestRPS > 0 {
 			part += fmt.Sprintf(" and the better peer's %s req/s, best peer p99 %s (req/s %s, p99 %s)", fmtRPS(bestRPS), fmtDur(bestP99), fmtRatio(one.rps, bestRPS), fmtRatio(float64(one.p99), float64(bestP99)))
@@ -404,14 +402,13 @@ func (r *report) oneCPULine() (string, bool) {
 		return "", false
 	}
 	return fmt.Sprintf("INFO %s hits, informational only (not a verdict: the PASS/FAIL lines are on %s, the default GOMAXPROCS = nproc; this is the same configuration started with GOMAXPROCS=1): %s",
-		gw1CPU, gw, strings.Join(parts, "; ")), true
+		gw1CPU, gwSQLite, strings.Join(parts, "; ")), true
 }
 
 // floorLine is the INFO line setting go-floor's p99, the least a Go server
 // shows on this runtime, beside cachegate-sqlite's and the best peer's, one
 // clause per body; false when the floor was not measured. It judges nothing.
 func (r *report) floorLine() (string, bool) {
-	const gw = "cachegate-sqlite"
 	var parts []string
 	for _, body := range bodies {
 		runs := r.throughput[goFloor][body.name]
@@ -423,9 +420,9 @@ func (r *report) floorLine() (string, bool) {
 		if _, bestP99 := r.bestPeer(body.name); bestP99 > 0 {
 			part += fmt.Sprintf(", %s the best peer's p99 %s", fmtRatio(float64(f.p99), float64(bestP99)), fmtDur(bestP99))
 		}
-		if def := r.throughput[gw][body.name]; len(def) > 0 {
+		if def := r.throughput[gwSQLite][body.name]; len(def) > 0 {
 			d := summarize(def)
-			part += fmt.Sprintf("; %s's p99 %s is %s the floor's", gw, fmtDur(d.p99), fmtRatio(float64(d.p99), float64(f.p99)))
+			part += fmt.Sprintf("; %s's p99 %s is %s the floor's", gwSQLite, fmtDur(d.p99), fmtRatio(float64(d.p99), float64(f.p99)))
 		}
 		parts = append(parts, part)
 	}

@@ -17,6 +17,10 @@ import (
 	"github.com/cachegate/cachegate/bench/configs"
 )
 
+// gwSQLite is cachegate in its default configuration, on SQLite: the target
+// the issue 5 verdicts are on.
+const gwSQLite = "cachegate-sqlite"
+
 // gw1CPU is the target running cachegate-sqlite's configuration with GOMAXPROCS=1.
 const gw1CPU = "cachegate-sqlite-1cpu"
 
@@ -181,7 +185,7 @@ func (b *bench) startAll(ctx context.Context) error {
 		env       []string
 		hitsOnly  bool
 	}
-	gateways := []gateway{{name: "cachegate-sqlite", dsn: "sqlite://" + filepath.Join(dir, "cachegate.db")}}
+	gateways := []gateway{{name: gwSQLite, dsn: "sqlite://" + filepath.Join(dir, "cachegate.db")}}
 	if !b.cfg.No1CPU {
 		gateways = append(gateways, gateway{name: gw1CPU, dsn: "sqlite://" + filepath.Join(dir, "cachegate-1cpu.db"), env: []string{"GOMAXPROCS=1"}, hitsOnly: true})
 	}
