@@ -10,6 +10,24 @@ func runs(rps float64, p99 time.Duration) []wrkRun {
 	return []wrkRun{{wrkResult: wrkResult{ReqPerSec: rps, P99: p99, Requests: int(rps)}}}
 }
 
+// figure is one target's req/s and p99, the same for every body it is given.
+type figure struct {
+	rps float64
+	p99 time.Duration
+}
+
+// reportOf is a report with one throughput run per target and body.
+func reportOf(figures map[string]figure, bodyNames ...string) *report {
+	r := &report{throughput: map[string]map[string][]wrkRun{}}
+	for name, f := range figures {
+		r.throughput[name] = map[string][]wrkRun{}
+		for _, body := range bodyNames {
+			r.throughput[name][body] = runs(f.rps, f.p99)
+		}
+	}
+	return r
+}
+
 // onlyInfoFor checks that no line of checks passes, cachegate-sqlite's p99
 // being above the best peer's in every test here, and returns the one INFO
 // line about target.
@@ -33,23 +51,12 @@ func onlyInfoFor(t *testing.T, checks []string, target string) string {
 // The GOMAXPROCS=1 variant gets an INFO line; the verdicts stay on
 // cachegate-sqlite even when the variant alone would pass.
 func TestChecksOneCPUInformational(t *testing.T) {
-	r := &report{throughput: map[string]map[string][]wrkRun{}}
-	for _, body := range bodies {
-		for name, v := range map[string]struct {
-			rps float64
-			p99 time.Duration
-		}{
-			"nginx":            {30000, 4 * time.Millisecond},
-			"varnish":          {28000, 3 * time.Millisecond},
-			"cachegate-sqlite": {29000, 8 * time.Millisecond},
-			gw1CPU:             {31000, 2 * time.Millisecond},
-		} {
-			if r.throughput[name] == nil {
-				r.throughput[name] = map[string][]wrkRun{}
-			}
-			r.throughput[name][body.name] = runs(v.rps, v.p99)
-		}
-	}
+	r := reportOf(map[string]figure{
+		"nginx":            {30000, 4 * time.Millisecond},
+		"varnish":          {28000, 3 * time.Millisecond},
+		"cachegate-sqlite": {29000, 8 * time.Millisecond},
+		gw1CPU:             {31000, 2 * time.Millisecond},
+	}, "1 KiB", "100 KiB")
 	info := onlyInfoFor(t, r.checks(nil, 0), gw1CPU)
 	for _, want := range []string{"informational", "1 KiB: 31.0k req/s, p99 2.00 ms against cachegate-sqlite's 29.0k req/s, p99 8.00 ms (req/s 1.07×, p99 0.25×)",
 		"better peer's 30.0k req/s, best peer p99 3.00 ms (req/s 1.03×, p99 0.67×)", "100 KiB: "} {
@@ -70,18 +77,12 @@ func TestChecksOneCPUInformational(t *testing.T) {
 // cachegate-sqlite's against it; it is no peer, so even a floor faster than
 // every peer neither lowers the bar nor turns a verdict.
 func TestChecksFloorInformational(t *testing.T) {
-	r := &report{throughput: map[string]map[string][]wrkRun{}}
-	for name, v := range map[string]struct {
-		rps float64
-		p99 time.Duration
-	}{
+	r := reportOf(map[string]figure{
 		"nginx":            {30000, 4 * time.Millisecond},
 		"varnish":          {28000, 3 * time.Millisecond},
 		"cachegate-sqlite": {40000, 6 * time.Millisecond},
 		goFloor:            {50000, 5 * time.Millisecond},
-	} {
-		r.throughput[name] = map[string][]wrkRun{"1 KiB": runs(v.rps, v.p99)}
-	}
+	}, "1 KiB")
 	info := onlyInfoFor(t, r.checks(nil, 0), goFloor)
 	want := "1 KiB: p99 5.00 ms at 50.0k req/s, 1.67× the best peer's p99 3.00 ms; cachegate-sqlite's p99 6.00 ms is 1.20× the floor's"
 	if !strings.Contains(info, want) || strings.Contains(info, "100 KiB") {
