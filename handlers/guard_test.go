@@ -643,3 +643,38 @@ func TestSignIn(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminOriginBehindProxy: behind a trusted proxy that terminates TLS,
+// the browser's origin is the proxy's X-Forwarded-Proto and -Host; from
+// any other peer those headers change nothing.
+func TestAdminOriginBehindProxy(t *testing.T) {
+	opts := handlers.Options{Token: "t", AdminHosts: []string{"cache.example.com"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	proxied := func(forwardedHost, origin string) *http.Request {
+		return localRequest("POST", "/api/purge-expired", nil, "Authorization", "Bearer t",
+			"X-Forwarded-For", "203.0.113.5", "X-Forwarded-Proto", "https", "X-Forwarded-Host", forwardedHost, "Origin", origin)
+	}
+	tests := []struct {
+		name string
+		peer string
+		r    *http.Request
+		want int
+	}{
+		{"the public origin", "", proxied("cache.example.com", "https://cache.example.com"), http.StatusOK},
+		{"the public origin, default port", "", proxied("cache.example.com:443", "https://cache.example.com"), http.StatusOK},
+		{"another origin", "", proxied("cache.example.com", "https://evil.example"), http.StatusForbidden},
+		{"plain http origin", "", proxied("cache.example.com", "http://cache.example.com"), http.StatusForbidden},
+		{"a rebound name through the proxy", "", proxied("rebind.evil.example", "https://rebind.evil.example"), http.StatusMisdirectedRequest},
+		{"an untrusted peer's forwarded host", "192.0.2.9:1000", proxied("cache.example.com", "https://cache.example.com"), http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGuarded(t, opts)
+			if tt.peer != "" {
+				tt.r.RemoteAddr = tt.peer
+			}
+			if w := g.serve(tt.r); w.Code != tt.want {
+				t.Fatalf("got %d %s, want %d", w.Code, w.Body, tt.want)
+			}
+		})
+	}
+}
