@@ -1043,7 +1043,9 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 			p, err = netip.ParsePrefix(s)
 		} else {
 			var ip netip.Addr
-			if ip, err = netip.ParseAddr(s); err == nil {
+			if ip, err = netip.ParseAddr(s); err == nil && ip.Zone() != "" {
+				err = errors.New("zone")
+			} else if err == nil {
 				ip = ip.Unmap()
 				p = netip.PrefixFrom(ip, ip.BitLen())
 			}

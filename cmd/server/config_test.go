@@ -711,6 +711,7 @@ func TestLoadConfigAdminGuard(t *testing.T) {
 		{name: "flag proxy", args: []string{"-trusted-proxies", "proxy.internal"}, want: `flag -trusted-proxies: bad proxy address "proxy.internal": want an IP address or a CIDR range`},
 		{name: "env proxy", env: map[string]string{"CACHEGATE_TRUSTED_PROXIES": "10.0.0.0/33"}, want: `env CACHEGATE_TRUSTED_PROXIES: bad proxy address "10.0.0.0/33"`},
 		{name: "file proxy", file: "trusted_proxies: [127.0.0.1, 300.0.0.1]\n", want: `cachegate.yaml:1: trusted_proxies: bad proxy address "300.0.0.1"`},
+		{name: "flag proxy with zone", args: []string{"-trusted-proxies", "fe80::1%eth0"}, want: `flag -trusted-proxies: bad proxy address "fe80::1%eth0"`},
 		{name: "file proxies mapping", file: "trusted_proxies: {a: 1}\n", want: `trusted_proxies: bad value (a mapping): want a list of IP addresses or CIDRs`},
 	}
 	for _, tt := range errs {
