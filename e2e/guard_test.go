@@ -17,7 +17,7 @@ import (
 
 // send makes one request with the given Host (empty: the URL's) and
 // header pairs, and returns the answer.
-func send(t testing.TB, method, rawURL, host, body string, header ...string) answer {
+func guardSend(t testing.TB, method, rawURL, host, body string, header ...string) answer {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -45,7 +45,7 @@ func send(t testing.TB, method, rawURL, host, body string, header ...string) ans
 	return answer{resp.StatusCode, resp.Header, string(b)}
 }
 
-func wantCode(t testing.TB, a answer, status int, code string) {
+func wantGuardCode(t testing.TB, a answer, status int, code string) {
 	t.Helper()
 	if a.status != status || !strings.Contains(a.body, `"code":"`+code+`"`) {
 		t.Fatalf("got %d %s, want %d %s", a.status, a.body, status, code)
@@ -62,29 +62,29 @@ func TestAdminRefusesOtherSites(t *testing.T) {
 	wantCache(t, get(t, base+"/fetch/bin/get"), "MISS")
 
 	// A form or fetch() with text/plain: no preflight, so the browser sends it.
-	wantCode(t, send(t, "POST", base+"/api/delete", "", `{"all":true}`, "Content-Type", "text/plain;charset=UTF-8"), http.StatusUnsupportedMediaType, "unsupported_media_type")
-	wantCode(t, send(t, "POST", base+"/api/delete", "", "all=true", "Content-Type", "application/x-www-form-urlencoded", "Origin", "http://evil.example"), http.StatusForbidden, "cross_site")
-	wantCode(t, send(t, "POST", base+"/api/purge-expired", "", "", "Sec-Fetch-Site", "cross-site"), http.StatusForbidden, "cross_site")
+	wantGuardCode(t, guardSend(t, "POST", base+"/api/delete", "", `{"all":true}`, "Content-Type", "text/plain;charset=UTF-8"), http.StatusUnsupportedMediaType, "unsupported_media_type")
+	wantGuardCode(t, guardSend(t, "POST", base+"/api/delete", "", "all=true", "Content-Type", "application/x-www-form-urlencoded", "Origin", "http://evil.example"), http.StatusForbidden, "cross_site")
+	wantGuardCode(t, guardSend(t, "POST", base+"/api/purge-expired", "", "", "Sec-Fetch-Site", "cross-site"), http.StatusForbidden, "cross_site")
 	// DNS rebinding: the attacker's name, pointed at 127.0.0.1.
 	u, _ := url.Parse(base)
 	rebound := "rebind.evil.example:" + u.Port()
 	for _, path := range []string{"/api/entries", "/api/openapi.json", "/debug/pprof/"} {
-		wantCode(t, send(t, "GET", base+path, rebound, ""), http.StatusMisdirectedRequest, "unknown_host")
+		wantGuardCode(t, guardSend(t, "GET", base+path, rebound, ""), http.StatusMisdirectedRequest, "unknown_host")
 	}
-	if a := send(t, "POST", base+"/signin", rebound, "token=x", "Content-Type", "application/x-www-form-urlencoded"); a.status != http.StatusMisdirectedRequest {
+	if a := guardSend(t, "POST", base+"/signin", rebound, "token=x", "Content-Type", "application/x-www-form-urlencoded"); a.status != http.StatusMisdirectedRequest {
 		t.Fatalf("POST /signin at a rebound name: %d %s", a.status, a.body)
 	}
 	// A local reverse proxy passing on a client from elsewhere.
-	wantCode(t, send(t, "GET", base+"/api/entries", "", "", "X-Forwarded-For", "203.0.113.7"), http.StatusForbidden, "admin_disabled")
+	wantGuardCode(t, guardSend(t, "GET", base+"/api/entries", "", "", "X-Forwarded-For", "203.0.113.7"), http.StatusForbidden, "admin_disabled")
 	wantCache(t, get(t, base+"/fetch/bin/get"), "HIT")
 
 	// The names it is reachable under answer; JSON bodies go through.
 	for _, host := range []string{"", "localhost:" + u.Port(), "cache.test:" + u.Port()} {
-		if a := send(t, "GET", base+"/api/stats", host, "", "Sec-Fetch-Site", "same-origin"); a.status != http.StatusOK {
+		if a := guardSend(t, "GET", base+"/api/stats", host, "", "Sec-Fetch-Site", "same-origin"); a.status != http.StatusOK {
 			t.Fatalf("GET /api/stats at %q: %d %s", host, a.status, a.body)
 		}
 	}
-	if a := send(t, "POST", base+"/api/delete", "", `{"all":true}`, "Content-Type", "application/json"); a.status != http.StatusOK {
+	if a := guardSend(t, "POST", base+"/api/delete", "", `{"all":true}`, "Content-Type", "application/json"); a.status != http.StatusOK {
 		t.Fatalf("a JSON delete: %d %s", a.status, a.body)
 	}
 	wantCache(t, get(t, base+"/fetch/bin/get"), "MISS")
@@ -118,7 +118,7 @@ func TestFetchIgnoresHostileHeaders(t *testing.T) {
 		"X-Rewrite-URL", "/fetch/other/x",
 	}
 	for i, host := range []string{strings.TrimPrefix(other, "http://"), "other", "evil.example", "localhost"} {
-		a := send(t, "GET", srv.URL()+"/fetch/good/x", host, "", hostile...)
+		a := guardSend(t, "GET", srv.URL()+"/fetch/good/x", host, "", hostile...)
 		if a.status != http.StatusOK || a.body != "from good /x" {
 			t.Fatalf("Host %q: %d %q", host, a.status, a.body)
 		}

@@ -23,11 +23,11 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 )
 
-// localRequest is a request as a client on this machine sends it to a
+// loopbackRequest is a request as a client on this machine sends it to a
 // cachegate on 127.0.0.1:8080 (httptest.NewRequest's defaults, Host
 // example.com from 192.0.2.1, are a remote client at a foreign name).
 // header holds name, value pairs.
-func localRequest(method, target string, body io.Reader, header ...string) *http.Request {
+func loopbackRequest(method, target string, body io.Reader, header ...string) *http.Request {
 	r := httptest.NewRequest(method, target, body)
 	r.Host = "127.0.0.1:8080"
 	r.RemoteAddr = "127.0.0.1:50000"
@@ -37,19 +37,19 @@ func localRequest(method, target string, body io.Reader, header ...string) *http
 	return r
 }
 
-// clock is a settable clock for sessions and the sign-in limit.
-type clock struct {
+// guardClock is a settable clock for sessions and the sign-in limit.
+type guardClock struct {
 	mu sync.Mutex // protects t
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time {
+func (c *guardClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *clock) Add(d time.Duration) {
+func (c *guardClock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
@@ -62,7 +62,7 @@ type guarded struct {
 	api     *handlers.API
 	router  chi.Router
 	backend cache.Backend
-	clock   *clock
+	clock   *guardClock
 	key     string // the stored entry
 }
 
@@ -73,7 +73,7 @@ func newGuarded(tb testing.TB, opts handlers.Options) *guarded {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { gw.Close() })
-	g := &guarded{backend: memory.New(1 << 20), clock: &clock{t: cachetest.T0}, key: cache.MakeKey("guarded")}
+	g := &guarded{backend: memory.New(1 << 20), clock: &guardClock{t: cachetest.T0}, key: cache.MakeKey("guarded")}
 	cachetest.MustPut(tb, g.backend, cachetest.NewEntry(g.key))
 	opts.Backends = map[string]cache.Backend{"default": g.backend}
 	opts.Now = g.clock.Now
@@ -109,8 +109,8 @@ func (g *guarded) stored(tb testing.TB) bool {
 	return ok
 }
 
-// wantAPIError checks a JSON error answer's status, code and message.
-func wantAPIError(tb testing.TB, w *httptest.ResponseRecorder, status int, code string, contains ...string) {
+// wantGuardError checks a JSON error answer's status, code and message.
+func wantGuardError(tb testing.TB, w *httptest.ResponseRecorder, status int, code string, contains ...string) {
 	tb.Helper()
 	var e struct{ Error, Code string }
 	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
@@ -159,7 +159,7 @@ func TestAPIBodyTypes(t *testing.T) {
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			r := localRequest(tt.method, strings.Replace(tt.path, "KEY", g.key, 1), body)
+			r := loopbackRequest(tt.method, strings.Replace(tt.path, "KEY", g.key, 1), body)
 			if tt.ctype != "" {
 				r.Header.Set("Content-Type", tt.ctype)
 			}
@@ -174,7 +174,7 @@ func TestAPIBodyTypes(t *testing.T) {
 			if tt.path == "/api/import" {
 				want = "application/x-ndjson"
 			}
-			wantAPIError(t, w, http.StatusUnsupportedMediaType, "unsupported_media_type", "application/json", want)
+			wantGuardError(t, w, http.StatusUnsupportedMediaType, "unsupported_media_type", "application/json", want)
 			if !g.stored(t) {
 				t.Fatal("a refused request deleted the entry")
 			}
@@ -216,7 +216,7 @@ func TestAdminCrossSite(t *testing.T) {
 			if tt.method == "POST" {
 				path = "/api/purge-expired"
 			}
-			r := localRequest(tt.method, path, nil, append(tt.header, "Authorization", "Bearer s3cret")...)
+			r := loopbackRequest(tt.method, path, nil, append(tt.header, "Authorization", "Bearer s3cret")...)
 			if tt.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
@@ -227,9 +227,9 @@ func TestAdminCrossSite(t *testing.T) {
 				}
 				return
 			}
-			wantAPIError(t, w, http.StatusForbidden, "cross_site", "other sites")
+			wantGuardError(t, w, http.StatusForbidden, "cross_site", "other sites")
 			// The profiler follows the same rules.
-			r = localRequest("GET", "/debug/pprof/", nil, append(tt.header, "Authorization", "Bearer s3cret")...)
+			r = loopbackRequest("GET", "/debug/pprof/", nil, append(tt.header, "Authorization", "Bearer s3cret")...)
 			if tt.method == "GET" {
 				if w := g.serve(r); w.Code != http.StatusForbidden {
 					t.Fatalf("profiler: got %d, want 403", w.Code)
@@ -267,7 +267,7 @@ func TestAdminHosts(t *testing.T) {
 		t.Run(tt.host, func(t *testing.T) {
 			g := newGuarded(t, handlers.Options{AdminHosts: []string{"cache.internal"}, ListenHost: "gw-1"})
 			for _, path := range []string{"/api/stats", "/debug/pprof/"} {
-				r := localRequest("GET", path, nil)
+				r := loopbackRequest("GET", path, nil)
 				r.Host = tt.host
 				w := g.serve(r)
 				if tt.ok {
@@ -276,9 +276,9 @@ func TestAdminHosts(t *testing.T) {
 					}
 					continue
 				}
-				wantAPIError(t, w, http.StatusMisdirectedRequest, "unknown_host", "admin_hosts")
+				wantGuardError(t, w, http.StatusMisdirectedRequest, "unknown_host", "admin_hosts")
 			}
-			r := localRequest("GET", "/page", nil)
+			r := loopbackRequest("GET", "/page", nil)
 			r.Host = tt.host
 			if w := g.serve(r); tt.ok != (w.Code == http.StatusOK) {
 				t.Fatalf("page: got %d %s", w.Code, w.Body)
@@ -322,13 +322,13 @@ func TestAdminBehindProxy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGuarded(t, handlers.Options{Token: tt.token, TrustedProxies: tt.proxies})
 			for _, path := range []string{"/api/stats", "/debug/pprof/"} {
-				r := localRequest("GET", path, nil, tt.header...)
+				r := loopbackRequest("GET", path, nil, tt.header...)
 				if tt.peer != "" {
 					r.RemoteAddr = tt.peer
 				}
 				w := g.serve(r)
 				if tt.want == 403 {
-					wantAPIError(t, w, http.StatusForbidden, "admin_disabled", "-admin-token", "trusted_proxies")
+					wantGuardError(t, w, http.StatusForbidden, "admin_disabled", "-admin-token", "trusted_proxies")
 					continue
 				}
 				if w.Code != tt.want {
@@ -343,14 +343,14 @@ func TestAdminBehindProxy(t *testing.T) {
 // answer.
 func (g *guarded) signIn(tb testing.TB, token, next string, header ...string) *httptest.ResponseRecorder {
 	tb.Helper()
-	csrf := g.api.GuardCSRFToken(localRequest("GET", "/signin", nil))
+	csrf := g.api.GuardCSRFToken(loopbackRequest("GET", "/signin", nil))
 	form := url.Values{"token": {token}, "next": {next}, "csrf_token": {csrf}}
-	r := localRequest("POST", "/signin", strings.NewReader(form.Encode()), header...)
+	r := loopbackRequest("POST", "/signin", strings.NewReader(form.Encode()), header...)
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return g.serve(r)
 }
 
-func sessionCookie(tb testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
+func guardSessionCookie(tb testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 	tb.Helper()
 	for _, c := range w.Result().Cookies() {
 		if c.Name == "cachegate_session" {
@@ -361,7 +361,7 @@ func sessionCookie(tb testing.TB, w *httptest.ResponseRecorder) *http.Cookie {
 	return nil
 }
 
-func wantRedirect(tb testing.TB, w *httptest.ResponseRecorder, location string) {
+func wantGuardRedirect(tb testing.TB, w *httptest.ResponseRecorder, location string) {
 	tb.Helper()
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != location {
 		tb.Fatalf("got %d to %q, want 303 to %q (%s)", w.Code, w.Header().Get("Location"), location, w.Body)
@@ -373,26 +373,26 @@ func wantRedirect(tb testing.TB, w *httptest.ResponseRecorder, location string) 
 func TestPagesNeedSignIn(t *testing.T) {
 	g := newGuarded(t, handlers.Options{Token: "s3cret"})
 
-	wantRedirect(t, g.serve(localRequest("GET", "/page?backend=a&x=1", nil)), "/signin?next=%2Fpage%3Fbackend%3Da%26x%3D1")
+	wantGuardRedirect(t, g.serve(loopbackRequest("GET", "/page?backend=a&x=1", nil)), "/signin?next=%2Fpage%3Fbackend%3Da%26x%3D1")
 	for _, r := range []*http.Request{
-		localRequest("POST", "/page", nil),
-		localRequest("GET", "/ws", nil),
-		localRequest("GET", "/page", nil, "Upgrade", "websocket", "Connection", "Upgrade"),
+		loopbackRequest("POST", "/page", nil),
+		loopbackRequest("GET", "/ws", nil),
+		loopbackRequest("GET", "/page", nil, "Upgrade", "websocket", "Connection", "Upgrade"),
 	} {
 		if w := g.serve(r); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "/signin") {
 			t.Fatalf("%s %s without a session: %d %s", r.Method, r.URL, w.Code, w.Body)
 		}
 	}
-	if w := g.serve(localRequest("GET", "/signin?next=%2Fpage", nil)); w.Code != http.StatusOK {
+	if w := g.serve(loopbackRequest("GET", "/signin?next=%2Fpage", nil)); w.Code != http.StatusOK {
 		t.Fatalf("GET /signin without a session: %d", w.Code)
 	}
-	if in, required := g.api.GuardSignedIn(localRequest("GET", "/page", nil)); in || !required {
+	if in, required := g.api.GuardSignedIn(loopbackRequest("GET", "/page", nil)); in || !required {
 		t.Fatalf("signedIn without a session = %v, %v; want false, true", in, required)
 	}
 
 	w := g.signIn(t, "s3cret", "/page?x=1")
-	wantRedirect(t, w, "/page?x=1")
-	c := sessionCookie(t, w)
+	wantGuardRedirect(t, w, "/page?x=1")
+	c := guardSessionCookie(t, w)
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure {
 		t.Fatalf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not Secure over http", c)
 	}
@@ -400,31 +400,31 @@ func TestPagesNeedSignIn(t *testing.T) {
 		t.Fatalf("cookie MaxAge %d, want 12 h", c.MaxAge)
 	}
 	withCookie := func(r *http.Request) *http.Request { r.AddCookie(c); return r }
-	if w := g.serve(withCookie(localRequest("GET", "/page", nil))); w.Code != http.StatusOK {
+	if w := g.serve(withCookie(loopbackRequest("GET", "/page", nil))); w.Code != http.StatusOK {
 		t.Fatalf("GET with a session: %d %s", w.Code, w.Body)
 	}
-	if in, required := g.api.GuardSignedIn(withCookie(localRequest("GET", "/page", nil))); !in || !required {
+	if in, required := g.api.GuardSignedIn(withCookie(loopbackRequest("GET", "/page", nil))); !in || !required {
 		t.Fatalf("signedIn with a session = %v, %v; want true, true", in, required)
 	}
 	// The API takes the bearer token only.
-	if w := g.serve(withCookie(localRequest("GET", "/api/stats", nil))); w.Code != http.StatusUnauthorized {
+	if w := g.serve(withCookie(loopbackRequest("GET", "/api/stats", nil))); w.Code != http.StatusUnauthorized {
 		t.Fatalf("/api/ with a session cookie: %d", w.Code)
 	}
 
 	// 12 hours later the session is over.
 	g.clock.Add(12*time.Hour - time.Second)
-	if w := g.serve(withCookie(localRequest("GET", "/page", nil))); w.Code != http.StatusOK {
+	if w := g.serve(withCookie(loopbackRequest("GET", "/page", nil))); w.Code != http.StatusOK {
 		t.Fatalf("GET a second before expiry: %d", w.Code)
 	}
 	g.clock.Add(time.Second)
-	wantRedirect(t, g.serve(withCookie(localRequest("GET", "/page", nil))), "/signin?next=%2Fpage")
+	wantGuardRedirect(t, g.serve(withCookie(loopbackRequest("GET", "/page", nil))), "/signin?next=%2Fpage")
 
 	// A bearer token works on pages too, without a CSRF token: no other
 	// site can make a browser send it.
-	if w := g.serve(localRequest("POST", "/page", nil, "Authorization", "Bearer s3cret")); w.Code != http.StatusOK {
+	if w := g.serve(loopbackRequest("POST", "/page", nil, "Authorization", "Bearer s3cret")); w.Code != http.StatusOK {
 		t.Fatalf("POST with a bearer token: %d %s", w.Code, w.Body)
 	}
-	if w := g.serve(localRequest("GET", "/page", nil, "Authorization", "Bearer wrong")); w.Code != http.StatusSeeOther {
+	if w := g.serve(loopbackRequest("GET", "/page", nil, "Authorization", "Bearer wrong")); w.Code != http.StatusSeeOther {
 		t.Fatalf("GET with a wrong bearer token: %d", w.Code)
 	}
 }
@@ -433,7 +433,7 @@ func TestPagesNeedSignIn(t *testing.T) {
 // so any replica with the same token accepts it and nothing else does.
 func TestPageSessionCookie(t *testing.T) {
 	g := newGuarded(t, handlers.Options{Token: "s3cret"})
-	c := sessionCookie(t, g.signIn(t, "s3cret", "/"))
+	c := guardSessionCookie(t, g.signIn(t, "s3cret", "/"))
 	exp, sig, _ := strings.Cut(c.Value, ".")
 
 	replica := newGuarded(t, handlers.Options{Token: "s3cret"})
@@ -454,7 +454,7 @@ func TestPageSessionCookie(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := localRequest("GET", "/page", nil)
+			r := loopbackRequest("GET", "/page", nil)
 			r.AddCookie(&http.Cookie{Name: "cachegate_session", Value: tt.value})
 			if w := tt.g.serve(r); (w.Code == http.StatusOK) != tt.ok {
 				t.Fatalf("got %d, want ok=%v", w.Code, tt.ok)
@@ -467,11 +467,11 @@ func TestPageSessionCookie(t *testing.T) {
 // must come from the admin side's own pages.
 func TestPageCSRF(t *testing.T) {
 	g := newGuarded(t, handlers.Options{Token: "s3cret"})
-	c := sessionCookie(t, g.signIn(t, "s3cret", "/"))
-	signed := localRequest("GET", "/page", nil)
+	c := guardSessionCookie(t, g.signIn(t, "s3cret", "/"))
+	signed := loopbackRequest("GET", "/page", nil)
 	signed.AddCookie(c)
 	csrf := g.api.GuardCSRFToken(signed)
-	anonymous := g.api.GuardCSRFToken(localRequest("GET", "/signin", nil))
+	anonymous := g.api.GuardCSRFToken(loopbackRequest("GET", "/signin", nil))
 	if csrf == anonymous || csrf == "" {
 		t.Fatalf("the session's CSRF token %q is the one without a session", csrf)
 	}
@@ -496,7 +496,7 @@ func TestPageCSRF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := localRequest("POST", "/page", tt.body, tt.header...)
+			r := loopbackRequest("POST", "/page", tt.body, tt.header...)
 			r.AddCookie(c)
 			w := g.serve(r)
 			if tt.ok {
@@ -516,44 +516,44 @@ func TestPageCSRF(t *testing.T) {
 // process's CSRF token, and a proxied request is refused.
 func TestPagesOnLoopbackWithoutToken(t *testing.T) {
 	g := newGuarded(t, handlers.Options{})
-	if w := g.serve(localRequest("GET", "/page", nil)); w.Code != http.StatusOK {
+	if w := g.serve(loopbackRequest("GET", "/page", nil)); w.Code != http.StatusOK {
 		t.Fatalf("GET: %d", w.Code)
 	}
-	if in, required := g.api.GuardSignedIn(localRequest("GET", "/page", nil)); in || required {
+	if in, required := g.api.GuardSignedIn(loopbackRequest("GET", "/page", nil)); in || required {
 		t.Fatalf("signedIn = %v, %v; want false, false", in, required)
 	}
-	if w := g.serve(localRequest("POST", "/page", nil)); w.Code != http.StatusForbidden {
+	if w := g.serve(loopbackRequest("POST", "/page", nil)); w.Code != http.StatusForbidden {
 		t.Fatalf("POST without a CSRF token: %d", w.Code)
 	}
-	csrf := g.api.GuardCSRFToken(localRequest("GET", "/page", nil))
-	if other := newGuarded(t, handlers.Options{}); other.api.GuardCSRFToken(localRequest("GET", "/page", nil)) == csrf {
+	csrf := g.api.GuardCSRFToken(loopbackRequest("GET", "/page", nil))
+	if other := newGuarded(t, handlers.Options{}); other.api.GuardCSRFToken(loopbackRequest("GET", "/page", nil)) == csrf {
 		t.Fatal("two processes share a CSRF token")
 	}
-	if w := g.serve(localRequest("POST", "/page", nil, "X-CSRF-Token", csrf)); w.Code != http.StatusOK {
+	if w := g.serve(loopbackRequest("POST", "/page", nil, "X-CSRF-Token", csrf)); w.Code != http.StatusOK {
 		t.Fatalf("POST with the CSRF token: %d %s", w.Code, w.Body)
 	}
-	w := g.serve(localRequest("GET", "/page", nil, "X-Forwarded-For", "203.0.113.5"))
+	w := g.serve(loopbackRequest("GET", "/page", nil, "X-Forwarded-For", "203.0.113.5"))
 	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "-admin-token") {
 		t.Fatalf("a proxied GET: %d %s", w.Code, w.Body)
 	}
-	if _, required := g.api.GuardSignedIn(localRequest("GET", "/page", nil, "X-Forwarded-For", "203.0.113.5")); !required {
+	if _, required := g.api.GuardSignedIn(loopbackRequest("GET", "/page", nil, "X-Forwarded-For", "203.0.113.5")); !required {
 		t.Fatal("a proxied request needs no token")
 	}
 	// Nothing to sign in to: the form goes on to next.
-	wantRedirect(t, g.signIn(t, "", "/page"), "/page")
+	wantGuardRedirect(t, g.signIn(t, "", "/page"), "/page")
 }
 
 // TestPageHeaders: every answer of a page, refusals included, carries the
 // security headers.
 func TestPageHeaders(t *testing.T) {
 	g := newGuarded(t, handlers.Options{Token: "s3cret"})
-	foreign := localRequest("GET", "/page", nil)
+	foreign := loopbackRequest("GET", "/page", nil)
 	foreign.Host = "evil.example"
 	for _, r := range []*http.Request{
-		localRequest("GET", "/page", nil),
-		localRequest("GET", "/page", nil, "Authorization", "Bearer s3cret"),
-		localRequest("POST", "/page", nil, "Authorization", "Bearer s3cret", "Origin", "http://evil.example"),
-		localRequest("GET", "/ws", nil),
+		loopbackRequest("GET", "/page", nil),
+		loopbackRequest("GET", "/page", nil, "Authorization", "Bearer s3cret"),
+		loopbackRequest("POST", "/page", nil, "Authorization", "Bearer s3cret", "Origin", "http://evil.example"),
+		loopbackRequest("GET", "/ws", nil),
 		foreign,
 	} {
 		w := g.serve(r)
@@ -585,26 +585,26 @@ func TestSignIn(t *testing.T) {
 			"/%2F%2Fevil.example":         "/%2F%2Fevil.example",
 			"/signin?error=invalid_token": "/signin?error=invalid_token",
 		} {
-			wantRedirect(t, g.signIn(t, "s3cret", next), want)
+			wantGuardRedirect(t, g.signIn(t, "s3cret", next), want)
 		}
 	})
 	t.Run("TLS", func(t *testing.T) {
 		g := newGuarded(t, handlers.Options{Token: "s3cret", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-		if c := sessionCookie(t, g.signIn(t, "s3cret", "/", "X-Forwarded-For", "127.0.0.1", "X-Forwarded-Proto", "https")); !c.Secure {
+		if c := guardSessionCookie(t, g.signIn(t, "s3cret", "/", "X-Forwarded-For", "127.0.0.1", "X-Forwarded-Proto", "https")); !c.Secure {
 			t.Fatal("the cookie of a sign-in over https is not Secure")
 		}
 	})
 	t.Run("wrong token", func(t *testing.T) {
 		g := newGuarded(t, handlers.Options{Token: "s3cret"})
 		w := g.signIn(t, "s3cretx", "/page")
-		wantRedirect(t, w, "/signin?error=invalid_token&next=%2Fpage")
+		wantGuardRedirect(t, w, "/signin?error=invalid_token&next=%2Fpage")
 		if len(w.Result().Cookies()) != 0 {
 			t.Fatal("a failed sign-in set a cookie")
 		}
 	})
 	t.Run("without CSRF token", func(t *testing.T) {
 		g := newGuarded(t, handlers.Options{Token: "s3cret"})
-		r := localRequest("POST", "/signin", strings.NewReader("token=s3cret"), "Content-Type", "application/x-www-form-urlencoded")
+		r := loopbackRequest("POST", "/signin", strings.NewReader("token=s3cret"), "Content-Type", "application/x-www-form-urlencoded")
 		if w := g.serve(r); w.Code != http.StatusForbidden {
 			t.Fatalf("got %d, want 403", w.Code)
 		}
@@ -614,29 +614,29 @@ func TestSignIn(t *testing.T) {
 		g := newGuarded(t, handlers.Options{Token: "s3cret", TrustedProxies: trusted})
 		from := func(addr string) []string { return []string{"X-Forwarded-For", addr} }
 		for i := 0; i < 5; i++ {
-			wantRedirect(t, g.signIn(t, "guess", "/", from("203.0.113.5")...), "/signin?error=invalid_token&next=%2F")
+			wantGuardRedirect(t, g.signIn(t, "guess", "/", from("203.0.113.5")...), "/signin?error=invalid_token&next=%2F")
 		}
 		// The sixth try is refused even with the right token.
-		wantRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.5")...), "/signin?error=rate_limited&next=%2F")
+		wantGuardRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.5")...), "/signin?error=rate_limited&next=%2F")
 		// Another client of the same proxy is not.
-		wantRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.6")...), "/")
+		wantGuardRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.6")...), "/")
 		g.clock.Add(time.Minute)
-		wantRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.5")...), "/")
+		wantGuardRedirect(t, g.signIn(t, "s3cret", "/", from("203.0.113.5")...), "/")
 	})
 	t.Run("sign out", func(t *testing.T) {
 		g := newGuarded(t, handlers.Options{Token: "s3cret"})
-		c := sessionCookie(t, g.signIn(t, "s3cret", "/"))
-		r := localRequest("GET", "/page", nil)
+		c := guardSessionCookie(t, g.signIn(t, "s3cret", "/"))
+		r := loopbackRequest("GET", "/page", nil)
 		r.AddCookie(c)
 		csrf := g.api.GuardCSRFToken(r)
-		r = localRequest("POST", "/signout", strings.NewReader("csrf_token="+url.QueryEscape(csrf)), "Content-Type", "application/x-www-form-urlencoded")
+		r = loopbackRequest("POST", "/signout", strings.NewReader("csrf_token="+url.QueryEscape(csrf)), "Content-Type", "application/x-www-form-urlencoded")
 		r.AddCookie(c)
 		w := g.serve(r)
-		wantRedirect(t, w, "/signin?signed_out=1")
-		if out := sessionCookie(t, w); out.MaxAge >= 0 || out.Value != "" {
+		wantGuardRedirect(t, w, "/signin?signed_out=1")
+		if out := guardSessionCookie(t, w); out.MaxAge >= 0 || out.Value != "" {
 			t.Fatalf("sign-out cookie %+v does not clear the session", out)
 		}
-		r = localRequest("POST", "/signout", nil)
+		r = loopbackRequest("POST", "/signout", nil)
 		r.AddCookie(c)
 		if w := g.serve(r); w.Code != http.StatusForbidden {
 			t.Fatalf("sign-out without a CSRF token: %d", w.Code)
@@ -650,7 +650,7 @@ func TestSignIn(t *testing.T) {
 func TestAdminOriginBehindProxy(t *testing.T) {
 	opts := handlers.Options{Token: "t", AdminHosts: []string{"cache.example.com"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 	proxied := func(forwardedHost, origin string) *http.Request {
-		return localRequest("POST", "/api/purge-expired", nil, "Authorization", "Bearer t",
+		return loopbackRequest("POST", "/api/purge-expired", nil, "Authorization", "Bearer t",
 			"X-Forwarded-For", "203.0.113.5", "X-Forwarded-Proto", "https", "X-Forwarded-Host", forwardedHost, "Origin", origin)
 	}
 	tests := []struct {
