@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -138,5 +139,25 @@ func TestFetchIgnoresHostileHeaders(t *testing.T) {
 	}
 	if srv.FastLaneAnswers() == 0 {
 		t.Fatal("no hit went through the fast lane")
+	}
+}
+
+// TestAdminGuardWiring: the server passes trusted_proxies to the guard and
+// mounts the sign-in routes behind it.
+func TestAdminGuardWiring(t *testing.T) {
+	srv := startServer(t, web.Config{Backend: "memory://", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	base := srv.URL()
+	if a := guardSend(t, "GET", base+"/api/stats", "", "", "X-Forwarded-For", "127.0.0.1"); a.status != http.StatusOK {
+		t.Fatalf("a local client through a trusted proxy: %d %s", a.status, a.body)
+	}
+	wantGuardCode(t, guardSend(t, "GET", base+"/api/stats", "", "", "X-Forwarded-For", "203.0.113.7"), http.StatusForbidden, "admin_disabled")
+
+	srv = startServer(t, web.Config{Backend: "memory://", AdminToken: "s3cret"})
+	for _, path := range []string{"/signin", "/signout"} {
+		// Mounted, and refused without the form's CSRF token.
+		a := guardSend(t, "POST", srv.URL()+path, "", "token=s3cret", "Content-Type", "application/x-www-form-urlencoded")
+		if a.status != http.StatusForbidden || a.header.Get("Content-Security-Policy") == "" {
+			t.Fatalf("POST %s without a CSRF token: %d %v %s", path, a.status, a.header, a.body)
+		}
 	}
 }
