@@ -36,7 +36,8 @@ func newAPI(tb testing.TB, srv *web.Server) *api {
 }
 
 // do sends a request; body is marshalled to JSON unless it is a string or
-// an io.Reader.
+// an io.Reader. A body goes as application/json (application/x-ndjson to
+// /api/import), as the admin side requires.
 func (c *api) do(method, path string, body any) answer {
 	c.tb.Helper()
 	var r io.Reader
@@ -56,6 +57,13 @@ func (c *api) do(method, path string, body any) answer {
 	req, err := http.NewRequest(method, c.base+path, r)
 	if err != nil {
 		c.tb.Fatal(err)
+	}
+	if r != nil {
+		ct := "application/json"
+		if strings.HasPrefix(path, "/api/import") {
+			ct = "application/x-ndjson"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -6,11 +6,14 @@ package handlers
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
@@ -46,6 +49,18 @@ type Options struct {
 	// with this message (the server listens beyond loopback without a
 	// token).
 	Disabled string
+	// AdminHosts are Host names the admin side answers to besides
+	// loopback names, IP literals and ListenHost (see hostAllowed).
+	AdminHosts []string
+	// ListenHost is the host of the listen address.
+	ListenHost string
+	// TrustedProxies are the peers whose X-Forwarded-For, -Host and -Proto
+	// are believed. A request with proxy headers from any other peer is
+	// judged remote.
+	TrustedProxies []netip.Prefix
+	// Now is the clock of sessions and of the sign-in limit; nil means
+	// time.Now.
+	Now func() time.Time
 	// RevalidateConcurrency bounds concurrent upstream requests of a bulk
 	// revalidation, per upstream (default 4).
 	RevalidateConcurrency int
@@ -69,6 +84,12 @@ type API struct {
 	disabled    string
 	concurrency int
 	jobs        *jobs.Registry
+
+	hosts       map[string]bool // admin_hosts and the listen host, lower case
+	proxies     []netip.Prefix
+	now         func() time.Time
+	localSecret [32]byte // keys CSRF tokens when no admin token is set
+	signins     *limiter // failed sign-ins per client address
 }
 
 // NewAPI returns the admin API over gw and the backends in opts.
@@ -83,6 +104,19 @@ func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
 	if a.concurrency <= 0 {
 		a.concurrency = 4
 	}
+	a.now = opts.Now
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.proxies = opts.TrustedProxies
+	a.hosts = map[string]bool{}
+	for _, h := range append([]string{opts.ListenHost}, opts.AdminHosts...) {
+		if h = strings.TrimSuffix(strings.ToLower(h), "."); h != "" {
+			a.hosts[h] = true
+		}
+	}
+	_, _ = rand.Read(a.localSecret[:]) // never fails (crypto/rand)
+	a.signins = newLimiter(a.now)
 	for name := range a.backends {
 		a.names = append(a.names, name)
 	}

@@ -108,7 +108,7 @@ func TestOpenAPIQueryParameters(t *testing.T) {
 				}
 				sort.Strings(want)
 				target := strings.NewReplacer("{key}", key, "{id}", "0123456789abcdef").Replace(path) + "?zz_unknown=1"
-				req := httptest.NewRequest(strings.ToUpper(method), target, nil)
+				req := loopbackRequest(strings.ToUpper(method), target, nil)
 				rec := httptest.NewRecorder()
 				r.ServeHTTP(rec, req)
 				var e struct{ Error, Code string }
@@ -137,7 +137,7 @@ func TestOpenAPIQueryParameters(t *testing.T) {
 
 func TestOpenAPIServed(t *testing.T) {
 	rec := httptest.NewRecorder()
-	newRouter(t).ServeHTTP(rec, httptest.NewRequest("GET", "/api/openapi.json", nil))
+	newRouter(t).ServeHTTP(rec, loopbackRequest("GET", "/api/openapi.json", nil))
 	if rec.Code != 200 || rec.Body.String() != string(handlers.OpenAPI()) {
 		t.Fatalf("GET /api/openapi.json: %d", rec.Code)
 	}

@@ -1,23 +1,31 @@
 package web
 
 import (
+	"net"
+
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
-// mountAdmin mounts the admin API under /api. When the server listens
-// beyond loopback without a token, s.adminOff is set and every admin
-// request answers 403 with it: the routes still exist so clients get an
-// error saying how to turn the admin side on.
+// mountAdmin mounts the admin API under /api, the sign-in routes and the
+// profiler, all behind the admin side's guard (handlers/guard.go). When
+// the server listens beyond loopback without a token, s.adminOff is set
+// and every admin request answers 403 with it: the routes still exist so
+// clients get an error saying how to turn the admin side on.
 func (s *Server) mountAdmin(r chi.Router) {
 	s.admin = handlers.NewAPI(s.log, s.gateway, handlers.Options{
 		Backends: s.backends,
 		DSNs:     s.dsns,
 		Token:    s.cfg.AdminToken,
 		Disabled: s.adminOff,
+
+		AdminHosts:     s.cfg.AdminHosts,
+		ListenHost:     listenHost(s.cfg.Listen),
+		TrustedProxies: s.cfg.TrustedProxies,
 	})
 	s.admin.Mount(r)
+	s.admin.MountSignIn(r)
 	// The Go profiler, behind the admin token: how the hot path was
 	// measured, and how an operator finds where the time goes.
 	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))
@@ -34,3 +42,12 @@ func (s *Server) closeAdmin() {
 // Admin returns the admin API, for the dashboard and tests that watch its
 // jobs.
 func (s *Server) Admin() *handlers.API { return s.admin }
+
+// listenHost is the host part of a listen address ("" for ":8080").
+func listenHost(listen string) string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	return host
+}

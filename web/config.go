@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -24,6 +25,14 @@ type Config struct {
 	// AdminToken guards /api/ and the dashboard. Required when Listen is
 	// not a loopback address.
 	AdminToken string
+	// AdminHosts are the Host names, beyond loopback names, IP literals
+	// and Listen's host, that the admin side answers to (DNS rebinding
+	// defence); /fetch/ answers any Host.
+	AdminHosts []string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For (and
+	// -Host, -Proto) the admin side believes. A request carrying proxy
+	// headers from another peer needs the admin token.
+	TrustedProxies []netip.Prefix
 	// Demo mounts an in-process httpbin as the upstream "demo".
 	Demo bool
 	// NoFastLane sends every request through net/http. By default cache

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -131,6 +132,8 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 		{"CACHEGATE_SHUTDOWN_TIMEOUT", l.setShutdownTimeout},
 		{"CACHEGATE_DEMO", l.setDemo},
 		{"CACHEGATE_FAST_LANE", l.setFastLane},
+		{"CACHEGATE_ADMIN_HOSTS", l.setAdminHosts},
+		{"CACHEGATE_TRUSTED_PROXIES", l.setTrustedProxies},
 	}
 	for _, e := range envs {
 		if v := getenv(e.name); v != "" {
@@ -156,6 +159,8 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 		{"expire-after", fv.expireAfter, l.setExpireAfter},
 		{"mode", fv.mode, l.setMode},
 		{"shutdown-timeout", fv.shutdownTimeout, l.setShutdownTimeout},
+		{"admin-hosts", fv.adminHosts, l.setAdminHosts},
+		{"trusted-proxies", fv.trustedProxies, l.setTrustedProxies},
 	}
 	for _, f := range flags {
 		if set[f.name] {
@@ -214,6 +219,7 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 type flagValues struct {
 	config, listen, backend, expireAfter, mode  *string
 	adminToken, adminTokenFile, shutdownTimeout *string
+	adminHosts, trustedProxies                  *string
 	demo, fastLane                              *bool
 	upstreams                                   upstreamFlag
 }
@@ -230,6 +236,8 @@ func newFlagSet() (*flag.FlagSet, *flagValues) {
 		mode:            fs.String("mode", string(defaultMode), "default caching `mode` of upstreams: requests-cache or rfc9111 (env CACHEGATE_MODE)"),
 		adminToken:      fs.String("admin-token", "", "bearer `token` that guards /api/ and the dashboard; required unless listening on loopback (env CACHEGATE_ADMIN_TOKEN)"),
 		adminTokenFile:  fs.String("admin-token-file", "", "read the admin token from `file` (env CACHEGATE_ADMIN_TOKEN_FILE)"),
+		adminHosts:      fs.String("admin-hosts", "", "comma-separated host `names` the admin side answers to besides localhost, IP addresses and the listen host, like cache.example.com (env CACHEGATE_ADMIN_HOSTS)"),
+		trustedProxies:  fs.String("trusted-proxies", "", "comma-separated reverse proxy `addresses` (IPs or CIDRs) whose X-Forwarded-For the admin side believes (env CACHEGATE_TRUSTED_PROXIES)"),
 		shutdownTimeout: fs.String("shutdown-timeout", defaultShutdownTimeout.String(), "how long in-flight requests may take to finish on shutdown, a `duration` (env CACHEGATE_SHUTDOWN_TIMEOUT)"),
 		demo:            fs.Bool("demo", false, `mount an in-process httpbin as the upstream "demo" (env CACHEGATE_DEMO)`),
 		fastLane:        fs.Bool("fast-lane", true, "answer cache hits held in memory before net/http parses them; -fast-lane=false sends every request through net/http (env CACHEGATE_FAST_LANE)"),
@@ -326,6 +334,18 @@ func (l *loader) setShutdownTimeout(v string) error {
 	}
 	l.cfg.ShutdownTimeout = d
 	return nil
+}
+
+func (l *loader) setAdminHosts(v string) error {
+	hosts, err := parseAdminHosts(splitList(v))
+	l.cfg.AdminHosts = hosts
+	return err
+}
+
+func (l *loader) setTrustedProxies(v string) error {
+	p, err := parseProxies(splitList(v))
+	l.cfg.TrustedProxies = p
+	return err
 }
 
 func (l *loader) setDemo(v string) (err error) {
@@ -485,6 +505,24 @@ func (l *loader) loadFile(path, pathSource string) error {
 			return decodeValue(n, &l.cfg.Demo, "true or false")
 		}},
 		{"shutdown_timeout", duration(&l.cfg.ShutdownTimeout)},
+		{"admin_hosts", func(_ string, n *yaml.Node) error {
+			var list []string
+			if err := decodeValue(n, &list, "a list of host names, like [cache.example.com]"); err != nil {
+				return err
+			}
+			hosts, err := parseAdminHosts(list)
+			l.cfg.AdminHosts = hosts
+			return err
+		}},
+		{"trusted_proxies", func(_ string, n *yaml.Node) error {
+			var list []string
+			if err := decodeValue(n, &list, "a list of IP addresses or CIDRs, like [127.0.0.1, 10.0.0.0/8]"); err != nil {
+				return err
+			}
+			p, err := parseProxies(list)
+			l.cfg.TrustedProxies = p
+			return err
+		}},
 		{"fast_lane", func(_ string, n *yaml.Node) error {
 			var on bool
 			if err := decodeValue(n, &on, "true or false"); err != nil {
@@ -969,6 +1007,55 @@ func checkListen(s string) error {
 		return fmt.Errorf("bad address %q: want host:port, like 127.0.0.1:8080 or :8080", s)
 	}
 	return nil
+}
+
+// parseAdminHosts checks admin_hosts: plain DNS names, which the admin
+// side compares with the Host header without its port.
+func parseAdminHosts(list []string) ([]string, error) {
+	const want = "want a host name without scheme or port, like cache.example.com"
+	var hosts []string
+	for _, h := range list {
+		name := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+		ok := name != "" && len(name) <= 253
+		for _, label := range strings.Split(name, ".") {
+			ok = ok && label != "" && !strings.HasPrefix(label, "-") && !strings.HasSuffix(label, "-") &&
+				strings.IndexFunc(label, func(r rune) bool {
+					return !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+				}) < 0
+		}
+		if !ok {
+			return nil, fmt.Errorf("bad host name %q: %s", h, want)
+		}
+		hosts = append(hosts, name)
+	}
+	return hosts, nil
+}
+
+// parseProxies reads trusted_proxies: IP addresses (one host each) and
+// CIDR ranges.
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		var p netip.Prefix
+		var err error
+		if strings.Contains(s, "/") {
+			p, err = netip.ParsePrefix(s)
+		} else {
+			var ip netip.Addr
+			if ip, err = netip.ParseAddr(s); err == nil && ip.Zone() != "" {
+				err = errors.New("zone")
+			} else if err == nil {
+				ip = ip.Unmap()
+				p = netip.PrefixFrom(ip, ip.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bad proxy address %q: want an IP address or a CIDR range, like 127.0.0.1 or 10.0.0.0/8", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // dsnSchemes are the backends web.Server knows.

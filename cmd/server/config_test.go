@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -646,5 +647,80 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if got, want := gh.Policy.MaxBodySize, int64(10<<20); got != want {
 		t.Errorf("github max_body_size = %d, want %d", got, want)
+	}
+}
+
+// TestLoadConfigAdminGuard: admin_hosts and trusted_proxies from each
+// source, later ones replacing earlier lists, and their errors.
+func TestLoadConfigAdminGuard(t *testing.T) {
+	const file = "admin_hosts: [Cache.Example.com, gw-1]\ntrusted_proxies: [127.0.0.1, \"10.1.2.3/8\", \"::1\"]\n"
+	prefixes := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range s {
+			out = append(out, netip.MustParsePrefix(p))
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		file    string
+		env     map[string]string
+		args    []string
+		hosts   []string
+		proxies []netip.Prefix
+	}{
+		{name: "none"},
+		{name: "file", file: file, hosts: []string{"cache.example.com", "gw-1"}, proxies: prefixes("127.0.0.1/32", "10.0.0.0/8", "::1/128")},
+		{name: "empty lists", file: "admin_hosts: []\ntrusted_proxies:\n"},
+		{
+			name: "env over file", file: file,
+			env:   map[string]string{"CACHEGATE_ADMIN_HOSTS": "a.example, b.example.", "CACHEGATE_TRUSTED_PROXIES": "192.168.0.0/16"},
+			hosts: []string{"a.example", "b.example"}, proxies: prefixes("192.168.0.0/16"),
+		},
+		{
+			name: "flags over env", file: file,
+			env:   map[string]string{"CACHEGATE_ADMIN_HOSTS": "a.example", "CACHEGATE_TRUSTED_PROXIES": "192.168.0.0/16"},
+			args:  []string{"-admin-hosts", "c.example", "-trusted-proxies", "127.0.0.1,fd00::/8"},
+			hosts: []string{"c.example"}, proxies: prefixes("127.0.0.1/32", "fd00::/8"),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustLoad(t, tt.file, tt.env, tt.args...)
+			if !reflect.DeepEqual(c.AdminHosts, tt.hosts) {
+				t.Errorf("AdminHosts = %q, want %q", c.AdminHosts, tt.hosts)
+			}
+			if !reflect.DeepEqual(c.TrustedProxies, tt.proxies) {
+				t.Errorf("TrustedProxies = %v, want %v", c.TrustedProxies, tt.proxies)
+			}
+		})
+	}
+
+	errs := []struct {
+		name string
+		file string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "flag host with port", args: []string{"-admin-hosts", "cache.example.com:8080"}, want: `flag -admin-hosts: bad host name "cache.example.com:8080": want a host name without scheme or port`},
+		{name: "flag host with scheme", args: []string{"-admin-hosts", "https://cache.example.com"}, want: `flag -admin-hosts: bad host name "https://cache.example.com"`},
+		{name: "env host", env: map[string]string{"CACHEGATE_ADMIN_HOSTS": "a..b"}, want: `env CACHEGATE_ADMIN_HOSTS: bad host name "a..b"`},
+		{name: "file host", file: "admin_hosts: [\"*.example.com\"]\n", want: `cachegate.yaml:1: admin_hosts: bad host name "*.example.com"`},
+		{name: "file hosts scalar", file: "admin_hosts: cache.example.com\n", want: `cachegate.yaml:1: admin_hosts: bad value "cache.example.com": want a list of host names`},
+		{name: "flag proxy", args: []string{"-trusted-proxies", "proxy.internal"}, want: `flag -trusted-proxies: bad proxy address "proxy.internal": want an IP address or a CIDR range`},
+		{name: "env proxy", env: map[string]string{"CACHEGATE_TRUSTED_PROXIES": "10.0.0.0/33"}, want: `env CACHEGATE_TRUSTED_PROXIES: bad proxy address "10.0.0.0/33"`},
+		{name: "file proxy", file: "trusted_proxies: [127.0.0.1, 300.0.0.1]\n", want: `cachegate.yaml:1: trusted_proxies: bad proxy address "300.0.0.1"`},
+		{name: "flag proxy with zone", args: []string{"-trusted-proxies", "fe80::1%eth0"}, want: `flag -trusted-proxies: bad proxy address "fe80::1%eth0"`},
+		{name: "file proxies mapping", file: "trusted_proxies: {a: 1}\n", want: `trusted_proxies: bad value (a mapping): want a list of IP addresses or CIDRs`},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(t, tt.file, tt.env, tt.args...)
+			var ce *configError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("loadConfig: %v, want a *configError containing\n  %s", err, tt.want)
+			}
+		})
 	}
 }
