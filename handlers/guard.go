@@ -183,10 +183,16 @@ func (a *API) hostAllowed(hostport string) bool {
 // sameSite checks Sec-Fetch-Site and Origin. Sec-Fetch-Site "none" (the
 // user typed the address or opened a bookmark) is fine for reading, not
 // for an unsafe page request, which only the admin side's own forms send.
+//
+// A page opened from a link on another site (a top-level navigation with
+// a safe method) is let through: it changes nothing, the session cookie is
+// SameSite=Strict so it arrives signed out, and the page cannot be framed.
 func sameSite(r *http.Request, scheme, host string, unsafe bool) *Error {
 	switch site := strings.ToLower(r.Header.Get("Sec-Fetch-Site")); {
 	case site == "" || site == "same-origin":
 	case site == "none" && !unsafe:
+	case !unsafe && isPageNavigation(r):
+		return nil
 	default:
 		return &Error{Status: http.StatusForbidden, Code: "cross_site",
 			Message: "the admin side refuses requests sent by other sites (Sec-Fetch-Site: " + site + "); use its own pages, or a client such as curl"}
@@ -196,6 +202,14 @@ func sameSite(r *http.Request, scheme, host string, unsafe bool) *Error {
 			Message: "the admin side refuses requests sent by other sites (Origin " + quote(o) + " is not " + scheme + "://" + host + "); use its own pages, or a client such as curl"}
 	}
 	return nil
+}
+
+// isPageNavigation reports whether r is a browser opening a page in a tab
+// (not a fetch, a frame or a websocket), by its Fetch Metadata.
+func isPageNavigation(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		strings.EqualFold(r.Header.Get("Sec-Fetch-Mode"), "navigate") &&
+		strings.EqualFold(r.Header.Get("Sec-Fetch-Dest"), "document")
 }
 
 // originMatches compares an Origin header with scheme://host, ignoring
