@@ -192,3 +192,6 @@ func policy(mut ...func(*cache.Policy)) cache.Policy {
 }
 
 func rfc(p *cache.Policy) { p.Mode = cache.ModeRFC9111 }
+
+// overrides lets every client use the per-request control headers.
+func overrides(p *cache.Policy) { p.ClientOverrides = true }

@@ -19,10 +19,6 @@ import (
 // everything stored, shown or exported.
 const Redacted = "REDACTED"
 
-// credentialHeaders make a response private to whoever sent them: they are
-// part of the key (hashed) and never stored in the clear.
-var credentialHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
-
 // keyedRequest is a client request as the cache sees it.
 type keyedRequest struct {
 	// method is the method used for caching: HEAD is answered from GET.
@@ -166,35 +162,24 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 		}
 	}
 	// Credentials always count, hashed into the key, so that a response is
-	// never served to someone holding a different credential.
-	for _, name := range credentialHeaders {
-		if v := h[name]; len(v) > 0 && !ignoredHeader(name, p) {
+	// never served to someone holding a different credential, even when
+	// ignored_parameters lists them (requests-cache's default list has
+	// Authorization), unless share_credentialed_responses opts out.
+	for _, name := range cache.CredentialHeaders {
+		if v := h[name]; len(v) > 0 && p.KeysCredential(name) {
 			parts = append(parts, "credential:"+name, strings.Join(v, "\n"))
 		}
 	}
 	return parts, stored
 }
 
-func isCredential(name string) bool {
-	for _, c := range credentialHeaders {
-		if strings.EqualFold(c, name) {
-			return true
-		}
-	}
-	return false
-}
+func isCredential(name string) bool { return cache.IsCredential(name) }
 
-func ignoredHeader(name string, p *cache.Policy) bool {
-	for _, x := range p.IgnoredParameters {
-		if strings.EqualFold(x, name) {
-			return true
-		}
-	}
-	return false
-}
+func ignoredHeader(name string, p *cache.Policy) bool { return p.IsIgnored(name) }
 
 // normalizeBody leaves ignored parameters out of a JSON object or form body,
-// as requests-cache does, so they do not split the key.
+// as requests-cache does, so they do not split the key. Names match
+// case-insensitively, as everywhere else.
 func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 	if len(p.IgnoredParameters) == 0 || len(body) == 0 {
 		return body
@@ -206,8 +191,10 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 		if err != nil {
 			return body
 		}
-		for _, name := range p.IgnoredParameters {
-			vals.Del(name)
+		for name := range vals {
+			if p.IsIgnored(name) {
+				delete(vals, name)
+			}
 		}
 		return []byte(vals.Encode())
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
@@ -216,8 +203,10 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 		if err := dec.Decode(&obj); err != nil {
 			return body
 		}
-		for _, name := range p.IgnoredParameters {
-			delete(obj, name)
+		for name := range obj {
+			if p.IsIgnored(name) {
+				delete(obj, name)
+			}
 		}
 		out, err := json.Marshal(obj) // map keys come out sorted
 		if err != nil {
@@ -290,7 +279,9 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	p := &up.Policy
 	keyURL, storedURL, noScheme := normalizeURL(target, p)
 	kr := &keyedRequest{method: method, target: target, storedURL: storedURL, header: header, body: body}
-	if v := first(header, cache.ExpireAfterHeader); v != "" {
+	// The per-request expiry is a client's override of shared policy:
+	// ignored, bad value or not, unless the upstream or the token allows it.
+	if v := first(header, cache.ExpireAfterHeader); v != "" && up.overrides(header) {
 		e, err := cache.ParseExpiry(v)
 		if err != nil {
 			return nil, fmt.Errorf("header %s: %v", cache.ExpireAfterHeader, err)
