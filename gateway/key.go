@@ -145,6 +145,11 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 	sort.Strings(names)
 	stored = http.Header{}
 	for _, name := range names {
+		if strings.HasPrefix(http.CanonicalHeaderKey(name), cachegatePrefix) {
+			// Control headers and the admin token are never part of
+			// the key, nor stored, whatever match_headers lists.
+			continue
+		}
 		v := strings.Join(h.Values(name), ", ")
 		if ignoredHeader(name, p) {
 			if v != "" {
@@ -250,12 +255,22 @@ func varyValue(h http.Header, name string) string {
 
 // varyMatches reports whether the request header agrees with the stored
 // request header on every name the stored response's Vary lists.
+//
+// A redacted credential cannot be compared, and need not be: the entry
+// was found by a key that holds the request's credential (hashed), or the
+// operator chose share_credentialed_responses, which leaves it out as
+// requests-cache leaves ignored headers out of Vary. Without this,
+// responses that say Vary: Cookie or Vary: Authorization would never be
+// hits. Other redacted values (ignored headers) never match.
 func varyMatches(e *cache.Entry, reqHeader http.Header) bool {
 	for _, name := range varyNames(e.Header) {
 		if name == "*" {
 			return false
 		}
 		stored := varyValue(e.RequestHeader, name)
+		if stored == Redacted && isCredential(name) {
+			continue
+		}
 		if stored == Redacted || stored != varyValue(reqHeader, name) {
 			return false
 		}

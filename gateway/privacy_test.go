@@ -105,6 +105,51 @@ func TestCredentialsNeverShared(t *testing.T) {
 	}
 }
 
+// A response that varies on a credential is a hit for the same credential
+// and never for another: the credential in the key settles what the
+// redacted stored value cannot.
+func TestVaryOnCredential(t *testing.T) {
+	for _, h := range []string{"Authorization", "Cookie"} {
+		t.Run(h, func(t *testing.T) {
+			up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Vary", h)
+				whoami(w, r)
+			})
+			e := newEnv(t, policy(), up, memory.New(0))
+			e.get("/me", "MISS", h, "sid=alice")
+			if r := e.get("/me", "HIT", h, "sid=alice"); !strings.Contains(r.body, "alice") {
+				t.Fatalf("alice got %q", r.body)
+			}
+			if r := e.get("/me", "MISS", h, "sid=bob"); !strings.Contains(r.body, "bob") {
+				t.Fatalf("bob got %q", r.body)
+			}
+			e.get("/me", "MISS")
+			e.get("/me", "HIT")
+			for _, en := range e.entries() {
+				if v := en.RequestHeader.Get(h); v != "" && v != gateway.Redacted {
+					t.Errorf("stored %s = %q", h, v)
+				}
+			}
+		})
+	}
+}
+
+// match_headers cannot put cachegate's own headers, the token among them,
+// into the key or the store.
+func TestMatchHeadersNeverKeepTheToken(t *testing.T) {
+	const token = "the-admin-token"
+	e := newEnvOpts(t, gateway.Options{AdminToken: token}, policy(func(p *cache.Policy) {
+		p.MatchHeaders = []string{cache.TokenHeader, "X-Cachegate-Expire-After"}
+	}), nil, nil)
+	e.get("/get", "MISS", cache.TokenHeader, token)
+	e.get("/get", "HIT")
+	for _, en := range e.entries() {
+		if len(en.RequestHeader) > 0 {
+			t.Errorf("stored request headers %v", en.RequestHeader)
+		}
+	}
+}
+
 // share_credentialed_responses is the explicit way to have listed
 // credentials dropped from the key.
 func TestShareCredentialedResponses(t *testing.T) {
