@@ -51,3 +51,12 @@ func (u *upstream) overrides(h http.Header) bool {
 	_, valid := u.tokenSent(h)
 	return valid
 }
+
+// badToken is the error message for a request whose TokenHeader is not
+// the admin token. It never repeats what was sent.
+func (u *upstream) badToken() string {
+	if !u.token.set {
+		return cache.TokenHeader + " was sent, but no admin token is configured (-admin-token): leave the header out"
+	}
+	return cache.TokenHeader + " is not the admin token: leave the header out, or send the token set by -admin-token"
+}

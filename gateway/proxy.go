@@ -68,7 +68,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
 		up.counters.Errors.Add(1)
-		writeError(w, http.StatusForbidden, "bad_token", cache.TokenHeader+" is not the admin token (leave the header out, or send the token set by -admin-token)", name)
+		writeError(w, http.StatusForbidden, "bad_token", up.badToken(), name)
 		return
 	}
 	target, tmpl, memo, err := up.resolve(r, rest)
