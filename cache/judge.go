@@ -8,9 +8,14 @@ import (
 )
 
 // Request headers of cachegate's own, the gateway's equivalents of
-// requests-cache's per-request arguments. The gateway removes them before
-// calling the upstream.
+// requests-cache's per-request arguments. The gateway removes every
+// X-Cachegate-* header before calling the upstream. ExpireAfterHeader and
+// ForceRefreshHeader are honoured only when the upstream's policy has
+// ClientOverrides or the request carries the admin token in TokenHeader.
 const (
+	// TokenHeader carries the admin token, which lets a request use the
+	// control headers below whatever the upstream's client_overrides says.
+	TokenHeader = "X-Cachegate-Token"
 	// ExpireAfterHeader sets the expiry of the response to this request,
 	// overriding every other rule (requests-cache's per-request
 	// expire_after). It takes what ParseExpiry does.

@@ -102,7 +102,27 @@ type Policy struct {
 	AllowableMethods []string
 	// IgnoredParameters are query parameters, form fields, JSON body keys
 	// and request headers left out of the key and redacted in storage.
+	// Names match case-insensitively everywhere: a secret sent as API_KEY
+	// must not escape redaction that was configured as api_key. The
+	// credential headers (see CredentialHeaders) stay in the key, hashed,
+	// even when listed, unless ShareCredentialedResponses says otherwise.
 	IgnoredParameters []string
+	// ShareCredentialedResponses lets a credential header listed in
+	// IgnoredParameters leave the key, so that clients holding different
+	// credentials share one entry. requests-cache's default
+	// ignored_parameters lists Authorization; copied into a shared gateway
+	// that list would hand one user's response to the next, so it takes
+	// this explicit opt-in.
+	ShareCredentialedResponses bool
+	// PrivateCache says the upstream's cache serves a single user, so
+	// responses marked Cache-Control: private may be stored. Off, they are
+	// not: cachegate is a shared cache by default.
+	PrivateCache bool
+	// ClientOverrides lets any client use the per-request control headers
+	// (ExpireAfterHeader, ForceRefreshHeader). Off, only requests carrying
+	// the admin token in TokenHeader may: an anonymous client could
+	// otherwise pin an error page forever or force upstream traffic.
+	ClientOverrides bool
 	// MatchHeaders are request headers that take part in the key;
 	// MatchAllHeaders makes every request header count.
 	MatchHeaders    []string
@@ -241,14 +261,61 @@ func matchMediaType(pattern, mediaType string) bool {
 	return mediaType == pattern
 }
 
-// IsIgnored reports whether name is an ignored parameter (case-sensitive
-// for query parameters, as requests-cache is; headers are compared
-// case-insensitively by the caller).
+// IsIgnored reports whether name is an ignored parameter. The match is
+// case-insensitive (requests-cache's is not): a parameter spelled API_KEY
+// carries the same secret as api_key, and must be redacted like it.
 func (p *Policy) IsIgnored(name string) bool {
 	for _, x := range p.IgnoredParameters {
-		if x == name {
+		if strings.EqualFold(x, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// CredentialHeaders are the request headers that make a response belong to
+// whoever sent them. They are part of the cache key (hashed) and never
+// stored in the clear.
+var CredentialHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+
+// IsCredential reports whether a header name is one of CredentialHeaders.
+func IsCredential(name string) bool {
+	for _, c := range CredentialHeaders {
+		if strings.EqualFold(c, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// KeysCredential reports whether the credential header name takes part in
+// the key. It always does, unless it is an ignored parameter and the
+// policy opted in to sharing credentialed responses.
+func (p *Policy) KeysCredential(name string) bool {
+	return !p.ShareCredentialedResponses || !p.IsIgnored(name)
+}
+
+// Warning is something legal but probably unintended in a policy, for the
+// operator's log. Field is the setting's name in the config file.
+type Warning struct {
+	Field   string
+	Message string
+}
+
+// Warnings lists what an operator should know about p: a credential
+// header in ignored_parameters does not do what the list says (it stays in
+// the key) unless share_credentialed_responses opts in, which silences the
+// warning.
+func (p *Policy) Warnings() []Warning {
+	if p.ShareCredentialedResponses {
+		return nil
+	}
+	var ws []Warning
+	for _, x := range p.IgnoredParameters {
+		if IsCredential(x) {
+			ws = append(ws, Warning{Field: "ignored_parameters", Message: fmt.Sprintf(
+				"%s is a credential: it is redacted in storage but stays in the cache key (hashed), so users with different credentials never share a response; set share_credentialed_responses: true to drop it from the key", x)})
+		}
+	}
+	return ws
 }

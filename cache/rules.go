@@ -122,8 +122,11 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	// RFC 9111 section 5.2.2.3: a cache that implements the status code's
 	// caching rules ignores no-store when must-understand comes with it.
 	mustUnderstood := p.Mode == ModeRFC9111 && respCC.Has("must-understand") && understoodStatuses[resp.Status]
-	if (p.CacheControl || p.Mode == ModeRFC9111) && respCC.Has("no-store") && !mustUnderstood {
-		return notStored("Cache-Control: no-store", "the upstream said Cache-Control: no-store")
+	// no-store is honoured whatever cache_control says: cache_control
+	// chooses whose expiry wins, while no-store says the response must not
+	// be kept at all, often because it is someone's personal data.
+	if respCC.Has("no-store") && !mustUnderstood {
+		return notStored("Cache-Control: no-store", "the upstream said Cache-Control: no-store, which is honoured in every mode")
 	}
 	if varyStar(resp.Header) {
 		return notStored("Vary: *", "the response varies on everything (Vary: *), so no request could ever match it")
@@ -135,14 +138,38 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	if resp.Size > p.MaxBodySize {
 		return notStored("max_body_size", "the body (%d bytes) is larger than max_body_size (%d bytes); it streams through", resp.Size, p.MaxBodySize)
 	}
+	var d Decision
 	if p.Mode == ModeRFC9111 {
-		return p.decideRFC(req, resp, respCC)
+		d = p.decideRFC(req, resp, respCC)
+	} else {
+		d = p.decideRequestsCache(req, resp, respCC)
 	}
-	return p.decideRequestsCache(req, resp, respCC)
+	if d.Store && setsCookie(resp.Header) {
+		d.Reason += "; its Set-Cookie went only to the client that caused the fetch and was not stored"
+	}
+	return d
+}
+
+func setsCookie(h http.Header) bool {
+	return len(h["Set-Cookie"]) > 0 || len(h["Set-Cookie2"]) > 0
+}
+
+// notPrivate is the decision for a response marked Cache-Control: private
+// (without field names) in a shared cache.
+func notPrivate() Decision {
+	return notStored("Cache-Control: private", "the upstream marked the response private (Cache-Control: private), and this upstream is a shared cache; set private_cache: true if its cache serves a single user")
 }
 
 func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives) Decision {
 	now := resp.ResponseTime
+	// requests-cache is a private, per-process cache and stores private
+	// responses; a gateway shares its cache, so it does not, unless the
+	// operator says this upstream's users are one. A qualified
+	// private="Field" only keeps the named fields out, and newEntry drops
+	// them.
+	if cc.Has("private") && cc["private"] == "" && !p.PrivateCache {
+		return notPrivate()
+	}
 	withExpiry := func(e Expiry, rule, why string) Decision {
 		if e == DoNotCache {
 			return notStored(rule, "%s says do_not_cache", why)
@@ -219,7 +246,7 @@ func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
 		// implements the status code's caching rules may store it.
 		return notStored("Cache-Control: must-understand", "the response says must-understand and status %d is not one whose caching rules cachegate implements", resp.Status)
 	}
-	if len(resp.Header["Set-Cookie"]) > 0 || len(resp.Header["Set-Cookie2"]) > 0 {
+	if setsCookie(resp.Header) && !p.PrivateCache {
 		if !namesField(cc["private"], "Set-Cookie") && !namesField(cc["no-cache"], "Set-Cookie") {
 			// RFC 9111 section 3.1 requires a stored response to keep
 			// every field, Set-Cookie included, and section 7.3 leaves
@@ -231,12 +258,11 @@ func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
 			return notStored("Set-Cookie", "the response sets a cookie; a shared cache would replay it to other clients")
 		}
 	}
-	if cc.Has("private") {
-		if cc["private"] == "" {
-			return notStored("Cache-Control: private", "the upstream marked the response private; a shared cache must not store it")
-		}
+	if cc.Has("private") && cc["private"] == "" && !p.PrivateCache {
+		return notPrivate()
 	}
-	if req.Header.Get("Authorization") != "" && !cc.Has("public") && !cc.Has("must-revalidate") && !cc.Has("s-maxage") {
+	// RFC 9111 section 3.5 binds shared caches only.
+	if !p.PrivateCache && req.Header.Get("Authorization") != "" && !cc.Has("public") && !cc.Has("must-revalidate") && !cc.Has("s-maxage") {
 		return notStored("Authorization", "the request carries Authorization and the response does not allow shared caching (public, s-maxage or must-revalidate)")
 	}
 	lifetime, explicit, rule := FreshnessLifetime(resp.Status, resp.Header, resp.ResponseTime)

@@ -262,6 +262,9 @@ type Explanation struct {
 	// Cached describes the stored entry, if any, and what a request would
 	// get from it now.
 	Cached *CachedExplanation `json:"cached,omitempty"`
+	// LastNotStored says why the last response fetched for this key was
+	// not stored, when the gateway remembers one (recent keys only).
+	LastNotStored *Refusal `json:"last_not_stored,omitempty"`
 }
 
 // KeyPart is one ingredient of the cache key.
@@ -325,14 +328,27 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 	}
 	keyURL, _, _ := normalizeURL(target, p)
 	x.KeyParts = append(x.KeyParts, KeyPart{"upstream", up.Name}, KeyPart{"method", cacheMethod}, KeyPart{"url", keyURL})
-	if len(p.IgnoredParameters) > 0 {
-		x.KeyParts = append(x.KeyParts, KeyPart{"ignored parameters (left out)", strings.Join(p.IgnoredParameters, ", ")})
+	var left, kept []string
+	for _, name := range p.IgnoredParameters {
+		if isCredential(name) && p.KeysCredential(name) {
+			kept = append(kept, name)
+		} else {
+			left = append(left, name)
+		}
+	}
+	if len(left) > 0 {
+		x.KeyParts = append(x.KeyParts, KeyPart{"ignored parameters (left out)", strings.Join(left, ", ")})
+	}
+	if len(kept) > 0 {
+		x.KeyParts = append(x.KeyParts, KeyPart{"ignored credentials (kept in the key, hashed; share_credentialed_responses is off)", strings.Join(kept, ", ")})
 	}
 	hparts, _ := keyHeaders(header, p)
 	for i := 0; i+1 < len(hparts); i += 2 {
 		v := hparts[i+1]
 		name := hparts[i]
-		if strings.HasPrefix(name, "credential:") {
+		if strings.HasPrefix(name, "credential:") || isCredential(name) {
+			// A credential in match_headers counts too; its value is no
+			// more the admin API's to show than the store's.
 			v = "(hashed, never stored)"
 		}
 		x.KeyParts = append(x.KeyParts, KeyPart{"header " + strings.TrimPrefix(name, "credential:"), v})
@@ -358,6 +374,14 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 		x.Assumed = "the headers of the cached response"
 	}
 	dec := p.Decide(kr.rules, cache.Response{Status: status, Header: respHeader, RequestTime: now, ResponseTime: now, Size: -1})
+	if ref, ok := up.refused.get(kr.base); ok {
+		x.LastNotStored = &ref
+		if entry == nil {
+			// What the upstream really answered beats a guess.
+			x.Assumed = fmt.Sprintf("the last response fetched for this key (status %d at %s), which was not stored", ref.Status, ref.At.UTC().Format(time.RFC3339))
+			dec = cache.Decision{Rule: ref.Rule, Reason: ref.Reason}
+		}
+	}
 	x.Store, x.Rule, x.Reason = dec.Store, dec.Rule, dec.Reason
 	if dec.Store {
 		if dec.Expires.IsZero() {

@@ -127,7 +127,9 @@ func (g *Gateway) joinMiss(w http.ResponseWriter, r *http.Request, up *upstream,
 
 // hasDirectives reports whether a request carries anything that asks the
 // gateway for more than the stored response: cache directives, an
-// upgrade, or one of the gateway's own headers (force refresh, expiry).
+// upgrade, or one of the gateway's own headers (force refresh, expiry,
+// the admin token): ServeHTTP decides whether those count, and answers a
+// wrong token, so a request carrying one never takes the fast path.
 func hasDirectives(h http.Header) bool {
 	if len(h["Cache-Control"]) > 0 || len(h["Pragma"]) > 0 || len(h["Upgrade"]) > 0 {
 		return true

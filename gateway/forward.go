@@ -58,6 +58,10 @@ func isConditional(name string) bool {
 	return false
 }
 
+// cachegatePrefix starts the names of cachegate's own request headers,
+// which are never sent upstream.
+const cachegatePrefix = "X-Cachegate-"
+
 // outgoing builds the request sent to the upstream from the client's.
 func outgoing(ctx context.Context, r *http.Request, target *url.URL, method string, body []byte, cacheable bool) *http.Request {
 	out := r.Clone(ctx)
@@ -68,7 +72,9 @@ func outgoing(ctx context.Context, r *http.Request, target *url.URL, method stri
 	out.Close = false
 	removeHopByHop(out.Header)
 	for name := range out.Header {
-		if strings.HasPrefix(name, "X-Cachegate-") {
+		// Case-insensitive: a header map built by hand may hold names
+		// that are not canonical, and the token must never leave.
+		if len(name) >= len(cachegatePrefix) && strings.EqualFold(name[:len(cachegatePrefix)], cachegatePrefix) {
 			delete(out.Header, name)
 		}
 	}

@@ -54,6 +54,10 @@ type Options struct {
 	// MaxBackgroundRefreshes bounds concurrent stale-while-revalidate
 	// refreshes (default 64).
 	MaxBackgroundRefreshes int
+	// AdminToken, when set, lets a /fetch/ request that sends it in
+	// cache.TokenHeader use the per-request control headers on upstreams
+	// without client_overrides.
+	AdminToken string
 }
 
 // Gateway is the caching reverse proxy. It is an http.Handler for paths
@@ -82,6 +86,8 @@ type upstream struct {
 	counters *Counters
 	hits     *hitRecorder
 	memo     keyMemo
+	token    adminToken // see overrides
+	refused  refusals   // why recent responses were not stored, for Explain
 }
 
 // New validates the upstreams and returns a running Gateway; Close stops
@@ -139,7 +145,13 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 				// Redirects are the client's business: pass them on.
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			},
-			hits: rec,
+			hits:  rec,
+			token: newAdminToken(opts.AdminToken),
+		}
+		for _, w := range u.Policy.Warnings() {
+			// Logged once here, where the policy is validated; loading
+			// the config stays free of side effects.
+			g.log.Warn("config warning", "field", "upstreams."+u.Name+"."+w.Field, "warning", w.Message)
 		}
 		g.names = append(g.names, u.Name)
 	}

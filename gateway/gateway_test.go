@@ -107,6 +107,7 @@ func TestExpiryPrecedence(t *testing.T) {
 		p.CacheControl = true
 		p.ExpireAfter = cache.Expiry(10 * time.Minute)
 		p.URLsExpireAfter = rules
+		p.ClientOverrides = true
 	}), upstream, nil)
 	now := e.clock.Now()
 	cases := []struct {
@@ -181,7 +182,7 @@ func TestAlwaysRevalidate(t *testing.T) {
 }
 
 func TestClientDirectives(t *testing.T) {
-	e := newEnv(t, policy(), nil, nil)
+	e := newEnv(t, policy(overrides), nil, nil)
 	t.Run("only-if-cached on a miss is 504", func(t *testing.T) {
 		r := e.do("GET", "/get?oic", "Cache-Control", "only-if-cached")
 		if r.status != http.StatusGatewayTimeout || !strings.Contains(r.body, "not_cached") {
@@ -582,7 +583,7 @@ func TestClientConditionalAnsweredFromCache(t *testing.T) {
 }
 
 func TestBadExpireAfterHeaderIs400(t *testing.T) {
-	e := newEnv(t, policy(), nil, nil)
+	e := newEnv(t, policy(overrides), nil, nil)
 	r := e.do("GET", "/get", cache.ExpireAfterHeader, "soon")
 	if r.status != 400 || !strings.Contains(r.body, cache.ExpireAfterHeader) {
 		t.Fatalf("got %d %s", r.status, r.body)

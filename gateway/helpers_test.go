@@ -98,6 +98,12 @@ func httpbinHandler() http.Handler { return httpbin.New().Handler() }
 // front of it, as upstream "up".
 func newEnv(t testing.TB, p cache.Policy, upstream http.Handler, backend cache.Backend) *env {
 	t.Helper()
+	return newEnvOpts(t, gateway.Options{}, p, upstream, backend)
+}
+
+// newEnvOpts is newEnv with gateway options; the clock is always the env's.
+func newEnvOpts(t testing.TB, opts gateway.Options, p cache.Policy, upstream http.Handler, backend cache.Backend) *env {
+	t.Helper()
 	if upstream == nil {
 		upstream = httpbinHandler()
 	}
@@ -108,7 +114,8 @@ func newEnv(t testing.TB, p cache.Policy, upstream http.Handler, backend cache.B
 	t.Cleanup(us.Close)
 	u, _ := url.Parse(us.URL)
 	c := newClock()
-	g, err := gateway.New(gateway.Options{Now: c.Now}, gateway.Upstream{
+	opts.Now = c.Now
+	g, err := gateway.New(opts, gateway.Upstream{
 		Name: "up", URL: u, Policy: p, Backend: backend, BackendName: "default", Timeout: 2 * time.Second,
 	})
 	if err != nil {
@@ -192,3 +199,6 @@ func policy(mut ...func(*cache.Policy)) cache.Policy {
 }
 
 func rfc(p *cache.Policy) { p.Mode = cache.ModeRFC9111 }
+
+// overrides lets every client use the per-request control headers.
+func overrides(p *cache.Policy) { p.ClientOverrides = true }

@@ -19,10 +19,6 @@ import (
 // everything stored, shown or exported.
 const Redacted = "REDACTED"
 
-// credentialHeaders make a response private to whoever sent them: they are
-// part of the key (hashed) and never stored in the clear.
-var credentialHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
-
 // keyedRequest is a client request as the cache sees it.
 type keyedRequest struct {
 	// method is the method used for caching: HEAD is answered from GET.
@@ -149,6 +145,11 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 	sort.Strings(names)
 	stored = http.Header{}
 	for _, name := range names {
+		if strings.HasPrefix(http.CanonicalHeaderKey(name), cachegatePrefix) {
+			// Control headers and the admin token are never part of
+			// the key, nor stored, whatever match_headers lists.
+			continue
+		}
 		v := strings.Join(h.Values(name), ", ")
 		if ignoredHeader(name, p) {
 			if v != "" {
@@ -166,35 +167,24 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 		}
 	}
 	// Credentials always count, hashed into the key, so that a response is
-	// never served to someone holding a different credential.
-	for _, name := range credentialHeaders {
-		if v := h[name]; len(v) > 0 && !ignoredHeader(name, p) {
+	// never served to someone holding a different credential, even when
+	// ignored_parameters lists them (requests-cache's default list has
+	// Authorization), unless share_credentialed_responses opts out.
+	for _, name := range cache.CredentialHeaders {
+		if v := h[name]; len(v) > 0 && p.KeysCredential(name) {
 			parts = append(parts, "credential:"+name, strings.Join(v, "\n"))
 		}
 	}
 	return parts, stored
 }
 
-func isCredential(name string) bool {
-	for _, c := range credentialHeaders {
-		if strings.EqualFold(c, name) {
-			return true
-		}
-	}
-	return false
-}
+func isCredential(name string) bool { return cache.IsCredential(name) }
 
-func ignoredHeader(name string, p *cache.Policy) bool {
-	for _, x := range p.IgnoredParameters {
-		if strings.EqualFold(x, name) {
-			return true
-		}
-	}
-	return false
-}
+func ignoredHeader(name string, p *cache.Policy) bool { return p.IsIgnored(name) }
 
 // normalizeBody leaves ignored parameters out of a JSON object or form body,
-// as requests-cache does, so they do not split the key.
+// as requests-cache does, so they do not split the key. Names match
+// case-insensitively, as everywhere else.
 func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 	if len(p.IgnoredParameters) == 0 || len(body) == 0 {
 		return body
@@ -206,8 +196,10 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 		if err != nil {
 			return body
 		}
-		for _, name := range p.IgnoredParameters {
-			vals.Del(name)
+		for name := range vals {
+			if p.IsIgnored(name) {
+				delete(vals, name)
+			}
 		}
 		return []byte(vals.Encode())
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
@@ -216,8 +208,10 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 		if err := dec.Decode(&obj); err != nil {
 			return body
 		}
-		for _, name := range p.IgnoredParameters {
-			delete(obj, name)
+		for name := range obj {
+			if p.IsIgnored(name) {
+				delete(obj, name)
+			}
 		}
 		out, err := json.Marshal(obj) // map keys come out sorted
 		if err != nil {
@@ -261,12 +255,22 @@ func varyValue(h http.Header, name string) string {
 
 // varyMatches reports whether the request header agrees with the stored
 // request header on every name the stored response's Vary lists.
+//
+// A redacted credential cannot be compared, and need not be: the entry
+// was found by a key that holds the request's credential (hashed), or the
+// operator chose share_credentialed_responses, which leaves it out as
+// requests-cache leaves ignored headers out of Vary. Without this,
+// responses that say Vary: Cookie or Vary: Authorization would never be
+// hits. Other redacted values (ignored headers) never match.
 func varyMatches(e *cache.Entry, reqHeader http.Header) bool {
 	for _, name := range varyNames(e.Header) {
 		if name == "*" {
 			return false
 		}
 		stored := varyValue(e.RequestHeader, name)
+		if stored == Redacted && isCredential(name) {
+			continue
+		}
 		if stored == Redacted || stored != varyValue(reqHeader, name) {
 			return false
 		}
@@ -290,7 +294,9 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	p := &up.Policy
 	keyURL, storedURL, noScheme := normalizeURL(target, p)
 	kr := &keyedRequest{method: method, target: target, storedURL: storedURL, header: header, body: body}
-	if v := first(header, cache.ExpireAfterHeader); v != "" {
+	// The per-request expiry is a client's override of shared policy:
+	// ignored, bad value or not, unless the upstream or the token allows it.
+	if v := first(header, cache.ExpireAfterHeader); v != "" && up.overrides(header) {
 		e, err := cache.ParseExpiry(v)
 		if err != nil {
 			return nil, fmt.Errorf("header %s: %v", cache.ExpireAfterHeader, err)

@@ -133,7 +133,7 @@ func TestCoreRulesInBothModes(t *testing.T) {
 				}
 			})
 			t.Run("force refresh", func(t *testing.T) {
-				e, up := mk(t)
+				e, up := mk(t, overrides)
 				e.get("/a", "MISS")
 				up.version.Add(1)
 				if r := e.get("/a", "MISS", cache.ForceRefreshHeader, "1"); !strings.Contains(r.body, `"v1"`) {

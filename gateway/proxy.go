@@ -64,6 +64,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.counters.Requests.Add(1)
+	if sent, valid := up.tokenSent(r.Header); sent && !valid {
+		// A client that sends a token wants its control headers obeyed:
+		// ignoring them silently would hide the mistake.
+		up.counters.Errors.Add(1)
+		writeError(w, http.StatusForbidden, "bad_token", up.badToken(), name)
+		return
+	}
 	target, tmpl, memo, err := up.resolve(r, rest)
 	if err != nil {
 		up.counters.Errors.Add(1)
@@ -174,7 +181,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
 		return "ERROR"
 	}
-	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader))
+	force := len(r.Header[cache.ForceRefreshHeader]) > 0 && isTrue(r.Header.Get(cache.ForceRefreshHeader)) && up.overrides(r.Header)
 
 	var entry *cache.Entry
 	var lookedUp time.Time // when this request looked, if it did
@@ -573,6 +580,7 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	}
 
 	dec := p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: resp.ContentLength})
+	up.refused.note(kr.base, resp.StatusCode, dec, respTime)
 	if resp.ContentLength > p.MaxBodySize {
 		return &fetchResult{stream: resp, decision: dec}
 	}

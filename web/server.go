@@ -75,7 +75,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s.gateway, err = gateway.New(gateway.Options{Logger: log}, ups...)
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken}, ups...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +169,9 @@ func (s *Server) startDemo() error {
 	go func() { _ = s.demo.Serve(ln) }()
 	s.demoAddr = ln.Addr().String()
 	p := cache.DefaultPolicy(s.cfg.ExpireAfter)
+	// The README's examples set X-Cachegate-Expire-After on the demo: a
+	// toy upstream on loopback has no shared policy worth protecting.
+	p.ClientOverrides = true
 	s.cfg.Upstreams = append(s.cfg.Upstreams, UpstreamConfig{Name: "demo", URL: demoURL, Policy: p})
 	return nil
 }

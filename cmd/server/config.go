@@ -661,6 +661,9 @@ func (l *loader) decodeUpstream(path, name string, k, n *yaml.Node) (web.Upstrea
 		{"allowable_codes", value(&p.AllowableCodes, "a list of HTTP status codes, like [200, 203, 301]")},
 		{"allowable_methods", value(&p.AllowableMethods, "a list of HTTP methods, like [GET, HEAD]")},
 		{"ignored_parameters", value(&p.IgnoredParameters, "a list of parameter or header names, like [access_token]")},
+		{"share_credentialed_responses", value(&p.ShareCredentialedResponses, "true or false")},
+		{"private_cache", value(&p.PrivateCache, "true or false")},
+		{"client_overrides", value(&p.ClientOverrides, "true or false")},
 		{"match_headers", func(_ string, n *yaml.Node) error {
 			return decodeMatchHeaders(n, p)
 		}},

@@ -346,7 +346,10 @@ upstreams:
     always_revalidate: true
     allowable_codes: [200, 203, 301]
     allowable_methods: [get, HEAD, post]
-    ignored_parameters: [access_token]
+    ignored_parameters: [access_token, Authorization]
+    share_credentialed_responses: true
+    private_cache: true
+    client_overrides: true
     match_headers: [accept-language]
     max_body_size: 10MiB
     content_types: [application/json, text/]
@@ -395,7 +398,7 @@ upstreams:
 					CacheControl:         true,
 					AllowableCodes:       []int{200, 203, 301},
 					AllowableMethods:     []string{"GET", "HEAD", "POST"},
-					IgnoredParameters:    []string{"access_token"},
+					IgnoredParameters:    []string{"access_token", "Authorization"},
 					MatchHeaders:         []string{"Accept-Language"},
 					StaleIfError:         cache.Staleness{On: true, Max: 10 * time.Minute},
 					StaleWhileRevalidate: cache.Staleness{On: true},
@@ -404,6 +407,10 @@ upstreams:
 					ContentTypes:         []string{"application/json", "text/"},
 					ExcludeContentTypes:  []string{"image/"},
 					Key:                  cache.KeyParts{IgnoreQuery: true, IgnoreBody: true, IgnoreHeaders: true},
+
+					ShareCredentialedResponses: true,
+					PrivateCache:               true,
+					ClientOverrides:            true,
 				},
 			},
 			{Name: "plain", URL: "http://localhost:9000/prefix", Policy: def},
@@ -585,6 +592,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "upstream allowable_methods", file: up("    allowable_methods: [\"GET /\"]"), want: []string{`cachegate.yaml:4: upstreams.github.allowable_methods: "GET /" is not an HTTP method`}},
 		{name: "upstream allowable_methods scalar", file: up("    allowable_methods: GET"), want: []string{`upstreams.github.allowable_methods: bad value "GET": want a list of HTTP methods`}},
 		{name: "upstream ignored_parameters", file: up("    ignored_parameters: {a: 1}"), want: []string{`upstreams.github.ignored_parameters: bad value (a mapping): want a list of parameter`}},
+		{name: "upstream share_credentialed_responses", file: up("    share_credentialed_responses: yes please"), want: []string{`cachegate.yaml:4: upstreams.github.share_credentialed_responses: bad value "yes please": want true or false`}},
+		{name: "upstream private_cache", file: up("    private_cache: [true]"), want: []string{`upstreams.github.private_cache: bad value ["true"]: want true or false`}},
+		{name: "upstream client_overrides", file: up("    client_overrides: admin"), want: []string{`cachegate.yaml:4: upstreams.github.client_overrides: bad value "admin": want true or false`}},
 		{name: "upstream match_headers", file: up("    match_headers: some"), want: []string{`upstreams.github.match_headers: bad value "some": want a list of header names, like [Accept-Language], or true for all headers`}},
 		{name: "upstream max_body_size", file: up("    max_body_size: 10 parsecs"), want: []string{`cachegate.yaml:4: upstreams.github.max_body_size: bad size "10 parsecs": want a size in bytes`}},
 		{name: "upstream max_body_size negative", file: up("    max_body_size: -1"), want: []string{`upstreams.github.max_body_size: bad size "-1"`}},
