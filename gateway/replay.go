@@ -200,7 +200,7 @@ func (rp *replay) mismatch(e *cache.Entry, upstreamName string) string {
 	case rp.credential != "":
 		return fmt.Sprintf("the %s in revalidate_headers of upstream %q is not the credential this entry was cached for", rp.credential, upstreamName)
 	case e.Method != http.MethodGet && e.Method != http.MethodHead && len(e.RequestBody) == 0:
-		return "the request body was not kept (the entry was stored before cachegate kept request bodies), so the request cannot be sent again as it was"
+		return "the request body was not kept (the entry was stored before cachegate kept request bodies, or the body was too large for its backend), so the request cannot be sent again as it was"
 	}
 	return "the stored request no longer gives this entry's key (it was imported, or the upstream's key settings changed), so its answer would belong to another entry"
 }

@@ -457,3 +457,30 @@ func upstreamsText(g *gateway.Gateway) string {
 	}
 	return sb.String()
 }
+
+// TestRevalidateEntryWithoutRequestBodyIsSkipped checks an entry of a
+// POST stored before request bodies were kept: its key says a body was
+// part of the request, so sending none would answer another request.
+func TestRevalidateEntryWithoutRequestBodyIsSkipped(t *testing.T) {
+	up := &recorder{answer: func(w http.ResponseWriter, r *http.Request, body string) { io.WriteString(w, "answer to "+body) }}
+	p := policy(func(p *cache.Policy) { p.AllowableMethods = []string{"GET", "HEAD", "POST"} })
+	e := newEnv(t, p, up, nil)
+	e.doBody("POST", "/search", strings.NewReader(`{"q":1}`), "Content-Type", "application/json")
+	key := onlyKey(t, e)
+	old := mustGet(t, e.backend, key)
+	old.RequestBody = nil
+	if err := e.backend.Put(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	stored := mustGet(t, e.backend, key)
+	res, err := e.gw.Revalidate(context.Background(), e.backend, key)
+	if err != nil || res.Outcome != gateway.OutcomeSkipped || !strings.Contains(res.Reason, "request body was not kept") {
+		t.Fatalf("revalidate: %+v, %v; want skipped for the missing body", res, err)
+	}
+	if n := len(up.calls()); n != 1 {
+		t.Fatalf("the upstream received %d requests, want only the first", n)
+	}
+	if after := mustGet(t, e.backend, key); !reflect.DeepEqual(after, stored) {
+		t.Fatal("a skipped revalidation changed the entry")
+	}
+}

@@ -112,6 +112,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	} else {
 		d.Body = e.Body
 	}
+	d.boundRequestBody()
 	old, _, err := b.swap(ctx, e.Key, d)
 	if err != nil {
 		if d.BodyFile != nil {

@@ -137,6 +137,20 @@ func newDocument(e *cache.Entry) *document {
 	}
 }
 
+// maxInline bounds the bytes of bodies a document holds inline, under
+// MongoDB's 16 MiB document limit with room for the metadata.
+const maxInline = 15 << 20
+
+// boundRequestBody drops a request body that would not fit in the
+// document beside its inline response body. Such an entry keeps no
+// request body; an admin revalidation skips it rather than send the
+// request without one (its key says a body was part of it).
+func (d *document) boundRequestBody() {
+	if len(d.RequestBody)+len(d.Body) > maxInline {
+		d.RequestBody = nil
+	}
+}
+
 // entry converts d back, without the body and the request body.
 func (d *document) entry() *cache.Entry {
 	e := &cache.Entry{
