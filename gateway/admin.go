@@ -125,9 +125,6 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	if e.LastModified != "" {
 		req.Header.Set("If-Modified-Since", e.LastModified)
 	}
-	if _, ok := req.Header["User-Agent"]; !ok {
-		req.Header.Set("User-Agent", "") // as the gateway sends: none rather than Go's
-	}
 	reqTime := g.now()
 	resp, err := up.client.Do(req)
 	if err != nil {
