@@ -129,8 +129,9 @@ func (u *upstream) replayOf(e *cache.Entry) (*replay, string, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		vals := e.RequestHeader[name]
+		canonical := http.CanonicalHeaderKey(name) // as the key reads it
 		if !containsRedacted(vals) {
-			rp.header[name] = append([]string(nil), vals...)
+			rp.header[canonical] = append([]string(nil), vals...)
 			continue
 		}
 		fill := u.RevalidateHeaders.Values(name)
@@ -140,7 +141,7 @@ func (u *upstream) replayOf(e *cache.Entry) (*replay, string, error) {
 			}
 			return nil, fmt.Sprintf("request header %s was stored REDACTED and revalidate_headers of upstream %q does not supply it", name, u.Name), nil
 		}
-		rp.header[name] = append([]string(nil), fill...)
+		rp.header[canonical] = append([]string(nil), fill...)
 		if isCredential(name) {
 			rp.credential = name
 		}
