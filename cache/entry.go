@@ -10,8 +10,8 @@ import (
 
 // Entry is one stored response together with the request that produced it.
 //
-// The URL and request headers are stored already redacted: ignored
-// parameters and credentials never reach a backend.
+// The URL, request headers and request body are stored already redacted:
+// ignored parameters and credentials never reach a backend.
 type Entry struct {
 	// Key identifies the entry within its backend. It is an opaque,
 	// URL-safe string (see MakeKey).
@@ -27,8 +27,16 @@ type Entry struct {
 	// URL is the normalized, redacted upstream URL.
 	URL string
 	// RequestHeader holds the request headers that took part in the key
-	// (match_headers and Vary), redacted.
+	// (match_headers and Vary), redacted. The gateway also records there,
+	// as REDACTED, each credential header the request carried, and the
+	// Content-Type of a stored RequestBody, so that an admin revalidation
+	// can tell whether it can send the same request again.
 	RequestHeader http.Header
+	// RequestBody is the body of the request that produced a non-GET
+	// entry (a cached POST, say), redacted like the URL: an admin
+	// revalidation sends it again. Nil when the request had no body, and
+	// in listings that do not ask for bodies.
+	RequestBody []byte
 	// Status is the response status code.
 	Status int
 	// Header holds the response headers as stored (hop-by-hop removed).
@@ -79,13 +87,18 @@ func (e *Entry) Clone() *Entry {
 	if e.Body != nil {
 		c.Body = append([]byte(nil), e.Body...)
 	}
+	if e.RequestBody != nil {
+		c.RequestBody = append([]byte(nil), e.RequestBody...)
+	}
 	return &c
 }
 
-// WithoutBody returns a shallow copy of e whose Body is nil; listings use it.
+// WithoutBody returns a shallow copy of e whose Body and RequestBody are
+// nil; listings use it.
 func (e *Entry) WithoutBody() *Entry {
 	c := *e
 	c.Body = nil
+	c.RequestBody = nil
 	return &c
 }
 

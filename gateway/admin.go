@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -26,7 +28,8 @@ const (
 	OutcomeNotModified = "not_modified" // the upstream confirmed the entry; its expiry was extended
 	OutcomeUpdated     = "updated"      // the upstream answered anew; the entry was replaced
 	OutcomeGone        = "gone"         // the upstream answers 404 or 410; the entry was removed
-	OutcomeError       = "error"        // the upstream failed; the entry was kept
+	OutcomeError       = "error"        // the upstream failed or refused the request; the entry was kept
+	OutcomeSkipped     = "skipped"      // the stored request cannot be sent again as it was; nothing was sent, the entry was kept
 )
 
 // Revalidation reports what a revalidation did.
@@ -36,9 +39,11 @@ type Revalidation struct {
 	Status  int        `json:"upstream_status,omitempty"`
 	Expires *time.Time `json:"expires,omitempty"` // nil: never, or not stored
 	Stored  bool       `json:"stored"`
-	Reason  string     `json:"reason,omitempty"` // why the new expiry, or why no longer stored
-	Changes *Changes   `json:"changes,omitempty"`
-	Error   string     `json:"error,omitempty"`
+	// Reason says why the new expiry, why the entry is no longer stored,
+	// or why it was skipped.
+	Reason  string   `json:"reason,omitempty"`
+	Changes *Changes `json:"changes,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // Changes describes how an updated response differs from the stored one.
@@ -62,10 +67,20 @@ type HeaderChange struct {
 }
 
 // Revalidate asks the upstream whether the entry stored under key in b is
-// still current, with a conditional request when it has validators, and
-// updates b accordingly. An upstream failure is reported in the result,
-// not as an error; errors are for a missing entry (ErrNotFound), an entry
-// of an unknown upstream, or a failing backend.
+// still current, sending the stored request again (its body and headers,
+// what was redacted filled from the upstream's RevalidateHeaders) with a
+// conditional request when the entry has validators, and updates b
+// accordingly.
+//
+// Only an answer about the entry changes it: 304 refreshes its expiry,
+// 404 and 410 remove it, another answer the policy stores (or that forbids
+// storing a response of the same status) replaces it. An entry whose
+// request cannot be sent again as it was is skipped (OutcomeSkipped) and
+// nothing is sent. A network error, a body cut off, 401, 403, 407, 429,
+// 5xx, or another answer that says nothing about the entry is an
+// OutcomeError that leaves it as it was. These are reported in the
+// result, not as errors; errors are for a missing entry (ErrNotFound), an
+// entry of an unknown upstream or of another host, or a failing backend.
 func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (Revalidation, error) {
 	res := Revalidation{Key: key}
 	e, ok, err := b.Get(ctx, key)
@@ -79,26 +94,31 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	if err != nil {
 		return res, err
 	}
-	target, err := up.entryTarget(e)
+	rp, skip, err := up.replayOf(e)
 	if err != nil {
 		return res, err
 	}
-	header := http.Header{}
-	for k, v := range e.RequestHeader {
-		if len(v) == 1 && v[0] == Redacted {
-			continue
-		}
-		header[k] = v
+	if skip != "" {
+		res.Outcome, res.Reason = OutcomeSkipped, skip
+		return res, nil
 	}
-	kr, err := newKeyedRequest(up, e.Method, target, header, nil)
+	kr, err := newKeyedRequest(up, e.Method, rp.target, rp.header, rp.body)
 	if err != nil {
 		return res, err
 	}
-	req, err := http.NewRequestWithContext(ctx, e.Method, target.String(), nil)
+	if kr.base != e.BaseKey {
+		res.Outcome, res.Reason = OutcomeSkipped, rp.mismatch(e, up.Name)
+		return res, nil
+	}
+	var body io.Reader = http.NoBody
+	if len(rp.body) > 0 {
+		body = bytes.NewReader(rp.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, e.Method, rp.target.String(), body)
 	if err != nil {
 		return res, err
 	}
-	req.Header = header.Clone()
+	req.Header = rp.header.Clone()
 	if e.ETag != "" {
 		req.Header.Set("If-None-Match", e.ETag)
 	}
@@ -108,43 +128,50 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	reqTime := g.now()
 	resp, err := up.client.Do(req)
 	if err != nil {
-		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, unwrapURLError(err)).Error()
+		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, unwrapURLError(err)).Error()+"; the entry was kept"
 		return res, nil
 	}
 	defer resp.Body.Close()
 	respTime := g.now()
 	res.Status = resp.StatusCode
 	removeHopByHop(resp.Header)
-	rewriteLocation(resp.Header, up.URL, up.Name, target)
+	rewriteLocation(resp.Header, up.URL, up.Name, rp.target)
 
 	switch {
 	case resp.StatusCode == http.StatusNotModified:
-		r := g.refreshed(ctx, up, kr, e, resp.Header, reqTime, respTime)
-		res.Outcome, res.Stored, res.Reason = OutcomeNotModified, r.stored, r.decision.Reason
-		res.Expires = expiresPtr(r.entry, r.stored)
-		return res, nil
+		return g.confirmed(ctx, b, up, kr, e, resp.Header, reqTime, respTime, res)
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		if _, err := b.Delete(ctx, key); err != nil {
 			return res, err
 		}
 		res.Outcome = OutcomeGone
 		return res, nil
-	case resp.StatusCode >= 500:
+	case replayFailed(resp.StatusCode, e.Status):
 		res.Outcome = OutcomeError
-		res.Error = fmt.Sprintf("upstream %q answered %d; the entry was kept", up.Name, resp.StatusCode)
+		res.Error = fmt.Sprintf("upstream %q answered %d to the replayed request; the entry was kept", up.Name, resp.StatusCode)
 		return res, nil
 	}
-	body, tooBig, err := readUpTo(resp.Body, up.Policy.MaxBodySize)
+	respBody, tooBig, err := readUpTo(resp.Body, up.Policy.MaxBodySize)
 	if err != nil {
-		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err)).Error()
+		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err)).Error()+"; the entry was kept"
 		return res, nil
 	}
-	dec := up.Policy.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(body))})
+	dec := up.Policy.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(respBody))})
 	if tooBig {
 		dec = cache.Decision{Rule: "max_body_size", Reason: "the new body is larger than max_body_size"}
 	}
-	fresh := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
+	if !dec.Store && resp.StatusCode != e.Status {
+		// A redirect to a login page, say: an answer to the replay that
+		// the cache would not keep tells nothing about the entry.
+		res.Outcome = OutcomeError
+		res.Error = fmt.Sprintf("upstream %q answered %d, which would not be stored (%s); the entry was kept", up.Name, resp.StatusCode, dec.Reason)
+		return res, nil
+	}
+	fresh := kr.newEntry(up, resp.StatusCode, resp.Header, respBody, reqTime, respTime, dec)
 	fresh.Key, fresh.BaseKey, fresh.Hits, fresh.LastHit = e.Key, e.BaseKey, e.Hits, e.LastHit
+	// The replay's headers stand for the original request's: keep what
+	// was stored of it, not the filled-in secrets.
+	fresh.RequestHeader, fresh.RequestBody = e.RequestHeader, e.RequestBody
 	res.Outcome, res.Reason = OutcomeUpdated, dec.Reason
 	res.Changes = diffEntries(e, fresh, tooBig)
 	if dec.Store {
@@ -159,39 +186,45 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	return res, nil
 }
 
+// confirmed applies a 304 to the entry in b: the new headers merged in,
+// the expiry computed anew, the body kept. When the new headers forbid
+// storing, the entry is removed.
+func (g *Gateway) confirmed(ctx context.Context, b cache.Backend, up *upstream, kr *keyedRequest, stale *cache.Entry, h http.Header, reqTime, respTime time.Time, res Revalidation) (Revalidation, error) {
+	e := stale.Clone()
+	if e.Header == nil {
+		e.Header = http.Header{} // imported without headers
+	}
+	for k, v := range h {
+		switch k {
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Set-Cookie", "Set-Cookie2":
+			continue
+		}
+		e.Header[k] = v
+	}
+	e.RequestTime, e.Created = reqTime, respTime
+	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	e.Expires, e.Reason = dec.Expires, dec.Reason
+	res.Outcome, res.Reason = OutcomeNotModified, dec.Reason
+	if !dec.Store {
+		if _, err := b.Delete(ctx, stale.Key); err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+	if err := b.Put(ctx, e); err != nil {
+		return res, err
+	}
+	res.Stored = true
+	res.Expires = expiresPtr(e, true)
+	return res, nil
+}
+
 func expiresPtr(e *cache.Entry, stored bool) *time.Time {
 	if !stored || e.Never() {
 		return nil
 	}
 	t := e.Expires
 	return &t
-}
-
-// entryTarget rebuilds the upstream URL of a stored entry. Redacted ignored
-// parameters are left out rather than sent as "REDACTED". The host must be
-// the upstream's: an imported entry can never make the gateway call
-// another host.
-func (u *upstream) entryTarget(e *cache.Entry) (*url.URL, error) {
-	t, err := url.Parse(e.URL)
-	if err != nil {
-		return nil, fmt.Errorf("the stored URL %q does not parse: %w", e.URL, err)
-	}
-	if !strings.EqualFold(t.Host, u.URL.Host) && !strings.EqualFold(t.Host, hostWithoutDefaultPort(u.URL)) {
-		return nil, fmt.Errorf("the stored URL's host %q is not upstream %q's host %q", t.Host, u.Name, u.URL.Host)
-	}
-	t.Scheme, t.Host = u.URL.Scheme, u.URL.Host
-	if t.RawQuery != "" {
-		var kept []string
-		for _, part := range strings.Split(t.RawQuery, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			if value == Redacted && u.Policy.IsIgnored(name) {
-				continue
-			}
-			kept = append(kept, part)
-		}
-		t.RawQuery = strings.Join(kept, "&")
-	}
-	return t, nil
 }
 
 func hostWithoutDefaultPort(u *url.URL) string {

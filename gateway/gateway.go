@@ -37,6 +37,13 @@ type Upstream struct {
 	// dialing URL's host; the demo upstream uses it so its URL (and so the
 	// cache keys) stay the same whatever port it listens on.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// RevalidateHeaders are sent with an admin revalidation of this
+	// upstream's entries (never with /fetch/ traffic), to fill what the
+	// stored request lacks: values of headers stored REDACTED, the
+	// credential an entry was cached for (used only when it is that very
+	// credential), or a header the upstream wants. They are secrets: the
+	// gateway never stores, logs or shows them.
+	RevalidateHeaders http.Header
 }
 
 // Options tune a Gateway. The zero value is usable.
@@ -131,6 +138,13 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		}
 		if u.Timeout <= 0 {
 			u.Timeout = 30 * time.Second
+		}
+		if len(u.RevalidateHeaders) > 0 {
+			h := make(http.Header, len(u.RevalidateHeaders))
+			for k, v := range u.RevalidateHeaders {
+				h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+			}
+			u.RevalidateHeaders = h
 		}
 		rec, ok := recorders[u.Backend]
 		if !ok {

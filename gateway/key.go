@@ -360,7 +360,7 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 	if body == nil {
 		body = []byte{}
 	}
-	return &cache.Entry{
+	e := &cache.Entry{
 		Key:           kr.base,
 		BaseKey:       kr.base,
 		Upstream:      up.Name,
@@ -379,6 +379,8 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 		LastModified:  h.Get("Last-Modified"),
 		Reason:        dec.Reason,
 	}
+	kr.recordRequest(up, e)
+	return e
 }
 
 // first returns the first value of a header given by its canonical name,

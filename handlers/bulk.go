@@ -68,6 +68,9 @@ type RevalidateResult struct {
 	Updated     int64 `json:"updated"`
 	Gone        int64 `json:"gone"`
 	Error       int64 `json:"error"`
+	// Skipped counts entries whose request could not be sent again as it
+	// was; the job's errors hold each one's reason.
+	Skipped int64 `json:"skipped"`
 }
 
 // revalidatePage is how many entries a bulk revalidation lists at a time.
@@ -144,6 +147,9 @@ func (a *API) revalidateAll(ctx context.Context, j *jobs.Job, b cache.Backend, f
 				case out.Outcome == gateway.OutcomeError:
 					res.Error++
 					j.Fail(jobs.EntryError{Key: key, Error: out.Error})
+				case out.Outcome == gateway.OutcomeSkipped:
+					res.Skipped++
+					j.Skip(jobs.EntryError{Key: key, Error: out.Reason})
 				default:
 					switch out.Outcome {
 					case gateway.OutcomeNotModified:

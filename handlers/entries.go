@@ -313,7 +313,8 @@ func (a *API) handleEntryDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEntryRevalidate asks the upstream about one entry and answers
-// what happened: not_modified, updated (with the changes), gone or error.
+// what happened: not_modified, updated (with the changes), gone, error or
+// skipped (the stored request could not be sent again as it was).
 func (a *API) handleEntryRevalidate(w http.ResponseWriter, r *http.Request) {
 	key, b, err := a.keyAndBackend(r)
 	if err != nil {

@@ -2,8 +2,8 @@
 // copies, imports) in the background and keeps their progress where an
 // API can show it.
 //
-// A Job counts done / total / failed entries, keeps the first MaxErrors
-// per-entry errors, and ends in one of three states: done, failed or
+// A Job counts done / total / failed / skipped entries, keeps the first
+// MaxErrors per-entry errors and skip reasons, and ends in one of three states: done, failed or
 // cancelled. A Registry starts jobs, finds them by id, refuses a job whose
 // lock another running job holds (two bulk revalidations of one backend,
 // say), bounds how many run at once, and forgets finished jobs after a
@@ -50,12 +50,18 @@ var (
 // MaxErrors caps the per-entry errors a job keeps; Failed counts them all.
 const MaxErrors = 100
 
-// EntryError is one entry a job could not handle.
+// EntryError is one entry a job could not handle, or chose not to.
 type EntryError struct {
-	Key   string `json:"key,omitempty"`
-	Line  int64  `json:"line,omitempty"` // input line, for imports
-	Error string `json:"error"`
+	Key  string `json:"key,omitempty"`
+	Line int64  `json:"line,omitempty"` // input line, for imports
+	// Outcome is "skipped" for an entry left alone on purpose (see
+	// Job.Skip), with the reason in Error; empty for a failure.
+	Outcome string `json:"outcome,omitempty"`
+	Error   string `json:"error"`
 }
+
+// OutcomeSkipped marks an EntryError that is a skip, not a failure.
+const OutcomeSkipped = "skipped"
 
 // Snapshot is a job's state at one moment. It shares nothing with the job.
 type Snapshot struct {
@@ -66,7 +72,10 @@ type Snapshot struct {
 	Done   int64  `json:"done"`
 	Total  int64  `json:"total"`
 	Failed int64  `json:"failed"`
-	// Errors holds the first MaxErrors entry failures.
+	// Skipped counts entries the job left alone on purpose: neither done
+	// nor failed.
+	Skipped int64 `json:"skipped"`
+	// Errors holds the first MaxErrors entry failures and skips.
 	Errors   []EntryError `json:"errors"`
 	Started  time.Time    `json:"started"`
 	Finished *time.Time   `json:"finished,omitempty"`
@@ -110,6 +119,7 @@ type Job struct {
 	n          int64 // done
 	total      int64
 	failed     int64
+	skipped    int64
 	errs       []EntryError
 	finished   time.Time
 	err        string
@@ -155,6 +165,20 @@ func (j *Job) Fail(e EntryError) {
 	j.changed(false)
 }
 
+// Skip counts one entry the job left alone on purpose (a revalidation
+// that could not send the entry's request faithfully, say) and keeps the
+// reason, marked OutcomeSkipped, while fewer than MaxErrors are kept.
+func (j *Job) Skip(e EntryError) {
+	e.Outcome = OutcomeSkipped
+	j.mu.Lock()
+	j.skipped++
+	if len(j.errs) < MaxErrors {
+		j.errs = append(j.errs, e)
+	}
+	j.mu.Unlock()
+	j.changed(false)
+}
+
 // SetProgress replaces the counters, for work that keeps its own (the
 // transfer package reports whole Progress values).
 func (j *Job) SetProgress(done, total, failed int64) {
@@ -183,7 +207,7 @@ func (j *Job) Snapshot() Snapshot {
 	defer j.mu.Unlock()
 	s := Snapshot{
 		ID: j.id, Kind: j.spec.Kind, Target: j.spec.Target, State: j.state,
-		Done: j.n, Total: j.total, Failed: j.failed, Errors: append([]EntryError{}, j.errs...),
+		Done: j.n, Total: j.total, Failed: j.failed, Skipped: j.skipped, Errors: append([]EntryError{}, j.errs...),
 		Started: j.started, Error: j.err, Result: j.result,
 	}
 	if !j.finished.IsZero() {

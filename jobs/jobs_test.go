@@ -48,6 +48,33 @@ func TestJobCountsProgressAndEnds(t *testing.T) {
 	}
 }
 
+// TestSkipIsNeitherDoneNorFailed checks that a skipped entry is counted
+// apart, with its reason kept beside the failures and marked as a skip.
+func TestSkipIsNeitherDoneNorFailed(t *testing.T) {
+	r := jobs.New(jobs.Options{})
+	defer r.Close()
+	j, err := r.Start(context.Background(), jobs.Spec{Kind: "revalidate"}, func(ctx context.Context, j *jobs.Job) (any, error) {
+		j.SetTotal(3)
+		j.Add(1)
+		j.Skip(jobs.EntryError{Key: "s", Error: "query parameter api_key was stored REDACTED"})
+		j.Fail(jobs.EntryError{Key: "f", Error: "boom"})
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wait(t, j)
+	if s.Done != 1 || s.Failed != 1 || s.Skipped != 1 || len(s.Errors) != 2 {
+		t.Fatalf("snapshot = %+v, want 1 done, 1 failed, 1 skipped", s)
+	}
+	if got := s.Errors[0]; got.Key != "s" || got.Outcome != jobs.OutcomeSkipped || got.Error == "" {
+		t.Fatalf("skip recorded as %+v", got)
+	}
+	if got := s.Errors[1]; got.Outcome != "" {
+		t.Fatalf("failure recorded with outcome %q, want none", got.Outcome)
+	}
+}
+
 func TestFailureAndPanic(t *testing.T) {
 	r := jobs.New(jobs.Options{})
 	defer r.Close()

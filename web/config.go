@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -57,6 +58,12 @@ type UpstreamConfig struct {
 	Timeout time.Duration
 	// Policy holds the caching rules.
 	Policy cache.Policy
+	// RevalidateHeaders are sent with admin revalidations of this
+	// upstream's entries, never with /fetch/ traffic: values for request
+	// headers stored REDACTED, the credential entries were cached for, or
+	// a header the upstream wants (see gateway.Upstream). Secrets: never
+	// stored, logged or shown.
+	RevalidateHeaders http.Header
 }
 
 // DefaultUpstreamTimeout bounds an upstream exchange when none is set.

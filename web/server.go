@@ -198,7 +198,8 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		if timeout <= 0 {
 			timeout = DefaultUpstreamTimeout
 		}
-		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout}
+		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
+			RevalidateHeaders: uc.RevalidateHeaders}
 		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
 			addr := s.demoAddr
 			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {

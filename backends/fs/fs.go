@@ -129,6 +129,10 @@ type meta struct {
 	Reason        string      `json:"reason,omitempty"`
 	RequestHeader http.Header `json:"request_header,omitempty"`
 	Header        http.Header `json:"header,omitempty"`
+	// RequestBody is the body of the request behind a non-GET entry, in
+	// base64, so that an admin revalidation can send it again. Files
+	// written before it existed lack it: their entries have none.
+	RequestBody []byte `json:"request_body,omitempty"`
 }
 
 func newMeta(e *cache.Entry, bodyFile string) *meta {
@@ -153,6 +157,7 @@ func newMeta(e *cache.Entry, bodyFile string) *meta {
 		Reason:        e.Reason,
 		RequestHeader: e.RequestHeader.Clone(),
 		Header:        e.Header.Clone(),
+		RequestBody:   e.RequestBody,
 	}
 }
 
@@ -266,7 +271,7 @@ func (b *Backend) get(key string) (*cache.Entry, bool, error) {
 			return nil, false, err
 		}
 		e := m.entry()
-		e.Body = body
+		e.Body, e.RequestBody = body, m.RequestBody
 		return e, true, nil
 	}
 	return nil, false, errors.New("body kept changing while being read")

@@ -134,15 +134,18 @@ func (b *Backend) PeekMemory(key string) (*cache.Entry, bool) {
 }
 
 // copyEntry returns a copy of e that shares nothing mutable with it,
-// leaving the body out unless withBody. It is cache.Entry.Clone without
-// cloning a body only to drop it.
+// leaving the body and request body out unless withBody. It is
+// cache.Entry.Clone without cloning bodies only to drop them.
 func copyEntry(e *cache.Entry, withBody bool) *cache.Entry {
 	c := *e
 	c.RequestHeader = cloneHeader(e.RequestHeader)
 	c.Header = cloneHeader(e.Header)
-	c.Body = nil
+	c.Body, c.RequestBody = nil, nil
 	if withBody {
 		c.Body = append(make([]byte, 0, len(e.Body)), e.Body...)
+		if e.RequestBody != nil {
+			c.RequestBody = append([]byte(nil), e.RequestBody...)
+		}
 	}
 	return &c
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/cachegate/cachegate/cache"
 )
 
-// withoutBody leaves inline bodies out of listings.
-var withoutBody = bson.D{{Key: "body", Value: 0}}
+// withoutBody leaves inline bodies and request bodies out of listings.
+var withoutBody = bson.D{{Key: "body", Value: 0}, {Key: "req_body", Value: 0}}
 
 // getRetries bounds how often Get re-reads an entry whose GridFS body was
 // replaced while it was being read. It waits a little longer before each
@@ -69,6 +69,7 @@ var errBodyGone = errors.New("gridfs body gone")
 // withBody converts d, reading its body from GridFS when it lives there.
 func (b *Backend) withBody(ctx context.Context, d *document) (*cache.Entry, error) {
 	e := d.entry()
+	e.RequestBody = d.RequestBody
 	if d.BodyFile == nil {
 		e.Body = d.Body
 		if e.Body == nil {
@@ -111,6 +112,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	} else {
 		d.Body = e.Body
 	}
+	d.boundRequestBody()
 	old, _, err := b.swap(ctx, e.Key, d)
 	if err != nil {
 		if d.BodyFile != nil {

@@ -39,6 +39,7 @@ func (b *Backend) PutMany(ctx context.Context, entries []*cache.Entry) error {
 		}
 		d := newDocument(e)
 		d.Body = e.Body
+		d.boundRequestBody()
 		m := mongodrv.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: e.Key}}).SetReplacement(d).SetUpsert(true)
 		if i, ok := index[e.Key]; ok {
 			models[i] = m

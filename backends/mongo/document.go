@@ -33,6 +33,10 @@ type document struct {
 	Hits          int64          `bson:"hits"`
 	LastHit       *bson.DateTime `bson:"last_hit,omitempty"`
 	Reason        string         `bson:"reason,omitempty"`
+	// RequestBody is the body of the request behind a non-GET entry,
+	// inline (request bodies are small next to the responses that go to
+	// GridFS), so that an admin revalidation can send it again.
+	RequestBody []byte `bson:"req_body,omitempty"`
 }
 
 // headerField holds one header. Headers are stored as a list rather than
@@ -108,7 +112,7 @@ func expiresDate(t time.Time) bson.DateTime {
 }
 
 // newDocument converts e; the body is left out, the caller decides where
-// it goes.
+// it goes. The request body is always inline.
 func newDocument(e *cache.Entry) *document {
 	return &document{
 		Key:           e.Key,
@@ -129,10 +133,25 @@ func newDocument(e *cache.Entry) *document {
 		Hits:          e.Hits,
 		LastHit:       optDate(e.LastHit),
 		Reason:        e.Reason,
+		RequestBody:   e.RequestBody,
 	}
 }
 
-// entry converts d back, without the body.
+// maxInline bounds the bytes of bodies a document holds inline, under
+// MongoDB's 16 MiB document limit with room for the metadata.
+const maxInline = 15 << 20
+
+// boundRequestBody drops a request body that would not fit in the
+// document beside its inline response body. Such an entry keeps no
+// request body; an admin revalidation skips it rather than send the
+// request without one (its key says a body was part of it).
+func (d *document) boundRequestBody() {
+	if len(d.RequestBody)+len(d.Body) > maxInline {
+		d.RequestBody = nil
+	}
+}
+
+// entry converts d back, without the body and the request body.
 func (d *document) entry() *cache.Entry {
 	e := &cache.Entry{
 		Key:           d.Key,

@@ -45,18 +45,28 @@ func upsertEntriesSQL(n int) string {
 	return insertEntries + strings.TrimSuffix(strings.Repeat(entryValues+", ", n), ", ") + "\n\t" + onConflictEntries
 }
 
-// upsertBodiesSQL stores n bodies given as (key, body) pairs under the ids
-// of their entries, which must exist and have distinct keys. "WHERE true"
-// tells the parser that ON CONFLICT belongs to the INSERT, not the join.
+// upsertBodiesSQL stores n bodies given as (key, body, request body)
+// triples under the ids of their entries, which must exist and have
+// distinct keys. "WHERE true" tells the parser that ON CONFLICT belongs to
+// the INSERT, not the join.
 func upsertBodiesSQL(n int) string {
-	return `INSERT INTO bodies (id, body)
-	SELECT e.id, v.column2 FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?), ", n), ", ") + `) AS v
+	return `INSERT INTO bodies (id, body, request_body)
+	SELECT e.id, v.column2, v.column3 FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ") + `) AS v
 	JOIN entries AS e ON e.key = v.column1 WHERE true
-	ON CONFLICT (id) DO UPDATE SET body = excluded.body`
+	ON CONFLICT (id) DO UPDATE SET body = excluded.body, request_body = excluded.request_body`
 }
 
-const upsertBody = `INSERT INTO bodies (id, body) VALUES (?, ?)
-	ON CONFLICT (id) DO UPDATE SET body = excluded.body`
+const upsertBody = `INSERT INTO bodies (id, body, request_body) VALUES (?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET body = excluded.body, request_body = excluded.request_body`
+
+// requestBody is the request_body column's value for p: NULL when the
+// request had no body.
+func requestBody(p []byte) any {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
 
 // row is an entry in the shape of the entries table.
 type row struct {
@@ -135,7 +145,8 @@ func toRow(e *cache.Entry) (*row, error) {
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
-// scanEntry reads entryColumns, plus the body when withBody.
+// scanEntry reads entryColumns, plus the body and the request body when
+// withBody.
 func scanEntry(s scanner, withBody bool) (*cache.Entry, error) {
 	var (
 		e                 cache.Entry
@@ -146,7 +157,7 @@ func scanEntry(s scanner, withBody bool) (*cache.Entry, error) {
 		body              []byte
 	)
 	if withBody {
-		dest = append(dest, &body)
+		dest = append(dest, &body, &e.RequestBody)
 	}
 	if err := s.Scan(dest...); err != nil {
 		return nil, err

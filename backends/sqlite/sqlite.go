@@ -167,7 +167,7 @@ func Open(dsn string) (*Backend, error) {
 	b.reader.SetConnMaxIdleTime(0)
 	b.reader.SetConnMaxLifetime(0)
 
-	if b.getStmt, err = b.reader.Preparex(`SELECT ` + entryColumns + `, b.body
+	if b.getStmt, err = b.reader.Preparex(`SELECT ` + entryColumns + `, b.body, b.request_body
 		FROM entries e JOIN bodies b ON b.id = e.id WHERE e.key = ? AND e.deleted = 0`); err != nil {
 		b.reader.Close()
 		b.writer.Close()
@@ -426,7 +426,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	if err := tx.QueryRowxContext(ctx, upsertEntry, r.args()...).Scan(&id); err != nil {
 		return b.fail(op, err)
 	}
-	if _, err := tx.ExecContext(ctx, upsertBody, id, nonNil(e.Body)); err != nil {
+	if _, err := tx.ExecContext(ctx, upsertBody, id, nonNil(e.Body), requestBody(e.RequestBody)); err != nil {
 		return b.fail(op, err)
 	}
 	if b.maxBytes > 0 {
@@ -614,7 +614,7 @@ func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries i
 		}
 		keys[e.Key] = true
 		entryArgs = append(entryArgs, r.args()...)
-		bodyArgs = append(bodyArgs, e.Key, nonNil(e.Body))
+		bodyArgs = append(bodyArgs, e.Key, nonNil(e.Body), requestBody(e.RequestBody))
 		if len(keys) == putChunk {
 			if err := flush(); err != nil {
 				return 0, err
@@ -836,7 +836,7 @@ func listQuery(q cache.Query) (string, []any, cache.Sort, error) {
 	var sb strings.Builder
 	sb.WriteString("SELECT " + entryColumns)
 	if q.WithBody {
-		sb.WriteString(", b.body FROM entries e JOIN bodies b ON b.id = e.id")
+		sb.WriteString(", b.body, b.request_body FROM entries e JOIN bodies b ON b.id = e.id")
 	} else {
 		sb.WriteString(" FROM entries e")
 	}

@@ -72,13 +72,18 @@
 //   - etag, last_modified: the validators used to revalidate.
 //   - hits: how many requests the entry answered.
 //   - reason: why the entry got its expiry, in words.
+//   - request_body_base64 (optional): the body of the request behind a
+//     non-GET entry (a cached POST), redacted as stored, in standard
+//     base64; left out when the request had none. Files written before it
+//     existed import as entries without one.
 //   - body_base64 (required): the body in standard base64 with padding
 //     (RFC 4648 section 4); "" for an empty body. It is always the last
 //     field, so the metadata can be read without decoding the body.
 //
-// Redaction is kept as stored: the gateway stores URLs and request headers
-// already redacted (ignored parameters read REDACTED, credentials are never
-// stored), and an export adds nothing and removes nothing.
+// Redaction is kept as stored: the gateway stores URLs, request headers
+// and request bodies already redacted (ignored parameters read REDACTED,
+// credentials are never stored), and an export adds nothing and removes
+// nothing.
 //
 // Import puts each entry with one Backend.Put, replacing any entry with the
 // same key, so a damaged line never leaves a half-written entry. A line
@@ -93,7 +98,8 @@
 // which browsers' developer tools and HTTP mocking tools load. Each entry
 // becomes a HAR entry whose response content carries the body as text when
 // it is UTF-8 of a textual media type, and base64 ("encoding": "base64")
-// otherwise. HAR has no place for some of cachegate's fields; they go in
+// otherwise; a stored request body goes in the request's postData the same
+// way. HAR has no place for some of cachegate's fields; they go in
 // an "_cachegate" object on each entry (key, upstream, expires, reason), as
 // the spec allows for custom fields. HAR is an export format only: import
 // reads NDJSON.

@@ -174,7 +174,10 @@ type record struct {
 	Hits           int64       `json:"hits"`
 	LastHit        *time.Time  `json:"last_hit"`
 	Reason         string      `json:"reason"`
-	Body           *[]byte     `json:"body_base64,omitempty"`
+	// RequestBody is the body of the request behind a non-GET entry;
+	// optional, so files written before it existed still import.
+	RequestBody *[]byte `json:"request_body_base64,omitempty"`
+	Body        *[]byte `json:"body_base64,omitempty"`
 }
 
 // timePtr returns t in UTC, or nil for the zero time (null in the file).
@@ -195,8 +198,16 @@ func toRecord(e *cache.Entry) *record {
 		ContentType: e.ContentType, Size: &size,
 		RequestTime: timePtr(e.RequestTime), Created: &created, Expires: timePtr(e.Expires),
 		ETag: e.ETag, LastModified: e.LastModified, Hits: e.Hits, LastHit: timePtr(e.LastHit),
-		Reason: e.Reason,
+		Reason: e.Reason, RequestBody: optBytes(e.RequestBody),
 	}
+}
+
+// optBytes returns nil for an empty p, so the field is left out.
+func optBytes(p []byte) *[]byte {
+	if len(p) == 0 {
+		return nil
+	}
+	return &p
 }
 
 // ndjsonWriter writes the NDJSON format.

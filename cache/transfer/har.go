@@ -34,8 +34,18 @@ type (
 		Cookies     []harNameValue `json:"cookies"`
 		Headers     []harNameValue `json:"headers"`
 		QueryString []harNameValue `json:"queryString"`
+		PostData    *harPostData   `json:"postData,omitempty"`
 		HeadersSize int            `json:"headersSize"`
 		BodySize    int            `json:"bodySize"`
+	}
+	// harPostData is the stored request body. HAR 1.2 has no encoding
+	// for it; a body that is not text goes in base64 with "encoding" as
+	// in content, which readers that do not know it show as text.
+	harPostData struct {
+		MimeType string         `json:"mimeType"`
+		Params   []harNameValue `json:"params"`
+		Text     string         `json:"text"`
+		Encoding string         `json:"encoding,omitempty"`
 	}
 	harContent struct {
 		Size     int64  `json:"size"`
@@ -173,14 +183,25 @@ func toHAREntry(e *cache.Entry) harEntry {
 		s := e.Expires.UTC().Format(harTime)
 		state.Expires, extra.Expires = s, &s
 	}
+	req := harRequest{
+		Method: e.Method, URL: e.URL, HTTPVersion: "HTTP/1.1",
+		Cookies: []harNameValue{}, Headers: harHeaders(e.RequestHeader),
+		QueryString: harQuery(e.URL), HeadersSize: -1, BodySize: -1,
+	}
+	if len(e.RequestBody) > 0 {
+		pd := &harPostData{MimeType: e.RequestHeader.Get("Content-Type"), Params: []harNameValue{}}
+		if isText(cache.MediaType(pd.MimeType)) && utf8.Valid(e.RequestBody) {
+			pd.Text = string(e.RequestBody)
+		} else {
+			pd.Text = base64.StdEncoding.EncodeToString(e.RequestBody)
+			pd.Encoding = "base64"
+		}
+		req.PostData, req.BodySize = pd, len(e.RequestBody)
+	}
 	return harEntry{
 		StartedDateTime: started.UTC().Format(harTime),
 		Time:            elapsed,
-		Request: harRequest{
-			Method: e.Method, URL: e.URL, HTTPVersion: "HTTP/1.1",
-			Cookies: []harNameValue{}, Headers: harHeaders(e.RequestHeader),
-			QueryString: harQuery(e.URL), HeadersSize: -1, BodySize: -1,
-		},
+		Request:         req,
 		Response: harResponse{
 			Status: e.Status, StatusText: http.StatusText(e.Status), HTTPVersion: "HTTP/1.1",
 			Cookies: []harNameValue{}, Headers: harHeaders(e.Header), Content: content,

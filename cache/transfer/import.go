@@ -188,7 +188,7 @@ func decodeEntry(line []byte) (*cache.Entry, error) {
 	if err := json.Unmarshal(line, &rec); err != nil {
 		var corrupt base64.CorruptInputError
 		if errors.As(err, &corrupt) {
-			return nil, fmt.Errorf("body_base64: %w", err)
+			return nil, fmt.Errorf("body_base64 or request_body_base64: %w", err)
 		}
 		return nil, fmt.Errorf("malformed JSON: %w", err)
 	}
@@ -229,6 +229,9 @@ func decodeEntry(line []byte) (*cache.Entry, error) {
 		e.ContentType = cache.MediaType(e.Header.Get("Content-Type"))
 	}
 	e.Body = *rec.Body
+	if rec.RequestBody != nil && len(*rec.RequestBody) > 0 {
+		e.RequestBody = *rec.RequestBody
+	}
 	e.Size = *rec.Size
 	e.Created = *rec.Created
 	if rec.RequestTime != nil {

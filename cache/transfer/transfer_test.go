@@ -96,8 +96,14 @@ func fixtures() []*cache.Entry {
 	large := cachetest.SetBody(cachetest.NewEntry("large"), big)
 	large.Method = http.MethodPost
 	large.Created = cachetest.T0.Add(1) // a nanosecond: full precision must survive
+	large.RequestBody = binary          // a request body that is not text
 
-	return []*cache.Entry{plain, bin, never, empty, redacted, large}
+	post := cachetest.NewEntry("post")
+	post.Method = http.MethodPost
+	post.RequestHeader = http.Header{"Content-Type": {"application/json"}}
+	post.RequestBody = []byte(`{"query":"<q> & é","token":"REDACTED"}`)
+
+	return []*cache.Entry{plain, bin, never, empty, redacted, large, post}
 }
 
 // sameEntry fails unless got equals want in every field; times compare
@@ -181,6 +187,12 @@ func TestRoundTrip(t *testing.T) {
 				if !strings.Contains(string(out), `"key":"never"`) || !strings.Contains(string(out), `"expires":null`) {
 					t.Errorf("never-expiring entry not written with expires null")
 				}
+				for _, line := range lines[1:] {
+					has := strings.Contains(line, `"request_body_base64":`)
+					if post := strings.Contains(line, `"key":"post"`) || strings.Contains(line, `"key":"large"`); has != post {
+						t.Errorf("request_body_base64 written %v, want %v: %.80s", has, post, line)
+					}
+				}
 
 				res, err := transfer.Import(ctx, to, bytes.NewReader(out), transfer.ImportOptions{})
 				if err != nil {
@@ -249,6 +261,7 @@ func TestExportHAR(t *testing.T) {
 				Request         struct {
 					Method, URL, HTTPVersion string
 					Headers, QueryString     []struct{ Name, Value string }
+					PostData                 *struct{ MimeType, Text, Encoding string }
 					HeadersSize, BodySize    int
 				}
 				Response struct {
@@ -322,7 +335,25 @@ func TestExportHAR(t *testing.T) {
 		if h.Time < 0 || h.Timings.Wait != h.Time {
 			t.Errorf("%s: time %v timings %+v", e.Key, h.Time, h.Timings)
 		}
+		if pd := h.Request.PostData; (pd != nil) != (len(e.RequestBody) > 0) {
+			t.Errorf("%s: postData %+v for a %d-byte request body", e.Key, pd, len(e.RequestBody))
+		} else if pd != nil {
+			sent := []byte(pd.Text)
+			if pd.Encoding == "base64" {
+				var err error
+				if sent, err = base64.StdEncoding.DecodeString(pd.Text); err != nil {
+					t.Fatalf("%s: postData: %v", e.Key, err)
+				}
+			}
+			if !bytes.Equal(sent, e.RequestBody) || h.Request.BodySize != len(e.RequestBody) {
+				t.Errorf("%s: postData does not round-trip (encoding %q, bodySize %d)", e.Key, pd.Encoding, h.Request.BodySize)
+			}
+		}
 		switch e.Key {
+		case "post":
+			if pd := h.Request.PostData; pd == nil || pd.Encoding != "" || pd.MimeType != "application/json" {
+				t.Errorf("JSON request body: postData %+v, want text of application/json", pd)
+			}
 		case "redacted-1":
 			if h.Response.Content.Encoding != "" {
 				t.Errorf("JSON body written as base64, want text")
@@ -661,5 +692,33 @@ func TestExportMemoryBounded(t *testing.T) {
 	t.Logf("exported %d MiB; live heap grew by at most %.1f MiB", total>>20, float64(growth)/(1<<20))
 	if growth > total/4 {
 		t.Fatalf("live heap grew by %d MiB exporting %d MiB: export does not stream", growth>>20, total>>20)
+	}
+}
+
+// TestImportRequestBody checks that request_body_base64 is optional: a
+// line written before it existed imports as an entry without a request
+// body, and one that carries it gives the entry its request body.
+func TestImportRequestBody(t *testing.T) {
+	const header = `{"format":"cachegate-export","version":1,"exported_at":"2024-05-01T12:00:00Z","filter":{}}`
+	const old = `{"key":"old","upstream":"demo","method":"POST","url":"https://demo.example/q","status":200,` +
+		`"size":2,"created":"2024-05-01T12:00:00Z","body_base64":"e30="}`
+	withBody := strings.Replace(old, `"key":"old"`, `"key":"new"`, 1)
+	withBody = strings.Replace(withBody, `"body_base64"`, `"request_body_base64":"eyJxIjoxfQ==","body_base64"`, 1)
+	b := openMemory(t)
+	in := header + "\n" + old + "\n" + withBody + "\n"
+	res, err := transfer.Import(context.Background(), b, strings.NewReader(in), transfer.ImportOptions{})
+	if err != nil || res.Done != 2 {
+		t.Fatalf("Import: %+v, %v", res.Progress, err)
+	}
+	if e := cachetest.MustGet(t, b, "old"); e.RequestBody != nil {
+		t.Errorf("an old line imported with a %d-byte request body, want none", len(e.RequestBody))
+	}
+	if e := cachetest.MustGet(t, b, "new"); string(e.RequestBody) != `{"q":1}` {
+		t.Errorf("request body %q, want {\"q\":1}", e.RequestBody)
+	}
+	bad := strings.Replace(withBody, `"eyJxIjoxfQ=="`, `"!!"`, 1)
+	_, err = transfer.Import(context.Background(), b, strings.NewReader(header+"\n"+bad+"\n"), transfer.ImportOptions{})
+	if err == nil || !strings.Contains(err.Error(), "request_body_base64") {
+		t.Fatalf("bad request body base64: %v, want an error naming request_body_base64", err)
 	}
 }

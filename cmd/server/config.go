@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -672,6 +673,11 @@ func (l *loader) decodeUpstream(path, name string, k, n *yaml.Node) (web.Upstrea
 		}},
 		{"content_types", value(&p.ContentTypes, "a list of media types or prefixes ending in / or *, like [application/json, text/]")},
 		{"exclude_content_types", value(&p.ExcludeContentTypes, "a list of media types or prefixes ending in / or *, like [image/]")},
+		{"revalidate_headers", func(path string, n *yaml.Node) error {
+			h, err := decodeRevalidateHeaders(path, n)
+			u.RevalidateHeaders = h
+			return err
+		}},
 		{"key", func(path string, n *yaml.Node) error {
 			return decodeMap(path, n, []field{
 				{"ignore_query", value(&p.Key.IgnoreQuery, "true or false")},
@@ -743,6 +749,57 @@ func decodeMatchHeaders(n *yaml.Node, p *cache.Policy) error {
 	}
 	p.MatchAllHeaders = false
 	return decodeValue(n, &p.MatchHeaders, want)
+}
+
+// decodeRevalidateHeaders reads the mapping of header names to literal
+// values that admin revalidations of an upstream send. The values are
+// secrets (an API key, a bearer token): no error quotes them.
+func decodeRevalidateHeaders(path string, n *yaml.Node) (http.Header, error) {
+	n = resolve(n)
+	if isNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, errors.New(`want a mapping of header names to values, like {Authorization: "Bearer ..."} (the value given is not shown: it may be a secret)`)
+	}
+	h := http.Header{}
+	err := eachKey(path, n, func(_, name string, _, v *yaml.Node) error {
+		if err := checkRevalidateHeader(name); err != nil {
+			return err
+		}
+		v = resolve(v)
+		if v.Kind != yaml.ScalarNode || isNull(v) || v.Value == "" {
+			return errors.New("want the header's value as a non-empty string (not shown here: it may be a secret)")
+		}
+		if strings.ContainsAny(v.Value, "\r\n\x00") {
+			return errors.New("the value holds a line break or NUL, which no header value may (not shown here: it may be a secret)")
+		}
+		canonical := http.CanonicalHeaderKey(name)
+		if _, dup := h[canonical]; dup {
+			return fmt.Errorf("header %s given twice (header names ignore case)", canonical)
+		}
+		h[canonical] = []string{v.Value}
+		return nil
+	})
+	return h, err
+}
+
+// checkRevalidateHeader refuses header names that are not tokens, and
+// those the revalidation itself sets or that describe the connection.
+func checkRevalidateHeader(name string) error {
+	if name == "" || strings.IndexFunc(name, func(r rune) bool { return r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) }) >= 0 {
+		return fmt.Errorf("bad header name %q: want a token like Authorization or X-Api-Key", name)
+	}
+	c := http.CanonicalHeaderKey(name)
+	switch c {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Upgrade",
+		"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range":
+		return fmt.Errorf("header %s cannot be set: the revalidation or the connection sets it", c)
+	}
+	if strings.HasPrefix(c, "X-Cachegate-") {
+		return fmt.Errorf("header %s cannot be set: X-Cachegate- headers are cachegate's own", c)
+	}
+	return nil
 }
 
 // decodeSize reads a byte count, plain or human ("10MiB", "512 kB").

@@ -509,10 +509,12 @@ func (c *conn) answer() (ok bool) {
 		return false
 	}
 	c.consume(c.p.n)
+	// Counted before the last bytes go out, so that a client that has
+	// read the answer can rely on the count.
+	c.lane.answered.Add(1)
 	if err := c.w.finish(); err != nil {
 		c.w.closeAfter = true
 	}
-	c.lane.answered.Add(1)
 	return true
 }
 
