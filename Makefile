@@ -4,7 +4,7 @@ BIN     ?= bin/cachegate
 CONFIG  ?= cachegate.example.yaml
 PKGS    := ./...
 
-.PHONY: run build test check fmt vet bench clean
+.PHONY: run build test check fmt vet templ templ-check bench clean
 
 ## run: start the gateway on the embedded SQLite default with the sample config and the demo upstream
 run: build
@@ -21,8 +21,18 @@ test: check
 	CACHEGATE_TEST_BACKEND=memory $(GO) test -count=1 ./gateway/
 	CACHEGATE_TEST_BACKEND=mongo $(GO) test -count=1 ./gateway/
 
-## check: formatting and vet
-check: fmt vet
+## check: formatting, vet, and the generated templ code in step with views/*.templ
+check: fmt vet templ-check
+
+## templ: regenerate views/*_templ.go from views/*.templ
+templ:
+	$(GO) tool templ generate -path views
+
+## templ-check: fail when the committed *_templ.go differ from what templ generates
+templ-check: templ
+	@git diff --exit-code -- 'views/*_templ.go' || { echo "views/*_templ.go are stale: run make templ and commit them"; exit 1; }
+	@out=$$(git ls-files --others --exclude-standard -- 'views/*_templ.go'); \
+	if [ -n "$$out" ]; then echo "generated but not committed:"; echo "$$out"; exit 1; fi
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
