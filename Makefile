@@ -24,13 +24,14 @@ test: check
 ## check: formatting, vet, and the generated templ code in step with views/*.templ
 check: fmt vet templ-check
 
-## templ: regenerate views/*_templ.go from views/*.templ
+## templ: regenerate views/*_templ.go from views/*.templ (run from the
+## repository root: the generated code names its source by that path)
 templ:
-	$(GO) tool templ generate -path views
+	@$(GO) tool templ generate -log-level warn
 
 ## templ-check: fail when the committed *_templ.go differ from what templ generates
 templ-check: templ
-	@git diff --exit-code -- 'views/*_templ.go' || { echo "views/*_templ.go are stale: run make templ and commit them"; exit 1; }
+	@git diff --quiet -- 'views/*_templ.go' || { git diff --stat -- 'views/*_templ.go'; echo "views/*_templ.go are stale: run make templ and commit them"; exit 1; }
 	@out=$$(git ls-files --others --exclude-standard -- 'views/*_templ.go'); \
 	if [ -n "$$out" ]; then echo "generated but not committed:"; echo "$$out"; exit 1; fi
 
