@@ -527,3 +527,28 @@ func TestBrowserSignInWithToken(t *testing.T) {
 func signInView(errorText string, signedOut bool) templ.Component {
 	return views.SignIn(views.SignInView{CSRFToken: "csrf", Next: "/backends", Error: errorText, SignedOut: signedOut})
 }
+
+func TestBrowserToast(t *testing.T) {
+	// Pages and server answers (HX-Trigger) raise toasts through app.js;
+	// the message is text, never markup.
+	srv := startUIServer(t, "")
+	b := newBrowser(t)
+	for _, v := range viewports {
+		t.Run(v.name, func(t *testing.T) {
+			run(t, b, emulate(v), chromedp.Navigate(srv.URL()+"/"), chromedp.WaitVisible(byTestID("upstream-row"), chromedp.ByQuery),
+				chromedp.Evaluate(`document.body.dispatchEvent(new CustomEvent("cachegate:toast", {bubbles: true, detail: {message: "Deleted <b>3</b> entries", kind: "ok"}}))`, nil),
+				chromedp.WaitVisible(byTestID("toast"), chromedp.ByQuery),
+			)
+			if got, want := testText(t, b, "toast"), "Deleted <b>3</b> entries ×"; got != want {
+				t.Errorf("toast %q, want %q", got, want)
+			}
+			if n := testCount(t, b, byTestID("toast")+" b"); n != 0 {
+				t.Error("the toast rendered its message as HTML")
+			}
+			noHorizontalScroll(t, b, "toast at "+v.name)
+			screenshot(t, b, "toast-"+v.name)
+			run(t, b, chromedp.Click(byTestID("toast")+" .toast-close", chromedp.ByQuery), chromedp.WaitNotPresent(byTestID("toast"), chromedp.ByQuery))
+			browserErrors(t, b, "toast at "+v.name)
+		})
+	}
+}

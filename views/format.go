@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/dustin/go-humanize"
 )
@@ -54,4 +55,56 @@ func sortedKeys(q map[string][]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Ago says how long before now t was, in the largest unit that fits:
+// "just now", "45 s ago", "5 min ago", "3 h ago", "2 d ago". A zero t is
+// "never".
+func Ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + span(-d)
+	}
+	if d < time.Second {
+		return "just now"
+	}
+	return span(d) + " ago"
+}
+
+// Expiry says when an entry expires relative to now: "never" (zero t),
+// "in 5 min", or "expired 2 h ago".
+func Expiry(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	if d := t.Sub(now); d > 0 {
+		return "in " + span(d)
+	}
+	return "expired " + span(now.Sub(t)) + " ago"
+}
+
+// span is a duration in its largest whole unit, rounded down: "45 s",
+// "5 min", "3 h", "2 d".
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d/time.Second)) + " s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " h"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + " d"
+}
+
+// UTC formats t for a page: "2026-12-03 08:10:04 UTC"; app.js turns
+// <time data-local> into the reader's zone.
+func UTC(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 }

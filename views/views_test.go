@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/a-h/templ"
@@ -151,5 +152,47 @@ func TestFormat(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
 		}
+	}
+}
+
+func TestRelativeTimes(t *testing.T) {
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, got, want string
+	}{
+		{"ago never", views.Ago(time.Time{}, now), "never"},
+		{"just now", views.Ago(now.Add(-300*time.Millisecond), now), "just now"},
+		{"seconds", views.Ago(now.Add(-45*time.Second), now), "45 s ago"},
+		{"minutes", views.Ago(now.Add(-5*time.Minute-10*time.Second), now), "5 min ago"},
+		{"hours", views.Ago(now.Add(-3*time.Hour), now), "3 h ago"},
+		{"days", views.Ago(now.Add(-50*time.Hour), now), "2 d ago"},
+		{"future", views.Ago(now.Add(90*time.Second), now), "in 1 min"},
+		{"expiry never", views.Expiry(time.Time{}, now), "never"},
+		{"expiry future", views.Expiry(now.Add(5*time.Minute), now), "in 5 min"},
+		{"expired", views.Expiry(now.Add(-2*time.Hour), now), "expired 2 h ago"},
+		{"expires now", views.Expiry(now, now), "expired 0 s ago"},
+		{"utc", views.UTC(time.Date(2026, 12, 3, 9, 10, 4, 0, time.FixedZone("CET", 3600))), "2026-12-03 08:10:04 UTC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Fatalf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTimestamp(t *testing.T) {
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	doc := render(t, views.Timestamp(now.Add(-5*time.Minute), now))
+	tm := doc.Find("time")
+	if got, want := tm.AttrOr("datetime", ""), "2026-12-03T07:55:00Z"; got != want {
+		t.Errorf("datetime %q, want %q", got, want)
+	}
+	if got, want := strings.TrimSpace(tm.Text()), "5 min ago"; got != want {
+		t.Errorf("text %q, want %q", got, want)
+	}
+	if got := strings.TrimSpace(render(t, views.Timestamp(time.Time{}, now)).Text()); got != "never" {
+		t.Errorf("zero time shows %q", got)
 	}
 }

@@ -83,6 +83,13 @@
     toast("Could not reach cachegate; check that it is running.", "bad");
   });
 
+  // A server answer can ask for a toast with the header
+  //   HX-Trigger: {"cachegate:toast": {"message": "Deleted 3 entries", "kind": "ok"}}
+  document.addEventListener("cachegate:toast", function (e) {
+    var d = e.detail || {};
+    if (d.message) toast(String(d.message), d.kind === "ok" || d.kind === "bad" ? d.kind : "");
+  });
+
   // For the other scripts (live.js, pages added later).
   window.cachegate = { toast: toast, csrfToken: csrfToken };
 })();
