@@ -34,6 +34,7 @@ func (a *API) MountPages(r chi.Router) {
 		r.Get("/backends", a.handleBackendsPage)
 	})
 	r.NotFound(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageNotFound))).ServeHTTP)
+	r.MethodNotAllowed(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageMethodNotAllowed))).ServeHTTP)
 }
 
 // pagesEnabled answers every page with a readable 403 when the admin side
@@ -139,6 +140,13 @@ func sentence(s string) string {
 func (a *API) handlePageNotFound(w http.ResponseWriter, r *http.Request) {
 	a.renderError(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path,
 		"Check the address, or pick a page from the navigation above.")
+}
+
+// handlePageMethodNotAllowed answers a page asked for with a method it
+// does not take (a form posted to a page that only shows).
+func (a *API) handlePageMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	a.renderError(w, r, http.StatusMethodNotAllowed, "The page at "+r.URL.Path+" does not take "+r.Method+" requests",
+		"Open it with a link instead; nothing was changed.")
 }
 
 // pageBackend returns the backend the page's ?backend= names (the default

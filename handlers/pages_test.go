@@ -320,6 +320,27 @@ func TestPageErrors(t *testing.T) {
 		{"unknown parameter", "/backends?sort=x", 400, "sort", "Check the address"},
 		{"repeated parameter", "/?backend=default&backend=scratch", 400, "backend", "Check the address"},
 	}
+	t.Run("method not allowed", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/backends", nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Fatalf("POST /backends: %d, want 405", rec.Code)
+		}
+		doc, err := goquery.NewDocumentFromReader(rec.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := text(testid(doc, "error-title")); !strings.Contains(got, "does not take POST") {
+			t.Fatalf("title %q", got)
+		}
+	})
+	t.Run("api stays JSON", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/nope", nil))
+		if ct := rec.Header().Get("Content-Type"); rec.Code != http.StatusNotFound || !strings.HasPrefix(ct, "application/json") {
+			t.Fatalf("GET /api/nope: %d %s, want a JSON 404", rec.Code, ct)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := p.get(t, tt.target, tt.status)
