@@ -552,3 +552,22 @@ func TestBrowserToast(t *testing.T) {
 		})
 	}
 }
+
+func TestBrowserWorksWithoutScripts(t *testing.T) {
+	// With scripts off the picker shows its Go button, and the plain GET
+	// form picks the backend and keeps the page.
+	srv := startUIServer(t, "")
+	b := newBrowser(t)
+	run(t, b, emulation.SetScriptExecutionDisabled(true), emulate(desktop),
+		chromedp.Navigate(srv.URL()+"/backends"), chromedp.WaitVisible(byTestID("backend-picker")+" .nojs", chromedp.ByQuery))
+	run(t, b,
+		chromedp.SetValue(byTestID("backend-select"), "scratch", chromedp.ByQuery),
+		chromedp.Click(byTestID("backend-picker")+" .nojs", chromedp.ByQuery),
+		chromedp.WaitReady(byTestID("backend-option-scratch")+"[selected]", chromedp.ByQuery),
+	)
+	if got, want := location(t, b), srv.URL()+"/backends?backend=scratch"; got != want {
+		t.Fatalf("after picking scratch without scripts: %s, want %s", got, want)
+	}
+	screenshot(t, b, "backends-noscript-desktop")
+	browserErrors(t, b, "without scripts")
+}
