@@ -149,29 +149,23 @@ func (a *API) handlePageMethodNotAllowed(w http.ResponseWriter, r *http.Request)
 		"Open it with a link instead; nothing was changed.")
 }
 
-// pageBackend returns the backend the page's ?backend= names (the default
-// one when none). On an unknown name it answers the error page itself and
-// returns ok false.
-func (a *API) pageBackend(w http.ResponseWriter, r *http.Request) (name string, b cache.Backend, ok bool) {
-	name, b, err := a.backend(r.URL.Query().Get("backend"))
-	if err != nil {
-		a.renderError(w, r, http.StatusNotFound, "No backend named "+quote(r.URL.Query().Get("backend")),
-			"Configured backends: "+strings.Join(a.names, ", ")+". Pick one in the header.")
-		return "", nil, false
-	}
-	return name, b, true
-}
-
-// pageQuery checks the page's query like queryParams does for the API
-// ("backend" is always accepted). On a bad query it answers the error page
-// itself and returns ok false.
-func (a *API) pageQuery(w http.ResponseWriter, r *http.Request, accepted ...string) (url.Values, bool) {
+// pageQuery checks a page's query the way queryParams does for the API
+// (accepted, plus "backend" always) and resolves ?backend= (the default
+// backend when absent). On a bad query or an unknown backend it answers
+// the error page itself and returns ok false; the handler just returns.
+func (a *API) pageQuery(w http.ResponseWriter, r *http.Request, accepted ...string) (v url.Values, name string, b cache.Backend, ok bool) {
 	v, err := queryParams(r, append([]string{"backend"}, accepted...)...)
 	if err != nil {
 		a.pageError(w, r, err)
-		return nil, false
+		return nil, "", nil, false
 	}
-	return v, true
+	name, b, err = a.backend(v.Get("backend"))
+	if err != nil {
+		a.renderError(w, r, http.StatusNotFound, "No backend named "+quote(v.Get("backend")),
+			"Configured backends: "+strings.Join(a.names, ", ")+". Pick one in the header.")
+		return nil, "", nil, false
+	}
+	return v, name, b, true
 }
 
 // layout builds the frame of a page: the backend picker with every
@@ -285,10 +279,7 @@ func (a *API) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 // handleOverviewPage shows the gateway's counters per upstream and each
 // backend's size.
 func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.pageQuery(w, r); !ok {
-		return
-	}
-	if _, _, ok := a.pageBackend(w, r); !ok {
+	if _, _, _, ok := a.pageQuery(w, r); !ok {
 		return
 	}
 	snap := a.gw.Stats().Snapshot()
@@ -321,10 +312,7 @@ func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
 // handleBackendsPage shows every backend with its DSN (credentials
 // masked), size and health, as GET /api/backends reports them.
 func (a *API) handleBackendsPage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.pageQuery(w, r); !ok {
-		return
-	}
-	if _, _, ok := a.pageBackend(w, r); !ok {
+	if _, _, _, ok := a.pageQuery(w, r); !ok {
 		return
 	}
 	rows := make([]views.BackendRow, 0, len(a.names))
