@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -488,13 +489,25 @@ func TestBrowserSignInWithToken(t *testing.T) {
 	needGuard(t)
 	srv := startUIServer(t, "s3cret-token")
 	b := newBrowser(t)
-	for _, v := range viewports {
-		t.Run(v.name, func(t *testing.T) {
-			run(t, b, emulate(v), chromedp.Navigate(srv.URL()+"/backends"), chromedp.WaitVisible(byTestID("signin-form"), chromedp.ByQuery))
-			if got := location(t, b); !strings.HasPrefix(got, srv.URL()+"/signin?next=") {
-				t.Fatalf("an unauthenticated visit landed on %s, want /signin", got)
+	// The overview at desktop width, another page (which next= must bring
+	// the user back to) at phone width.
+	for _, tc := range []struct {
+		v          viewport
+		path, wait string
+	}{
+		{desktop, "/", "upstream-row"},
+		{phone, "/backends", "backend-row"},
+	} {
+		t.Run(tc.v.name, func(t *testing.T) {
+			run(t, b, emulate(tc.v), chromedp.Navigate(srv.URL()+tc.path), chromedp.WaitVisible(byTestID("signin-form"), chromedp.ByQuery))
+			landed, err := url.Parse(location(t, b))
+			if err != nil {
+				t.Fatal(err)
 			}
-			screenshot(t, b, "signin-redirect-"+v.name)
+			if landed.Path != "/signin" || landed.Query().Get("next") != tc.path {
+				t.Fatalf("an unauthenticated visit to %s landed on %s, want /signin?next=%s", tc.path, landed, tc.path)
+			}
+			screenshot(t, b, "signin-redirect-"+tc.v.name)
 			// A wrong token says so and stays on the form.
 			run(t, b,
 				chromedp.SendKeys(byTestID("signin-token"), "wrong", chromedp.ByQuery),
@@ -508,17 +521,18 @@ func TestBrowserSignInWithToken(t *testing.T) {
 			run(t, b,
 				chromedp.SendKeys(byTestID("signin-token"), "s3cret-token", chromedp.ByQuery),
 				chromedp.Click(byTestID("signin-submit"), chromedp.ByQuery),
-				chromedp.WaitVisible(byTestID("backend-row"), chromedp.ByQuery),
+				chromedp.WaitVisible(byTestID(tc.wait), chromedp.ByQuery),
 			)
-			if got, want := location(t, b), srv.URL()+"/backends"; got != want {
+			if got, want := location(t, b), srv.URL()+tc.path; got != want {
 				t.Errorf("after signing in: %s, want %s", got, want)
 			}
 			if got := testCount(t, b, byTestID("auth-signed-in")); got != 1 {
 				t.Error("the header does not show the signed-in state")
 			}
-			screenshot(t, b, "signed-in-"+v.name)
+			screenshot(t, b, "signed-in-"+tc.v.name)
 			// Signing out returns to the form.
 			run(t, b, chromedp.Click(byTestID("signout"), chromedp.ByQuery), chromedp.WaitVisible(byTestID("signed-out"), chromedp.ByQuery))
+			browserErrors(t, b, "sign-in at "+tc.v.name)
 		})
 	}
 }
