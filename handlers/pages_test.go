@@ -404,3 +404,25 @@ func TestSignInPageWithoutATokenGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPages measures the server time of each page, rendering
+// included, over a SQLite default backend and a memory one.
+func BenchmarkPages(b *testing.B) {
+	p := newPages(b, pagesConfig{backends: map[string]cache.Backend{"scratch": memory.New(1 << 20)},
+		dsns: map[string]string{"scratch": "memory://"}})
+	p.fetch(b, "/a", "MISS")
+	p.fetch(b, "/a", "HIT")
+	for _, page := range []struct{ name, target string }{{"overview", "/"}, {"backends", "/backends"}} {
+		target := page.target
+		b.Run(page.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, target, nil)
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				p.router.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+	}
+}
