@@ -2,6 +2,18 @@
 // view-model structs (defined here) and write HTML; they do no I/O and know
 // nothing of backends or requests, so each can be rendered and checked in
 // a test on its own.
+//
+// A page is a component that wraps its content in Page(l) with the Layout
+// the handler built (handlers.API.layout), starts with PageHead, and uses
+// the shared pieces: EmptyState for a list with nothing in it, Notice,
+// Badge, Timestamp/LocalTime and the Bytes, Count, Percent, Ago and Expiry
+// formatters, CSRFField in every POST form. Tables use the classes
+// "table-wrap cards" and "data cards" with a data-label on each cell, so
+// they become cards on a phone; numbers get class "num". Every element a
+// test reads carries a data-testid. No inline script and no on*=
+// attributes (the pages' CSP refuses them): behaviour goes in
+// static/js/app.js, hung off data-* attributes. After editing a .templ
+// file, run make templ (go tool templ generate) and commit both files.
 package views
 
 import "net/url"
