@@ -4,7 +4,7 @@ BIN     ?= bin/cachegate
 CONFIG  ?= cachegate.example.yaml
 PKGS    := ./...
 
-.PHONY: run build test check fmt vet bench clean
+.PHONY: run build test check fmt vet templ templ-check bench clean
 
 ## run: start the gateway on the embedded SQLite default with the sample config and the demo upstream
 run: build
@@ -21,12 +21,22 @@ test: check
 	CACHEGATE_TEST_BACKEND=memory $(GO) test -count=1 ./gateway/
 	CACHEGATE_TEST_BACKEND=mongo $(GO) test -count=1 ./gateway/
 
-## check: formatting and vet
-check: fmt vet
+## check: formatting, vet, and the generated templ code in step with views/*.templ
+check: fmt vet templ-check
 
-fmt:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+## templ: regenerate views/*_templ.go from views/*.templ (run from the
+## repository root: the generated code names its source by that path)
+templ:
+	@$(GO) tool templ generate -log-level warn
+
+## templ-check: fail when views/*_templ.go differ from what templ generates
+## from views/*.templ (they are regenerated; commit the result)
+templ-check:
+	@tmp=$$(mktemp -d); cp views/*_templ.go "$$tmp"/ 2>/dev/null; \
+	$(GO) tool templ generate -log-level warn || { rm -rf "$$tmp"; exit 1; }; \
+	stale=; for f in views/*_templ.go; do cmp -s "$$f" "$$tmp/$${f##*/}" || stale="$$stale $$f"; done; \
+	rm -rf "$$tmp"; \
+	if [ -n "$$stale" ]; then echo "out of date with their .templ files (now regenerated, commit them):$$stale"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)

@@ -29,6 +29,7 @@ func (s *Server) mountAdmin(r chi.Router) {
 	// The Go profiler, behind the admin token: how the hot path was
 	// measured, and how an operator finds where the time goes.
 	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))
+	s.admin.MountPages(r)
 }
 
 // closeAdmin stops the admin side's running jobs, before the backends they

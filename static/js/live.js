@@ -1,0 +1,1 @@
+// Live updates over /ws (job progress, stats): filled in by the websocket work.
