@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cachegate/cachegate/views"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -211,7 +212,11 @@ func (a *API) protectPages(next http.Handler) http.Handler {
 		setPageHeaders(w.Header())
 		unsafe := isUnsafe(r.Method)
 		if _, err := a.admit(r, unsafe); err != nil {
-			pageError(w, err.Status, err.Message)
+			if err.Code == "admin_disabled" {
+				a.renderBare(w, r, views.ErrorView{Status: err.Status, Title: "The admin side is off", Hint: err.Message})
+				return
+			}
+			a.refusePage(w, r, err.Status, err.Message)
 			return
 		}
 		public := r.URL.Path == "/signin" || r.URL.Path == "/signout"
@@ -222,12 +227,12 @@ func (a *API) protectPages(next http.Handler) http.Handler {
 					http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 					return
 				}
-				pageError(w, http.StatusUnauthorized, "Sign in first: open /signin and enter the admin token.")
+				a.refusePage(w, r, http.StatusUnauthorized, "Sign in first: open /signin and enter the admin token.")
 				return
 			}
 		}
 		if unsafe && !bearer && !a.checkCSRF(r, public) {
-			pageError(w, http.StatusForbidden, "This form has expired or did not come from this admin page: reload the page and try again.")
+			a.refusePage(w, r, http.StatusForbidden, "This form has expired or did not come from this admin page: reload the page and try again.")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -238,14 +243,28 @@ func isWebsocket(r *http.Request) bool {
 	return r.URL.Path == "/ws" || strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// pageError answers a page request the guard refused, as plain text a
-// person can read.
-func pageError(w http.ResponseWriter, status int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(msg + "\n"))
+// refusePage answers a page request the guard refused with a bare error
+// page (no frame: the frame shows data the request may not see).
+func (a *API) refusePage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if isWebsocket(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(msg + "\n"))
+		return
+	}
+	a.renderBare(w, r, views.ErrorView{Status: status, Title: msg, Hint: refusalHint(status)})
+}
+
+// refusalHint says what to do after the guard refused a page.
+func refusalHint(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "Open /signin and enter the admin token."
+	case http.StatusMisdirectedRequest:
+		return "Open the admin pages by the address cachegate listens on, or add this name to admin_hosts."
+	}
+	return "Open the admin pages from their own address, and reload them before you try again."
 }
 
 // MountSignIn adds POST /signin and POST /signout; the ui branch's pages

@@ -508,7 +508,7 @@ func TestPageCSRF(t *testing.T) {
 				}
 				return
 			}
-			if w.Code != http.StatusForbidden || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") || w.Body.Len() < 20 {
+			if w.Code != http.StatusForbidden || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") || !strings.Contains(w.Body.String(), `data-testid="error-title"`) {
 				t.Fatalf("got %d %q %q, want 403 with a readable message", w.Code, w.Header().Get("Content-Type"), w.Body)
 			}
 		})

@@ -230,19 +230,6 @@ func backendKind(dsn string) string {
 	return scheme
 }
 
-// localPath returns next when it is a path on this server, else "/": a
-// sign-in link must not be able to send the user to another site.
-func localPath(next string) string {
-	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n\t") {
-		return "/"
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" {
-		return "/"
-	}
-	return next
-}
-
 // signInErrors are the messages for the codes POST /signin sends back in
 // ?error=.
 var signInErrors = map[string]string{

@@ -94,7 +94,7 @@ func (p *pages) fetch(tb testing.TB, path, wantCache string) {
 func (p *pages) get(tb testing.TB, target string, wantStatus int) *goquery.Document {
 	tb.Helper()
 	rec := httptest.NewRecorder()
-	p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+	p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, target, nil))
 	if rec.Code != wantStatus {
 		tb.Fatalf("GET %s: status %d, want %d: %.300s", target, rec.Code, wantStatus, rec.Body.String())
 	}
@@ -281,7 +281,7 @@ func TestPagesLoadScriptsOnlyFromStatic(t *testing.T) {
 	p := newPages(t, pagesConfig{})
 	for _, target := range []string{"/", "/backends", "/nope", "/?backend=nope", "/signin"} {
 		rec := httptest.NewRecorder()
-		p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, target, nil))
 		doc, err := goquery.NewDocumentFromReader(rec.Body)
 		if err != nil {
 			t.Fatal(err)
@@ -292,7 +292,7 @@ func TestPagesLoadScriptsOnlyFromStatic(t *testing.T) {
 				t.Errorf("%s: inline or foreign script %q", target, src)
 			}
 			sub := httptest.NewRecorder()
-			p.router.ServeHTTP(sub, httptest.NewRequest(http.MethodGet, src, nil))
+			p.router.ServeHTTP(sub, loopbackRequest(http.MethodGet, src, nil))
 			if sub.Code != http.StatusOK {
 				t.Errorf("%s: script %s answers %d", target, src, sub.Code)
 			}
@@ -322,7 +322,8 @@ func TestPageErrors(t *testing.T) {
 	}
 	t.Run("method not allowed", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/backends", nil))
+		csrf, _ := p.get(t, "/", http.StatusOK).Find(`meta[name="csrf-token"]`).Attr("content")
+		p.router.ServeHTTP(rec, loopbackRequest(http.MethodPost, "/backends", nil, "X-CSRF-Token", csrf))
 		if rec.Code != http.StatusMethodNotAllowed {
 			t.Fatalf("POST /backends: %d, want 405", rec.Code)
 		}
@@ -336,7 +337,7 @@ func TestPageErrors(t *testing.T) {
 	})
 	t.Run("api stays JSON", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/nope", nil))
+		p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/api/nope", nil))
 		if ct := rec.Header().Get("Content-Type"); rec.Code != http.StatusNotFound || !strings.HasPrefix(ct, "application/json") {
 			t.Fatalf("GET /api/nope: %d %s, want a JSON 404", rec.Code, ct)
 		}
@@ -373,7 +374,7 @@ func TestPagesOffWhenTheAdminSideIsOff(t *testing.T) {
 	}
 	// The assets hold no data and stay reachable.
 	rec := httptest.NewRecorder()
-	p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, static.URL("css/app.css"), nil))
+	p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, static.URL("css/app.css"), nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("the stylesheet answers %d", rec.Code)
 	}
@@ -394,7 +395,7 @@ func TestSignInPageWithoutATokenGoesOn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			p.router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/signin?next="+url.QueryEscape(tt.next), nil))
+			p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/signin?next="+url.QueryEscape(tt.next), nil))
 			if rec.Code != http.StatusSeeOther {
 				t.Fatalf("status %d, want 303", rec.Code)
 			}
@@ -415,7 +416,7 @@ func BenchmarkPages(b *testing.B) {
 	for _, page := range []struct{ name, target string }{{"overview", "/"}, {"backends", "/backends"}} {
 		target := page.target
 		b.Run(page.name, func(b *testing.B) {
-			req := httptest.NewRequest(http.MethodGet, target, nil)
+			req := loopbackRequest(http.MethodGet, target, nil)
 			for b.Loop() {
 				rec := httptest.NewRecorder()
 				p.router.ServeHTTP(rec, req)
