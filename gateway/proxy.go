@@ -738,7 +738,7 @@ func (g *Gateway) streamThrough(w *countingWriter, r *http.Request, up *upstream
 	if r.Method == http.MethodHead {
 		return xcache
 	}
-	dw := g.newDeadlineWriter(w, resp.ContentLength < 0) // unknown length: likely a stream, pass each chunk on
+	dw := g.newDeadlineWriter(w)
 	defer dw.done()
 	if len(prefix) > 0 && dw.write(prefix) != nil {
 		return xcache

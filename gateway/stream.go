@@ -252,7 +252,7 @@ func (g *Gateway) startStream(w *countingWriter, resp *http.Response, cacheStatu
 		h.Del("Content-Length")
 	}
 	w.WriteHeader(resp.StatusCode)
-	return g.newDeadlineWriter(w, resp.ContentLength < 0)
+	return g.newDeadlineWriter(w)
 }
 
 // deadlineWriter writes a long answer to a client, each write under its
@@ -266,13 +266,15 @@ type deadlineWriter struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	set     bool // a write deadline is in force, to lift at the end
-	flush   bool // pass each chunk on at once (a body of unknown length)
 }
 
-func (g *Gateway) newDeadlineWriter(w *countingWriter, flush bool) *deadlineWriter {
+// newDeadlineWriter returns the writer of a long answer to w. Each write
+// is flushed: what the upstream sent reaches the client at once, rather
+// than the last few KiB waiting in net/http's buffer for the next chunk.
+func (g *Gateway) newDeadlineWriter(w *countingWriter) *deadlineWriter {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
-	return &deadlineWriter{w: w, rc: rc, timeout: g.writeTimeout, flush: flush}
+	return &deadlineWriter{w: w, rc: rc, timeout: g.writeTimeout}
 }
 
 func (d *deadlineWriter) write(p []byte) error {
@@ -286,8 +288,8 @@ func (d *deadlineWriter) write(p []byte) error {
 	if _, err := d.w.Write(p); err != nil {
 		return err
 	}
-	if d.flush {
-		return d.rc.Flush()
+	if err := d.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
 	}
 	return nil
 }
