@@ -27,9 +27,13 @@ type limitEnv struct {
 
 // newLimitEnv starts a gateway whose upstream "up" is upstreamURL, with
 // opts and the upstream's settings changed by mut.
-func newLimitEnv(t testing.TB, upstreamURL string, p cache.Policy, opts gateway.Options, mut func(*gateway.Upstream), extra ...gateway.Upstream) *limitEnv {
+//
+// backend nil means testBackend.
+func newLimitEnv(t testing.TB, upstreamURL string, p cache.Policy, backend cache.Backend, opts gateway.Options, mut func(*gateway.Upstream), extra ...gateway.Upstream) *limitEnv {
 	t.Helper()
-	backend := testBackend(t)
+	if backend == nil {
+		backend = testBackend(t)
+	}
 	u, err := url.Parse(upstreamURL)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +143,7 @@ func TestLargeMissStreamsAndIsStored(t *testing.T) {
 			up := &gatedBody{body: bigBody(1 << 20), chunked: tc.chunked, release: make(chan struct{})}
 			us := httptest.NewServer(up)
 			t.Cleanup(us.Close)
-			e := newLimitEnv(t, us.URL, policy(), gateway.Options{}, nil)
+			e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{}, nil)
 
 			resp := e.open("/big")
 			defer resp.Body.Close()
@@ -193,7 +197,7 @@ func TestMissOverBudgetStreamsUnstored(t *testing.T) {
 			close(up.release)
 			us := httptest.NewServer(up)
 			t.Cleanup(us.Close)
-			e := newLimitEnv(t, us.URL, policy(), gateway.Options{MaxInflightBytes: 1 << 20}, nil)
+			e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{MaxInflightBytes: 1 << 20}, nil)
 
 			r := e.get("/big", "MISS")
 			if r.body != string(up.body) {
@@ -228,7 +232,7 @@ func TestFollowersOfAStreamedMiss(t *testing.T) {
 			up := &gatedBody{body: bigBody(2 << 20), release: make(chan struct{})}
 			us := httptest.NewServer(up)
 			t.Cleanup(us.Close)
-			e := newLimitEnv(t, us.URL, policy(), gateway.Options{MaxInflightBytes: tc.budget}, nil)
+			e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{MaxInflightBytes: tc.budget}, nil)
 
 			const n = 5
 			results := make([]result, n)
@@ -260,7 +264,7 @@ func TestLeaderGoneStillStores(t *testing.T) {
 	up := &gatedBody{body: bigBody(1 << 20), release: make(chan struct{})}
 	us := httptest.NewServer(up)
 	t.Cleanup(us.Close)
-	e := newLimitEnv(t, us.URL, policy(), gateway.Options{}, nil)
+	e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{}, nil)
 
 	resp := e.open("/big")
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
@@ -282,7 +286,7 @@ func TestStalledBodyEndsAfterReadTimeout(t *testing.T) {
 	up := &gatedBody{body: bigBody(1 << 20), release: make(chan struct{})} // never released
 	us := httptest.NewServer(up)
 	t.Cleanup(func() { us.CloseClientConnections(); us.Close() })
-	e := newLimitEnv(t, us.URL, policy(), gateway.Options{}, func(u *gateway.Upstream) {
+	e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{}, func(u *gateway.Upstream) {
 		u.ReadTimeout = 100 * time.Millisecond
 	})
 	resp := e.open("/big")
@@ -308,7 +312,7 @@ func TestEndlessBodyEndsAfterTotalTimeout(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { us.CloseClientConnections(); us.Close() })
-	e := newLimitEnv(t, us.URL, policy(), gateway.Options{}, func(u *gateway.Upstream) {
+	e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{}, func(u *gateway.Upstream) {
 		u.TotalTimeout = 300 * time.Millisecond
 	})
 	resp := e.open("/endless")
