@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,7 +76,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s.gateway, err = gateway.New(gateway.Options{Logger: log}, ups...)
+	inflight := cfg.MaxInflightBytes
+	if inflight <= 0 {
+		inflight = DefaultMaxInflightBytes()
+	}
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)}, ups...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +95,17 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		s.gateway.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// No WriteTimeout: it would cut every answer that takes longer, a
+	// large download to a slow but live client included. The gateway sets
+	// a deadline on each write of a streamed answer instead
+	// (ClientWriteTimeout). ReadTimeout is lifted once a request has been
+	// read (liftReadDeadline), or net/http would cancel the requests whose
+	// answers outlast it.
 	s.srv = &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: orDefault(cfg.ClientHeaderTimeout, DefaultClientHeaderTimeout),
+		ReadTimeout:       orDefault(cfg.ClientReadTimeout, DefaultClientReadTimeout),
+		IdleTimeout:       orDefault(cfg.ClientIdleTimeout, DefaultClientIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if !cfg.NoFastLane {
@@ -195,7 +207,8 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		if timeout <= 0 {
 			timeout = DefaultUpstreamTimeout
 		}
-		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout}
+		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
+			ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout}
 		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
 			addr := s.demoAddr
 			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -210,7 +223,7 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.recoverer)
+	r.Use(s.recoverer, liftReadDeadline)
 	r.Get("/healthz", s.handleHealth)
 	r.Handle("/fetch/*", s.gateway)
 	r.Handle("/fetch", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -242,6 +255,46 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// liftReadDeadline lifts the connection's read deadline (the server's
+// ReadTimeout, which bounds reading a request) once the request has been
+// read: at once when it has no body, else when its body reaches its end.
+// net/http would otherwise cancel a request whose answer outlasts
+// ReadTimeout (a long download, an export) when the deadline passes.
+func liftReadDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if r.Body == nil || r.Body == http.NoBody {
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			r.Body = &liftAtEOF{ReadCloser: r.Body, rc: rc}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// liftAtEOF is a request body that lifts the read deadline at its end.
+type liftAtEOF struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	lifted bool
+}
+
+func (b *liftAtEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 func (s *Server) upstreamNames() []string {
