@@ -74,7 +74,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
 	g.published(start, r, up, target, outcome, rw)
 }
@@ -379,20 +379,52 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 }
 
 // writeBody writes a stored response's body, once its head is out.
+//
+// A body larger than prebuffer is written under write deadlines (see
+// hitChunk); a smaller one in one write without, which costs a hit
+// nothing.
 func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File) {
 	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		var rc *http.ResponseController
+		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
+			rc = http.NewResponseController(w)
+			defer rc.SetWriteDeadline(time.Time{}) // not on the connection's next answer
+		}
 		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && bodyFile != nil {
 			// The fast lane's writer sends the file with sendfile, or
-			// the bytes when it cannot.
+			// the bytes when it cannot: one call, so one deadline for it
+			// all, write_timeout per hitChunk.
+			if rc != nil {
+				_ = rc.SetWriteDeadline(time.Now().Add(w.writeTimeout * time.Duration(1+len(e.Body)/hitChunk)))
+			}
 			fb := &fileBody{file: bodyFile, size: int64(len(e.Body))}
 			fb.Reset(e.Body)
 			n, _ := rf.ReadFrom(fb)
 			w.n += n
 			return
 		}
-		_, _ = w.Write(e.Body)
+		if rc == nil {
+			_, _ = w.Write(e.Body)
+			return
+		}
+		for b := e.Body; len(b) > 0; {
+			n := min(len(b), hitChunk)
+			if err := rc.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+				n = len(b) // the writer has no deadlines: all at once
+			}
+			if _, err := w.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
 	}
 }
+
+// hitChunk is the size of the writes of a large answer from the cache,
+// each under its own write deadline: a client that stops reading is cut
+// off after the gateway's WriteTimeout, one that reads at least hitChunk
+// per WriteTimeout never is.
+const hitChunk = 1 << 20
 
 // fileBody is a stored body that its backend also keeps in a file. It
 // reads as the bytes; BodyFile offers the file to a writer that can send
@@ -837,6 +869,8 @@ type countingWriter struct {
 	http.ResponseWriter
 	status int
 	n      int64
+	// writeTimeout is the gateway's Options.WriteTimeout, for writeBody.
+	writeTimeout time.Duration
 }
 
 func (c *countingWriter) WriteHeader(status int) {

@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/web/fastlane"
@@ -327,4 +330,50 @@ func TestEndlessBodyEndsAfterTotalTimeout(t *testing.T) {
 	if got := len(e.entries()); got != 0 {
 		t.Fatalf("%d entries stored", got)
 	}
+}
+
+// A client that stops reading is cut off after the gateway's WriteTimeout,
+// write by write: a streamed miss being collected is then still read to its
+// end and stored, and a large hit's handler returns.
+func TestClientThatStopsReadingIsCutOff(t *testing.T) {
+	body := bigBody(32 << 20) // more than loopback's socket buffers hold
+	us := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(us.Close)
+	e := newLimitEnv(t, us.URL, policy(), memory.New(0), gateway.Options{WriteTimeout: 200 * time.Millisecond}, nil)
+	events := e.gw.Events().Subscribe(16)
+	defer events.Close()
+
+	// stall sends a GET for path and never reads the answer.
+	stall := func(path string) {
+		c, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "GET /fetch/up%s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	}
+	answered := func(want string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case ev := <-events.C():
+				if ev.Cache == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %s answer ended", want)
+			}
+		}
+	}
+
+	stall("/big")
+	answered("MISS")
+	waitFor(t, "the entry to be stored", func() bool { return len(e.entries()) == 1 })
+
+	stall("/big")
+	answered("HIT")
 }
