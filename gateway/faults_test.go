@@ -224,17 +224,23 @@ func TestUpstreamFaults(t *testing.T) {
 		p.ExpireAfter = cache.Expiry(time.Minute)
 		p.StaleIfError = cache.Staleness{On: true}
 	})
-	timeouts := func(u *gateway.Upstream) {
-		u.Timeout = 300 * time.Millisecond
-		u.ReadTimeout = 500 * time.Millisecond
-		u.TotalTimeout = time.Second
+	// Each timeout that a case wants to fire is tiny on an upstream of its
+	// own; every other is long, so that a loaded machine cannot fire it.
+	const long = 10 * time.Second
+	generous := func(u *gateway.Upstream) {
+		u.Timeout, u.ReadTimeout, u.TotalTimeout = long, long, 3*long
 	}
+	rawURL, _ := url.Parse(raw.URL())
 	refused, _ := url.Parse(closedURL)
 	// The in-memory backend: SQLite's pool opens and closes connections
 	// (file descriptors) as load comes and goes, which a leak check
 	// cannot tell from a leak.
-	e := newLimitEnv(t, raw.URL(), p, memory.New(0), gateway.Options{}, timeouts,
-		gateway.Upstream{Name: "refused", URL: refused, Policy: p, Timeout: 300 * time.Millisecond})
+	e := newLimitEnv(t, raw.URL(), p, memory.New(0), gateway.Options{}, generous,
+		gateway.Upstream{Name: "refused", URL: refused, Policy: p, Timeout: long},
+		gateway.Upstream{Name: "headers", URL: rawURL, Policy: p, Timeout: 200 * time.Millisecond, ReadTimeout: long, TotalTimeout: 3 * long},
+		gateway.Upstream{Name: "idle", URL: rawURL, Policy: p, Timeout: long, ReadTimeout: 200 * time.Millisecond, TotalTimeout: 3 * long},
+		gateway.Upstream{Name: "total", URL: rawURL, Policy: p, Timeout: long, ReadTimeout: long, TotalTimeout: time.Second},
+	)
 
 	// cut: the client's answer breaks off (headers were out); else status,
 	// and for cachegate's own errors code.
@@ -252,20 +258,20 @@ func TestUpstreamFaults(t *testing.T) {
 		prime bool   // a first request stores an entry, which then goes stale
 		want  want
 	}{
-		{"refused", "refused/x", false, want{status: 502, code: "upstream_unreachable"}},
-		{"hang before headers", "up/hang", false, want{status: 504, code: "upstream_timeout"}},
+		{"refused", "refused/refused", false, want{status: 502, code: "upstream_unreachable"}},
+		{"hang before headers", "headers/hang", false, want{status: 504, code: "upstream_timeout"}},
 		{"5xx", "up/5xx", false, want{status: 503, xcache: "MISS"}},
 		{"cut small body", "up/cut-small", false, want{status: 502, code: "upstream_unreachable"}},
 		{"cut large body", "up/cut-large", false, want{cut: true}},
 		{"longer than declared", "up/longer-than-declared", false, want{status: 200, body: "0123456789", stored: true}},
-		{"endless body", "up/endless", false, want{cut: true}},
+		{"endless body", "total/endless", false, want{cut: true}},
 		{"slow body within timeouts", "up/slow", false, want{status: 200, body: string(bigBody(slowLen)), stored: true}},
-		{"stall small body", "up/stall-small", false, want{status: 504, code: "upstream_timeout"}},
-		{"stall large body", "up/stall-large", false, want{cut: true}},
+		{"stall small body", "idle/stall-small", false, want{status: 504, code: "upstream_timeout"}},
+		{"stall large body", "idle/stall-large", false, want{cut: true}},
 		{"5xx with stale", "up/stale-5xx", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
 		{"large 5xx with stale", "up/stale-5xx-large", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
-		{"stall with stale", "up/stale-stall", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
-		{"hang with stale", "up/stale-hang", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
+		{"stall with stale", "idle/stale-stall", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
+		{"hang with stale", "headers/stale-hang", true, want{status: 200, body: "old", xcache: "STALE", stored: true}},
 	}
 	client := &http.Transport{DisableKeepAlives: true}
 	get := func(path string) (status int, h http.Header, body []byte, cut bool) {
@@ -318,7 +324,7 @@ func TestUpstreamFaults(t *testing.T) {
 		wg.Wait()
 		var stored []*cache.Entry
 		for _, en := range e.entries() {
-			if strings.Contains(en.URL, strings.TrimPrefix(strings.TrimPrefix(path, "up"), "refused")) {
+			if _, below, _ := strings.Cut(path, "/"); strings.Contains(en.URL, "/"+below) {
 				stored = append(stored, en)
 			}
 		}

@@ -258,9 +258,7 @@ func (g *Gateway) startStream(w *countingWriter, resp *http.Response, cacheStatu
 // deadlineWriter writes a long answer to a client, each write under its
 // own deadline (Options.WriteTimeout): a client that stops reading is cut
 // off after that long, one that keeps reading is never, however long the
-// body takes. It also lifts the server's read deadline, which bounds
-// reading the request: net/http would otherwise cancel the request when
-// it passed in the middle of the answer.
+// body takes.
 type deadlineWriter struct {
 	w       *countingWriter
 	rc      *http.ResponseController
@@ -272,9 +270,7 @@ type deadlineWriter struct {
 // is flushed: what the upstream sent reaches the client at once, rather
 // than the last few KiB waiting in net/http's buffer for the next chunk.
 func (g *Gateway) newDeadlineWriter(w *countingWriter) *deadlineWriter {
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})
-	return &deadlineWriter{w: w, rc: rc, timeout: g.writeTimeout}
+	return &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: g.writeTimeout}
 }
 
 func (d *deadlineWriter) write(p []byte) error {

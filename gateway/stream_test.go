@@ -313,7 +313,7 @@ func TestEndlessBodyEndsAfterTotalTimeout(t *testing.T) {
 	}))
 	t.Cleanup(func() { us.CloseClientConnections(); us.Close() })
 	e := newLimitEnv(t, us.URL, policy(), nil, gateway.Options{}, func(u *gateway.Upstream) {
-		u.TotalTimeout = 300 * time.Millisecond
+		u.TotalTimeout = time.Second
 	})
 	resp := e.open("/endless")
 	defer resp.Body.Close()

@@ -45,8 +45,8 @@ type Config struct {
 	// The timeouts of client connections; 0 means the default.
 	// ClientHeaderTimeout bounds reading a request's head
 	// (DefaultClientHeaderTimeout), ClientReadTimeout reading the whole
-	// request, body included (DefaultClientReadTimeout; lifted once the
-	// request is read, so it never cuts an answer), ClientIdleTimeout the
+	// request, body included (DefaultClientReadTimeout; net/http lifts it
+	// once the request is read, so it never cuts an answer), ClientIdleTimeout the
 	// wait for the next request on a kept-alive connection
 	// (DefaultClientIdleTimeout). ClientWriteTimeout cuts a streamed answer
 	// when one write of it makes no progress for that long

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -98,9 +97,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	// No WriteTimeout: it would cut every answer that takes longer, a
 	// large download to a slow but live client included. The gateway sets
 	// a deadline on each write of a streamed answer instead
-	// (ClientWriteTimeout). ReadTimeout is lifted once a request has been
-	// read (liftReadDeadline), or net/http would cancel the requests whose
-	// answers outlast it.
+	// (ClientWriteTimeout). ReadTimeout bounds reading a request only:
+	// net/http lifts it once the body has been read.
 	s.srv = &http.Server{
 		Handler:           s.router,
 		ReadHeaderTimeout: orDefault(cfg.ClientHeaderTimeout, DefaultClientHeaderTimeout),
@@ -223,7 +221,7 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, liftReadDeadline)
+	r.Use(s.recoverer)
 	r.Get("/healthz", s.handleHealth)
 	r.Handle("/fetch/*", s.gateway)
 	r.Handle("/fetch", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -255,39 +253,6 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// liftReadDeadline lifts the connection's read deadline (the server's
-// ReadTimeout, which bounds reading a request) once the request has been
-// read: at once when it has no body, else when its body reaches its end.
-// net/http would otherwise cancel a request whose answer outlasts
-// ReadTimeout (a long download, an export) when the deadline passes.
-func liftReadDeadline(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		if r.Body == nil || r.Body == http.NoBody {
-			_ = rc.SetReadDeadline(time.Time{})
-		} else {
-			r.Body = &liftAtEOF{ReadCloser: r.Body, rc: rc}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// liftAtEOF is a request body that lifts the read deadline at its end.
-type liftAtEOF struct {
-	io.ReadCloser
-	rc     *http.ResponseController
-	lifted bool
-}
-
-func (b *liftAtEOF) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.lifted {
-		b.lifted = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 func orDefault(d, def time.Duration) time.Duration {
