@@ -89,6 +89,11 @@ func (x *exchange) releaseTo(b *budget) {
 // end (bounded by the upstream's read_timeout and total_timeout), for the
 // backend and the requests waiting for the call; one that is not is
 // dropped at once.
+//
+// The body is collected in memory, not spilled to a temporary file:
+// cache.Entry.Body is a []byte, so storing needs the whole body in memory
+// once anyway. A file would only move that moment to the end, and add a
+// disk write and read; the budget bounds the memory either way.
 func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x *exchange, out *sink) *fetchResult {
 	resp := x.resp
 	defer resp.Body.Close()
