@@ -424,7 +424,7 @@ func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.
 // each under its own write deadline: a client that stops reading is cut
 // off after the gateway's WriteTimeout, one that reads at least hitChunk
 // per WriteTimeout never is.
-const hitChunk = 1 << 20
+const hitChunk = 256 << 10
 
 // fileBody is a stored body that its backend also keeps in a file. It
 // reads as the bytes; BodyFile offers the file to a writer that can send
