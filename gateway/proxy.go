@@ -367,7 +367,13 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil // no sniffing: the upstream said nothing
 		}
-		http.ServeContent(w, r, "", modtime, bytes.NewReader(e.Body))
+		var out http.ResponseWriter = w
+		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
+			rc := http.NewResponseController(w)
+			defer rc.SetWriteDeadline(time.Time{})
+			out = &deadlinePerWrite{countingWriter: w, rc: rc}
+		}
+		http.ServeContent(out, r, "", modtime, bytes.NewReader(e.Body))
 		return
 	}
 	if bodyAllowed(e.Status) {
@@ -418,6 +424,19 @@ func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.
 			b = b[n:]
 		}
 	}
+}
+
+// deadlinePerWrite puts each write of a large conditional or range answer
+// from the cache (http.ServeContent's, 32 KiB at most) under its own
+// write deadline.
+type deadlinePerWrite struct {
+	*countingWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlinePerWrite) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
+	return d.countingWriter.Write(p)
 }
 
 // hitChunk is the size of the writes of a large answer from the cache,
