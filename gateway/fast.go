@@ -90,7 +90,7 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	}
 	up.counters.Requests.Add(1)
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	var outcome string
 	if hr, ok := w.(headReplayer); ok && r.Method == http.MethodGet {
 		outcome = g.serveHit(rw, hr, r, up, entry, file, now, j.Age, start)
@@ -119,7 +119,7 @@ func (g *Gateway) joinMiss(w http.ResponseWriter, r *http.Request, up *upstream,
 	}
 	up.counters.Requests.Add(1)
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.answer(rw, r, up, kr, shared, nil, "uri-miss", cache.Judgement{})
 	g.published(start, r, up, target, outcome, rw)
 	return true

@@ -33,6 +33,14 @@ type Upstream struct {
 	BackendName string
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
+	// ReadTimeout ends a response body from which no byte arrived for
+	// this long (default DefaultReadTimeout); TotalTimeout ends an
+	// exchange this long after it began, headers and body (default
+	// DefaultTotalTimeout). Without them an upstream that stalls in the
+	// middle of a body would hold its client, and every request
+	// collapsed onto the call, for ever.
+	ReadTimeout  time.Duration
+	TotalTimeout time.Duration
 	// Dial, when set, opens the connections to the upstream instead of
 	// dialing URL's host; the demo upstream uses it so its URL (and so the
 	// cache keys) stay the same whatever port it listens on.
@@ -65,6 +73,16 @@ type Options struct {
 	// cache.TokenHeader use the per-request control headers on upstreams
 	// without client_overrides.
 	AdminToken string
+	// MaxInflightBytes bounds the bytes of response bodies held in
+	// memory until they are stored (default DefaultMaxInflightBytes). A
+	// miss whose body the budget cannot take streams to its client
+	// without being stored.
+	MaxInflightBytes int64
+	// WriteTimeout ends a streamed answer when one write to the client
+	// makes no progress for this long (0: no deadline). It is set write
+	// by write, so a long download to a client that keeps reading is
+	// never cut.
+	WriteTimeout time.Duration
 }
 
 // Gateway is the caching reverse proxy. It is an http.Handler for paths
@@ -80,6 +98,9 @@ type Gateway struct {
 	flights   flightGroup
 	heads     headMemo
 	recorders []*hitRecorder
+	inflight  *budget
+	// writeTimeout is Options.WriteTimeout.
+	writeTimeout time.Duration
 
 	bg        sync.WaitGroup // background refreshes and loops
 	bgSlots   chan struct{}  // bounds background refreshes
@@ -119,6 +140,12 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		n = 64
 	}
 	g.bgSlots = make(chan struct{}, n)
+	limit := opts.MaxInflightBytes
+	if limit <= 0 {
+		limit = DefaultMaxInflightBytes
+	}
+	g.inflight = newBudget(limit)
+	g.writeTimeout = opts.WriteTimeout
 	recorders := map[cache.Backend]*hitRecorder{}
 	for _, u := range ups {
 		if u.Name == "" || strings.ContainsAny(u.Name, "/?#%") {
@@ -146,6 +173,12 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 			}
 			u.RevalidateHeaders = h
 		}
+		if u.ReadTimeout <= 0 {
+			u.ReadTimeout = DefaultReadTimeout
+		}
+		if u.TotalTimeout <= 0 {
+			u.TotalTimeout = DefaultTotalTimeout
+		}
 		rec, ok := recorders[u.Backend]
 		if !ok {
 			rec = newHitRecorder(u.Backend, g.log)
@@ -155,7 +188,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		g.upstreams[u.Name] = &upstream{
 			Upstream: u,
 			client: &http.Client{
-				Transport: newTransport(u.Timeout, u.Dial),
+				Transport: &timeoutTransport{base: newTransport(u.Timeout, u.Dial), read: u.ReadTimeout, total: u.TotalTimeout},
 				// Redirects are the client's business: pass them on.
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			},

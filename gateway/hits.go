@@ -60,13 +60,13 @@ func (h *hitRecorder) flush(ctx context.Context) {
 		s := &h.shards[i]
 		s.mu.Lock()
 		pending := s.pending
-		if len(pending) > 0 {
-			s.pending = make(map[string]*cache.Hit, len(pending))
-		}
-		s.mu.Unlock()
 		if len(pending) == 0 {
+			// Still the shard's map: not to be read outside the lock.
+			s.mu.Unlock()
 			continue
 		}
+		s.pending = make(map[string]*cache.Hit, len(pending))
+		s.mu.Unlock()
 		if merged == nil {
 			merged = pending
 			continue

@@ -40,10 +40,13 @@ type fetchResult struct {
 	decision cache.Decision
 	// notModified: the upstream confirmed the stale entry with 304.
 	notModified bool
-	// stream is set when the body is too large to buffer: only the caller
-	// that made the call may read it, after prefix.
-	stream *http.Response
-	prefix []byte
+	// written: the body was too large to read before answering, and the
+	// call streamed it to its client (the sink) as it arrived; outcome is
+	// the X-Cache it sent. abort: the upstream failed after the headers
+	// went out, and the client's connection must be cut.
+	written bool
+	abort   bool
+	outcome string
 	// err is an *UpstreamError.
 	err error
 	// shareable results may answer requests collapsed onto this one.
@@ -78,7 +81,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
 	g.published(start, r, up, target, outcome, rw)
 }
@@ -204,7 +207,7 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 		if force {
 			fwd = "request"
 		}
-		res := g.fetchShared(w, r, up, kr, nil, lookedUp)
+		res := g.fetchShared(w, r, up, kr, nil, lookedUp, fwd, false)
 		return g.answer(w, r, up, kr, res, nil, fwd, cache.Judgement{})
 	}
 
@@ -225,15 +228,23 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	if j.Fresh {
 		fwd = "request"
 	}
-	res := g.fetchShared(w, r, up, kr, entry, time.Time{})
+	res := g.fetchShared(w, r, up, kr, entry, time.Time{}, fwd, staleOnError(r, up, entry, j))
 	return g.answer(w, r, up, kr, res, entry, fwd, j)
 }
 
 // answer writes the outcome of a fetch, falling back on the stale entry
 // when the upstream failed and the rules allow it.
 func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *keyedRequest, res *fetchResult, stale *cache.Entry, fwd string, j cache.Judgement) string {
+	if res.written {
+		if res.abort {
+			// Headers are gone already: all we can do is cut the
+			// connection so the client sees the answer is incomplete.
+			panic(http.ErrAbortHandler)
+		}
+		return res.outcome
+	}
 	failed := res.err != nil || (res.entry != nil && res.entry.Status >= 500 && !res.notModified)
-	if failed && stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache") && !mustValidate(up, stale))) {
+	if failed && staleOnError(r, up, stale, j) {
 		why := "upstream error"
 		if res.err == nil {
 			why = "upstream status " + strconv.Itoa(res.entry.Status)
@@ -247,9 +258,6 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		g.log.Warn("upstream failed", "upstream", up.Name, "url", kr.storedURL, "err", res.err)
 		writeUpstreamError(w, res.err, up.Name)
 		return "ERROR"
-	}
-	if res.stream != nil {
-		return g.streamThrough(w, r, up, res.stream, res.prefix, "cachegate; fwd="+fwd+"; fwd-status="+strconv.Itoa(res.stream.StatusCode)+"; detail=too-large")
 	}
 	status := "cachegate; fwd=" + fwd + "; fwd-status="
 	xcache := Miss
@@ -280,6 +288,12 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	writeEntry(w, r, res.entry, nil, h, xcache, status, age)
 	up.counters.BytesFromUpstream.Add(w.n)
 	return xcache
+}
+
+// staleOnError reports whether a failed fetch (an error or a 5xx) would be
+// answered from stale rather than passed on to the client.
+func staleOnError(r *http.Request, up *upstream, stale *cache.Entry, j cache.Judgement) bool {
+	return stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache") && !mustValidate(up, stale)))
 }
 
 // serveCached answers from a stored entry; bodyFile, when not nil, holds
@@ -360,7 +374,13 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil // no sniffing: the upstream said nothing
 		}
-		http.ServeContent(w, r, "", modtime, bytes.NewReader(e.Body))
+		var out http.ResponseWriter = w
+		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
+			rc := http.NewResponseController(w)
+			defer rc.SetWriteDeadline(time.Time{})
+			out = &deadlinePerWrite{countingWriter: w, rc: rc}
+		}
+		http.ServeContent(out, r, "", modtime, bytes.NewReader(e.Body))
 		return
 	}
 	if bodyAllowed(e.Status) {
@@ -372,20 +392,65 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 }
 
 // writeBody writes a stored response's body, once its head is out.
+//
+// A body larger than prebuffer is written under write deadlines (see
+// hitChunk); a smaller one in one write without, which costs a hit
+// nothing.
 func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File) {
 	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		var rc *http.ResponseController
+		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
+			rc = http.NewResponseController(w)
+			defer rc.SetWriteDeadline(time.Time{}) // not on the connection's next answer
+		}
 		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && bodyFile != nil {
 			// The fast lane's writer sends the file with sendfile, or
-			// the bytes when it cannot.
+			// the bytes when it cannot: one call, so one deadline for it
+			// all, write_timeout per hitChunk.
+			if rc != nil {
+				_ = rc.SetWriteDeadline(time.Now().Add(w.writeTimeout * time.Duration(1+len(e.Body)/hitChunk)))
+			}
 			fb := &fileBody{file: bodyFile, size: int64(len(e.Body))}
 			fb.Reset(e.Body)
 			n, _ := rf.ReadFrom(fb)
 			w.n += n
 			return
 		}
-		_, _ = w.Write(e.Body)
+		if rc == nil {
+			_, _ = w.Write(e.Body)
+			return
+		}
+		for b := e.Body; len(b) > 0; {
+			n := min(len(b), hitChunk)
+			if err := rc.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+				n = len(b) // the writer has no deadlines: all at once
+			}
+			if _, err := w.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
 	}
 }
+
+// deadlinePerWrite puts each write of a large conditional or range answer
+// from the cache (http.ServeContent's, 32 KiB at most) under its own
+// write deadline.
+type deadlinePerWrite struct {
+	*countingWriter
+	rc *http.ResponseController
+}
+
+func (d *deadlinePerWrite) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
+	return d.countingWriter.Write(p)
+}
+
+// hitChunk is the size of the writes of a large answer from the cache,
+// each under its own write deadline: a client that stops reading is cut
+// off after the gateway's WriteTimeout, one that reads at least hitChunk
+// per WriteTimeout never is.
+const hitChunk = 256 << 10
 
 // fileBody is a stored body that its backend also keeps in a file. It
 // reads as the bytes; BodyFile offers the file to a writer that can send
@@ -477,7 +542,12 @@ func peek(ctx context.Context, b cache.Backend, key string) (*cache.Entry, bool,
 // which then answers from what the call stored, as if it had waited for
 // it: with a slow backend, a late request of a herd would otherwise miss
 // the call by the time its own lookup ends, and call again.
-func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry, lookedUp time.Time) *fetchResult {
+//
+// A body too large to read before answering streams to the request's
+// client as it arrives (see sink); fwd is what Cache-Status then says the
+// call was for, and staleOnError that a 5xx would be answered from stale,
+// so it must not stream.
+func (g *Gateway) fetchShared(w *countingWriter, r *http.Request, up *upstream, kr *keyedRequest, stale *cache.Entry, lookedUp time.Time, fwd string, staleOnError bool) *fetchResult {
 	key := up.Name + "\x00" + kr.base
 	if !lookedUp.IsZero() && g.flights.endedSince(key, lookedUp) {
 		if e, err := g.lookup(r.Context(), up, kr); err == nil && e != nil {
@@ -487,8 +557,9 @@ func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstre
 	// The call outlives the client that started it: others may be waiting.
 	ctx := context.WithoutCancel(r.Context())
 	miss := stale == nil && !lookedUp.IsZero()
+	out := &sink{w: w, r: r, fwd: fwd, staleOnError: staleOnError}
 	res, leader := g.flights.do(key, miss, func() *fetchResult {
-		return g.fetch(relayInterim(ctx, w), up, kr, stale, r)
+		return g.fetch(relayInterim(ctx, w), up, kr, stale, r, out)
 	})
 	if leader {
 		return res
@@ -496,7 +567,7 @@ func (g *Gateway) fetchShared(w http.ResponseWriter, r *http.Request, up *upstre
 	if shared, ok := forWaiter(res, kr); ok {
 		return shared
 	}
-	return g.fetch(r.Context(), up, kr, stale, r)
+	return g.fetch(r.Context(), up, kr, stale, r, out)
 }
 
 // forWaiter returns the result of a call that another request made, as
@@ -510,6 +581,7 @@ func forWaiter(res *fetchResult, kr *keyedRequest) (shared *fetchResult, ok bool
 	}
 	c := *res
 	c.header = nil
+	c.written, c.abort, c.outcome = false, false, ""
 	return &c, true
 }
 
@@ -532,11 +604,7 @@ func (g *Gateway) refreshInBackground(r *http.Request, up *upstream, kr *keyedRe
 		defer g.bg.Done()
 		defer func() { <-g.bgSlots }()
 		g.flights.do(up.Name+"\x00"+kr.base, false, func() *fetchResult {
-			res := g.fetch(ctx, up, kr, stale, r2)
-			if res.stream != nil {
-				res.stream.Body.Close()
-			}
-			return res
+			return g.fetch(ctx, up, kr, stale, r2, nil)
 		})
 	}()
 }
@@ -545,19 +613,25 @@ func (g *Gateway) refreshInBackground(r *http.Request, up *upstream, kr *keyedRe
 // a stale entry with validators is given, and stores the answer if the
 // policy allows. The body is read whole before anything is stored: a failed
 // or cut-off read stores nothing.
-func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, stale *cache.Entry, r *http.Request) *fetchResult {
-	out := outgoing(ctx, r, kr.target, kr.method, kr.body, true)
+//
+// A body of at most prebuffer bytes is read before fetch returns, and the
+// caller answers from the result. A larger one streams to out's client as
+// it arrives (the result is then written), collected for the backend at
+// the same time if the in-flight budget can hold it; with no out (a
+// background refresh) it is only collected.
+func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, stale *cache.Entry, r *http.Request, out *sink) *fetchResult {
+	req := outgoing(ctx, r, kr.target, kr.method, kr.body, true)
 	if stale != nil {
 		if stale.ETag != "" {
-			out.Header.Set("If-None-Match", stale.ETag)
+			req.Header.Set("If-None-Match", stale.ETag)
 		}
 		if stale.LastModified != "" {
-			out.Header.Set("If-Modified-Since", stale.LastModified)
+			req.Header.Set("If-Modified-Since", stale.LastModified)
 		}
 	}
 	reqTime := g.now()
 	start := time.Now()
-	resp, err := up.client.Do(out)
+	resp, err := up.client.Do(req)
 	up.counters.UpstreamCalls.Add(1)
 	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
 	if err != nil {
@@ -581,18 +655,36 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 
 	dec := p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: resp.ContentLength})
 	up.refused.note(kr.base, resp.StatusCode, dec, respTime)
-	if resp.ContentLength > p.MaxBodySize {
-		return &fetchResult{stream: resp, decision: dec}
+	x := &exchange{resp: resp, dec: dec, reqTime: reqTime, respTime: respTime}
+	defer x.releaseTo(g.inflight)
+	// Bodies up to first are read before answering, as a whole.
+	first := min(prebuffer, p.MaxBodySize)
+	if resp.ContentLength > first {
+		// Known to be large: straight to streaming.
+		return g.stream(ctx, up, kr, x, out)
 	}
-	body, tooBig, err := readUpTo(resp.Body, p.MaxBodySize)
+	if !x.reserve(g.inflight, first+1) {
+		x.why = "inflight-budget"
+		return g.stream(ctx, up, kr, x, out)
+	}
+	body, tooBig, err := readUpTo(resp.Body, first)
 	if err != nil {
 		resp.Body.Close()
 		return &fetchResult{err: upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err))}
 	}
 	if tooBig {
-		return &fetchResult{stream: resp, prefix: body, decision: dec}
+		x.body = body
+		return g.stream(ctx, up, kr, x, out)
 	}
 	resp.Body.Close()
+	return g.complete(ctx, up, kr, x, body)
+}
+
+// complete stores, if the policy allows, a response whose body has been
+// read whole, and returns it as the result of the call.
+func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, x *exchange, body []byte) *fetchResult {
+	p := &up.Policy
+	resp, dec, reqTime, respTime := x.resp, x.dec, x.reqTime, x.respTime
 	if dec.Store {
 		dec = p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(body))})
 	}
@@ -705,17 +797,17 @@ func (g *Gateway) streamThrough(w *countingWriter, r *http.Request, up *upstream
 	if r.Method == http.MethodHead {
 		return xcache
 	}
-	_, _ = w.Write(prefix)
-	flush := resp.ContentLength < 0 // unknown length: likely a stream, pass each chunk on
-	buf := make([]byte, 32<<10)
+	dw := g.newDeadlineWriter(w)
+	defer dw.done()
+	if len(prefix) > 0 && dw.write(prefix) != nil {
+		return xcache
+	}
+	buf := make([]byte, streamChunk)
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if dw.write(buf[:n]) != nil {
 				break
-			}
-			if flush {
-				_ = http.NewResponseController(w).Flush()
 			}
 		}
 		if err != nil {
@@ -804,6 +896,8 @@ type countingWriter struct {
 	http.ResponseWriter
 	status int
 	n      int64
+	// writeTimeout is the gateway's Options.WriteTimeout, for writeBody.
+	writeTimeout time.Duration
 }
 
 func (c *countingWriter) WriteHeader(status int) {

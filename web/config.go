@@ -1,11 +1,16 @@
 package web
 
 import (
+	"bufio"
 	"net/http"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // Config is everything the server needs, already parsed and validated by
@@ -43,6 +48,66 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// on shutdown.
 	ShutdownTimeout time.Duration
+	// MaxInflightBytes bounds the bytes of response bodies held in memory
+	// until they are stored; a miss the budget cannot hold streams to its
+	// client unstored. 0 means DefaultMaxInflightBytes().
+	MaxInflightBytes int64
+	// The timeouts of client connections; 0 means the default.
+	// ClientHeaderTimeout bounds reading a request's head
+	// (DefaultClientHeaderTimeout), ClientReadTimeout reading the whole
+	// request, body included (DefaultClientReadTimeout; net/http lifts it
+	// once the request is read, so it never cuts an answer), ClientIdleTimeout the
+	// wait for the next request on a kept-alive connection
+	// (DefaultClientIdleTimeout). ClientWriteTimeout cuts a streamed answer
+	// when one write of it makes no progress for that long
+	// (DefaultClientWriteTimeout): set write by write, it never cuts a
+	// client that keeps reading.
+	ClientHeaderTimeout time.Duration
+	ClientReadTimeout   time.Duration
+	ClientWriteTimeout  time.Duration
+	ClientIdleTimeout   time.Duration
+}
+
+// The defaults of the client connection timeouts.
+const (
+	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultClientReadTimeout   = time.Minute
+	DefaultClientWriteTimeout  = 30 * time.Second
+	DefaultClientIdleTimeout   = 2 * time.Minute
+)
+
+// DefaultMaxInflightBytes is the in-flight budget when none is set: an
+// eighth of the machine's memory, at most gateway.DefaultMaxInflightBytes
+// (512 MiB), which is also what it is when the memory cannot be read.
+func DefaultMaxInflightBytes() int64 {
+	mem := physicalMemory()
+	if mem <= 0 {
+		return gateway.DefaultMaxInflightBytes
+	}
+	return min(mem/8, gateway.DefaultMaxInflightBytes)
+}
+
+// physicalMemory reads MemTotal from /proc/meminfo (Linux); 0 when it
+// cannot.
+func physicalMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kb << 10
+	}
+	return 0
 }
 
 // UpstreamConfig is one configured upstream.
@@ -56,6 +121,12 @@ type UpstreamConfig struct {
 	// Timeout bounds one upstream exchange until the response headers
 	// arrive; 0 means DefaultUpstreamTimeout.
 	Timeout time.Duration
+	// ReadTimeout ends a response body that sends no byte for this long
+	// (0: gateway.DefaultReadTimeout); TotalTimeout ends an exchange,
+	// headers and body, this long after it began (0:
+	// gateway.DefaultTotalTimeout).
+	ReadTimeout  time.Duration
+	TotalTimeout time.Duration
 	// Policy holds the caching rules.
 	Policy cache.Policy
 	// RevalidateHeaders are sent with admin revalidations of this

@@ -75,7 +75,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken}, ups...)
+	inflight := cfg.MaxInflightBytes
+	if inflight <= 0 {
+		inflight = DefaultMaxInflightBytes()
+	}
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)}, ups...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +94,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		s.gateway.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// No WriteTimeout: it would cut every answer that takes longer, a
+	// large download to a slow but live client included. The gateway sets
+	// a deadline on each write of a streamed answer instead
+	// (ClientWriteTimeout). ReadTimeout bounds reading a request only:
+	// net/http lifts it once the body has been read.
 	s.srv = &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: orDefault(cfg.ClientHeaderTimeout, DefaultClientHeaderTimeout),
+		ReadTimeout:       orDefault(cfg.ClientReadTimeout, DefaultClientReadTimeout),
+		IdleTimeout:       orDefault(cfg.ClientIdleTimeout, DefaultClientIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if !cfg.NoFastLane {
@@ -199,7 +209,7 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 			timeout = DefaultUpstreamTimeout
 		}
 		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
-			RevalidateHeaders: uc.RevalidateHeaders}
+			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout}
 		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
 			addr := s.demoAddr
 			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -246,6 +256,13 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 func (s *Server) upstreamNames() []string {

@@ -135,6 +135,11 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 		{"CACHEGATE_FAST_LANE", l.setFastLane},
 		{"CACHEGATE_ADMIN_HOSTS", l.setAdminHosts},
 		{"CACHEGATE_TRUSTED_PROXIES", l.setTrustedProxies},
+		{"CACHEGATE_MAX_INFLIGHT_BYTES", l.setMaxInflight},
+		{"CACHEGATE_CLIENT_HEADER_TIMEOUT", setDuration(&l.cfg.ClientHeaderTimeout)},
+		{"CACHEGATE_CLIENT_READ_TIMEOUT", setDuration(&l.cfg.ClientReadTimeout)},
+		{"CACHEGATE_CLIENT_WRITE_TIMEOUT", setDuration(&l.cfg.ClientWriteTimeout)},
+		{"CACHEGATE_CLIENT_IDLE_TIMEOUT", setDuration(&l.cfg.ClientIdleTimeout)},
 	}
 	for _, e := range envs {
 		if v := getenv(e.name); v != "" {
@@ -162,6 +167,11 @@ func loadConfig(args []string, getenv func(string) string, readFile func(string)
 		{"shutdown-timeout", fv.shutdownTimeout, l.setShutdownTimeout},
 		{"admin-hosts", fv.adminHosts, l.setAdminHosts},
 		{"trusted-proxies", fv.trustedProxies, l.setTrustedProxies},
+		{"max-inflight-bytes", fv.maxInflight, l.setMaxInflight},
+		{"client-header-timeout", fv.clientHeader, setDuration(&l.cfg.ClientHeaderTimeout)},
+		{"client-read-timeout", fv.clientRead, setDuration(&l.cfg.ClientReadTimeout)},
+		{"client-write-timeout", fv.clientWrite, setDuration(&l.cfg.ClientWriteTimeout)},
+		{"client-idle-timeout", fv.clientIdle, setDuration(&l.cfg.ClientIdleTimeout)},
 	}
 	for _, f := range flags {
 		if set[f.name] {
@@ -223,6 +233,9 @@ type flagValues struct {
 	adminHosts, trustedProxies                  *string
 	demo, fastLane                              *bool
 	upstreams                                   upstreamFlag
+	maxInflight                                 *string
+	clientHeader, clientRead                    *string
+	clientWrite, clientIdle                     *string
 }
 
 func newFlagSet() (*flag.FlagSet, *flagValues) {
@@ -242,6 +255,11 @@ func newFlagSet() (*flag.FlagSet, *flagValues) {
 		shutdownTimeout: fs.String("shutdown-timeout", defaultShutdownTimeout.String(), "how long in-flight requests may take to finish on shutdown, a `duration` (env CACHEGATE_SHUTDOWN_TIMEOUT)"),
 		demo:            fs.Bool("demo", false, `mount an in-process httpbin as the upstream "demo" (env CACHEGATE_DEMO)`),
 		fastLane:        fs.Bool("fast-lane", true, "answer cache hits held in memory before net/http parses them; -fast-lane=false sends every request through net/http (env CACHEGATE_FAST_LANE)"),
+		maxInflight:     fs.String("max-inflight-bytes", "", "bound the response bodies held in memory until stored to this `size` (64MiB, 1GiB); a miss beyond it streams unstored; default an eighth of memory, at most 512MiB (env CACHEGATE_MAX_INFLIGHT_BYTES)"),
+		clientHeader:    fs.String("client-header-timeout", web.DefaultClientHeaderTimeout.String(), "bound reading a request's head to this `duration` (env CACHEGATE_CLIENT_HEADER_TIMEOUT)"),
+		clientRead:      fs.String("client-read-timeout", web.DefaultClientReadTimeout.String(), "bound reading a whole request, body included, to this `duration` (env CACHEGATE_CLIENT_READ_TIMEOUT)"),
+		clientWrite:     fs.String("client-write-timeout", web.DefaultClientWriteTimeout.String(), "cut a streamed answer when one write to the client makes no progress for this `duration` (env CACHEGATE_CLIENT_WRITE_TIMEOUT)"),
+		clientIdle:      fs.String("client-idle-timeout", web.DefaultClientIdleTimeout.String(), "close a kept-alive client connection idle for this `duration` (env CACHEGATE_CLIENT_IDLE_TIMEOUT)"),
 	}
 	fs.Var(&fv.upstreams, "upstream", "add the upstream `NAME=URL`, reached at /fetch/NAME/; repeatable, replaces one of the same name from the file (env CACHEGATE_UPSTREAMS=name=url,name=url)")
 	return fs, fv
@@ -347,6 +365,28 @@ func (l *loader) setTrustedProxies(v string) error {
 	p, err := parseProxies(splitList(v))
 	l.cfg.TrustedProxies = p
 	return err
+}
+
+// setDuration returns the setter of a timeout: a Go duration, "1d", or
+// plain seconds; 0 means the default.
+func setDuration(dst *time.Duration) func(string) error {
+	return func(v string) error {
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		*dst = d
+		return nil
+	}
+}
+
+func (l *loader) setMaxInflight(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	l.cfg.MaxInflightBytes = n
+	return nil
 }
 
 func (l *loader) setDemo(v string) (err error) {
@@ -524,6 +564,13 @@ func (l *loader) loadFile(path, pathSource string) error {
 			l.cfg.TrustedProxies = p
 			return err
 		}},
+		{"max_inflight_bytes", func(_ string, n *yaml.Node) error {
+			return decodeSize(n, &l.cfg.MaxInflightBytes)
+		}},
+		{"client_header_timeout", duration(&l.cfg.ClientHeaderTimeout)},
+		{"client_read_timeout", duration(&l.cfg.ClientReadTimeout)},
+		{"client_write_timeout", duration(&l.cfg.ClientWriteTimeout)},
+		{"client_idle_timeout", duration(&l.cfg.ClientIdleTimeout)},
 		{"fast_lane", func(_ string, n *yaml.Node) error {
 			var on bool
 			if err := decodeValue(n, &on, "true or false"); err != nil {
@@ -649,6 +696,8 @@ func (l *loader) decodeUpstream(path, name string, k, n *yaml.Node) (web.Upstrea
 			return err
 		}},
 		{"timeout", duration(&u.Timeout)},
+		{"read_timeout", duration(&u.ReadTimeout)},
+		{"total_timeout", duration(&u.TotalTimeout)},
 		{"expire_after", value(&p.ExpireAfter, expiryWant)},
 		{"urls_expire_after", func(path string, n *yaml.Node) error {
 			rules, err := decodeURLRules(path, n)
@@ -800,6 +849,17 @@ func checkRevalidateHeader(name string) error {
 		return fmt.Errorf("header %s cannot be set: X-Cachegate- headers are cachegate's own", c)
 	}
 	return nil
+}
+
+// parseSize reads a byte count, plain or human ("10MiB", "512 kB"), more
+// than zero.
+func parseSize(s string) (int64, error) {
+	const want = "a size in bytes, like 1048576, 10MiB or 512kB"
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v > math.MaxInt64 || v == 0 {
+		return 0, fmt.Errorf("bad size %q: want %s", s, want)
+	}
+	return int64(v), nil
 }
 
 // decodeSize reads a byte count, plain or human ("10MiB", "512 kB").

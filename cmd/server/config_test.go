@@ -423,6 +423,62 @@ upstreams:
 	}
 }
 
+// The limits on memory and waits come from the file, the environment and
+// the flags like every server setting, and the upstream timeouts from the
+// file.
+func TestLoadConfigLimits(t *testing.T) {
+	const file = `
+max_inflight_bytes: 256MiB
+client_header_timeout: 5s
+client_read_timeout: 2m
+client_write_timeout: 20s
+client_idle_timeout: 90s
+upstreams:
+  u:
+    url: http://u.example
+    read_timeout: 10s
+    total_timeout: 1h
+`
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want web.Config
+	}{
+		{name: "file", want: web.Config{MaxInflightBytes: 256 << 20, ClientHeaderTimeout: 5 * time.Second, ClientReadTimeout: 2 * time.Minute, ClientWriteTimeout: 20 * time.Second, ClientIdleTimeout: 90 * time.Second}},
+		{
+			name: "env over file",
+			env: map[string]string{"CACHEGATE_MAX_INFLIGHT_BYTES": "1GiB", "CACHEGATE_CLIENT_HEADER_TIMEOUT": "1s", "CACHEGATE_CLIENT_READ_TIMEOUT": "2s",
+				"CACHEGATE_CLIENT_WRITE_TIMEOUT": "3s", "CACHEGATE_CLIENT_IDLE_TIMEOUT": "4"},
+			want: web.Config{MaxInflightBytes: 1 << 30, ClientHeaderTimeout: time.Second, ClientReadTimeout: 2 * time.Second, ClientWriteTimeout: 3 * time.Second, ClientIdleTimeout: 4 * time.Second},
+		},
+		{
+			name: "flags over env",
+			env:  map[string]string{"CACHEGATE_MAX_INFLIGHT_BYTES": "1GiB", "CACHEGATE_CLIENT_WRITE_TIMEOUT": "3s"},
+			args: []string{"-max-inflight-bytes", "64MiB", "-client-header-timeout", "6s", "-client-read-timeout", "7s", "-client-write-timeout", "8s", "-client-idle-timeout", "9s"},
+			want: web.Config{MaxInflightBytes: 64 << 20, ClientHeaderTimeout: 6 * time.Second, ClientReadTimeout: 7 * time.Second, ClientWriteTimeout: 8 * time.Second, ClientIdleTimeout: 9 * time.Second},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustLoad(t, file, tt.env, tt.args...)
+			got := web.Config{MaxInflightBytes: c.MaxInflightBytes, ClientHeaderTimeout: c.ClientHeaderTimeout, ClientReadTimeout: c.ClientReadTimeout, ClientWriteTimeout: c.ClientWriteTimeout, ClientIdleTimeout: c.ClientIdleTimeout}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			u := c.Upstreams[0]
+			if u.ReadTimeout != 10*time.Second || u.TotalTimeout != time.Hour {
+				t.Errorf("upstream read_timeout %v, total_timeout %v; want 10s, 1h", u.ReadTimeout, u.TotalTimeout)
+			}
+		})
+	}
+	// Unset, they stay zero: web picks the defaults.
+	c := mustLoad(t, "", nil)
+	if c.MaxInflightBytes != 0 || c.ClientWriteTimeout != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
 func TestLoadConfigURLsExpireAfterOrder(t *testing.T) {
 	// Not sorted either way, so a map would lose the order.
 	const file = `
@@ -516,6 +572,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "flag expire-after", args: []string{"-expire-after", "1x"}, want: []string{`flag -expire-after: bad expiry "1x": want`}},
 		{name: "flag mode", args: []string{"-mode", "varnish"}, want: []string{`flag -mode: unknown mode "varnish": want requests-cache or rfc9111`}},
 		{name: "flag shutdown-timeout", args: []string{"-shutdown-timeout", "never"}, want: []string{`flag -shutdown-timeout: bad duration "never": want`}},
+		{name: "flag max-inflight-bytes", args: []string{"-max-inflight-bytes", "lots"}, want: []string{`flag -max-inflight-bytes: bad size "lots": want a size in bytes`}},
+		{name: "flag max-inflight-bytes zero", args: []string{"-max-inflight-bytes", "0"}, want: []string{`flag -max-inflight-bytes: bad size "0"`}},
+		{name: "flag client-header-timeout", args: []string{"-client-header-timeout", "soon"}, want: []string{`flag -client-header-timeout: bad duration "soon"`}},
+		{name: "flag client-read-timeout", args: []string{"-client-read-timeout", "-1s"}, want: []string{`flag -client-read-timeout: bad duration "-1s"`}},
+		{name: "flag client-write-timeout", args: []string{"-client-write-timeout", "never"}, want: []string{`flag -client-write-timeout: bad duration "never"`}},
+		{name: "flag client-idle-timeout", args: []string{"-client-idle-timeout", "x"}, want: []string{`flag -client-idle-timeout: bad duration "x"`}},
 		{name: "flag upstream not pair", args: []string{"-upstream", "foo"}, want: []string{`flag -upstream: "foo" is not NAME=URL`}},
 		{name: "flag upstream empty url", args: []string{"-upstream", "foo="}, want: []string{`flag -upstream: "foo=" is not NAME=URL`}},
 		{name: "flag upstream name", args: []string{"-upstream", "a/b=http://x"}, want: []string{`flag -upstream: bad upstream name "a/b": want letters`}},
@@ -537,6 +599,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env expire", env: map[string]string{"CACHEGATE_EXPIRE_AFTER": "-5s"}, want: []string{`env CACHEGATE_EXPIRE_AFTER: negative expiry "-5s"`}},
 		{name: "env mode", env: map[string]string{"CACHEGATE_MODE": "x"}, want: []string{`env CACHEGATE_MODE: unknown mode "x"`}},
 		{name: "env shutdown", env: map[string]string{"CACHEGATE_SHUTDOWN_TIMEOUT": "soon"}, want: []string{`env CACHEGATE_SHUTDOWN_TIMEOUT: bad duration "soon"`}},
+		{name: "env max inflight", env: map[string]string{"CACHEGATE_MAX_INFLIGHT_BYTES": "1 parsec"}, want: []string{`env CACHEGATE_MAX_INFLIGHT_BYTES: bad size "1 parsec"`}},
+		{name: "env client write timeout", env: map[string]string{"CACHEGATE_CLIENT_WRITE_TIMEOUT": "soon"}, want: []string{`env CACHEGATE_CLIENT_WRITE_TIMEOUT: bad duration "soon"`}},
 		{name: "env demo", env: map[string]string{"CACHEGATE_DEMO": "maybe"}, want: []string{`env CACHEGATE_DEMO: bad value "maybe": want true or false`}},
 		{name: "env fast lane", env: map[string]string{"CACHEGATE_FAST_LANE": "fast"}, want: []string{`env CACHEGATE_FAST_LANE: bad value "fast": want true or false`}},
 		{name: "env upstreams", env: map[string]string{"CACHEGATE_UPSTREAMS": "a=http://x,foo"}, want: []string{`env CACHEGATE_UPSTREAMS: "foo" is not NAME=URL`}},
@@ -563,6 +627,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "demo", file: "demo: maybe\n", want: []string{`cachegate.yaml:1: demo: bad value "maybe": want true or false`}},
 		{name: "fast lane", file: "fast_lane: 2\n", want: []string{`cachegate.yaml:1: fast_lane: bad value "2": want true or false`}},
 		{name: "shutdown_timeout", file: "shutdown_timeout: forever\n", want: []string{`cachegate.yaml:1: shutdown_timeout: bad duration "forever"`}},
+		{name: "max_inflight_bytes", file: "max_inflight_bytes: all\n", want: []string{`cachegate.yaml:1: max_inflight_bytes: bad size "all"`}},
+		{name: "client_idle_timeout", file: "client_idle_timeout: [1]\n", want: []string{`cachegate.yaml:1: client_idle_timeout: bad value ["1"]: want a duration`}},
 		{name: "token and token file", file: "admin_token: x\nadmin_token_file: y\n", want: []string{"cachegate.yaml:1: admin_token: set together with admin_token_file"}},
 		{name: "token file missing", file: "admin_token_file: /does/not/exist\n", want: []string{"cachegate.yaml: admin_token_file: read the admin token:"}},
 		{name: "demo in file and upstream demo", file: "demo: true\nupstreams: {demo: {url: \"http://x\"}}\n", want: []string{"cachegate.yaml: demo: the demo mounts"}},
@@ -579,6 +645,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "upstream backend", file: "backends: {local: \"memory://\"}\n" + up("    backend: shared"), want: []string{`cachegate.yaml:5: upstreams.github.backend: unknown backend "shared": want default or one of backends (local)`}},
 		{name: "upstream mode", file: up("    mode: rfc2616"), want: []string{`upstreams.github.mode: unknown mode "rfc2616": want requests-cache or rfc9111`}},
 		{name: "upstream timeout", file: up("    timeout: -1s"), want: []string{`cachegate.yaml:4: upstreams.github.timeout: bad duration "-1s": want a duration`}},
+		{name: "upstream read_timeout", file: up("    read_timeout: soon"), want: []string{`cachegate.yaml:4: upstreams.github.read_timeout: bad duration "soon": want a duration`}},
+		{name: "upstream total_timeout", file: up("    total_timeout: never"), want: []string{`cachegate.yaml:4: upstreams.github.total_timeout: bad duration "never": want a duration`}},
 		{name: "upstream expire_after", file: up("    expire_after: 1x"), want: []string{`config `, `cachegate.yaml:4: upstreams.github.expire_after: bad expiry "1x": want a duration like 90s`}},
 		{name: "upstream urls_expire_after value", file: up("    urls_expire_after:\n      \"/a\": 1d\n      \"/b/*\": soon"), want: []string{`cachegate.yaml:6: upstreams.github.urls_expire_after["/b/*"]: bad expiry "soon"`}},
 		{name: "upstream urls_expire_after list", file: up("    urls_expire_after: [\"/a\"]"), want: []string{`upstreams.github.urls_expire_after: bad value ["/a"]: want a mapping of URL patterns to expiries`}},

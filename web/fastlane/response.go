@@ -60,6 +60,11 @@ func (w *writer) reset(c *conn, head bool) {
 
 func (w *writer) Header() http.Header { return w.header }
 
+// SetWriteDeadline sets the connection's write deadline, as
+// http.ResponseController does through net/http's writer: the gateway
+// bounds each write of a large answer with it.
+func (w *writer) SetWriteDeadline(t time.Time) error { return w.c.Conn.SetWriteDeadline(t) }
+
 // RecordHead asks the writer to keep a copy of the head it builds for
 // this response, for RecordedHead. A handler that answers the same
 // response again can then send the head with ReplayHead and skip
