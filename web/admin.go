@@ -18,6 +18,7 @@ func (s *Server) mountAdmin(r chi.Router) {
 		Disabled: s.adminOff,
 	})
 	s.admin.Mount(r)
+	s.admin.MountEvents(r)
 	// The Go profiler, behind the admin token: how the hot path was
 	// measured, and how an operator finds where the time goes.
 	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))

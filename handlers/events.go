@@ -1,0 +1,507 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/jobs"
+	"github.com/go-chi/chi/v5"
+	"github.com/gorilla/websocket"
+)
+
+// EventOptions tune the /ws event stream. The zero value is usable; the
+// short intervals exist for tests.
+type EventOptions struct {
+	// SendBuffer is how many messages wait for one client before it is
+	// dropped as too slow (default 64).
+	SendBuffer int
+	// PingInterval is how often the server pings (default 25s); a client
+	// that answers neither a ping nor anything else within PongWait
+	// (default 60s) is disconnected.
+	PingInterval time.Duration
+	PongWait     time.Duration
+	// WriteWait bounds the write of one message (default 10s).
+	WriteWait time.Duration
+	// StatsInterval is how often a stats message goes out (default 1s).
+	StatsInterval time.Duration
+	// MaxClients bounds the open sockets (default 256); more are refused
+	// with 503 before upgrading.
+	MaxClients int
+}
+
+// EventCounts say how the /ws clients fare.
+type EventCounts struct {
+	// Clients is the number connected now.
+	Clients int64 `json:"clients"`
+	// Dropped counts clients the server closed because they did not keep
+	// up: their send buffer filled or a write passed its deadline.
+	Dropped int64 `json:"dropped"`
+	// Skipped counts request events left out for clients whose send
+	// buffer was half full; the live tail is best effort.
+	Skipped int64 `json:"skipped"`
+}
+
+// Topics a client can subscribe to.
+const (
+	topicJobs     = "jobs"
+	topicStats    = "stats"
+	topicRequests = "requests"
+)
+
+var (
+	allTopics     = []string{topicJobs, topicStats, topicRequests}
+	defaultTopics = topicSet{topicJobs: true, topicStats: true}
+)
+
+// maxClientMessage bounds what a client may send in one frame; its only
+// message is a short subscription.
+const maxClientMessage = 4096
+
+// eventSource is the part of the gateway that publishes request events;
+// *gateway.Gateway has it. Without it the requests topic stays silent.
+type eventSource interface {
+	Events() *gateway.Hub
+}
+
+var _ eventSource = (*gateway.Gateway)(nil)
+
+// events is the state shared by every /ws client.
+type events struct {
+	opts     EventOptions
+	upgrader websocket.Upgrader
+	closing  chan struct{} // closed by close: every client says goodbye
+	once     sync.Once
+
+	clients atomic.Int64
+	dropped atomic.Int64
+	skipped atomic.Int64
+}
+
+func newEvents(opts EventOptions) *events {
+	if opts.SendBuffer <= 0 {
+		opts.SendBuffer = 64
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 25 * time.Second
+	}
+	if opts.PongWait <= 0 {
+		opts.PongWait = 60 * time.Second
+	}
+	if opts.PongWait <= opts.PingInterval {
+		// A pong cannot come back before its ping went out.
+		opts.PongWait = 2 * opts.PingInterval
+	}
+	if opts.WriteWait <= 0 {
+		opts.WriteWait = 10 * time.Second
+	}
+	if opts.StatsInterval <= 0 {
+		opts.StatsInterval = time.Second
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = 256
+	}
+	e := &events{opts: opts, closing: make(chan struct{})}
+	e.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		// Idle sockets hold no write buffer between messages.
+		WriteBufferPool: &sync.Pool{},
+		// handleEvents checks the origin before upgrading, with an
+		// answer the browser's developer tools can show.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeJSON(w, status, errorBody{Code: "not_websocket",
+				Error: reason.Error() + "; /ws speaks the websocket protocol (RFC 6455)"})
+		},
+	}
+	return e
+}
+
+func (e *events) close() { e.once.Do(func() { close(e.closing) }) }
+
+// EventCounts returns how the /ws clients fare, for tests and dashboards.
+func (a *API) EventCounts() EventCounts {
+	return EventCounts{Clients: a.events.clients.Load(), Dropped: a.events.dropped.Load(), Skipped: a.events.skipped.Load()}
+}
+
+// MountEvents adds GET /ws, the websocket of live job progress, stats and
+// requests, behind the same guard as the admin pages.
+func (a *API) MountEvents(r chi.Router) {
+	r.Method(http.MethodGet, "/ws", a.protectPages(http.HandlerFunc(a.handleEvents)))
+}
+
+// handleEvents upgrades to a websocket and streams events until the client
+// goes away, stops keeping up, or the server closes. Three goroutines
+// serve a client: this one turns the sources into messages and never
+// blocks on the client, readLoop reads its frames (so pongs and close
+// frames are seen), and writeLoop is the one writer.
+func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if a.disabled != "" {
+		a.writeError(w, r, &Error{Status: http.StatusForbidden, Code: "admin_disabled", Message: a.disabled})
+		return
+	}
+	if !sameOrigin(r) {
+		a.writeError(w, r, &Error{Status: http.StatusForbidden, Code: "forbidden_origin",
+			Message: "websocket from origin " + quote(r.Header.Get("Origin")) + " refused: /ws only accepts pages of this server (" + requestOrigin(r) + ")"})
+		return
+	}
+	ev := a.events
+	if n := ev.clients.Add(1); n > int64(ev.opts.MaxClients) {
+		ev.clients.Add(-1)
+		a.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: "too_many_clients",
+			Message: "too many websocket clients are connected (at most " + itoa(ev.opts.MaxClients) + "); try again later"})
+		return
+	}
+	defer ev.clients.Add(-1)
+	conn, err := ev.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := &client{
+		ev: ev, conn: conn,
+		send: make(chan []byte, ev.opts.SendBuffer),
+		in:   make(chan topicSet),
+		done: make(chan struct{}),
+	}
+	go c.readLoop()
+	go c.writeLoop()
+	a.pump(c)
+}
+
+// sameOrigin reports whether the request's Origin is this server, as the
+// browser reached it. No Origin means no browser: a script or tool that
+// the guard in front has already let in, and no page of another site can
+// send a websocket handshake without one.
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(hostPort(u.Host, scheme), hostPort(r.Host, scheme))
+}
+
+func requestOrigin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+// hostPort spells host with its port, the scheme's default when absent,
+// so "example.com" and "example.com:80" compare equal over http.
+func hostPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	if scheme == "https" {
+		return net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), "80")
+}
+
+// topicSet is what a client listens to.
+type topicSet map[string]bool
+
+func (t topicSet) list() []string {
+	out := []string{}
+	for _, name := range allTopics {
+		if t[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// clientMessage is what a client sends: {"subscribe": ["jobs", ...]}
+// replaces its topics.
+type clientMessage struct {
+	Subscribe *[]string `json:"subscribe"`
+}
+
+// parseClientMessage reads one client frame into the topics it asks for.
+func parseClientMessage(data []byte) (topicSet, error) {
+	var m clientMessage
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil || m.Subscribe == nil {
+		return nil, errors.New(`messages are {"subscribe": [topics]}, topics from ` + strings.Join(allTopics, ", "))
+	}
+	t := topicSet{}
+	for _, name := range *m.Subscribe {
+		known := false
+		for _, k := range allTopics {
+			known = known || name == k
+		}
+		if !known {
+			return nil, errors.New("unknown topic " + quote(name) + "; topics are " + strings.Join(allTopics, ", "))
+		}
+		t[name] = true
+	}
+	return t, nil
+}
+
+// client is one websocket. Only writeLoop writes data frames; close may
+// run from any goroutine (gorilla allows WriteControl and Close
+// concurrently with the writer).
+type client struct {
+	ev   *events
+	conn *websocket.Conn
+	send chan []byte   // encoded messages for writeLoop; never closed
+	in   chan topicSet // subscriptions, readLoop to pump
+	done chan struct{} // closed once the client is being closed
+	once sync.Once
+}
+
+// close sends a close frame with code and reason, as far as the socket
+// takes it within WriteWait, and closes the socket. Only the first call
+// counts.
+func (c *client) close(code int, reason string) {
+	c.once.Do(func() {
+		close(c.done)
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.ev.opts.WriteWait))
+		_ = c.conn.Close()
+	})
+}
+
+// drop closes a client that does not keep up, and counts it.
+func (c *client) drop(reason string) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.ev.dropped.Add(1)
+	c.close(websocket.ClosePolicyViolation, reason)
+}
+
+// enqueue hands msg to writeLoop without waiting: a full buffer means the
+// client stopped reading, and it is dropped.
+func (c *client) enqueue(msg []byte) bool {
+	select {
+	case c.send <- msg:
+		return true
+	default:
+		c.drop("too slow: " + itoa(cap(c.send)) + " messages waited; reconnect")
+		return false
+	}
+}
+
+// readLoop reads frames until the socket fails or the read deadline
+// passes. Every frame, pong or message, proves the client alive.
+func (c *client) readLoop() {
+	defer c.close(websocket.CloseNormalClosure, "")
+	wait := c.ev.opts.PongWait
+	c.conn.SetReadLimit(maxClientMessage)
+	_ = c.conn.SetReadDeadline(time.Now().Add(wait))
+	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(wait)) })
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(wait))
+		t, err := parseClientMessage(data)
+		if err != nil {
+			c.enqueue(encode(map[string]string{"type": "error", "code": "bad_message", "error": err.Error()}))
+			continue
+		}
+		select {
+		case c.in <- t:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// writeLoop writes queued messages and pings, each within WriteWait. A
+// write that fails or times out ends the client.
+func (c *client) writeLoop() {
+	ping := time.NewTicker(c.ev.opts.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case msg := <-c.send:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(c.ev.opts.WriteWait))
+			if err := c.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+				c.writeFailed(err)
+				return
+			}
+		case <-ping.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.ev.opts.WriteWait)); err != nil {
+				c.writeFailed(err)
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *client) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.drop("too slow: a write waited " + c.ev.opts.WriteWait.String())
+		return
+	}
+	c.close(websocket.CloseNormalClosure, "")
+}
+
+// message is one frame to a client: its type and, under a key of the same
+// name, the payload.
+type message struct {
+	Type    string            `json:"type"`
+	Job     *jobs.Snapshot    `json:"job,omitempty"`
+	Stats   *gateway.Snapshot `json:"stats,omitempty"`
+	Request *gateway.Event    `json:"request,omitempty"`
+	// Skipped counts request events left out before this one.
+	Skipped    int64    `json:"skipped,omitempty"`
+	Subscribed []string `json:"subscribed,omitempty"`
+}
+
+// encode marshals a message. Every message is plain data, so an error
+// means a bug; the client then learns of it rather than the server
+// panicking.
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"type":"error","code":"internal_error","error":"internal error"}`)
+	}
+	return b
+}
+
+// pump feeds one client from the job registry, the stats and the gateway's
+// event hub, subscribing to each only while the client listens to it. It
+// never blocks on the client: enqueue drops a client whose buffer is full,
+// and request events, the one source that can outpace a browser, are
+// skipped while the buffer is half full.
+func (a *API) pump(c *client) {
+	var (
+		jobsC     <-chan jobs.Snapshot
+		unsubJobs func()
+		tick      *time.Ticker
+		tickC     <-chan time.Time
+		sub       *gateway.Subscription
+		subC      <-chan gateway.Event
+		skipped   int64 // request events not sent since the last one sent
+		hubLost   int64 // sub.Dropped() already counted in skipped
+	)
+	defer func() {
+		if unsubJobs != nil {
+			unsubJobs()
+		}
+		if tick != nil {
+			tick.Stop()
+		}
+		if sub != nil {
+			sub.Close()
+		}
+	}()
+	stats := func() bool {
+		snap := a.gw.Stats().Snapshot()
+		return c.enqueue(encode(message{Type: topicStats, Stats: &snap}))
+	}
+	apply := func(t topicSet) bool {
+		if !c.enqueue(encode(message{Type: "subscribed", Subscribed: t.list()})) {
+			return false
+		}
+		switch {
+		case t[topicJobs] && jobsC == nil:
+			// Subscribe before listing, so no change falls between.
+			jobsC, unsubJobs = a.jobs.Subscribe()
+			for _, s := range a.jobs.List() {
+				if s.State == jobs.Running && !c.enqueue(encode(message{Type: "job", Job: &s})) {
+					return false
+				}
+			}
+		case !t[topicJobs] && jobsC != nil:
+			unsubJobs()
+			jobsC, unsubJobs = nil, nil
+		}
+		switch {
+		case t[topicStats] && tick == nil:
+			tick = time.NewTicker(a.events.opts.StatsInterval)
+			tickC = tick.C
+			if !stats() {
+				return false
+			}
+		case !t[topicStats] && tick != nil:
+			tick.Stop()
+			tick, tickC = nil, nil
+		}
+		src, ok := a.gw.(eventSource)
+		switch {
+		case t[topicRequests] && sub == nil && ok:
+			sub = src.Events().Subscribe(cap(c.send))
+			subC, hubLost = sub.C(), 0
+		case !t[topicRequests] && sub != nil:
+			sub.Close()
+			sub, subC = nil, nil
+		}
+		return true
+	}
+	if !apply(defaultTopics) {
+		return
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-a.events.closing:
+			c.close(websocket.CloseGoingAway, "server shutting down")
+			return
+		case t := <-c.in:
+			if !apply(t) {
+				return
+			}
+		case s, ok := <-jobsC:
+			if !ok {
+				// The registry dropped this subscriber or closed.
+				c.close(websocket.CloseTryAgainLater, "job updates stopped; reconnect")
+				return
+			}
+			if !c.enqueue(encode(message{Type: "job", Job: &s})) {
+				return
+			}
+		case <-tickC:
+			if !stats() {
+				return
+			}
+		case e, ok := <-subC:
+			if !ok {
+				subC = nil
+				continue
+			}
+			if lost := sub.Dropped(); lost > hubLost {
+				// The hub's buffer overflowed while this loop was busy.
+				skipped += lost - hubLost
+				a.events.skipped.Add(lost - hubLost)
+				hubLost = lost
+			}
+			if len(c.send) >= cap(c.send)/2 {
+				skipped++
+				a.events.skipped.Add(1)
+				continue
+			}
+			if !c.enqueue(encode(message{Type: "request", Request: &e, Skipped: skipped})) {
+				return
+			}
+			skipped = 0
+		}
+	}
+}
