@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/cachegate/cachegate/jobs"
+	"github.com/cachegate/cachegate/web"
 	"github.com/go-chi/chi/v5"
 	"github.com/gorilla/websocket"
 )
@@ -507,4 +509,52 @@ func TestEventsBusyTailSkipsNotDrops(t *testing.T) {
 		t.Fatalf("counts %+v, %d received, %d skipped of %d", c, received.Load(), skipped.Load(), hits+1)
 	}
 	t.Logf("%d request events received, %d skipped (told), %+v", received.Load(), skipped.Load(), e.api.EventCounts())
+}
+
+// TestEventsThroughServer: /ws works through the whole server, fast lane
+// in front, and a shutdown tells connected clients it is going away.
+func TestEventsThroughServer(t *testing.T) {
+	srv, err := web.Open(context.Background(), web.Config{
+		Listen: "127.0.0.1:0", Backend: "memory://", ExpireAfter: cache.Expiry(time.Hour),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL(), "http")+"/ws", http.Header{"Origin": {srv.URL()}})
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	defer conn.Close()
+	if m := read(t, conn); m.Type != "subscribed" {
+		t.Fatalf("first message %+v", m)
+	}
+	if m := readType(t, conn, "stats"); m.Stats == nil {
+		t.Fatalf("stats message without stats")
+	}
+	if got := srv.Admin().EventCounts().Clients; got != 1 {
+		t.Fatalf("%d clients counted, want 1", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("after shutdown: %v; want close 1001", err)
+		}
+		break
+	}
 }
