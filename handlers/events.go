@@ -370,8 +370,8 @@ type message struct {
 	Stats   *gateway.Snapshot `json:"stats,omitempty"`
 	Request *gateway.Event    `json:"request,omitempty"`
 	// Skipped counts request events left out before this one.
-	Skipped    int64    `json:"skipped,omitempty"`
-	Subscribed []string `json:"subscribed,omitempty"`
+	Skipped    int64     `json:"skipped,omitempty"`
+	Subscribed *[]string `json:"subscribed,omitempty"` // set, even to none, on "subscribed"
 }
 
 // encode marshals a message. Every message is plain data, so an error
@@ -417,7 +417,8 @@ func (a *API) pump(c *client) {
 		return c.enqueue(encode(message{Type: topicStats, Stats: &snap}))
 	}
 	apply := func(t topicSet) bool {
-		if !c.enqueue(encode(message{Type: "subscribed", Subscribed: t.list()})) {
+		list := t.list()
+		if !c.enqueue(encode(message{Type: "subscribed", Subscribed: &list})) {
 			return false
 		}
 		switch {

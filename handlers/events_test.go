@@ -159,6 +159,9 @@ func readType(tb testing.TB, conn *websocket.Conn, typ string) wsMessage {
 
 func subscribe(tb testing.TB, conn *websocket.Conn, topics ...string) {
 	tb.Helper()
+	if topics == nil {
+		topics = []string{} // null is not a list
+	}
 	if err := conn.WriteJSON(map[string][]string{"subscribe": topics}); err != nil {
 		tb.Fatal(err)
 	}
@@ -354,7 +357,8 @@ func TestEventsSlowClientIsDropped(t *testing.T) {
 // stays connected well past the read deadline; one that does not answer
 // is disconnected.
 func TestEventsPingKeepsIdleClientAlive(t *testing.T) {
-	const interval, pongWait, pings = 10 * time.Millisecond, 150 * time.Millisecond, 40
+	// pongWait leaves room for a busy machine to be late with a pong.
+	const interval, pongWait, pings = 50 * time.Millisecond, time.Second, 30
 	e := newWSEnv(t, handlers.EventOptions{PingInterval: interval, PongWait: pongWait})
 
 	t.Run("answering", func(t *testing.T) {
@@ -368,6 +372,10 @@ func TestEventsPingKeepsIdleClientAlive(t *testing.T) {
 			return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 		})
 		subscribe(t, conn) // nothing: only pings arrive
+		readType(t, conn, "subscribed") // the defaults
+		if m := readType(t, conn, "subscribed"); m.Subscribed == nil || len(m.Subscribed) != 0 {
+			t.Fatalf("subscribed to nothing: %+v", m)
+		}
 		msgs := make(chan wsMessage, 16)
 		errc := make(chan error, 1)
 		go func() {
