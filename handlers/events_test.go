@@ -371,7 +371,7 @@ func TestEventsPingKeepsIdleClientAlive(t *testing.T) {
 			}
 			return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 		})
-		subscribe(t, conn) // nothing: only pings arrive
+		subscribe(t, conn)              // nothing: only pings arrive
 		readType(t, conn, "subscribed") // the defaults
 		if m := readType(t, conn, "subscribed"); m.Subscribed == nil || len(m.Subscribed) != 0 {
 			t.Fatalf("subscribed to nothing: %+v", m)
