@@ -35,6 +35,10 @@ type EventOptions struct {
 	// MaxClients bounds the open sockets (default 256); more are refused
 	// with 503 before upgrading.
 	MaxClients int
+	// BatchInterval is how often request events go out, in batches of at
+	// most MaxBatch (defaults 100ms and 100).
+	BatchInterval time.Duration
+	MaxBatch      int
 }
 
 // EventCounts say how the /ws clients fare.
@@ -44,8 +48,9 @@ type EventCounts struct {
 	// Dropped counts clients the server closed because they did not keep
 	// up: their send buffer filled or a write passed its deadline.
 	Dropped int64 `json:"dropped"`
-	// Skipped counts request events left out for clients whose send
-	// buffer was half full; the live tail is best effort.
+	// Skipped counts request events left out: beyond a batch's MaxBatch,
+	// or of batches a client with a half-full buffer missed. The live tail
+	// is a sample when traffic is heavy.
 	Skipped int64 `json:"skipped"`
 }
 
@@ -79,6 +84,7 @@ type events struct {
 	upgrader websocket.Upgrader
 	closing  chan struct{} // closed by close: every client says goodbye
 	once     sync.Once
+	tail     tail
 
 	clients atomic.Int64
 	dropped atomic.Int64
@@ -108,7 +114,15 @@ func newEvents(opts EventOptions) *events {
 	if opts.MaxClients <= 0 {
 		opts.MaxClients = 256
 	}
+	if opts.BatchInterval <= 0 {
+		opts.BatchInterval = 100 * time.Millisecond
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 100
+	}
 	e := &events{opts: opts, closing: make(chan struct{})}
+	e.tail.opts = &e.opts
+	e.tail.count = func(n int64) { e.skipped.Add(n) }
 	e.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Idle sockets hold no write buffer between messages.
@@ -365,11 +379,11 @@ func (c *client) writeFailed(err error) {
 // message is one frame to a client: its type and, under a key of the same
 // name, the payload.
 type message struct {
-	Type    string            `json:"type"`
-	Job     *jobs.Snapshot    `json:"job,omitempty"`
-	Stats   *gateway.Snapshot `json:"stats,omitempty"`
-	Request *gateway.Event    `json:"request,omitempty"`
-	// Skipped counts request events left out before this one.
+	Type     string            `json:"type"`
+	Job      *jobs.Snapshot    `json:"job,omitempty"`
+	Stats    *gateway.Snapshot `json:"stats,omitempty"`
+	Requests []gateway.Event   `json:"requests,omitempty"`
+	// Skipped counts request events left out before this batch.
 	Skipped    int64     `json:"skipped,omitempty"`
 	Subscribed *[]string `json:"subscribed,omitempty"` // set, even to none, on "subscribed"
 }
@@ -385,21 +399,16 @@ func encode(v any) []byte {
 	return b
 }
 
-// pump feeds one client from the job registry, the stats and the gateway's
-// event hub, subscribing to each only while the client listens to it. It
-// never blocks on the client: enqueue drops a client whose buffer is full,
-// and request events, the one source that can outpace a browser, are
-// skipped while the buffer is half full.
+// pump feeds one client from the job registry, the stats and the request
+// tail, subscribing to each only while the client listens to it. It never
+// blocks on the client: enqueue drops a client whose buffer is full.
 func (a *API) pump(c *client) {
 	var (
 		jobsC     <-chan jobs.Snapshot
 		unsubJobs func()
 		tick      *time.Ticker
 		tickC     <-chan time.Time
-		sub       *gateway.Subscription
-		subC      <-chan gateway.Event
-		skipped   int64 // request events not sent since the last one sent
-		hubLost   int64 // sub.Dropped() already counted in skipped
+		tailing   bool
 	)
 	defer func() {
 		if unsubJobs != nil {
@@ -408,8 +417,8 @@ func (a *API) pump(c *client) {
 		if tick != nil {
 			tick.Stop()
 		}
-		if sub != nil {
-			sub.Close()
+		if tailing {
+			a.events.tail.remove(c)
 		}
 	}()
 	stats := func() bool {
@@ -445,14 +454,13 @@ func (a *API) pump(c *client) {
 			tick.Stop()
 			tick, tickC = nil, nil
 		}
-		src, ok := a.gw.(eventSource)
-		switch {
-		case t[topicRequests] && sub == nil && ok:
-			sub = src.Events().Subscribe(cap(c.send))
-			subC, hubLost = sub.C(), 0
-		case !t[topicRequests] && sub != nil:
-			sub.Close()
-			sub, subC = nil, nil
+		if src, ok := a.gw.(eventSource); ok && t[topicRequests] != tailing {
+			tailing = t[topicRequests]
+			if tailing {
+				a.events.tail.add(c, src.Events())
+			} else {
+				a.events.tail.remove(c)
+			}
 		}
 		return true
 	}
@@ -483,26 +491,118 @@ func (a *API) pump(c *client) {
 			if !stats() {
 				return
 			}
-		case e, ok := <-subC:
-			if !ok {
-				subC = nil
-				continue
-			}
-			if lost := sub.Dropped(); lost > hubLost {
-				// The hub's buffer overflowed while this loop was busy.
-				skipped += lost - hubLost
-				a.events.skipped.Add(lost - hubLost)
-				hubLost = lost
-			}
-			if len(c.send) >= cap(c.send)/2 {
-				skipped++
-				a.events.skipped.Add(1)
-				continue
-			}
-			if !c.enqueue(encode(message{Type: "request", Request: &e, Skipped: skipped})) {
-				return
-			}
-			skipped = 0
 		}
+	}
+}
+
+// tail batches the gateway's request events for every client on the
+// requests topic. One goroutine subscribes to the hub while any client
+// listens, and every BatchInterval encodes what came in once and hands
+// the same bytes to each client: the cost per request stays one channel
+// send whatever the number of clients, and a client gets a few messages a
+// second however busy the gateway is. A batch holds at most MaxBatch
+// events; the rest are counted in its "skipped". A client whose queue is
+// half full misses batches, and learns how many events it missed with
+// the next batch it gets.
+type tail struct {
+	opts  *EventOptions
+	count func(skipped int64) // adds to EventCounts.Skipped
+
+	mu      sync.Mutex        // protects the fields below
+	clients map[*client]int64 // listening clients, with the events each missed
+	stop    chan struct{}     // closed to stop the running goroutine; nil when none
+}
+
+func (t *tail) add(c *client, hub *gateway.Hub) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.clients == nil {
+		t.clients = map[*client]int64{}
+	}
+	t.clients[c] = 0
+	if t.stop == nil {
+		t.stop = make(chan struct{})
+		go t.run(hub.Subscribe(tailHubBuffer), t.stop)
+	}
+}
+
+func (t *tail) remove(c *client) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.clients[c]; !ok {
+		return
+	}
+	delete(t.clients, c)
+	if len(t.clients) == 0 && t.stop != nil {
+		close(t.stop)
+		t.stop = nil
+	}
+}
+
+// tailHubBuffer is the tail's buffer at the hub: events that wait while
+// the tail encodes a batch.
+const tailHubBuffer = 4096
+
+func (t *tail) run(sub *gateway.Subscription, stop chan struct{}) {
+	defer sub.Close()
+	tick := time.NewTicker(t.opts.BatchInterval)
+	defer tick.Stop()
+	var (
+		batch   = make([]gateway.Event, 0, t.opts.MaxBatch)
+		skipped int64 // events left out of this batch
+		lost    int64 // sub.Dropped() counted so far
+	)
+	for {
+		select {
+		case <-stop:
+			return
+		case e := <-sub.C():
+			if len(batch) < t.opts.MaxBatch {
+				batch = append(batch, e)
+			} else {
+				skipped++
+			}
+		case <-tick.C:
+			if d := sub.Dropped(); d > lost {
+				skipped += d - lost
+				lost = d
+			}
+			if len(batch) == 0 && skipped == 0 {
+				continue
+			}
+			t.count(skipped)
+			t.fanOut(batch, skipped)
+			batch, skipped = batch[:0], 0
+		}
+	}
+}
+
+// fanOut hands one batch to every listening client. It enqueues outside
+// the lock: dropping a client may wait for its socket.
+func (t *tail) fanOut(batch []gateway.Event, skipped int64) {
+	msg := encode(message{Type: topicRequests, Requests: batch, Skipped: skipped})
+	type delivery struct {
+		c   *client
+		msg []byte
+	}
+	var out []delivery
+	t.mu.Lock()
+	for c, missed := range t.clients {
+		if len(c.send) >= cap(c.send)/2 {
+			t.clients[c] = missed + int64(len(batch)) + skipped
+			t.count(int64(len(batch)))
+			continue
+		}
+		m := msg
+		if missed > 0 {
+			// Rare: only a client that fell behind pays for its own copy.
+			m = encode(message{Type: topicRequests, Requests: batch, Skipped: skipped + missed})
+			t.clients[c] = 0
+		}
+		out = append(out, delivery{c, m})
+	}
+	t.mu.Unlock()
+	for _, d := range out {
+		d.c.enqueue(d.msg)
 	}
 }

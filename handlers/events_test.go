@@ -121,7 +121,7 @@ type wsMessage struct {
 	Type       string          `json:"type"`
 	Job        json.RawMessage `json:"job"`
 	Stats      *gateway.Snapshot
-	Request    *gateway.Event
+	Requests   []gateway.Event
 	Skipped    int64
 	Subscribed []string
 	Error      string
@@ -459,11 +459,11 @@ func TestEventsSubscriptions(t *testing.T) {
 	}
 	e.fetch("/secret?api_key=hunter2&q=1", "MISS")
 	m := read(t, conn)
-	if m.Type != "request" || m.Request == nil {
-		t.Fatalf("after a fetch, %+v; want a request event and nothing else", m)
+	if m.Type != "requests" || len(m.Requests) != 1 || m.Skipped != 0 {
+		t.Fatalf("after a fetch, %+v; want a batch of its one request event and nothing else", m)
 	}
-	r := m.Request
-	if r.Upstream != "up" || r.Method != http.MethodGet || r.Cache != "MISS" || r.Status != http.StatusOK || r.Bytes == 0 {
+	r := m.Requests[0]
+	if r.Type != "request" || r.Upstream != "up" || r.Method != http.MethodGet || r.Cache != "MISS" || r.Status != http.StatusOK || r.Bytes == 0 {
 		t.Fatalf("request event %+v", r)
 	}
 	if strings.Contains(r.URL, "hunter2") || !strings.Contains(r.URL, "q=1") {
@@ -471,17 +471,17 @@ func TestEventsSubscriptions(t *testing.T) {
 	}
 }
 
-// TestEventsBusyTailSkipsNotDrops: a client that reads, under more
-// requests than it can take, misses request events (told by "skipped")
-// but stays connected.
-func TestEventsBusyTailSkipsNotDrops(t *testing.T) {
-	e := newWSEnv(t, handlers.EventOptions{SendBuffer: 4})
+// TestEventsBusyTailIsBatched: under more requests than a batch holds, a
+// reading client gets batches of at most MaxBatch, each event either in
+// one or counted as skipped, and stays connected.
+func TestEventsBusyTailIsBatched(t *testing.T) {
+	const maxBatch = 10
+	e := newWSEnv(t, handlers.EventOptions{SendBuffer: 4, MaxBatch: maxBatch})
 	conn := e.dial(nil)
 	subscribe(t, conn, "requests")
 	readType(t, conn, "subscribed")
 	readType(t, conn, "subscribed")
-	var received, skipped atomic.Int64
-	alive := make(chan wsMessage, 1)
+	batches := make(chan wsMessage, 1024)
 	errc := make(chan error, 1)
 	go func() {
 		for {
@@ -493,30 +493,39 @@ func TestEventsBusyTailSkipsNotDrops(t *testing.T) {
 			}
 			var m wsMessage
 			_ = json.Unmarshal(data, &m)
-			switch m.Type {
-			case "request":
-				received.Add(1)
-				skipped.Add(m.Skipped)
-			case "subscribed":
-				alive <- m
+			if m.Type == "requests" {
+				batches <- m
 			}
 		}
 	}()
-	const hits = 2000
+	sent := 1
 	e.fetch("/busy", "MISS")
-	for i := 0; i < hits; i++ {
+	for ; sent < 2000; sent++ {
 		e.fetch("/busy", "HIT")
 	}
-	subscribe(t, conn, "requests", "stats")
-	select {
-	case <-alive:
-	case err := <-errc:
-		t.Fatalf("a reading client was disconnected: %v (%+v)", err, e.api.EventCounts())
+	var got, skipped, n int
+	for got+skipped < sent {
+		select {
+		case m := <-batches:
+			n++
+			got += len(m.Requests)
+			skipped += int(m.Skipped)
+			if len(m.Requests) > maxBatch {
+				t.Fatalf("a batch of %d events; MaxBatch is %d", len(m.Requests), maxBatch)
+			}
+		case err := <-errc:
+			t.Fatalf("a reading client was disconnected: %v (%+v)", err, e.api.EventCounts())
+		}
+		if len(batches) == 0 && got+skipped < sent {
+			// What a client missed is told with its next batch: make one.
+			e.fetch("/busy", "HIT")
+			sent++
+		}
 	}
-	if c := e.api.EventCounts(); c.Dropped != 0 || received.Load() == 0 || received.Load()+skipped.Load() > hits+1 {
-		t.Fatalf("counts %+v, %d received, %d skipped of %d", c, received.Load(), skipped.Load(), hits+1)
+	if got+skipped != sent || got == 0 || e.api.EventCounts().Dropped != 0 {
+		t.Fatalf("%d requests: %d events in %d batches, %d skipped, %+v", sent, got, n, skipped, e.api.EventCounts())
 	}
-	t.Logf("%d request events received, %d skipped (told), %+v", received.Load(), skipped.Load(), e.api.EventCounts())
+	t.Logf("%d requests: %d events in %d batches, %d skipped", sent, got, n, skipped)
 }
 
 // TestEventsThroughServer: /ws works through the whole server, fast lane
