@@ -7,9 +7,10 @@
 // rate|eta"] and a <progress data-field="progress">. When a job this page
 // started finishes, a toast in #toasts says how it went and links to
 // /jobs/ID. Every message is also dispatched on document as a CustomEvent
-// (cachegate:job, cachegate:stats, cachegate:request, and
-// cachegate:connection for the socket's state) with the message as
-// detail, so other pages hook in without editing this file.
+// with the message as detail, so other pages hook in without editing this
+// file: cachegate:job, cachegate:stats, cachegate:requests (a batch) and
+// cachegate:request (each request in it, as {type: "request", request}),
+// and cachegate:connection ({state: "connecting" | "open" | "closed"}).
 //
 // A page marks the jobs it started in any of three ways: an element with
 // both data-job-id and data-job-watch, a cachegate:watch-job event on
@@ -165,8 +166,13 @@
       case 'stats':
         emit('stats', msg);
         break;
-      case 'request':
-        emit('request', msg);
+      case 'requests':
+        // One event per request for simple listeners, the batch for
+        // pages that render many at once.
+        (msg.requests || []).forEach(function (r) {
+          emit('request', { type: 'request', request: r });
+        });
+        emit('requests', msg);
         break;
       case 'error':
         if (window.console) console.warn('cachegate /ws:', msg.error);
