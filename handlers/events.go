@@ -178,7 +178,7 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	c := &client{
+	c := &wsClient{
 		ev: ev, conn: conn,
 		send: make(chan []byte, ev.opts.SendBuffer),
 		in:   make(chan topicSet),
@@ -193,20 +193,55 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 // browser reached it. No Origin means no browser: a script or tool that
 // the guard in front has already let in, and no page of another site can
 // send a websocket handshake without one.
+//
+// Behind a reverse proxy the browser reached the proxy, which names what
+// it reached in X-Forwarded-Proto and X-Forwarded-Host; an Origin equal to
+// that passes too. A browser cannot set those headers on a handshake, so
+// no page of another site gets in by them; which peers may speak for the
+// client is the guard's judgement, made before this handler runs.
 func sameOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
+	o := r.Header.Get("Origin")
+	if o == "" {
 		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
 	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(hostPort(u.Host, scheme), hostPort(r.Host, scheme))
+	if originIs(o, scheme, r.Host) {
+		return true
+	}
+	proto, host := forwardedItem(r, "X-Forwarded-Proto"), forwardedItem(r, "X-Forwarded-Host")
+	if proto == "" && host == "" {
+		return false
+	}
+	if proto != "http" && proto != "https" {
+		proto = scheme
+	}
+	if host == "" {
+		host = r.Host
+	}
+	return originIs(o, proto, host)
+}
+
+// originIs compares an Origin header with scheme://host, ignoring case
+// and default ports. "null" (a sandboxed frame) never matches.
+func originIs(origin, scheme, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(hostPort(u.Host, scheme), hostPort(host, scheme))
+}
+
+// forwardedItem is the right-most item of a proxy header: the one the
+// nearest proxy added.
+func forwardedItem(r *http.Request, name string) string {
+	v := r.Header.Get(name)
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.ToLower(strings.TrimSpace(v))
 }
 
 func requestOrigin(r *http.Request) string {
@@ -269,10 +304,10 @@ func parseClientMessage(data []byte) (topicSet, error) {
 	return t, nil
 }
 
-// client is one websocket. Only writeLoop writes data frames; close may
+// wsClient is one websocket. Only writeLoop writes data frames; close may
 // run from any goroutine (gorilla allows WriteControl and Close
 // concurrently with the writer).
-type client struct {
+type wsClient struct {
 	ev   *events
 	conn *websocket.Conn
 	send chan []byte   // encoded messages for writeLoop; never closed
@@ -284,7 +319,7 @@ type client struct {
 // close sends a close frame with code and reason, as far as the socket
 // takes it within WriteWait, and closes the socket. Only the first call
 // counts.
-func (c *client) close(code int, reason string) {
+func (c *wsClient) close(code int, reason string) {
 	c.once.Do(func() {
 		close(c.done)
 		msg := websocket.FormatCloseMessage(code, reason)
@@ -294,7 +329,7 @@ func (c *client) close(code int, reason string) {
 }
 
 // drop closes a client that does not keep up, and counts it.
-func (c *client) drop(reason string) {
+func (c *wsClient) drop(reason string) {
 	select {
 	case <-c.done:
 		return
@@ -306,7 +341,7 @@ func (c *client) drop(reason string) {
 
 // enqueue hands msg to writeLoop without waiting: a full buffer means the
 // client stopped reading, and it is dropped.
-func (c *client) enqueue(msg []byte) bool {
+func (c *wsClient) enqueue(msg []byte) bool {
 	select {
 	case c.send <- msg:
 		return true
@@ -318,7 +353,7 @@ func (c *client) enqueue(msg []byte) bool {
 
 // readLoop reads frames until the socket fails or the read deadline
 // passes. Every frame, pong or message, proves the client alive.
-func (c *client) readLoop() {
+func (c *wsClient) readLoop() {
 	defer c.close(websocket.CloseNormalClosure, "")
 	wait := c.ev.opts.PongWait
 	c.conn.SetReadLimit(maxClientMessage)
@@ -345,7 +380,7 @@ func (c *client) readLoop() {
 
 // writeLoop writes queued messages and pings, each within WriteWait. A
 // write that fails or times out ends the client.
-func (c *client) writeLoop() {
+func (c *wsClient) writeLoop() {
 	ping := time.NewTicker(c.ev.opts.PingInterval)
 	defer ping.Stop()
 	for {
@@ -367,7 +402,7 @@ func (c *client) writeLoop() {
 	}
 }
 
-func (c *client) writeFailed(err error) {
+func (c *wsClient) writeFailed(err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.drop("too slow: a write waited " + c.ev.opts.WriteWait.String())
@@ -402,7 +437,7 @@ func encode(v any) []byte {
 // pump feeds one client from the job registry, the stats and the request
 // tail, subscribing to each only while the client listens to it. It never
 // blocks on the client: enqueue drops a client whose buffer is full.
-func (a *API) pump(c *client) {
+func (a *API) pump(c *wsClient) {
 	var (
 		jobsC     <-chan jobs.Snapshot
 		unsubJobs func()
@@ -508,16 +543,16 @@ type tail struct {
 	opts  *EventOptions
 	count func(skipped int64) // adds to EventCounts.Skipped
 
-	mu      sync.Mutex        // protects the fields below
-	clients map[*client]int64 // listening clients, with the events each missed
-	stop    chan struct{}     // closed to stop the running goroutine; nil when none
+	mu      sync.Mutex          // protects the fields below
+	clients map[*wsClient]int64 // listening clients, with the events each missed
+	stop    chan struct{}       // closed to stop the running goroutine; nil when none
 }
 
-func (t *tail) add(c *client, hub *gateway.Hub) {
+func (t *tail) add(c *wsClient, hub *gateway.Hub) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.clients == nil {
-		t.clients = map[*client]int64{}
+		t.clients = map[*wsClient]int64{}
 	}
 	t.clients[c] = 0
 	if t.stop == nil {
@@ -526,7 +561,7 @@ func (t *tail) add(c *client, hub *gateway.Hub) {
 	}
 }
 
-func (t *tail) remove(c *client) {
+func (t *tail) remove(c *wsClient) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.clients[c]; !ok {
@@ -582,7 +617,7 @@ func (t *tail) run(sub *gateway.Subscription, stop chan struct{}) {
 func (t *tail) fanOut(batch []gateway.Event, skipped int64) {
 	msg := encode(message{Type: topicRequests, Requests: batch, Skipped: skipped})
 	type delivery struct {
-		c   *client
+		c   *wsClient
 		msg []byte
 	}
 	var out []delivery

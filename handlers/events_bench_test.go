@@ -12,8 +12,8 @@ import (
 	"github.com/cachegate/cachegate/handlers"
 )
 
-// processCPU returns the user and system CPU time this process has used.
-func processCPU(tb testing.TB) time.Duration {
+// wsProcessCPU returns the user and system CPU time this process has used.
+func wsProcessCPU(tb testing.TB) time.Duration {
 	tb.Helper()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -40,7 +40,7 @@ func BenchmarkHitsWithEventClients(b *testing.B) {
 			e.fetch("/bench", "MISS")
 			for i := 0; i < bc.clients; i++ {
 				conn := e.dial(nil)
-				subscribe(b, conn, bc.topics...)
+				wsSubscribe(b, conn, bc.topics...)
 				go func() {
 					for {
 						if _, _, err := conn.ReadMessage(); err != nil {
@@ -51,7 +51,7 @@ func BenchmarkHitsWithEventClients(b *testing.B) {
 			}
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			url := e.srv.URL + "/fetch/up/bench"
-			cpu0 := processCPU(b)
+			cpu0 := wsProcessCPU(b)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -68,7 +68,7 @@ func BenchmarkHitsWithEventClients(b *testing.B) {
 			// Wall time on a shared machine says little; the CPU the
 			// process spent per hit (gateway, clients and sockets) is
 			// what the clients cost.
-			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(wsProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(e.api.EventCounts().Dropped), "dropped")
 		})
 	}
