@@ -460,31 +460,24 @@ func (a *API) pump(c *wsClient) {
 		snap := a.gw.Stats().Snapshot()
 		return c.enqueue(encode(message{Type: topicStats, Stats: &snap}))
 	}
+	// apply changes the subscriptions to t, then confirms them: once a
+	// client reads "subscribed", nothing of its topics is missed. A new
+	// jobs topic starts with every running job, a new stats topic with the
+	// counters now.
 	apply := func(t topicSet) bool {
-		list := t.list()
-		if !c.enqueue(encode(message{Type: "subscribed", Subscribed: &list})) {
-			return false
-		}
+		newJobs := t[topicJobs] && jobsC == nil
 		switch {
-		case t[topicJobs] && jobsC == nil:
-			// Subscribe before listing, so no change falls between.
+		case newJobs:
 			jobsC, unsubJobs = a.jobs.Subscribe()
-			for _, s := range a.jobs.List() {
-				if s.State == jobs.Running && !c.enqueue(encode(message{Type: "job", Job: &s})) {
-					return false
-				}
-			}
 		case !t[topicJobs] && jobsC != nil:
 			unsubJobs()
 			jobsC, unsubJobs = nil, nil
 		}
+		newStats := t[topicStats] && tick == nil
 		switch {
-		case t[topicStats] && tick == nil:
+		case newStats:
 			tick = time.NewTicker(a.events.opts.StatsInterval)
 			tickC = tick.C
-			if !stats() {
-				return false
-			}
 		case !t[topicStats] && tick != nil:
 			tick.Stop()
 			tick, tickC = nil, nil
@@ -497,7 +490,19 @@ func (a *API) pump(c *wsClient) {
 				a.events.tail.remove(c)
 			}
 		}
-		return true
+		list := t.list()
+		if !c.enqueue(encode(message{Type: "subscribed", Subscribed: &list})) {
+			return false
+		}
+		if newJobs {
+			// Listed after subscribing, so no change falls between.
+			for _, s := range a.jobs.List() {
+				if s.State == jobs.Running && !c.enqueue(encode(message{Type: "job", Job: &s})) {
+					return false
+				}
+			}
+		}
+		return !newStats || stats()
 	}
 	if !apply(defaultTopics) {
 		return
