@@ -19,6 +19,11 @@
 // job ends after a navigation. Topics other than the default (jobs and
 // stats) are asked for with data-live-topics="jobs,stats,requests" on any
 // element, or window.cachegateLive.subscribe([...]).
+//
+// Only a page that needs the socket opens one: one with #live-status,
+// [data-job-id] or [data-live-topics], one with a watched job, or one
+// that calls watchJob, subscribe or connect. A page that needs none (the
+// sign-in form, a plain listing) holds no socket on the server.
 (function () {
   'use strict';
 
@@ -55,9 +60,37 @@
   }
 
   function watchJob(id) {
-    if (!id || watched[id]) return;
-    watched[id] = true;
-    saveWatched();
+    if (!id) return;
+    if (!watched[id]) {
+      watched[id] = true;
+      saveWatched();
+    }
+    ensureConnected();
+  }
+
+  var started = false;
+  // ensureConnected opens the socket the first time something needs it;
+  // after that, connect and retry keep it open.
+  function ensureConnected() {
+    if (started) return;
+    started = true;
+    connect();
+  }
+
+  function needed(root) {
+    return !!(document.getElementById('live-status') ||
+      root.querySelector('[data-job-id], [data-live-topics]') ||
+      Object.keys(watched).length);
+  }
+
+  // scan watches the jobs marked in root and connects when root needs it.
+  function scan(root) {
+    root.querySelectorAll('[data-job-id][data-job-watch]').forEach(function (el) {
+      watchJob(el.dataset.jobId);
+    });
+    var t = pageTopics();
+    if (t) topics = t;
+    if (needed(root)) ensureConnected();
   }
 
   function emit(name, detail) {
@@ -284,48 +317,61 @@
     }
   }
 
+  // toast shows the outcome in #toasts, shaped like app.js's toasts (the
+  // admin CSS styles .toast, .ok, .bad, .toast-body, .toast-close) with a
+  // link to the job. A success goes away by itself; a failure stays until
+  // dismissed.
   function toast(job) {
     var box = document.getElementById('toasts');
     if (!box) return;
     if (!box.hasAttribute('aria-live')) box.setAttribute('aria-live', 'polite');
+    var bad = job.state === 'failed' || job.failed > 0;
     var t = document.createElement('div');
-    t.className = 'toast toast-' + job.state;
-    t.setAttribute('role', 'status');
+    t.className = 'toast' + (job.state === 'done' && !bad ? ' ok' : bad ? ' bad' : '');
+    t.setAttribute('role', bad ? 'alert' : 'status');
+    t.dataset.testid = 'job-toast';
     t.dataset.jobId = job.id;
-    var text = document.createElement('span');
-    text.textContent = outcome(job) + ' ';
+    var body = document.createElement('div');
+    body.className = 'toast-body';
+    body.append(outcome(job) + ' ');
     var link = document.createElement('a');
     link.href = '/jobs/' + encodeURIComponent(job.id);
     link.textContent = 'Details';
+    body.append(link);
     var close = document.createElement('button');
     close.type = 'button';
     close.className = 'toast-close';
     close.setAttribute('aria-label', 'Dismiss');
-    close.textContent = '×';
+    close.textContent = '\u00d7';
     close.addEventListener('click', function () { t.remove(); });
-    t.append(text, link, close);
+    t.append(body, close);
     box.append(t);
+    if (!bad) setTimeout(function () { t.remove(); }, 10000);
   }
 
   // Start.
 
-  window.cachegateLive = {
+  var api = {
     watchJob: watchJob,
     subscribe: function (list) {
       topics = list.slice();
       sendTopics();
+      ensureConnected();
     },
+    connect: ensureConnected,
   };
+  window.cachegateLive = api;
+  if (window.cachegate) window.cachegate.live = api;
   document.addEventListener('cachegate:watch-job', function (ev) {
     if (ev.detail && ev.detail.id) watchJob(String(ev.detail.id));
   });
+  // Content swapped in by htmx may carry a job the page just started.
+  document.addEventListener('htmx:afterSettle', function (ev) {
+    if (ev.target && ev.target.querySelectorAll) scan(ev.target);
+  });
 
   function start() {
-    document.querySelectorAll('[data-job-id][data-job-watch]').forEach(function (el) {
-      watchJob(el.dataset.jobId);
-    });
-    topics = pageTopics();
-    connect();
+    scan(document);
   }
   if (document.readyState === 'loading') {
     document.addEventListener('DOMContentLoaded', start);
