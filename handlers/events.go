@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,18 +287,14 @@ type clientMessage struct {
 // parseClientMessage reads one client frame into the topics it asks for.
 func parseClientMessage(data []byte) (topicSet, error) {
 	var m clientMessage
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil || m.Subscribe == nil {
+	if err := dec.Decode(&m); err != nil || m.Subscribe == nil || dec.More() {
 		return nil, errors.New(`messages are {"subscribe": [topics]}, topics from ` + strings.Join(allTopics, ", "))
 	}
 	t := topicSet{}
 	for _, name := range *m.Subscribe {
-		known := false
-		for _, k := range allTopics {
-			known = known || name == k
-		}
-		if !known {
+		if !slices.Contains(allTopics, name) {
 			return nil, errors.New("unknown topic " + quote(name) + "; topics are " + strings.Join(allTopics, ", "))
 		}
 		t[name] = true
@@ -319,24 +317,21 @@ type wsClient struct {
 // close sends a close frame with code and reason, as far as the socket
 // takes it within WriteWait, and closes the socket. Only the first call
 // counts.
-func (c *wsClient) close(code int, reason string) {
+func (c *wsClient) close(code int, reason string) { c.shut(code, reason, false) }
+
+// drop closes a client that does not keep up, and counts it once.
+func (c *wsClient) drop(reason string) { c.shut(websocket.ClosePolicyViolation, reason, true) }
+
+func (c *wsClient) shut(code int, reason string, slow bool) {
 	c.once.Do(func() {
 		close(c.done)
+		if slow {
+			c.ev.dropped.Add(1)
+		}
 		msg := websocket.FormatCloseMessage(code, reason)
 		_ = c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.ev.opts.WriteWait))
 		_ = c.conn.Close()
 	})
-}
-
-// drop closes a client that does not keep up, and counts it.
-func (c *wsClient) drop(reason string) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.ev.dropped.Add(1)
-	c.close(websocket.ClosePolicyViolation, reason)
 }
 
 // enqueue hands msg to writeLoop without waiting: a full buffer means the

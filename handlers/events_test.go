@@ -451,6 +451,8 @@ func TestEventsSubscriptions(t *testing.T) {
 		{"unknown topic", `{"subscribe": ["jobs", "secrets"]}`, `unknown topic "secrets"`},
 		{"not a subscription", `{"unsubscribe": ["jobs"]}`, `{"subscribe": [topics]}`},
 		{"not JSON", `jobs`, `{"subscribe": [topics]}`},
+		{"null", `{"subscribe": null}`, `{"subscribe": [topics]}`},
+		{"two messages in one", `{"subscribe": []} {"subscribe": ["jobs"]}`, `{"subscribe": [topics]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := conn.WriteMessage(websocket.TextMessage, []byte(tc.msg)); err != nil {
