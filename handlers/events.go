@@ -27,7 +27,8 @@ type EventOptions struct {
 	SendBuffer int
 	// PingInterval is how often the server pings (default 25s); a client
 	// that answers neither a ping nor anything else within PongWait
-	// (default 60s) is disconnected.
+	// (default 60s, and at least twice PingInterval, since a pong cannot
+	// come back before its ping went out) is disconnected.
 	PingInterval time.Duration
 	PongWait     time.Duration
 	// WriteWait bounds the write of one message (default 10s).
@@ -103,8 +104,7 @@ func newEvents(opts EventOptions) *events {
 	if opts.PongWait <= 0 {
 		opts.PongWait = 60 * time.Second
 	}
-	if opts.PongWait <= opts.PingInterval {
-		// A pong cannot come back before its ping went out.
+	if opts.PongWait < 2*opts.PingInterval {
 		opts.PongWait = 2 * opts.PingInterval
 	}
 	if opts.WriteWait <= 0 {
