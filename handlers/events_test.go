@@ -587,3 +587,51 @@ func TestEventsThroughServer(t *testing.T) {
 		break
 	}
 }
+
+// TestEventsRefusals: past MaxClients a handshake gets 503, and with the
+// admin side off /ws is off too; both before any upgrade, with a reason.
+func TestEventsRefusals(t *testing.T) {
+	t.Run("too many clients", func(t *testing.T) {
+		e := newWSEnv(t, handlers.EventOptions{MaxClients: 2})
+		for i := 0; i < 2; i++ {
+			wsReadType(t, e.dial(nil), "subscribed")
+		}
+		conn, resp, err := websocket.DefaultDialer.Dial(e.wsURL(), nil)
+		if conn != nil {
+			conn.Close()
+			t.Fatal("a third client was let in past MaxClients 2")
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("third client: %v, %v; want 503", resp, err)
+		}
+		var body struct{ Error, Code string }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Code != "too_many_clients" {
+			t.Fatalf("503 body %+v, %v", body, err)
+		}
+	})
+	t.Run("admin side off", func(t *testing.T) {
+		const why = "the admin API is off: testing"
+		gw, err := gateway.New(gateway.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer gw.Close()
+		api := handlers.NewAPI(nil, gw, handlers.Options{Backends: map[string]cache.Backend{"default": memory.New(0)}, Disabled: why})
+		defer api.Close()
+		r := chi.NewRouter()
+		api.MountEvents(r)
+		srv := httptest.NewServer(r)
+		defer srv.Close()
+		conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+		if conn != nil {
+			conn.Close()
+			t.Fatal("/ws upgraded with the admin side off")
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%v, %v; want 403", resp, err)
+		}
+		if body, _ := io.ReadAll(resp.Body); !strings.Contains(string(body), why) {
+			t.Fatalf("403 body %q does not say why", body)
+		}
+	})
+}
