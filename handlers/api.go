@@ -66,6 +66,8 @@ type Options struct {
 	RevalidateConcurrency int
 	// Jobs tunes the job registry.
 	Jobs jobs.Options
+	// Events tunes the /ws event stream.
+	Events EventOptions
 }
 
 // DefaultBackend is the backend name used when a request names none.
@@ -84,6 +86,7 @@ type API struct {
 	disabled    string
 	concurrency int
 	jobs        *jobs.Registry
+	events      *events // the /ws clients' shared state
 
 	hosts       map[string]bool // admin_hosts and the listen host, lower case
 	proxies     []netip.Prefix
@@ -117,6 +120,7 @@ func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
 	}
 	_, _ = rand.Read(a.localSecret[:]) // never fails (crypto/rand)
 	a.signins = newLimiter(a.now)
+	a.events = newEvents(opts.Events)
 	for name := range a.backends {
 		a.names = append(a.names, name)
 	}
@@ -136,8 +140,12 @@ func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
 // to jobs.
 func (a *API) Jobs() *jobs.Registry { return a.jobs }
 
-// Close cancels running jobs and waits for them to end.
-func (a *API) Close() { a.jobs.Close() }
+// Close closes the /ws clients, cancels running jobs and waits for them
+// to end.
+func (a *API) Close() {
+	a.events.close()
+	a.jobs.Close()
+}
 
 // backend returns the backend a request names with ?backend= (or the
 // default one). Names come only from the configured map, so no input can

@@ -212,7 +212,7 @@ func (a *API) protectPages(next http.Handler) http.Handler {
 		setPageHeaders(w.Header())
 		unsafe := isUnsafe(r.Method)
 		if _, err := a.admit(r, unsafe); err != nil {
-			if err.Code == "admin_disabled" {
+			if err.Code == "admin_disabled" && !isWebsocket(r) {
 				a.renderBare(w, r, views.ErrorView{Status: err.Status, Title: "The admin side is off", Hint: err.Message})
 				return
 			}

@@ -114,17 +114,23 @@ type Job struct {
 
 	stopOnClose func() bool
 
-	mu         sync.Mutex // protects the fields below
-	state      State
-	n          int64 // done
-	total      int64
-	failed     int64
-	skipped    int64
-	errs       []EntryError
-	finished   time.Time
-	err        string
-	result     any
-	lastNotify time.Time
+	// pubMu orders publishing: a snapshot is taken and sent under it, so
+	// subscribers see a job's snapshots in the order they were taken and
+	// never a running one after the final one.
+	pubMu sync.Mutex
+
+	mu           sync.Mutex // protects the fields below
+	state        State
+	n            int64 // done
+	total        int64
+	failed       int64
+	skipped      int64
+	errs         []EntryError
+	finished     time.Time
+	err          string
+	result       any
+	lastNotify   time.Time
+	flushPending bool // a trailing notification is scheduled
 }
 
 // ID returns the job's id.
@@ -219,20 +225,55 @@ func (j *Job) Snapshot() Snapshot {
 
 // changed tells subscribers. Progress updates are throttled to one per
 // notifyEvery per job, so a job over a million entries does not flood a
-// dashboard; state changes always go out.
+// dashboard; state changes (force) always go out. A throttled update is
+// not lost: a timer sends the latest counters once the interval has
+// passed, so a job that pauses after a burst of progress does not leave
+// dashboards showing the counts from before the burst.
 func (j *Job) changed(force bool) {
 	now := j.reg.now()
 	j.mu.Lock()
-	if !force && now.Sub(j.lastNotify) < notifyEvery {
-		j.mu.Unlock()
-		return
+	if !force {
+		if j.state != Running {
+			// The final snapshot went out, or is about to.
+			j.mu.Unlock()
+			return
+		}
+		if wait := notifyEvery - now.Sub(j.lastNotify); wait > 0 {
+			if !j.flushPending {
+				j.flushPending = true
+				time.AfterFunc(wait, j.flush)
+			}
+			j.mu.Unlock()
+			return
+		}
 	}
 	j.lastNotify = now
 	j.mu.Unlock()
+	j.publish()
+}
+
+// flush sends the progress a throttled update held back, unless the job
+// has ended (its final snapshot says it all).
+func (j *Job) flush() {
+	j.mu.Lock()
+	j.flushPending = false
+	running := j.state == Running
+	j.lastNotify = j.reg.now()
+	j.mu.Unlock()
+	if running {
+		j.publish()
+	}
+}
+
+func (j *Job) publish() {
+	j.pubMu.Lock()
+	defer j.pubMu.Unlock()
 	j.reg.publish(j.Snapshot())
 }
 
-const notifyEvery = 250 * time.Millisecond
+// notifyEvery is the least time between two progress notifications of
+// one job: about ten a second, smooth enough for a progress bar.
+const notifyEvery = 100 * time.Millisecond
 
 // Options tune a Registry. The zero value is usable.
 type Options struct {
@@ -455,7 +496,8 @@ func (r *Registry) pruneLocked() {
 }
 
 // Subscribe returns a channel of job snapshots, sent when a job starts,
-// ends, and (at most every 250ms per job) when it makes progress. A
+// ends, and (at most every 100ms per job, the latest counts always sent
+// in the end) when it makes progress. One job's snapshots arrive in order. A
 // subscriber that does not keep up is dropped, its channel closed, rather
 // than slowing the jobs down; it can resubscribe and call List to catch
 // up. Call the returned function to unsubscribe.

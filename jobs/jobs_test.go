@@ -346,3 +346,92 @@ func TestLimiterStopsWithContext(t *testing.T) {
 		t.Fatalf("%d functions ran, want 1", got)
 	}
 }
+
+// TestThrottledProgressIsSentLater: a burst of progress inside one
+// throttle interval still reaches subscribers while the job runs on, so a
+// job that pauses after the burst does not show stale counts.
+func TestThrottledProgressIsSentLater(t *testing.T) {
+	r := jobs.New(jobs.Options{})
+	defer r.Close()
+	ch, unsubscribe := r.Subscribe()
+	defer unsubscribe()
+	release := make(chan struct{})
+	j, err := r.Start(context.Background(), jobs.Spec{Kind: "x"}, func(ctx context.Context, j *jobs.Job) (any, error) {
+		j.SetTotal(3)
+		for i := 0; i < 3; i++ {
+			j.Add(1)
+		}
+		<-release
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(release); wait(t, j) }()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-ch:
+			if s.State != jobs.Running {
+				t.Fatalf("job ended while held: %+v", s)
+			}
+			if s.Done == 3 && s.Total == 3 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the last progress of a paused job never reached the subscriber")
+		}
+	}
+}
+
+// TestSnapshotsArriveInOrder: many workers report at once; a subscriber
+// sees done never go back and nothing after the final snapshot.
+func TestSnapshotsArriveInOrder(t *testing.T) {
+	r := jobs.New(jobs.Options{})
+	defer r.Close()
+	ch, unsubscribe := r.Subscribe()
+	defer unsubscribe()
+	const workers, each = 8, 2000
+	j, err := r.Start(context.Background(), jobs.Spec{Kind: "x"}, func(ctx context.Context, j *jobs.Job) (any, error) {
+		j.SetTotal(workers * each)
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					j.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, j)
+	var last jobs.Snapshot
+	timeout := time.After(5 * time.Second)
+	for last.State == "" || last.State == jobs.Running {
+		select {
+		case s := <-ch:
+			if s.Done < last.Done {
+				t.Fatalf("done went from %d back to %d", last.Done, s.Done)
+			}
+			last = s
+		case <-timeout:
+			t.Fatalf("no final snapshot; last %+v", last)
+		}
+	}
+	if last.State != jobs.Done || last.Done != workers*each {
+		t.Fatalf("final snapshot %+v", last)
+	}
+	select {
+	case s, ok := <-ch:
+		if ok && s.State == jobs.Running {
+			t.Fatalf("a running snapshot after the final one: %+v", s)
+		}
+	default:
+	}
+}

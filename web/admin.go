@@ -26,6 +26,7 @@ func (s *Server) mountAdmin(r chi.Router) {
 	})
 	s.admin.Mount(r)
 	s.admin.MountSignIn(r)
+	s.admin.MountEvents(r)
 	// The Go profiler, behind the admin token: how the hot path was
 	// measured, and how an operator finds where the time goes.
 	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))
