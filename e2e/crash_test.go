@@ -206,8 +206,20 @@ func storedItems(t testing.TB, dsn string) map[string]bool {
 		if err != nil {
 			t.Fatal(err)
 		}
-	} else if b, err = fs.Open(dsn); err != nil {
-		t.Fatal(err)
+	} else {
+		dir, _ := fs.ParseDSN(dsn)
+		left, _ := filepath.Glob(filepath.Join(dir, "*", ".tmp*"))
+		t.Logf("the kill left %d temporary files", len(left))
+		if b, err = fs.Open(dsn); err != nil {
+			t.Fatal(err)
+		}
+		// What the killed child was writing is gone, and its lock file:
+		// only the one of the backend just opened is left.
+		tmp, _ := filepath.Glob(filepath.Join(dir, "*", ".tmp*"))
+		owners, _ := filepath.Glob(filepath.Join(dir, ".owner-*"))
+		if len(tmp) > 0 || len(owners) != 1 {
+			t.Fatalf("after Open: temporary files %q, lock files %q; want none and one", tmp, owners)
+		}
 	}
 	defer b.Close()
 	items := map[string]bool{}
