@@ -280,6 +280,7 @@ func TestCrashLosesAtMostTheWindow(t *testing.T) {
 					killAt = time.Now()
 					child.cmd.Process.Kill() // SIGKILL
 				}()
+				start := time.Now()
 				got := loadUntilKilled(child.url, fmt.Sprintf("r%d", round), want, enough)
 				select {
 				case <-killed:
@@ -304,8 +305,8 @@ func TestCrashLosesAtMostTheWindow(t *testing.T) {
 						youngLost++
 					}
 				}
-				t.Logf("round %d: %d misses answered; %d more than %v before the kill, %d of them lost; %d within it, %d of them lost",
-					round, len(got), old, window, lost, young, youngLost)
+				t.Logf("round %d: %d misses answered in %v; %d more than %v before the kill, %d of them lost; %d within it, %d of them lost",
+					round, len(got), killAt.Sub(start).Round(time.Millisecond), old, window, lost, young, youngLost)
 				if old == 0 {
 					t.Errorf("round %d: no miss was answered more than the window before the kill: nothing was tested", round)
 				}

@@ -340,11 +340,28 @@ func (b *Backend) putBatch(ctx context.Context, batch []*write) []error {
 		}
 		return errs
 	}
+	// The keys of a batch are distinct, so their stores may overlap: one
+	// at a time, each waits for the fsyncs of the one before (the file
+	// backend syncs every file it writes), a few at once are synced
+	// together.
+	sem := make(chan struct{}, storeConcurrency)
+	var wg sync.WaitGroup
 	for i, w := range batch {
-		errs[i] = b.cold.Put(ctx, w.e)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.cold.Put(ctx, w.e)
+			<-sem
+		}()
 	}
+	wg.Wait()
 	return errs
 }
+
+// storeConcurrency is how many stores of one batch run at once on a
+// backend that stores entries one by one.
+const storeConcurrency = 4
 
 // dropPending removes the queued write of key, if the writer has not
 // taken it; the caller holds the key's lock, so the writer is not storing
