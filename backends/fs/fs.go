@@ -3,8 +3,9 @@
 // in a file of its own, in subdirectories named after the first two
 // characters of the key:
 //
-//	DIR/ab/abcdef….json           the metadata, naming the body file
-//	DIR/ab/abcdef….1f2e3d4c.body  the body, byte for byte
+//	DIR/ab/abcdef….json                        the metadata, naming the body file
+//	DIR/ab/abcdef….5e6f7a8b9c0d-1f2e3d4c.body  the body, byte for byte
+//	DIR/.owner-5e6f7a8b9c0d                    locked by the process that wrote it while it runs
 //
 // Writes are atomic: a file is written under a temporary name in the same
 // directory, synced and renamed into place. A Put writes the body first,
