@@ -135,9 +135,15 @@ func (b *Backend) putBehind(ctx context.Context, e *cache.Entry) error {
 	b.waiting++
 	hook := b.testHookWait
 	b.wmu.Unlock()
-	b.signal() // no gathering: someone waits
 	if hook != nil {
 		hook()
+	}
+	if _, batches := b.cold.(cache.BatchPutter); !batches {
+		// Entries are stored one by one: store this one now, beside the
+		// writer, rather than behind everything queued.
+		b.storeOwn(context.WithoutCancel(ctx), w)
+	} else {
+		b.signal() // no gathering: someone waits
 	}
 	var err error
 	select {
@@ -151,6 +157,41 @@ func (b *Backend) putBehind(ctx context.Context, e *cache.Entry) error {
 	b.waiting--
 	b.wmu.Unlock()
 	return err
+}
+
+// storeOwn stores w in the calling goroutine unless it started already
+// (the writer's) or was dropped by a Delete. The writer stores the
+// entries of its batches the same way when the backend has no batches,
+// so that a Delete or a waiting Put of one key never waits for the
+// stores of others.
+//
+// Only the latest write of a key is stored: one that a newer write
+// replaced meanwhile (pending names the newer) leaves its outcome to
+// that one, or, when the newer is done already, ends with it.
+func (b *Backend) storeOwn(ctx context.Context, w *write) {
+	l := b.lockKey(w.e.Key)
+	l.Lock()
+	defer l.Unlock()
+	b.wmu.Lock()
+	if w.started || w.dropped {
+		b.wmu.Unlock()
+		return
+	}
+	w.taken, w.started = true, true
+	if latest := b.pending[w.e.Key]; latest != w {
+		b.qCount--
+		b.qBytes -= w.size
+		if latest != nil {
+			latest.superseded = append(latest.superseded, w)
+			b.wmu.Unlock()
+			return
+		}
+		b.wmu.Unlock()
+		close(w.done)
+		return
+	}
+	b.wmu.Unlock()
+	b.finish([]*write{w}, []error{b.cold.Put(ctx, w.e)})
 }
 
 // admitLocked reports whether a Put may return before its write, the
@@ -174,7 +215,7 @@ func (b *Backend) oldestLocked() (time.Time, bool) {
 		return b.flight[0].queued, true
 	}
 	for _, w := range b.order {
-		if !w.dropped {
+		if !w.dropped && !w.taken {
 			return w.queued, true
 		}
 	}
@@ -224,11 +265,17 @@ func (b *Backend) gather() {
 	}
 }
 
-// storeBatch stores up to writeBatch of the oldest queued writes, in one
-// batch when the persistent backend is a cache.BatchPutter. The keys'
-// locks are held throughout, so a Delete of one of them waits for the
-// store, and then wins.
+// storeBatch stores up to writeBatch of the oldest queued writes: in one
+// batch, under all their keys' locks, when the persistent backend is a
+// cache.BatchPutter, else a few at once, each under its key's lock
+// (storeOwn). Either way a Delete of a key waits for the store of it, and
+// then wins.
 func (b *Backend) storeBatch(ctx context.Context) {
+	bp, batches := b.cold.(cache.BatchPutter)
+	if !batches {
+		b.storeEach(ctx)
+		return
+	}
 	// Lock each distinct stripe once, in index order: no deadlock with a
 	// Delete (one stripe).
 	var held [len(b.keyLock)]bool
@@ -238,7 +285,7 @@ func (b *Backend) storeBatch(ctx context.Context) {
 		if n == writeBatch {
 			break
 		}
-		if !w.dropped {
+		if !w.dropped && !w.taken {
 			held[b.stripe(w.e.Key)] = true
 			n++
 		}
@@ -258,43 +305,105 @@ func (b *Backend) storeBatch(ctx context.Context) {
 	}()
 
 	b.wmu.Lock()
-	// Take the oldest writes whose locks are held, in order: one queued
-	// meanwhile under another lock waits for the next batch, and so does
-	// everything after it.
-	batch := make([]*write, 0, n)
+	batch := b.takeLocked(func(w *write) bool { return held[b.stripe(w.e.Key)] })
+	for _, w := range batch {
+		w.started = true
+	}
+	b.wmu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	start := b.wnow()
+	errs := make([]error, len(batch))
+	if len(batch) == 1 {
+		errs[0] = b.cold.Put(ctx, batch[0].e)
+	} else {
+		entries := make([]*cache.Entry, len(batch))
+		for i, w := range batch {
+			entries[i] = w.e
+		}
+		if err := bp.PutMany(ctx, entries); err != nil {
+			for i := range errs {
+				errs[i] = err // some may be stored, none in part: drop all
+			}
+		}
+	}
+	b.measured(start, len(batch))
+	b.finish(batch, errs)
+}
+
+// storeEach stores a batch on a backend without batches. The keys of a
+// batch are distinct, so their stores may overlap: one at a time, each
+// waits for the fsyncs of the one before (the file backend syncs every
+// file it writes), a few at once are synced together.
+func (b *Backend) storeEach(ctx context.Context) {
+	b.wmu.Lock()
+	batch := b.takeLocked(func(*write) bool { return true })
+	b.wmu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	start := b.wnow()
+	sem := make(chan struct{}, storeConcurrency)
+	var wg sync.WaitGroup
+	for _, w := range batch {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.storeOwn(ctx, w)
+			<-sem
+		}()
+	}
+	wg.Wait()
+	b.measured(start, len(batch))
+}
+
+// takeLocked takes the oldest queued writes that may be taken, in order,
+// up to writeBatch: one queued meanwhile under a lock not held waits for
+// the next batch, and so does everything after it. They are the batch in
+// flight until measured.
+func (b *Backend) takeLocked(may func(*write) bool) []*write {
+	var batch []*write
 	i := 0
 	for ; i < len(b.order); i++ {
 		w := b.order[i]
-		if w.dropped {
+		if w.dropped || w.taken {
 			continue
 		}
-		if len(batch) == writeBatch || !held[b.stripe(w.e.Key)] {
+		if len(batch) == writeBatch || !may(w) {
 			break
 		}
 		w.taken = true
 		batch = append(batch, w)
 	}
 	old := len(b.order)
-	kept := slices.DeleteFunc(b.order[:copy(b.order, b.order[i:])], func(w *write) bool { return w.dropped })
+	kept := slices.DeleteFunc(b.order[:copy(b.order, b.order[i:])], func(w *write) bool { return w.dropped || w.taken })
 	clear(b.order[len(kept):old]) // let the stored bodies go
 	b.order = kept
 	b.flight = batch
-	b.wmu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
+	return batch
+}
 
-	start := b.wnow()
-	errs := b.putBatch(ctx, batch)
+// measured ends the batch in flight, of n writes begun at start, and
+// keeps the writer's pace per entry.
+func (b *Backend) measured(start time.Time, n int) {
 	took := b.wnow().Sub(start)
-
-	var failed, report []*write
 	b.wmu.Lock()
-	if d := took / time.Duration(len(batch)); b.perEntry == 0 {
+	defer b.wmu.Unlock()
+	if d := took / time.Duration(n); b.perEntry == 0 {
 		b.perEntry = d
 	} else {
 		b.perEntry = (3*b.perEntry + d) / 4
 	}
+	b.flight = nil
+}
+
+// finish records the outcome of the stores of batch (errs[i] for
+// batch[i]), drops the hot copies of failed ones and tells whoever waits.
+func (b *Backend) finish(batch []*write, errs []error) {
+	var failed, report []*write
+	b.wmu.Lock()
 	for j, w := range batch {
 		w.err = errs[j]
 		b.qCount--
@@ -309,7 +418,6 @@ func (b *Backend) storeBatch(ctx context.Context) {
 			}
 		}
 	}
-	b.flight = nil
 	b.wmu.Unlock()
 	for _, w := range failed {
 		b.removeEntry(w.e)
@@ -321,66 +429,43 @@ func (b *Backend) storeBatch(ctx context.Context) {
 	}
 	// Last: whoever waits (a Put, Flush, Close) sees the outcome whole.
 	for _, w := range batch {
-		close(w.done)
+		w.end()
 	}
 }
 
-// putBatch stores the batch's entries and returns each one's error.
-func (b *Backend) putBatch(ctx context.Context, batch []*write) []error {
-	errs := make([]error, len(batch))
-	if bp, ok := b.cold.(cache.BatchPutter); ok && len(batch) > 1 {
-		entries := make([]*cache.Entry, len(batch))
-		for i, w := range batch {
-			entries[i] = w.e
-		}
-		if err := bp.PutMany(ctx, entries); err != nil {
-			for i := range errs {
-				errs[i] = err // some may be stored, none in part: drop all
-			}
-		}
-		return errs
+// end tells whoever waits for w, and for the writes it superseded, that
+// it is done. The caller no longer holds wmu; nothing changes w after.
+func (w *write) end() {
+	for _, s := range w.superseded {
+		s.err = w.err
+		s.end()
 	}
-	// The keys of a batch are distinct, so their stores may overlap: one
-	// at a time, each waits for the fsyncs of the one before (the file
-	// backend syncs every file it writes), a few at once are synced
-	// together.
-	sem := make(chan struct{}, storeConcurrency)
-	var wg sync.WaitGroup
-	for i, w := range batch {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = b.cold.Put(ctx, w.e)
-			<-sem
-		}()
-	}
-	wg.Wait()
-	return errs
+	close(w.done)
 }
 
 // storeConcurrency is how many stores of one batch run at once on a
 // backend that stores entries one by one.
 const storeConcurrency = 4
 
-// dropPending removes the queued write of key, if the writer has not
-// taken it; the caller holds the key's lock, so the writer is not storing
-// it either. It reports whether there was one.
+// dropPending removes the queued write of key, if any. The caller holds
+// the key's lock, and every store runs under it, so none of key has
+// started that has not ended. It reports whether there was one.
 func (b *Backend) dropPending(key string) bool {
 	if !b.behind {
 		return false
 	}
 	b.wmu.Lock()
-	defer b.wmu.Unlock()
 	w := b.pending[key]
-	if w == nil || w.taken {
+	if w == nil || w.started {
+		b.wmu.Unlock()
 		return false
 	}
 	delete(b.pending, key)
 	w.dropped = true
 	b.qCount--
 	b.qBytes -= w.size
-	close(w.done)
+	b.wmu.Unlock()
+	w.end()
 	return true
 }
 

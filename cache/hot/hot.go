@@ -79,8 +79,12 @@ type write struct {
 	// waiters counts the Puts waiting on done: a failure is theirs to
 	// report then, not OnError's.
 	waiters int
-	taken   bool // the writer is storing it
+	taken   bool // in a batch of the writer's: a new Put of the key queues anew
+	started bool // its store runs (under its key's lock)
 	dropped bool // a Delete came first
+	// superseded are older writes of the key that were taken but not
+	// started when this one came: storing this one is their outcome too.
+	superseded []*write
 }
 
 type item struct {
