@@ -196,11 +196,16 @@ func (b *Backend) storeOwn(ctx context.Context, w *write) {
 
 // admitLocked reports whether a Put may return before its write, the
 // write being queued already: only while the queue is within its bounds
-// and what it holds looks sure to be stored within half the window. The
-// other half is the margin for a batch slower than the recent ones.
+// and what it holds looks sure to be stored within half the window, at
+// the pace of the writer's recent batches (before the first, nothing
+// waits but the one write in flight). The other half is the margin for a
+// batch slower than the recent ones.
 func (b *Backend) admitLocked(now time.Time) bool {
 	if b.qCount > b.opts.MaxEntries || b.qBytes > b.opts.MaxBytes {
 		return false
+	}
+	if !b.paced && b.qCount > 1 {
+		return false // no pace to judge the queue by yet: one at a time
 	}
 	half := b.opts.Window / 2
 	if t, ok := b.oldestLocked(); ok && now.Sub(t) >= half {
@@ -391,11 +396,14 @@ func (b *Backend) measured(start time.Time, n int) {
 	took := b.wnow().Sub(start)
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
-	if d := took / time.Duration(n); b.perEntry == 0 {
+	// A slower pace counts at once, a faster one only bit by bit: the
+	// estimate errs on the side of waiting.
+	if d := took / time.Duration(n); !b.paced || d > b.perEntry {
 		b.perEntry = d
 	} else {
 		b.perEntry = (3*b.perEntry + d) / 4
 	}
+	b.paced = true
 	b.flight = nil
 }
 

@@ -60,6 +60,7 @@ type Backend struct {
 	// perEntry is how long the writer took per entry lately (a moving
 	// average), to tell how long what is queued will take.
 	perEntry time.Duration
+	paced    bool          // perEntry was measured
 	waiting  int           // Puts and Flushes waiting for a write: no gathering
 	wake     chan struct{} // tells the writer there is work (buffered: wakes coalesce)
 	writer   sync.WaitGroup
