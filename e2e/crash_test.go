@@ -268,7 +268,7 @@ func TestCrashLosesAtMostTheWindow(t *testing.T) {
 				// Kill at a different moment of the load each round, once
 				// enough misses were answered and the first of them long
 				// enough ago for some to be older than the window.
-				want := 100 + 50*round
+				want := 60 + 30*round
 				after := window + time.Duration(round)*100*time.Millisecond
 				enough := make(chan time.Time, 1)
 				var killAt time.Time
