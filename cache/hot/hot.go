@@ -42,32 +42,33 @@ type Backend struct {
 	bytes   int64                    // body bytes held
 
 	// Write-behind (see WriteBehind): Put returns once the entry is hot and
-	// a single writer stores it in the persistent backend, unless the
+	// a background writer stores it in the persistent backend, unless the
 	// queue is past its bounds.
-	behind  bool
-	opts    WriteBehindOptions
-	wnow    func() time.Time
-	keyLock [64]sync.Mutex // orders a key's store against its delete
+	behind    bool
+	opts      WriteBehindOptions
+	wnow      func() time.Time
+	keyLock   [64]sync.Mutex // orders a key's store against its delete
+	wake      chan struct{}  // tells the writer there is work (buffered: wakes coalesce)
+	writer    sync.WaitGroup
+	closeOnce sync.Once
 	// wmu protects the fields below it. It is taken before mu, never
 	// after.
 	wmu     sync.Mutex
 	closed  bool
-	pending map[string]*write // the latest write not yet done, by key
-	order   []*write          // writes not yet taken by the writer, oldest first (dropped ones too)
-	flight  []*write          // the batch being stored, oldest first
-	qCount  int               // writes not yet done (waiting or in flight)
+	pending map[string]*write // the latest write of each key not yet done
+	order   []*write          // writes not yet taken, oldest first (and some dropped or taken since)
+	flight  []*write          // the writer's batch being stored, oldest first
+	qCount  int               // writes not yet done (queued, waited for or in flight)
 	qBytes  int64             // their body bytes
-	// perEntry is how long the writer took per entry lately (a moving
-	// average), to tell how long what is queued will take.
+	// perEntry is how long the writer took per entry lately: a slower
+	// batch counts at once, a faster one bit by bit. It tells how long
+	// what is queued will take.
 	perEntry time.Duration
-	paced    bool          // perEntry was measured
-	waiting  int           // Puts and Flushes waiting for a write: no gathering
-	wake     chan struct{} // tells the writer there is work (buffered: wakes coalesce)
-	writer   sync.WaitGroup
+	paced    bool // perEntry was measured
+	waiting  int  // Puts and Flushes waiting for a write: no gathering
 	// testHookWait, if set, is called when a Put starts waiting for its
 	// write.
 	testHookWait func()
-	closeOnce    sync.Once
 }
 
 // write is one entry waiting to be stored by the writer.
@@ -80,11 +81,12 @@ type write struct {
 	// waiters counts the Puts waiting on done: a failure is theirs to
 	// report then, not OnError's.
 	waiters int
-	taken   bool // in a batch of the writer's: a new Put of the key queues anew
-	started bool // its store runs (under its key's lock)
+	taken   bool // in a batch of the writer's, or stored by its Put: a new Put of the key queues anew
+	started bool // its store began (under its key's lock)
 	dropped bool // a Delete came first
-	// superseded are older writes of the key that were taken but not
-	// started when this one came: storing this one is their outcome too.
+	// superseded are older writes of the key whose store would have begun
+	// while this one was pending: they are not stored, and this one's
+	// outcome is theirs.
 	superseded []*write
 }
 
