@@ -113,12 +113,13 @@ func Open(dsn string) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("fs: open %s: %w", dir, err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
-		return nil, fmt.Errorf("fs: open %s: %w", dir, err)
-	}
+	_ = syncDir(filepath.Dir(dir)) // best effort: the parent may not be readable
 	b := &Backend{dir: dir, owner: randomHex(ownerBytes)}
 	if b.ownerLock, err = lockOwner(b.ownerPath(b.owner)); err != nil {
-		return nil, fmt.Errorf("fs: open %s: lock: %w", dir, err)
+		// A directory this process may not write (a read-only export, a
+		// read-only mount): it names its files, if it writes any, as
+		// before owners, and they fall to the age rule.
+		b.owner = ""
 	}
 	if err := b.sweep(time.Now().Add(-sweepAge)); err != nil {
 		b.unlockOwner()
@@ -133,8 +134,27 @@ func (b *Backend) ownerPath(owner string) string {
 
 // unlockOwner removes the Backend's lock file and releases its lock.
 func (b *Backend) unlockOwner() {
-	os.Remove(b.ownerPath(b.owner))
-	b.ownerLock.Close()
+	if b.ownerLock != nil {
+		os.Remove(b.ownerPath(b.owner))
+		b.ownerLock.Close()
+	}
+}
+
+// bodyName returns a fresh name for a body file of key.
+func (b *Backend) bodyName(key string) string {
+	if b.owner == "" {
+		return key + "." + randomHex(4) + ".body"
+	}
+	return key + "." + b.owner + "-" + randomHex(4) + ".body"
+}
+
+// tmpPattern is the os.CreateTemp pattern of a temporary file that
+// becomes name.
+func (b *Backend) tmpPattern(name string) string {
+	if b.owner == "" {
+		return legacyTmpPrefix + name + "-*"
+	}
+	return tmpPrefix + b.owner + "." + name + "-*"
 }
 
 // fileOwner returns the owner named by a temporary or body file's name, or
@@ -364,7 +384,7 @@ func (b *Backend) put(e *cache.Entry) error {
 		// any, is left to the sweep.
 		old = nil
 	}
-	bodyFile := e.Key + "." + b.owner + "-" + randomHex(4) + ".body"
+	bodyFile := b.bodyName(e.Key)
 	if err := b.writeFileAtomic(dir, bodyFile, e.Body, false); err != nil {
 		return err
 	}
@@ -406,7 +426,7 @@ func (b *Backend) writeMeta(m *meta) error {
 // in the same directory and a rename, so a reader sees the old file or
 // the new one, never part of one.
 func (b *Backend) writeFileAtomic(dir, name string, data []byte, sync bool) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+b.owner+"."+name+"-*")
+	f, err := os.CreateTemp(dir, b.tmpPattern(name))
 	if err != nil {
 		return err
 	}

@@ -338,3 +338,21 @@ func TestOpenRemovesWhatAnEndedProcessLeft(t *testing.T) {
 		t.Errorf("Close left its lock file: %v", err)
 	}
 }
+
+// A directory this process may only read (an export from a read-only
+// copy) still opens and serves: no lock file is needed to read.
+func TestOpenReadOnlyDirectory(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may write to any directory")
+	}
+	dir := t.TempDir()
+	b := mustOpen(t, dir)
+	cachetest.MustPut(t, b, cachetest.NewEntry("k"))
+	b.Close()
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	ro := mustOpen(t, dir)
+	cachetest.MustGet(t, ro, "k")
+}
