@@ -269,7 +269,7 @@ func TestCrashLosesAtMostTheWindow(t *testing.T) {
 				// enough misses were answered and the first of them long
 				// enough ago for some to be older than the window.
 				want := 60 + 30*round
-				after := window + time.Duration(round)*100*time.Millisecond
+				after := window + time.Duration(round+1)*100*time.Millisecond
 				enough := make(chan time.Time, 1)
 				var killAt time.Time
 				killed := make(chan struct{})
