@@ -74,8 +74,9 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 type tierConfig struct {
 	size     int64
 	ttl      time.Duration
-	filesDir string // "" keeps large bodies in memory only
-	filesSet bool   // filesDir came from the DSN
+	window   time.Duration // write_behind_window, see writeBehindWindow
+	filesDir string        // "" keeps large bodies in memory only
+	filesSet bool          // filesDir came from the DSN
 }
 
 // fileBodyMin is the body size from which sendfile costs less than
@@ -111,7 +112,7 @@ const defaultHotTTL = 5 * time.Second
 // hotTier takes the hot-tier parameters out of a DSN; defaultSize applies
 // when the DSN sets no hot_size.
 func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
-	t := tierConfig{size: defaultSize, ttl: defaultHotTTL, filesDir: os.TempDir()}
+	t := tierConfig{size: defaultSize, ttl: defaultHotTTL, window: hot.DefaultWindow, filesDir: os.TempDir()}
 	base, rawQuery, ok := strings.Cut(dsn, "?")
 	if !ok {
 		return dsn, t, nil
@@ -134,6 +135,13 @@ func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
 		}
 		t.ttl = d
 	}
+	if v := q.Get("write_behind_window"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return "", t, fmt.Errorf("backend %q: write_behind_window: want a duration like 200ms, or 0 to write every miss through", RedactDSN(dsn))
+		}
+		t.window = d
+	}
 	if v := q.Get("hot_files"); v != "" {
 		t.filesSet = true
 		if v == "off" {
@@ -147,10 +155,20 @@ func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
 	q.Del("hot_size")
 	q.Del("hot_ttl")
 	q.Del("hot_files")
+	q.Del("write_behind_window")
 	if len(q) == 0 {
 		return base, t, nil
 	}
 	return base + "?" + q.Encode(), t, nil
+}
+
+// writeBehindWindow returns the DSN's write_behind_window: how long after
+// a miss was answered its entry may still be only in memory (default
+// 200ms; 0 writes every miss through before it is answered). The server
+// uses it; the command line's export and import write through.
+func writeBehindWindow(dsn string) (time.Duration, error) {
+	_, t, err := hotTier(dsn, 0)
+	return t.window, err
 }
 
 // RedactDSN hides the password of a DSN for logs and the admin side.

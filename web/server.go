@@ -139,11 +139,17 @@ func (s *Server) openBackends(ctx context.Context) error {
 			}
 			if h, ok := b.(*hot.Backend); ok {
 				// A miss answers without waiting for the disk: the entry is
-				// hot at once and stored by a background writer.
+				// hot at once and stored by a background writer, within the
+				// DSN's write_behind_window (0: every miss writes through).
+				window, err := writeBehindWindow(dsn)
+				if err != nil {
+					b.Close()
+					return fmt.Errorf("backend %s: %w", name, err)
+				}
 				bname := name
-				h.WriteBehind(1024, func(key string, err error) {
+				h.WriteBehind(hot.WriteBehindOptions{Window: window, OnError: func(key string, err error) {
 					s.log.Error("cache store failed", "backend", bname, "key", key, "err", err)
-				})
+				}})
 			}
 			byDSN[dsn] = b
 		}

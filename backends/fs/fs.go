@@ -3,8 +3,9 @@
 // in a file of its own, in subdirectories named after the first two
 // characters of the key:
 //
-//	DIR/ab/abcdef….json           the metadata, naming the body file
-//	DIR/ab/abcdef….1f2e3d4c.body  the body, byte for byte
+//	DIR/ab/abcdef….json                        the metadata, naming the body file
+//	DIR/ab/abcdef….5e6f7a8b9c0d-1f2e3d4c.body  the body, byte for byte
+//	DIR/.owner-5e6f7a8b9c0d                    locked by the process that wrote it while it runs
 //
 // Writes are atomic: a file is written under a temporary name in the same
 // directory, synced and renamed into place. A Put writes the body first,
@@ -36,6 +37,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -44,9 +46,22 @@ import (
 // Format is the version of the metadata files' layout, stored in each.
 const Format = 1
 
-// tmpPrefix starts the names of files being written. Nothing reads them;
-// a crash leaves them behind for the sweep.
-const tmpPrefix = ".tmp-"
+// tmpPrefix starts the names of files being written, followed by the
+// owner of the writing Backend and a dot. Nothing reads them; a crash
+// leaves them behind for the sweep. legacyTmpPrefix started them before
+// they named their owner.
+const (
+	tmpPrefix       = ".tmp."
+	legacyTmpPrefix = ".tmp-"
+)
+
+// ownerPrefix starts the name of each open Backend's lock file in the
+// directory, followed by its owner: a random name that the temporary and
+// body files it writes carry too. Its process holds a flock on the file
+// while it runs, so that Open can remove the leftovers of a process that
+// crashed at once, whatever their age, and never those of one still
+// writing (see ownerGone).
+const ownerPrefix = ".owner-"
 
 // sweepAge is how old a temporary or unreferenced body file must be
 // before the sweep removes it, so that it never races a write in
@@ -60,8 +75,10 @@ const readRetries = 10
 // Backend is a cache.Backend in a directory. It is safe for concurrent
 // use.
 type Backend struct {
-	dir    string
-	closed atomic.Bool
+	dir       string
+	owner     string   // names the files this Backend writes
+	ownerLock *os.File // held while it is open
+	closed    atomic.Bool
 	// locks serialise writers of one key within this process (Put,
 	// Delete, RecordHits each read, then replace, the metadata).
 	locks [64]sync.Mutex
@@ -96,12 +113,69 @@ func Open(dsn string) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("fs: open %s: %w", dir, err)
 	}
-	b := &Backend{dir: dir}
+	_ = syncDir(filepath.Dir(dir)) // best effort: the parent may not be readable
+	b := &Backend{dir: dir, owner: randomHex(ownerBytes)}
+	if b.ownerLock, err = lockOwner(b.ownerPath(b.owner)); err != nil {
+		// A directory this process may not write (a read-only export, a
+		// read-only mount): it names its files, if it writes any, as
+		// before owners, and they fall to the age rule.
+		b.owner = ""
+	}
 	if err := b.sweep(time.Now().Add(-sweepAge)); err != nil {
+		b.unlockOwner()
 		return nil, fmt.Errorf("fs: open %s: %w", dir, err)
 	}
 	return b, nil
 }
+
+func (b *Backend) ownerPath(owner string) string {
+	return filepath.Join(b.dir, ownerPrefix+owner)
+}
+
+// unlockOwner removes the Backend's lock file and releases its lock.
+func (b *Backend) unlockOwner() {
+	if b.ownerLock != nil {
+		os.Remove(b.ownerPath(b.owner))
+		b.ownerLock.Close()
+	}
+}
+
+// bodyName returns a fresh name for a body file of key.
+func (b *Backend) bodyName(key string) string {
+	if b.owner == "" {
+		return key + "." + randomHex(4) + ".body"
+	}
+	return key + "." + b.owner + "-" + randomHex(4) + ".body"
+}
+
+// tmpPattern is the os.CreateTemp pattern of a temporary file that
+// becomes name.
+func (b *Backend) tmpPattern(name string) string {
+	if b.owner == "" {
+		return legacyTmpPrefix + name + "-*"
+	}
+	return tmpPrefix + b.owner + "." + name + "-*"
+}
+
+// fileOwner returns the owner named by a temporary or body file's name, or
+// "" when it names none (written before files named their owner).
+func fileOwner(name string) string {
+	var owner string
+	if rest, ok := strings.CutPrefix(name, tmpPrefix); ok {
+		owner, _, _ = strings.Cut(rest, ".")
+	} else if rest, ok := strings.CutSuffix(name, ".body"); ok && !strings.HasPrefix(name, legacyTmpPrefix) {
+		// KEY.OWNER-RANDOM.body; before owners, KEY.RANDOM.body.
+		_, rest, _ = strings.Cut(rest, ".")
+		owner, _, _ = strings.Cut(rest, "-")
+	}
+	if _, err := hex.DecodeString(owner); err != nil || len(owner) != 2*ownerBytes {
+		return ""
+	}
+	return owner
+}
+
+// ownerBytes is the length of an owner's random name, in bytes.
+const ownerBytes = 6
 
 // Dir returns the backend's directory.
 func (b *Backend) Dir() string { return b.dir }
@@ -306,7 +380,7 @@ func (b *Backend) Put(_ context.Context, e *cache.Entry) error {
 
 func (b *Backend) put(e *cache.Entry) error {
 	dir := b.shard(e.Key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := b.mkShard(dir); err != nil {
 		return err
 	}
 	old, _, err := b.readMeta(e.Key)
@@ -315,8 +389,8 @@ func (b *Backend) put(e *cache.Entry) error {
 		// any, is left to the sweep.
 		old = nil
 	}
-	bodyFile := e.Key + "." + randomHex(4) + ".body"
-	if err := writeFileAtomic(dir, bodyFile, e.Body, false); err != nil {
+	bodyFile := b.bodyName(e.Key)
+	if err := b.writeFileAtomic(dir, bodyFile, e.Body, false); err != nil {
 		return err
 	}
 	if err := b.writeMeta(newMeta(e, bodyFile)); err != nil {
@@ -329,6 +403,20 @@ func (b *Backend) put(e *cache.Entry) error {
 	return nil
 }
 
+// mkShard creates a shard directory if it is missing, and syncs the
+// backend's directory after creating it: the entries renamed into it are
+// synced with their own directory, which must not vanish on a power loss.
+func (b *Backend) mkShard(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	_ = syncDir(b.dir)
+	return nil
+}
+
 func (b *Backend) writeMeta(m *meta) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -336,14 +424,14 @@ func (b *Backend) writeMeta(m *meta) error {
 	}
 	// The metadata rename is the commit point of a Put; syncing the
 	// directory after it makes the commit survive a power loss.
-	return writeFileAtomic(b.shard(m.Key), m.Key+".json", append(data, '\n'), true)
+	return b.writeFileAtomic(b.shard(m.Key), m.Key+".json", append(data, '\n'), true)
 }
 
 // writeFileAtomic writes data to dir/name through a synced temporary file
 // in the same directory and a rename, so a reader sees the old file or
 // the new one, never part of one.
-func writeFileAtomic(dir, name string, data []byte, syncDir bool) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
+func (b *Backend) writeFileAtomic(dir, name string, data []byte, sync bool) error {
+	f, err := os.CreateTemp(dir, b.tmpPattern(name))
 	if err != nil {
 		return err
 	}
@@ -362,12 +450,23 @@ func writeFileAtomic(dir, name string, data []byte, syncDir bool) error {
 		os.Remove(tmp)
 		return err
 	}
-	if syncDir {
-		if d, err := os.Open(dir); err == nil {
-			// Best effort: some file systems cannot sync a directory.
-			_ = d.Sync()
-			d.Close()
-		}
+	if sync {
+		_ = syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir makes the names in dir (renames, new files and directories)
+// survive a power loss. Some file systems cannot sync a directory: an
+// error there is the caller's to ignore.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+		return err
 	}
 	return nil
 }
@@ -642,18 +741,38 @@ func (b *Backend) Clear(_ context.Context) error {
 	return nil
 }
 
-// sweep removes, among files last modified before cutoff, temporary files
-// (a write that crashed before its rename) and body files that their
-// key's metadata does not name (a crash between writing a body and its
-// metadata, or before removing a replaced body). Readers never open
-// either kind, so removing them changes nothing they see.
+// sweep removes temporary files (a write that crashed before its rename)
+// and body files that their key's metadata does not name (a crash between
+// writing a body and its metadata, or before removing a replaced body):
+// those of a Backend whose process has ended at once (its lock file is
+// unlocked, see ownerPrefix), the others once last modified before cutoff,
+// so that the sweep never races a write in progress. Readers never open
+// either kind, so removing them changes nothing they see. Last it removes
+// the lock files of ended processes.
 func (b *Backend) sweep(cutoff time.Time) error {
+	gone := map[string]bool{}
+	isGone := func(owner string) bool {
+		if owner == "" || owner == b.owner {
+			return false
+		}
+		g, ok := gone[owner]
+		if !ok {
+			g = ownerGone(b.ownerPath(owner))
+			gone[owner] = g
+		}
+		return g
+	}
 	shards, err := os.ReadDir(b.dir)
 	if err != nil {
 		return err
 	}
 	for _, s := range shards {
 		if !s.IsDir() {
+			if owner, ok := strings.CutPrefix(s.Name(), ownerPrefix); ok {
+				if o := strings.TrimSuffix(owner, ".new"); fileOwner(tmpPrefix+o) != "" {
+					isGone(o)
+				}
+			}
 			continue
 		}
 		dir := filepath.Join(b.dir, s.Name())
@@ -663,18 +782,26 @@ func (b *Backend) sweep(cutoff time.Time) error {
 		}
 		for _, f := range files {
 			name := f.Name()
-			isTmp := strings.HasPrefix(name, tmpPrefix)
+			isTmp := strings.HasPrefix(name, tmpPrefix) || strings.HasPrefix(name, legacyTmpPrefix)
 			if !isTmp && !strings.HasSuffix(name, ".body") {
 				continue
 			}
-			info, err := f.Info()
-			if err != nil || !info.ModTime().Before(cutoff) {
-				continue
+			if !isGone(fileOwner(name)) {
+				info, err := f.Info()
+				if err != nil || !info.ModTime().Before(cutoff) {
+					continue
+				}
 			}
 			if !isTmp && b.bodyInUse(name) {
 				continue
 			}
 			os.Remove(filepath.Join(dir, name))
+		}
+	}
+	for owner, g := range gone {
+		if g {
+			os.Remove(b.ownerPath(owner))
+			os.Remove(b.ownerPath(owner) + ".new")
 		}
 	}
 	return nil
@@ -702,5 +829,6 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return fmt.Errorf("fs: close: %w", cache.ErrClosed)
 	}
+	b.unlockOwner()
 	return nil
 }

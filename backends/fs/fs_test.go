@@ -277,3 +277,82 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 }
+
+// TestOpenRemovesWhatAnEndedProcessLeft: the temporary files and
+// unreferenced bodies of a Backend whose process ended (its lock file
+// unlocked, or gone) are removed by the next Open at once, however fresh;
+// those of a Backend still open (here in this process, through its own
+// lock) and fresh files that name no owner stay for the age rule.
+func TestOpenRemovesWhatAnEndedProcessLeft(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	live := mustOpen(t, dir)
+	cachetest.MustPut(t, live, cachetest.NewEntry("crashed")) // its body is referenced: it stays
+	owners, _ := filepath.Glob(filepath.Join(dir, ".owner-*"))
+	if len(owners) != 1 {
+		t.Fatalf("lock files of one open backend: %v, want one", owners)
+	}
+	liveOwner := strings.TrimPrefix(filepath.Base(owners[0]), ".owner-")
+
+	const dead, vanished = "0123456789ab", "ba9876543210"
+	if err := os.WriteFile(filepath.Join(dir, ".owner-"+dead), nil, 0o644); err != nil { // nobody holds its lock
+		t.Fatal(err)
+	}
+	shard := filepath.Join(dir, "cr")
+	files := map[string]bool{ // name: removed by the next Open
+		".tmp." + dead + ".crashed.json-1":                       true,
+		".tmp." + dead + ".crashed." + dead + "-00000000.body-2": true,
+		"crashed." + dead + "-00000000.body":                     true,  // its metadata never came
+		".tmp." + vanished + ".crashed.json-3":                   true,  // not even a lock file
+		".tmp." + liveOwner + ".crashed.json-4":                  false, // a write in progress
+		"crashed." + liveOwner + "-11111111.body":                false, // maybe its metadata comes next
+		".tmp-crashed.json-5":                                    false, // no owner: too young
+		"crashed.22222222.body":                                  false,
+	}
+	for name := range files {
+		if err := os.WriteFile(filepath.Join(shard, name), []byte("abc"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	next := mustOpen(t, dir)
+	for name, removed := range files {
+		_, err := os.Stat(filepath.Join(shard, name))
+		if gone := errors.Is(err, os.ErrNotExist); gone != removed {
+			t.Errorf("%s: removed %v, want %v (%v)", name, gone, removed, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".owner-"+dead)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the lock file of an ended process is still there: %v", err)
+	}
+	if _, err := os.Stat(owners[0]); err != nil {
+		t.Errorf("the lock file of an open backend was removed: %v", err)
+	}
+	if e, ok, err := next.Get(ctx, "crashed"); !ok || err != nil || string(e.Body) != string(cachetest.NewEntry("crashed").Body) {
+		t.Fatalf("the stored entry after the sweep: %v, %v", ok, err)
+	}
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(owners[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left its lock file: %v", err)
+	}
+}
+
+// A directory this process may only read (an export from a read-only
+// copy) still opens and serves: no lock file is needed to read.
+func TestOpenReadOnlyDirectory(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may write to any directory")
+	}
+	dir := t.TempDir()
+	b := mustOpen(t, dir)
+	cachetest.MustPut(t, b, cachetest.NewEntry("k"))
+	b.Close()
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	ro := mustOpen(t, dir)
+	cachetest.MustGet(t, ro, "k")
+}

@@ -42,15 +42,52 @@ type Backend struct {
 	bytes   int64                    // body bytes held
 
 	// Write-behind (see WriteBehind): Put returns once the entry is hot and
-	// a single writer stores it in the persistent backend.
-	wmu       sync.Mutex // protects pending, closed and sends on queue
-	closed    bool
-	pending   map[string]*cache.Entry // latest entry to store, by key
-	queue     chan string             // keys with a pending entry
-	keyLock   [64]sync.Mutex          // orders a key's store against its delete
-	onError   func(key string, err error)
+	// a background writer stores it in the persistent backend, unless the
+	// queue is past its bounds.
+	behind    bool
+	opts      WriteBehindOptions
+	wnow      func() time.Time
+	keyLock   [64]sync.Mutex // orders a key's store against its delete
+	wake      chan struct{}  // tells the writer there is work (buffered: wakes coalesce)
 	writer    sync.WaitGroup
 	closeOnce sync.Once
+	// wmu protects the fields below it. It is taken before mu, never
+	// after.
+	wmu     sync.Mutex
+	closed  bool
+	pending map[string]*write // the latest write of each key not yet done
+	order   []*write          // writes not yet taken, oldest first (and some dropped or taken since)
+	flight  []*write          // the writer's batch being stored, oldest first
+	qCount  int               // writes not yet done (queued, waited for or in flight)
+	qBytes  int64             // their body bytes
+	// perEntry is how long the writer took per entry lately: a slower
+	// batch counts at once, a faster one bit by bit. It tells how long
+	// what is queued will take.
+	perEntry time.Duration
+	paced    bool // perEntry was measured
+	waiting  int  // Puts and Flushes waiting for a write: no gathering
+	// testHookWait, if set, is called when a Put starts waiting for its
+	// write.
+	testHookWait func()
+}
+
+// write is one entry waiting to be stored by the writer.
+type write struct {
+	e      *cache.Entry
+	size   int64
+	queued time.Time     // when the key was first queued
+	done   chan struct{} // closed once stored, failed or dropped by a Delete
+	err    error         // why the store failed, set before done closes
+	// waiters counts the Puts waiting on done: a failure is theirs to
+	// report then, not OnError's.
+	waiters int
+	taken   bool // in a batch of the writer's, or stored by its Put: a new Put of the key queues anew
+	started bool // its store began (under its key's lock)
+	dropped bool // a Delete came first
+	// superseded are older writes of the key whose store would have begun
+	// while this one was pending: they are not stored, and this one's
+	// outcome is theirs.
+	superseded []*write
 }
 
 type item struct {
@@ -82,7 +119,7 @@ var (
 // hot copies never go stale (right only when nothing writes around the
 // tier).
 func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
-	return &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, items: map[string]*list.Element{}, lru: list.New()}
+	return &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, wnow: time.Now, items: map[string]*list.Element{}, lru: list.New()}
 }
 
 // FileBodies makes the tier keep each body of min bytes or more in an
@@ -96,168 +133,6 @@ func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
 func (b *Backend) FileBodies(dir string, min int) *Backend {
 	b.fileDir, b.fileMin = dir, min
 	return b
-}
-
-// WriteBehind makes Put return as soon as the entry is in the hot tier and
-// leaves storing it in the persistent backend to a background writer, so a
-// cache miss does not wait for a disk write. Up to queue entries wait; past
-// that Put writes through. A failed store removes the hot copy and is
-// reported to onError. Operations that read or change many entries (List,
-// Count, DeleteMatching, ...) first wait for pending stores. Call before
-// any other method.
-func (b *Backend) WriteBehind(queue int, onError func(key string, err error)) *Backend {
-	b.pending = map[string]*cache.Entry{}
-	b.queue = make(chan string, queue)
-	b.onError = onError
-	b.writer.Add(1)
-	go func() {
-		defer b.writer.Done()
-		for key := range b.queue {
-			// Gather what arrives within writeDelay and store it in one
-			// batch: the response that queued the first entry goes out
-			// before the write competes with it for the CPU, and one
-			// transaction costs less than many.
-			keys := []string{key}
-			timer := time.NewTimer(writeDelay)
-		gather:
-			for len(keys) < writeBatch {
-				select {
-				case k, ok := <-b.queue:
-					if !ok {
-						break gather
-					}
-					keys = append(keys, k)
-				case <-timer.C:
-					break gather
-				}
-			}
-			timer.Stop()
-			b.storeMany(context.Background(), keys)
-		}
-	}()
-	return b
-}
-
-func (b *Backend) lockKey(key string) *sync.Mutex { return &b.keyLock[b.stripe(key)] }
-
-// stripe picks the lock of a key (FNV-1a).
-func (b *Backend) stripe(key string) int {
-	var h uint32 = 2166136261
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return int(h % uint32(len(b.keyLock)))
-}
-
-// writeDelay and writeBatch bound how the background writer gathers
-// entries into one batch.
-const (
-	writeDelay = 2 * time.Millisecond
-	writeBatch = 256
-)
-
-// storeMany writes the pending entries of keys to the persistent backend,
-// in one batch when it is a cache.BatchPutter. The keys' locks are held
-// throughout, so a Delete of one of them waits for the store, and then
-// wins.
-func (b *Backend) storeMany(ctx context.Context, keys []string) {
-	bp, batch := b.cold.(cache.BatchPutter)
-	if !batch || len(keys) == 1 {
-		for _, k := range keys {
-			b.store(ctx, k)
-		}
-		return
-	}
-	// Lock each distinct stripe once, in index order: no deadlock with a
-	// Delete (one stripe) or another storeMany (same order).
-	var held [len(b.keyLock)]bool
-	for _, k := range keys {
-		held[b.stripe(k)] = true
-	}
-	for i := range held {
-		if held[i] {
-			b.keyLock[i].Lock()
-		}
-	}
-	defer func() {
-		for i := range held {
-			if held[i] {
-				b.keyLock[i].Unlock()
-			}
-		}
-	}()
-	b.wmu.Lock()
-	entries := make([]*cache.Entry, 0, len(keys))
-	for _, k := range keys {
-		if e := b.pending[k]; e != nil {
-			entries = append(entries, e)
-			delete(b.pending, k)
-		}
-	}
-	b.wmu.Unlock()
-	if len(entries) == 0 {
-		return
-	}
-	if err := bp.PutMany(ctx, entries); err != nil {
-		for _, e := range entries {
-			b.remove(e.Key)
-			if b.onError != nil {
-				b.onError(e.Key, err)
-			}
-		}
-	}
-}
-
-// store writes the pending entry of key, if any, to the persistent backend.
-func (b *Backend) store(ctx context.Context, key string) {
-	l := b.lockKey(key)
-	l.Lock()
-	defer l.Unlock()
-	b.wmu.Lock()
-	e := b.pending[key]
-	delete(b.pending, key)
-	b.wmu.Unlock()
-	if e == nil {
-		return
-	}
-	if err := b.cold.Put(ctx, e); err != nil {
-		b.remove(key)
-		if b.onError != nil {
-			b.onError(key, err)
-		}
-	}
-}
-
-// Flush waits until every pending entry is in the persistent backend.
-func (b *Backend) Flush(ctx context.Context) {
-	if b.queue == nil {
-		return
-	}
-	b.wmu.Lock()
-	keys := make([]string, 0, len(b.pending))
-	for k := range b.pending {
-		keys = append(keys, k)
-	}
-	b.wmu.Unlock()
-	for _, k := range keys {
-		b.store(ctx, k)
-	}
-	// A store the writer had already taken from pending may still be
-	// running: each runs under its key's lock, so taking every lock once
-	// waits for it.
-	for i := range b.keyLock {
-		b.keyLock[i].Lock()
-		b.keyLock[i].Unlock() //nolint:staticcheck // an empty critical section is the point
-	}
-}
-
-func (b *Backend) pendingEntry(key string) *cache.Entry {
-	if b.queue == nil {
-		return nil
-	}
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	return b.pending[key]
 }
 
 // Peek returns the entry shared with the tier: read-only for the caller.
@@ -363,33 +238,11 @@ func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, erro
 }
 
 // Put writes through to the persistent backend, then keeps a private copy;
-// with WriteBehind it keeps the copy and queues the write.
+// with WriteBehind it keeps the copy and queues the write, or waits for it
+// when the queue is past its bounds.
 func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
-	if b.queue != nil {
-		c := e.Clone()
-		file := b.fileFor(c) // written before the lock: it may be large
-		b.wmu.Lock()
-		if b.closed {
-			b.wmu.Unlock()
-			b.closeFile(file)
-			return fmt.Errorf("hot: put %q: %w", e.Key, cache.ErrClosed)
-		}
-		b.insert(c, b.now(), file)
-		_, queued := b.pending[c.Key]
-		b.pending[c.Key] = c
-		writeNow := false
-		if !queued {
-			select {
-			case b.queue <- c.Key:
-			default:
-				writeNow = true // the writer is behind: write through
-			}
-		}
-		b.wmu.Unlock()
-		if writeNow {
-			b.store(ctx, c.Key)
-		}
-		return nil
+	if b.behind {
+		return b.putBehind(ctx, e)
 	}
 	if err := b.cold.Put(ctx, e); err != nil {
 		b.remove(e.Key)
@@ -398,6 +251,8 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	b.add(e.Clone(), b.now())
 	return nil
 }
+
+func errClosed(key string) error { return fmt.Errorf("hot: put %q: %w", key, cache.ErrClosed) }
 
 // moveToFront marks the item of key as just used, if it is still there.
 func (b *Backend) moveToFront(key string, now time.Time) {
@@ -514,6 +369,16 @@ func (b *Backend) remove(key string) {
 	}
 }
 
+// removeEntry drops the hot copy of e's key if it is e (or e with hits
+// recorded since: the same response).
+func (b *Backend) removeEntry(e *cache.Entry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if el, ok := b.items[e.Key]; ok && (el.Value.(*item).e == e || el.Value.(*item).e.Created.Equal(e.Created)) {
+		b.unlink(el)
+	}
+}
+
 // removeMatching drops hot copies the filter matches (all when match is
 // nil).
 func (b *Backend) removeMatching(match func(*cache.Entry) bool) {
@@ -531,13 +396,7 @@ func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
 	l := b.lockKey(key)
 	l.Lock()
 	defer l.Unlock()
-	wasPending := false
-	if b.queue != nil {
-		b.wmu.Lock()
-		_, wasPending = b.pending[key]
-		delete(b.pending, key)
-		b.wmu.Unlock()
-	}
+	wasPending := b.dropPending(key)
 	b.remove(key)
 	ok, err := b.cold.Delete(ctx, key)
 	return ok || wasPending, err
@@ -608,15 +467,8 @@ func (b *Backend) Clear(ctx context.Context) error {
 // Close stores what is pending, closes the persistent backend and drops
 // the tier.
 func (b *Backend) Close() error {
-	if b.queue != nil {
-		b.closeOnce.Do(func() {
-			b.wmu.Lock()
-			b.closed = true
-			close(b.queue)
-			b.wmu.Unlock()
-			b.writer.Wait()
-			b.Flush(context.Background())
-		})
+	if b.behind {
+		b.closeBehind()
 	}
 	b.removeMatching(nil)
 	return b.cold.Close()

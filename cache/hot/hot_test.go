@@ -32,7 +32,7 @@ func TestConformanceWriteBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := hot.New(cold, 1<<20, time.Minute).WriteBehind(64, func(key string, err error) { t.Errorf("store %s: %v", key, err) })
+		b := hot.New(cold, 1<<20, time.Minute).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -46,7 +46,7 @@ func TestConformanceFileBodies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := hot.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(64, func(key string, err error) { t.Errorf("store %s: %v", key, err) })
+		b := hot.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -55,7 +55,7 @@ func TestConformanceFileBodies(t *testing.T) {
 func TestWriteBehindStoresAndDeleteWins(t *testing.T) {
 	ctx := context.Background()
 	cold := memory.New(0)
-	b := hot.New(cold, 1<<20, time.Minute).WriteBehind(1, nil)
+	b := hot.New(cold, 1<<20, time.Minute).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, MaxEntries: 1})
 	for i := range 200 {
 		key := fmt.Sprintf("k%d", i)
 		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(key), []byte("v")))

@@ -1186,6 +1186,15 @@ func checkDSN(s string) error {
 	if !ok || !slices.Contains(dsnSchemes, strings.ToLower(scheme)) {
 		return fmt.Errorf("bad backend DSN %q: want sqlite://PATH, memory://, file:///DIR, mongodb://HOST/DB or mongodb+srv://HOST/DB", s)
 	}
+	// write_behind_window bounds what a crash loses: a typo must stop the
+	// start, not pass unnoticed until the backend opens.
+	if _, query, ok := strings.Cut(s, "?"); ok {
+		if q, err := url.ParseQuery(query); err == nil && q.Has("write_behind_window") {
+			if d, err := time.ParseDuration(q.Get("write_behind_window")); err != nil || d < 0 {
+				return fmt.Errorf("bad backend DSN %q: write_behind_window %q: want a duration like 200ms, or 0 to store every miss before answering it", web.RedactDSN(s), q.Get("write_behind_window"))
+			}
+		}
+	}
 	return nil
 }
 

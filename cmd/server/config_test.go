@@ -569,6 +569,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "flag listen", args: []string{"-listen", "8080"}, want: []string{`flag -listen: bad address "8080": want host:port`}},
 		{name: "flag listen port", args: []string{"-listen", "localhost:99999"}, want: []string{"flag -listen: bad address"}},
 		{name: "flag backend", args: []string{"-backend", "postgres://x"}, want: []string{`flag -backend: bad backend DSN "postgres://x": want sqlite://`}},
+		{name: "flag backend write_behind_window", args: []string{"-backend", "sqlite://c.db?write_behind_window=soon"}, want: []string{`flag -backend: bad backend DSN "sqlite://c.db?write_behind_window=soon": write_behind_window "soon": want a duration`}},
+		{name: "flag backend negative write_behind_window", args: []string{"-backend", "file:///tmp/c?write_behind_window=-1s"}, want: []string{`flag -backend: bad backend DSN`, `write_behind_window "-1s"`}},
 		{name: "flag expire-after", args: []string{"-expire-after", "1x"}, want: []string{`flag -expire-after: bad expiry "1x": want`}},
 		{name: "flag mode", args: []string{"-mode", "varnish"}, want: []string{`flag -mode: unknown mode "varnish": want requests-cache or rfc9111`}},
 		{name: "flag shutdown-timeout", args: []string{"-shutdown-timeout", "never"}, want: []string{`flag -shutdown-timeout: bad duration "never": want`}},

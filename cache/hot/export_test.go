@@ -1,0 +1,9 @@
+package hot
+
+// OnWait sets a function that a Put calls when it starts waiting for its
+// write, so that tests can tell a Put that waits from one not yet run.
+func OnWait(b *Backend, f func()) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.testHookWait = f
+}
