@@ -101,6 +101,7 @@ func FuzzSelectionFilter(f *testing.F) {
 		`{"filter":{"url":["a"]}}`,
 		`{"filter":{"status":true}}`,
 		`{"filter":{"expires_before":"-24h"}}`,
+		`{"filter":{"upstream":" "}}`, // once selected everything for a delete
 	} {
 		f.Add(s, true)
 	}
