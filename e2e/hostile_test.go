@@ -406,3 +406,31 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("a panic was logged:\n%s", truncate(s, 5000))
 	}
 }
+
+// A bulk body whose filter holds only blank values selects nothing: it is
+// refused like an empty one, and no entry is deleted. (It once passed the
+// empty-selection check and then, trimmed, matched every entry.)
+func TestHostileBulkSelections(t *testing.T) {
+	up := startRecorder(t)
+	srv := startServer(t, web.Config{Backend: "memory://", Upstreams: []web.UpstreamConfig{upstream("demo", up.URL)}})
+	for i := range 3 {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/demo/e%d", srv.URL(), i)), "MISS")
+	}
+	c := newAPI(t, srv)
+	for _, filter := range []map[string]any{
+		{"upstream": " "},
+		{"url": "\t", "method": "  "},
+		{"base_key": " ", "content_type": "\n"},
+	} {
+		c.wantError("POST", "/api/delete", map[string]any{"filter": filter}, http.StatusBadRequest, "empty_selection")
+	}
+	var list struct {
+		Total struct {
+			Entries int `json:"entries"`
+		} `json:"total"`
+	}
+	c.json("GET", "/api/entries", nil, http.StatusOK, &list)
+	if list.Total.Entries != 3 {
+		t.Fatalf("%d entries left, want all 3", list.Total.Entries)
+	}
+}
