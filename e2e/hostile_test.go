@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/web"
 )
 
@@ -308,7 +309,7 @@ func TestHostileRequests(t *testing.T) {
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	open := func(noLane bool) *web.Server {
-		cfg := web.Config{Listen: "127.0.0.1:0", Backend: sqliteDSN(t), ExpireAfter: 3600e9, NoFastLane: noLane,
+		cfg := web.Config{Listen: "127.0.0.1:0", Backend: sqliteDSN(t), ExpireAfter: cache.Expiry(time.Hour), NoFastLane: noLane,
 			Upstreams: []web.UpstreamConfig{upstream("demo", up.URL+"/base")}}
 		srv, err := web.Open(context.Background(), cfg, log)
 		if err != nil {
