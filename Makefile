@@ -4,7 +4,9 @@ BIN     ?= bin/cachegate
 CONFIG  ?= cachegate.example.yaml
 PKGS    := ./...
 
-.PHONY: run build test check fmt vet templ templ-check bench clean
+FUZZTIME ?= 1m
+
+.PHONY: run build test check fmt vet templ templ-check bench fuzz clean
 
 ## run: start the gateway on the embedded SQLite default with the sample config and the demo upstream
 run: build
@@ -45,6 +47,17 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./web/fastlane/ ./cache/ ./backends/memory/ ./backends/sqlite/
 	$(GO) run ./bench/cmd/benchrun
+
+## fuzz: every fuzz target for FUZZTIME each (go test -fuzz takes one target per
+## run); make test runs their seed corpora already
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		dir=$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$dir $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir/; \
+		done; \
+	done
 
 clean:
 	rm -rf bin

@@ -757,11 +757,22 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 	if body != nil {
 		out.Body = io.NopCloser(body)
 	}
+	var cb *clientBody
+	if out.Body != nil && out.Body != http.NoBody {
+		cb = &clientBody{ReadCloser: out.Body}
+		out.Body = cb
+	}
 	start := time.Now()
 	resp, err := up.client.Do(out)
 	up.counters.UpstreamCalls.Add(1)
 	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
 	if err != nil {
+		if berr := cb.failure(); berr != nil {
+			// The client sent a body that cannot be read (a malformed
+			// chunk): its fault, not the upstream's.
+			writeError(w, http.StatusBadRequest, "bad_request_body", "reading the request body: "+berr.Error(), up.Name)
+			return "ERROR"
+		}
 		up.counters.Errors.Add(1)
 		writeUpstreamError(w, upstreamError(up.Name, unwrapURLError(err)), up.Name)
 		return "ERROR"
@@ -773,6 +784,36 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 	rewriteLocation(resp.Header, up.URL, up.Name, target)
 	up.counters.Bypass.Add(1)
 	return g.streamThrough(w, r, up, resp, nil, "cachegate; fwd=bypass; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail="+reason)
+}
+
+// clientBody is a request body streamed to the upstream that remembers
+// why reading it failed. The transport reads it on its own goroutine.
+type clientBody struct {
+	io.ReadCloser
+	mu  sync.Mutex // protects err
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failure returns the first error reading the body; nil for a nil b.
+func (b *clientBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // streamThrough copies an upstream response to the client without

@@ -247,7 +247,9 @@ func (s Selection) filter(now time.Time, requireSome bool) (cache.Filter, error)
 		if err != nil {
 			return cache.Filter{}, badRequest("bad_body", fmt.Sprintf("filter.%s: %v", name, err))
 		}
-		if str != "" {
+		// parseFilter trims every value: a blank one must not count as a
+		// selection, or {"filter":{"upstream":" "}} would select everything.
+		if str = strings.TrimSpace(str); str != "" {
 			v.Set(name, str)
 		}
 	}

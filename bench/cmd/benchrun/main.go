@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -38,11 +39,13 @@ type config struct {
 	Install     bool
 	MongoDB     string // optional mongodb:// DSN for a cachegate-mongodb target
 	Timeout     time.Duration
-	Entries     int  // entries in the million-entry SQLite cache
-	NoMillion   bool // skip the million-entry figures
-	No1CPU      bool // skip the cachegate-sqlite-1cpu target (GOMAXPROCS=1)
-	NoFloor     bool // skip the go-floor target (bench/cmd/floor)
-	Quick       bool // -quick: fewer, shorter runs
+	Entries     int           // entries in the million-entry SQLite cache
+	NoMillion   bool          // skip the million-entry figures
+	No1CPU      bool          // skip the cachegate-sqlite-1cpu target (GOMAXPROCS=1)
+	NoFloor     bool          // skip the go-floor target (bench/cmd/floor)
+	Quick       bool          // -quick: fewer, shorter runs
+	Soak        time.Duration // length of the soak; 0 skips it
+	Only        string        // "soak": run that step alone
 
 	root, dir string // repository root; private temporary directory
 	wrkBin    string
@@ -83,6 +86,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.Entries, "entries", envInt("BENCH_ENTRIES", 1_000_000), "entries in the SQLite cache of the million-entry figures (env BENCH_ENTRIES; -quick: 100000)")
 	fs.BoolVar(&c.NoMillion, "no-million", false, "skip the million-entry figures (the 200 MiB streaming test still runs)")
 	fs.BoolVar(&c.No1CPU, "no-1cpu", false, "skip the cachegate-sqlite-1cpu target (cachegate-sqlite started with GOMAXPROCS=1, cache-hit runs only)")
+	fs.DurationVar(&c.Soak, "soak", envDur("BENCH_SOAK", time.Minute), "length of the soak: mixed hits, misses, admin calls and slow clients against one gateway, then its goroutines and RSS against the baseline; 0 skips it (env BENCH_SOAK; -quick: 20s)")
+	fs.StringVar(&c.Only, "only", "", "run one step alone: soak (builds the upstream and the soak gateway only; prints its section, and writes it to -out only when -out is given)")
 	fs.BoolVar(&c.NoFloor, "no-floor", false, "skip the go-floor target (bench/cmd/floor, a bare Go server with fixed answers, cache-hit runs only)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -107,12 +112,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if !set["herds"] && getenv("BENCH_HERDS") == "" {
 			c.Herds = 2
 		}
+		if !set["soak"] && getenv("BENCH_SOAK") == "" {
+			c.Soak = 20 * time.Second
+		}
 	}
 	switch {
 	case c.Rounds < 1, c.Duration < time.Second, c.Threads < 1, c.Connections < c.Threads,
 		c.Herd < 1, c.Herd > 2000, c.Herds < 1, c.Herds > 100, c.HerdDelay <= 0, c.HerdDelay > 10*time.Second, c.MissSamples < 1,
-		c.Entries < minEntries, c.Entries > 50_000_000:
-		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herds 1..100, herd-delay up to 10s, miss-samples >= 1, entries %d..50000000", minEntries)
+		c.Entries < minEntries, c.Entries > 50_000_000, c.Soak < 0, c.Soak > time.Hour:
+		return c, fmt.Errorf("bad flags: want rounds >= 1, duration >= 1s, connections >= threads >= 1, herd 1..2000, herds 1..100, herd-delay up to 10s, miss-samples >= 1, entries %d..50000000, soak 0..1h", minEntries)
+	}
+	switch c.Only {
+	case "":
+	case "soak":
+		if c.Soak <= 0 {
+			return c, errors.New("bad flags: -only soak with -soak 0 runs nothing")
+		}
+	default:
+		return c, fmt.Errorf("bad flags: -only %q: want soak", c.Only)
 	}
 	c.Duration = c.Duration.Round(time.Second) // wrk takes whole seconds
 	return c, nil
@@ -143,6 +160,9 @@ func main() {
 func run(ctx context.Context, cfg config) (err error) {
 	if cfg.root, err = repoRoot(); err != nil {
 		return err
+	}
+	if cfg.Only == "soak" {
+		return runSoakOnly(ctx, cfg)
 	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join(cfg.root, "bench", "RESULTS.md")
@@ -193,6 +213,8 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	rep.million = b.millionEntryFigures(ctx)
 	rep.loads = b.loads
+	logf("soak: %s", cfg.Soak)
+	rep.soak = b.soakFigures(ctx)
 
 	text := rep.markdown()
 	fmt.Print("\n" + text)
@@ -200,6 +222,40 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	logf("wrote %s", cfg.Out)
+	return nil
+}
+
+// runSoakOnly runs the soak alone (-only soak): the upstream and the soak
+// gateway, no other target and no tools to install. The section goes to
+// stdout, and to -out only when it was given: RESULTS.md keeps the full run.
+func runSoakOnly(ctx context.Context, cfg config) (err error) {
+	if cfg.dir, err = os.MkdirTemp("", "cachegate-benchrun-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.dir)
+	b := &bench{cfg: cfg}
+	defer b.stopAll()
+	if _, err := b.startUpstream(ctx); err != nil {
+		return err
+	}
+	sec := b.soakFigures(ctx)
+	var text strings.Builder
+	fmt.Fprintf(&text, "# cachegate soak\n\n`go run ./bench/cmd/benchrun -only soak` on %s; see bench/README.md.\n\n## %s\n\n%s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), sec.title, sec.body)
+	for _, c := range sec.checks {
+		fmt.Fprintf(&text, "- %s\n", c)
+	}
+	fmt.Print("\n" + text.String())
+	if cfg.Out != "" {
+		if err := os.WriteFile(cfg.Out, []byte(text.String()), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", cfg.Out)
+	}
+	for _, c := range sec.checks {
+		if strings.HasPrefix(c, "FAIL") {
+			return errors.New("the soak failed: " + c)
+		}
+	}
 	return nil
 }
 

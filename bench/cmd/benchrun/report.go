@@ -38,6 +38,7 @@ type report struct {
 	herd        herdReport
 	miss        []missResult
 	million     section
+	soak        section
 	loads       []cpuUse // every wrk run, for the steal share
 	notes       []string
 }
@@ -290,8 +291,12 @@ func (r *report) markdown() string {
 
 	w("\n## %s\n\n%s", r.million.title, r.million.body)
 
+	if r.soak.title != "" {
+		w("\n## %s\n\n%s", r.soak.title, r.soak.body)
+	}
+
 	w("\n## Issue 5 targets (cachegate on SQLite)\n\n")
-	for _, c := range append(r.checks(base, direct), r.million.checks...) {
+	for _, c := range append(append(r.checks(base, direct), r.million.checks...), r.soak.checks...) {
 		w("- %s\n", c)
 	}
 

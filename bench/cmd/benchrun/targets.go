@@ -104,12 +104,29 @@ func (b *bench) start(ctx context.Context, t *target, supervised bool, bin strin
 	return waitHTTP(ctx, p, t.base+t.health, 20*time.Second)
 }
 
+// startUpstream builds and starts bench/cmd/upstream as b.upstream and
+// returns its port.
+func (b *bench) startUpstream(ctx context.Context) (int, error) {
+	logf("building the upstream")
+	upBin := filepath.Join(b.cfg.dir, "upstream")
+	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", upBin, "./bench/cmd/upstream"); err != nil {
+		return 0, fmt.Errorf("build bench/cmd/upstream: %w\n%s", err, out)
+	}
+	upPort, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	b.upstream = &target{name: "upstream", base: "http://127.0.0.1:" + strconv.Itoa(upPort), health: "/healthz"}
+	b.targets = append(b.targets, b.upstream)
+	logf("starting the upstream on %s", b.upstream.base)
+	return upPort, b.start(ctx, b.upstream, false, upBin, "-listen", "127.0.0.1:"+strconv.Itoa(upPort))
+}
+
 func (b *bench) startAll(ctx context.Context) error {
 	dir := b.cfg.dir
-	logf("building the upstream")
-	upBin := filepath.Join(dir, "upstream")
-	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", upBin, "./bench/cmd/upstream"); err != nil {
-		return fmt.Errorf("build bench/cmd/upstream: %w\n%s", err, out)
+	upPort, err := b.startUpstream(ctx)
+	if err != nil {
+		return err
 	}
 	logf("building the gateway (./cmd/server)")
 	gwBin := filepath.Join(dir, "cachegate")
@@ -128,14 +145,6 @@ func (b *bench) startAll(ctx context.Context) error {
 		return p
 	}
 	loop := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
-
-	upPort := port()
-	b.upstream = &target{name: "upstream", base: loop(upPort), health: "/healthz"}
-	b.targets = append(b.targets, b.upstream)
-	logf("starting the upstream on %s", b.upstream.base)
-	if err := b.start(ctx, b.upstream, false, upBin, "-listen", "127.0.0.1:"+strconv.Itoa(upPort)); err != nil {
-		return err
-	}
 
 	// nginx
 	ng := &target{name: "nginx", base: "", health: "/healthz", cached: true}
