@@ -336,6 +336,11 @@ func (u *upstream) target(rest, rawQuery string) (*url.URL, error) {
 	if err != nil || t.Host != u.URL.Host {
 		return nil, fmt.Errorf("the path does not form a valid URL below the upstream")
 	}
+	// A raw '#' or '?' in rest would end the path early, and what is left
+	// ("/prefix/.%2e" of ".%2e#") may climb out: only the whole path counts.
+	if t.Fragment != "" || t.RawQuery != "" || strings.ContainsAny(rest, "#?") {
+		return nil, errors.New("the path holds a raw '#' or '?': percent-encode them")
+	}
 	t.RawQuery = rawQuery
 	return t, nil
 }
