@@ -515,8 +515,15 @@ func (a *API) pump(c *wsClient) {
 			}
 		case s, ok := <-jobsC:
 			if !ok {
-				// The registry dropped this subscriber or closed.
-				c.close(websocket.CloseTryAgainLater, "job updates stopped; reconnect")
+				// The registry dropped this subscriber or closed. A shutdown
+				// closes the registry after the events, so both may be ready
+				// at once: a shutdown is still a shutdown.
+				select {
+				case <-a.events.closing:
+					c.close(websocket.CloseGoingAway, "server shutting down")
+				default:
+					c.close(websocket.CloseTryAgainLater, "job updates stopped; reconnect")
+				}
 				return
 			}
 			if !c.enqueue(encode(message{Type: "job", Job: &s})) {
