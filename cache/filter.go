@@ -52,6 +52,15 @@ type Filter struct {
 	ExpiresAfter, ExpiresBefore time.Time
 }
 
+// SelectsAll reports whether f sets nothing that narrows it, so that it
+// matches every entry: what a destructive operation must not do by
+// accident ({"min_size": "0"} names a field but bounds nothing).
+func (f Filter) SelectsAll() bool {
+	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
+		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 &&
+		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
+}
+
 // IsGlob reports whether the URL filter is a glob pattern.
 func (f Filter) IsGlob() bool { return strings.ContainsAny(f.URL, "*?") }
 

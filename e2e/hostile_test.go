@@ -411,9 +411,10 @@ func TestHostileRequests(t *testing.T) {
 	}
 }
 
-// A bulk body whose filter holds only blank values selects nothing: it is
-// refused like an empty one, and no entry is deleted. (It once passed the
-// empty-selection check and then, trimmed, matched every entry.)
+// A bulk body whose filter holds only blank values, or bounds that bound
+// nothing, selects nothing: it is refused like an empty one, and no entry
+// is deleted. (Each once passed the empty-selection check and then matched
+// every entry.)
 func TestHostileBulkSelections(t *testing.T) {
 	up := startRecorder(t)
 	srv := startServer(t, web.Config{Backend: "memory://", Upstreams: []web.UpstreamConfig{upstream("demo", up.URL)}})
@@ -425,6 +426,8 @@ func TestHostileBulkSelections(t *testing.T) {
 		{"upstream": " "},
 		{"url": "\t", "method": "  "},
 		{"base_key": " ", "content_type": "\n"},
+		{"min_size": "0"},
+		{"min_size": 0, "max_size": "0B"},
 	} {
 		c.wantError("POST", "/api/delete", map[string]any{"filter": filter}, http.StatusBadRequest, "empty_selection")
 	}

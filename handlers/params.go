@@ -272,7 +272,7 @@ func (s Selection) filter(now time.Time, requireSome bool) (cache.Filter, error)
 	if s.All && (len(s.Keys) > 0 || len(v) > 0) {
 		return f, badRequest("bad_body", "all: true selects every entry; leave out keys and filter, or all")
 	}
-	if requireSome && !s.All && len(s.Keys) == 0 && len(v) == 0 {
+	if requireSome && !s.All && f.SelectsAll() {
 		return f, badRequest("empty_selection", "select entries with keys or filter, or give all: true to select every entry")
 	}
 	return f, nil
