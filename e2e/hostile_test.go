@@ -129,6 +129,8 @@ type hostileCase struct {
 	// noAfter leaves out the closing request: the input is too large for
 	// the server to read on after it.
 	noAfter bool
+	// want, when set, is the status line the first answer must carry.
+	want string
 }
 
 func get1(p string, headers ...string) string {
@@ -177,8 +179,8 @@ func hostileCases() []hostileCase {
 		{name: "absolute URI to the upstream", raw: "GET http://UP/base/x HTTP/1.1\r\nHost: UP\r\n\r\n"},
 		{name: "absolute https URI", raw: "GET https://EVIL/fetch/demo/hit HTTP/1.1\r\nHost: gw\r\n\r\n"},
 		{name: "CONNECT", raw: "CONNECT EVIL HTTP/1.1\r\nHost: EVIL\r\n\r\n"},
-		{name: "CONNECT path", raw: "CONNECT /fetch/demo/hit HTTP/1.1\r\nHost: gw\r\n\r\n"},
-		{name: "TRACE", raw: "TRACE /fetch/demo/hit HTTP/1.1\r\nHost: gw\r\nX-Secret: s\r\n\r\n"},
+		{name: "CONNECT path", raw: "CONNECT /fetch/demo/hit HTTP/1.1\r\nHost: gw\r\n\r\n", want: "HTTP/1.1 405"},
+		{name: "TRACE", raw: "TRACE /fetch/demo/hit HTTP/1.1\r\nHost: gw\r\nX-Secret: s\r\n\r\n", want: "HTTP/1.1 405"},
 		{name: "OPTIONS star", raw: "OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n"},
 		{name: "GET star", raw: "GET * HTTP/1.1\r\nHost: gw\r\n\r\n"},
 		{name: "lower-case method", raw: "get /fetch/demo/hit HTTP/1.1\r\nHost: gw\r\n\r\n"},
@@ -360,6 +362,9 @@ func TestHostileRequests(t *testing.T) {
 			a := answers["without"]
 			if !strings.HasPrefix(a, "HTTP/1.") {
 				t.Fatalf("no HTTP answer: %q", truncate(a, 300))
+			}
+			if c.want != "" && !strings.HasPrefix(a, c.want) {
+				t.Fatalf("answer %q, want %s", truncate(a, 300), c.want)
 			}
 			// The upstream is healthy: a 500, 502, 503 or 504 would be the
 			// gateway failing, or blaming the upstream for what the client

@@ -67,6 +67,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up.counters.Requests.Add(1)
+	if msg, refused := refusedMethods[r.Method]; refused {
+		up.counters.Errors.Add(1)
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
+		return
+	}
 	if sent, valid := up.tokenSent(r.Header); sent && !valid {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
@@ -84,6 +90,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
 	g.published(start, r, up, target, outcome, rw)
+}
+
+// refusedMethods are never forwarded, whatever the upstream's rules: each
+// would turn the gateway into something it must not be.
+var refusedMethods = map[string]string{
+	http.MethodTrace:   "TRACE is not forwarded: the upstream would echo the request back, credentials included",
+	http.MethodConnect: "CONNECT is not forwarded: cachegate is a gateway to its configured upstreams, not a tunnel",
 }
 
 // published tells the event hub's subscribers (the dashboard) about a
