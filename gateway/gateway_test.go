@@ -92,6 +92,22 @@ func TestIgnoredParametersAreRedactedAndLeftOutOfTheKey(t *testing.T) {
 	}
 }
 
+// A server may split its query on ';' too: an ignored parameter after one
+// is redacted and keyed like any other, and the parameters around it stay
+// in the key.
+func TestIgnoredParametersAfterASemicolon(t *testing.T) {
+	e := newEnv(t, policy(func(p *cache.Policy) { p.IgnoredParameters = []string{"access_token"} }), nil, nil)
+	e.get("/get?x=1;access_token=s3cret", "MISS")
+	e.get("/get?x=1;access_token=other", "HIT")
+	e.get("/get?access_token=s3cret;x=2", "MISS")
+	e.get("/get?access_token=other;x=2", "HIT")
+	for _, en := range e.entries() {
+		if strings.Contains(en.URL, "s3cret") || !strings.Contains(en.URL, "access_token=REDACTED") {
+			t.Fatalf("stored URL %q: want the token redacted", en.URL)
+		}
+	}
+}
+
 func TestExpiryPrecedence(t *testing.T) {
 	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if v := r.URL.Query().Get("cc"); v != "" {

@@ -79,44 +79,72 @@ func normalizeQuery(raw string, p *cache.Policy) (key, stored string) {
 	if raw == "" {
 		return "", ""
 	}
-	type pair struct{ name, raw, redacted string }
-	var pairs []pair
+	var keyParts, storedParts []string
 	for _, part := range strings.Split(raw, "&") {
 		if part == "" {
 			continue
 		}
-		name, _, _ := strings.Cut(part, "=")
-		decoded, err := url.QueryUnescape(name)
-		if err != nil {
-			decoded = name
+		k, st := part, part
+		if strings.IndexByte(part, ';') >= 0 {
+			// Some servers split parameters on ';' too: an ignored one
+			// after a ';' is redacted and left out of the key like any
+			// other, whether or not this upstream is such a server.
+			k, st = splitSemicolons(part, p)
+		} else if p.IsIgnored(paramName(part)) {
+			name, _, _ := strings.Cut(part, "=")
+			k, st = "", name+"="+Redacted
 		}
-		pr := pair{name: decoded, raw: part, redacted: part}
-		if p.IsIgnored(decoded) {
-			pr.redacted = name + "=" + Redacted
+		if k != "" {
+			keyParts = append(keyParts, k)
 		}
-		pairs = append(pairs, pr)
+		storedParts = append(storedParts, st)
 	}
-	sort.SliceStable(pairs, func(i, j int) bool {
-		if pairs[i].name != pairs[j].name {
-			return pairs[i].name < pairs[j].name
+	// Each list in its own order (by name, then the whole part), so that
+	// normalising either again gives it back unchanged.
+	return strings.Join(sortParams(keyParts), "&"), strings.Join(sortParams(storedParts), "&")
+}
+
+// sortParams sorts query parts by their decoded names, then as text.
+func sortParams(parts []string) []string {
+	sort.SliceStable(parts, func(i, j int) bool {
+		ni, nj := paramName(parts[i]), paramName(parts[j])
+		if ni != nj {
+			return ni < nj
 		}
-		return pairs[i].raw < pairs[j].raw
+		return parts[i] < parts[j]
 	})
-	var k, s strings.Builder
-	for _, pr := range pairs {
-		if s.Len() > 0 {
-			s.WriteByte('&')
-		}
-		s.WriteString(pr.redacted)
-		if p.IsIgnored(pr.name) {
+	return parts
+}
+
+// paramName is the decoded name of the query parameter part starts with.
+func paramName(part string) string {
+	name, _, _ := strings.Cut(part, "=")
+	name, _, _ = strings.Cut(name, ";")
+	if decoded, err := url.QueryUnescape(name); err == nil {
+		return decoded
+	}
+	return name
+}
+
+// splitSemicolons reads a query part as ';'-separated parameters: key is
+// the part without the ignored ones ("" when all are), stored the part
+// with their values redacted.
+func splitSemicolons(part string, p *cache.Policy) (key, stored string) {
+	pieces := strings.Split(part, ";")
+	kept := make([]string, 0, len(pieces))
+	for i, piece := range pieces {
+		name := paramName(piece)
+		if piece == "" || !p.IsIgnored(name) {
+			kept = append(kept, piece)
 			continue
 		}
-		if k.Len() > 0 {
-			k.WriteByte('&')
-		}
-		k.WriteString(pr.raw)
+		raw, _, _ := strings.Cut(piece, "=")
+		pieces[i] = raw + "=" + Redacted
 	}
-	return k.String(), s.String()
+	if strings.Trim(strings.Join(kept, ""), ";") == "" {
+		return "", strings.Join(pieces, ";")
+	}
+	return strings.Join(kept, ";"), strings.Join(pieces, ";")
 }
 
 // RedactURL returns a URL string with ignored parameters' values replaced,

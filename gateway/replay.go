@@ -114,7 +114,7 @@ func (u *upstream) replayOf(e *cache.Entry) (*replay, string, error) {
 		return nil, "", fmt.Errorf("the stored URL's host %q is not upstream %q's host %q", t.Host, u.Name, u.URL.Host)
 	}
 	t.Scheme, t.Host = u.URL.Scheme, u.URL.Host
-	for _, part := range strings.Split(t.RawQuery, "&") {
+	for _, part := range strings.FieldsFunc(t.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		if name, value, _ := strings.Cut(part, "="); value == Redacted {
 			return nil, fmt.Sprintf("query parameter %q was stored REDACTED (an ignored parameter's value is never kept), so the request cannot be sent again as it was", name), nil
 		}
