@@ -68,6 +68,28 @@ type Entry struct {
 	Reason string
 }
 
+// entryOverhead approximates what an entry costs in memory beyond its
+// strings, headers and bodies: the struct, its map slot and list element.
+const entryOverhead = 512
+
+// Footprint approximates the bytes e holds in memory: its bodies, its
+// strings, its headers and a fixed overhead. A cap on memory counts this,
+// not the body alone, or a million small entries would pass any cap.
+func (e *Entry) Footprint() int64 {
+	n := int64(entryOverhead + len(e.Body) + len(e.RequestBody) + len(e.Key) + len(e.BaseKey) +
+		len(e.Upstream) + len(e.Method) + len(e.URL) + len(e.ContentType) + len(e.ETag) +
+		len(e.LastModified) + len(e.Reason))
+	for _, h := range []http.Header{e.Header, e.RequestHeader} {
+		for name, vals := range h {
+			n += int64(len(name)) + 16
+			for _, v := range vals {
+				n += int64(len(v)) + 16
+			}
+		}
+	}
+	return n
+}
+
 // Never reports whether the entry never expires.
 func (e *Entry) Never() bool { return e.Expires.IsZero() }
 

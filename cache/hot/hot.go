@@ -305,7 +305,7 @@ func (b *Backend) closeFile(f *os.File) {
 // insert puts e in the tier with its body's file (or nil), which the tier
 // then owns.
 func (b *Backend) insert(e *cache.Entry, loaded time.Time, file *os.File) {
-	size := int64(len(e.Body))
+	size := e.Footprint()
 	if size > b.maxBytes/4 {
 		// One entry may not push out most of the tier.
 		b.remove(e.Key)
@@ -498,7 +498,7 @@ func (b *Backend) MaxBytes() int64 {
 	return 0
 }
 
-// HotBytes returns the body bytes held in the tier.
+// HotBytes returns the bytes the tier holds: its entries' footprints.
 func (b *Backend) HotBytes() int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
