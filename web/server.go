@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/cachegate/cachegate/gateway"
@@ -44,6 +45,7 @@ type Server struct {
 	demo     *http.Server
 	demoAddr string // where the demo httpbin listens
 	adminOff string // why the admin side is off, empty when on
+	held     int64  // MemoryByDesign
 	admin    *handlers.API
 }
 
@@ -79,6 +81,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if inflight <= 0 {
 		inflight = DefaultMaxInflightBytes()
 	}
+	s.held += inflight
 	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)}, ups...)
 	if err != nil {
 		return nil, err
@@ -152,12 +155,24 @@ func (s *Server) openBackends(ctx context.Context) error {
 				}})
 			}
 			byDSN[dsn] = b
+			switch b := b.(type) {
+			case *hot.Backend:
+				s.held += b.MemoryCap()
+			case *memory.Backend:
+				s.held += b.MaxBytes()
+			}
 		}
 		s.backends[name] = b
 		s.dsns[name] = RedactDSN(dsn)
 	}
 	return nil
 }
+
+// MemoryByDesign is the memory the server holds on purpose at most: the
+// in-flight budget, the hot tiers with their write-behind queues, and
+// in-memory backends. The process needs a base beyond it (the runtime,
+// buffers per connection, SQLite's own caches).
+func (s *Server) MemoryByDesign() int64 { return s.held }
 
 func (s *Server) closeBackends() {
 	closed := map[cache.Backend]bool{}

@@ -82,6 +82,15 @@ func (b *Backend) WriteBehind(opts WriteBehindOptions) *Backend {
 	return b
 }
 
+// MemoryCap is the most memory the tier holds by design: its own cap and,
+// with write-behind on, the bodies queued for the persistent backend.
+func (b *Backend) MemoryCap() int64 {
+	if b.behind {
+		return b.maxBytes + b.opts.MaxBytes
+	}
+	return b.maxBytes
+}
+
 // Queued returns the writes queued for the persistent backend and the
 // bytes of their bodies.
 func (b *Backend) Queued() (entries int, bytes int64) {
