@@ -35,6 +35,9 @@ const (
 	maxPretty = 256 << 10
 	// maxHex is how much of a binary body the hex dump shows.
 	maxHex = 1 << 10
+	// maxIndent is the largest JSON body the viewer indents (then shows
+	// the first maxPretty of): indenting is fast, colouring is not.
+	maxIndent = 4 << 20
 )
 
 // handleEntryPage shows one entry: request, response, body, key, the rule
@@ -128,7 +131,7 @@ func (a *API) handleEntryDeletePage(w http.ResponseWriter, r *http.Request) {
 		a.entryMissing(w, r, key)
 		return
 	}
-	l := a.layout(r, "", "")
+	l := views.Layout{Backend: name, DefaultBackend: DefaultBackend}
 	http.Redirect(w, r, l.LinkWith("/entries", url.Values{"deleted": {key}}), http.StatusSeeOther)
 }
 
@@ -509,7 +512,7 @@ func bodyView(e *cache.Entry, download, image string) views.BodyView {
 		v.Kind, v.ImageURL, v.Shown = views.BodyImage, image, v.Size
 		return v
 	}
-	body, decoded, err := decodedPrefix(e.Body, e.Header.Get("Content-Encoding"), maxPretty)
+	body, decoded, err := decodedPrefix(e.Body, e.Header.Get("Content-Encoding"), maxIndent)
 	var notes []string
 	if err != nil {
 		notes = append(notes, "Stored "+e.Header.Get("Content-Encoding")+"-encoded and not decoded here ("+err.Error()+"): a hex dump of the first KiB as stored.")
@@ -520,20 +523,34 @@ func bodyView(e *cache.Entry, download, image string) views.BodyView {
 	if decoded {
 		notes = append(notes, "Stored "+e.Header.Get("Content-Encoding")+"-compressed; shown decompressed.")
 	}
+	if strings.Contains(mt, "json") && len(body) <= maxIndent {
+		var out bytes.Buffer
+		if err := json.Indent(&out, body, "", "  "); err == nil {
+			pretty := out.String()
+			v.Kind, v.Shown = views.BodyJSON, int64(len(pretty))
+			if len(pretty) > maxPretty {
+				// At a line's end, so no string is cut in two.
+				cut := strings.LastIndexByte(pretty[:maxPretty], '\n')
+				if cut <= 0 {
+					cut = maxPretty
+				}
+				pretty = string(trimPartialRune([]byte(pretty[:cut])))
+				v.Shown = int64(len(pretty))
+				notes = append(notes, fmt.Sprintf("Showing the first %s (%d lines) of the pretty-printed body: download it for all of it.",
+					views.Bytes(v.Shown), strings.Count(pretty, "\n")+1))
+			}
+			v.JSON = jsonTokens(pretty)
+			v.Note = strings.Join(notes, " ")
+			return v
+		}
+		notes = append(notes, "Not valid JSON: shown as text.")
+	}
 	whole := len(body) <= maxPretty
 	if !whole {
 		body = body[:maxPretty]
 	}
 	text := textualType(mt) || (mt == "" && utf8.Valid(trimPartialRune(body)))
 	switch {
-	case text && strings.Contains(mt, "json") && whole:
-		var out bytes.Buffer
-		if err := json.Indent(&out, body, "", "  "); err == nil {
-			v.Kind, v.JSON, v.Shown = views.BodyJSON, jsonTokens(out.String()), int64(len(body))
-			break
-		}
-		notes = append(notes, "Not valid JSON: shown as text.")
-		fallthrough
 	case text:
 		s := trimPartialRune(body)
 		if !utf8.Valid(s) {
@@ -623,7 +640,7 @@ func printable(b []byte, limit int) string {
 // jsonTokens splits indented JSON into tokens to colour. The input is
 // valid JSON (json.Indent wrote it).
 func jsonTokens(s string) []views.JSONToken {
-	var out []views.JSONToken
+	out := make([]views.JSONToken, 0, len(s)/6)
 	isSpace := func(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -665,7 +682,15 @@ func jsonTokens(s string) []views.JSONToken {
 				class = "n"
 			}
 		}
-		out = append(out, views.JSONToken{Class: class, Text: s[i:j]})
+		if class == "p" {
+			class = "" // punctuation is not coloured: one token with the white space around it
+		}
+		if n := len(out); class == "" && n > 0 && out[n-1].Class == "" {
+			// Contiguous: the previous plain token runs on to j.
+			out[n-1].Text = s[i-len(out[n-1].Text) : j]
+		} else {
+			out = append(out, views.JSONToken{Class: class, Text: s[i:j]})
+		}
 		i = j
 	}
 	return out
