@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -182,6 +183,15 @@ func (p *entryPages) csrf(tb testing.TB) url.Values {
 	return url.Values{"csrf_token": {token}}
 }
 
+// gzipped is s gzip-compressed.
+func gzipped(s string) string {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write([]byte(s))
+	_ = zw.Close()
+	return buf.String()
+}
+
 func jsonAnswer(body string) answer {
 	return answer{header: http.Header{"Content-Type": {"application/json"}}, body: body}
 }
@@ -276,6 +286,20 @@ func TestEntryPageShowsTheEntryRedacted(t *testing.T) {
 	}
 	if got := testid(doc, "copy-curl").AttrOr("data-copy", ""); got != "#curl-command" || doc.Find(got).Length() != 1 {
 		t.Errorf("copy button points at %q", got)
+	}
+}
+
+func TestEntryPageMarksVaryHeaders(t *testing.T) {
+	p := newEntryPages(t)
+	p.origin.set("/tenant", answer{header: http.Header{"Content-Type": {"text/plain"}, "Vary": {"X-Tenant"}}, body: "for a"})
+	p.fetch(t, "/tenant", "MISS", "X-Tenant", "a")
+	doc, _ := p.page(t, http.MethodGet, "/entries/"+p.key(t, "/tenant"), nil, http.StatusOK)
+	row := testid(testid(doc, "request-headers"), "header-row").Filter(`[data-header="X-Tenant"]`)
+	if got := text(testid(row, "header-value")) + " " + text(row.Find(".badge")); got != "a vary" {
+		t.Errorf("X-Tenant: %q, want its value marked vary", got)
+	}
+	if !strings.Contains(testid(doc, "curl").Text(), "-H 'X-Tenant: a'") {
+		t.Errorf("curl %q lacks the Vary header", testid(doc, "curl").Text())
 	}
 }
 
@@ -406,6 +430,15 @@ func TestEntryBodyViewers(t *testing.T) {
 					t.Errorf("note %q", got)
 				}
 			}},
+		{"gzip is shown decoded", "/packed.json", "application/json", gzipped(`{"packed":true}`),
+			func(t *testing.T, doc *goquery.Document, raw string) {
+				if got := testid(doc, "body-json").Text(); got != "{\n  \"packed\": true\n}" {
+					t.Errorf("decoded body %q", got)
+				}
+				if got := text(testid(doc, "body-note")); !strings.Contains(got, "gzip-compressed; shown decompressed") {
+					t.Errorf("note %q", got)
+				}
+			}},
 		{"empty", "/empty", "text/plain", "",
 			func(t *testing.T, doc *goquery.Document, raw string) {
 				if testid(doc, "body-empty").Length() != 1 {
@@ -415,7 +448,11 @@ func TestEntryBodyViewers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p.origin.set(tt.path, answer{header: http.Header{"Content-Type": {tt.ct}}, body: tt.body})
+			h := http.Header{"Content-Type": {tt.ct}}
+			if strings.HasPrefix(tt.body, "\x1f\x8b") {
+				h.Set("Content-Encoding", "gzip")
+			}
+			p.origin.set(tt.path, answer{header: h, body: tt.body})
 			p.fetch(t, tt.path, "MISS")
 			key := p.key(t, tt.path)
 			doc, raw := p.page(t, http.MethodGet, "/entries/"+key, nil, http.StatusOK)
