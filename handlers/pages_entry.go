@@ -89,8 +89,12 @@ func (a *API) handleEntryRevalidatePage(w http.ResponseWriter, r *http.Request) 
 		outcome = &views.RevalidationView{Outcome: gateway.OutcomeError,
 			Error: sentence(err.Error()) + ". Nothing was sent; the entry is unchanged."}
 	case err != nil:
-		a.backendDown(w, r, name, err)
-		return
+		// An entry whose URL is not its upstream's, or a backend that
+		// failed to read or write it: either way nothing changed. A
+		// backend that is down fails the read below too.
+		a.log.Warn("entry page: revalidate failed", "backend", name, "key", key, "err", err)
+		outcome = &views.RevalidationView{Outcome: gateway.OutcomeError,
+			Error: "Could not revalidate: " + err.Error() + ". The entry is unchanged."}
 	default:
 		outcome = revalidationView(res)
 	}

@@ -614,6 +614,27 @@ func TestEntryRevalidateOutcomes(t *testing.T) {
 			t.Errorf("curl for an unknown upstream %q, want its stored URL", got)
 		}
 	})
+	t.Run("another host", func(t *testing.T) {
+		now := time.Now()
+		e := &cache.Entry{Key: "moved-1", BaseKey: "moved-1", Upstream: "up", Method: http.MethodGet,
+			URL: "https://elsewhere.example/x", Status: 200, Header: http.Header{}, Body: []byte("x"), Size: 1, Created: now}
+		if err := p.db.Put(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		doc, _ := p.page(t, http.MethodPost, "/entries/moved-1/revalidate", form, http.StatusOK)
+		if got := text(testid(doc, "revalidation-error")); !strings.Contains(got, "elsewhere.example") || !strings.Contains(got, "unchanged") {
+			t.Errorf("error %q", got)
+		}
+		if got := text(testid(doc, "body-text")); got != "x" {
+			t.Errorf("body %q after a failed revalidation", got)
+		}
+	})
+	t.Run("backend down", func(t *testing.T) {
+		doc, _ := p.page(t, http.MethodPost, "/entries/moved-1/revalidate?backend=down", form, http.StatusServiceUnavailable)
+		if got := text(testid(doc, "error-title")); got != `Backend "down" did not answer` {
+			t.Errorf("title %q", got)
+		}
+	})
 	t.Run("unknown key", func(t *testing.T) {
 		doc, _ := p.page(t, http.MethodPost, "/entries/nope/revalidate", form, http.StatusNotFound)
 		if testid(doc, "back-to-entries").Length() != 1 {
