@@ -68,9 +68,17 @@ func (o *liveOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type entryServer struct {
 	srv    *web.Server
 	origin *liveOrigin
+	token  string
 }
 
 func startEntryServer(tb testing.TB) *entryServer {
+	tb.Helper()
+	return startEntryServerWithToken(tb, "")
+}
+
+// startEntryServerWithToken is startEntryServer with an admin token: the
+// pages then need a signed-in session.
+func startEntryServerWithToken(tb testing.TB, token string) *entryServer {
 	tb.Helper()
 	o := &liveOrigin{replies: map[string]reply{}}
 	up := httptest.NewServer(o)
@@ -78,8 +86,8 @@ func startEntryServer(tb testing.TB) *entryServer {
 	cfg := upstream("live", up.URL)
 	cfg.Policy.IgnoredParameters = []string{"api_key"}
 	cfg.Policy.MatchHeaders = []string{"Accept-Language"}
-	srv := startServer(tb, web.Config{Backend: sqliteDSN(tb), Upstreams: []web.UpstreamConfig{cfg}})
-	return &entryServer{srv: srv, origin: o}
+	srv := startServer(tb, web.Config{Backend: sqliteDSN(tb), Upstreams: []web.UpstreamConfig{cfg}, AdminToken: token})
+	return &entryServer{srv: srv, origin: o, token: token}
 }
 
 // cache stores path's current reply through the gateway and returns the
@@ -88,7 +96,11 @@ func (s *entryServer) cache(tb testing.TB, path string, r reply, header ...strin
 	tb.Helper()
 	s.origin.set(strings.SplitN(path, "?", 2)[0], r)
 	wantCache(tb, get(tb, s.srv.URL()+"/fetch/live"+path, header...), "MISS")
-	a := get(tb, s.srv.URL()+"/api/entries?url="+url.QueryEscape(strings.SplitN(path, "?", 2)[0]))
+	var auth []string
+	if s.token != "" {
+		auth = []string{"Authorization", "Bearer " + s.token}
+	}
+	a := get(tb, s.srv.URL()+"/api/entries?url="+url.QueryEscape(strings.SplitN(path, "?", 2)[0]), auth...)
 	var list struct {
 		Entries []struct {
 			Key string `json:"key"`
@@ -334,4 +346,39 @@ func TestBrowserEntryDelete(t *testing.T) {
 			b.mu.Unlock()
 		})
 	}
+}
+
+func TestBrowserEntrySignedIn(t *testing.T) {
+	// With a token the page's own routes take the session cookie: the
+	// image shows and the download answers, no bearer header needed.
+	s := startEntryServerWithToken(t, "entry-token")
+	detail := s.cache(t, "/signed.png", reply{contentType: "image/png", body: testPNG(t)})
+	b := newBrowser(t)
+	run(t, b, emulate(desktop), chromedp.Navigate(detail), chromedp.WaitVisible(byTestID("signin-token"), chromedp.ByQuery),
+		chromedp.SendKeys(byTestID("signin-token"), "entry-token", chromedp.ByQuery),
+		chromedp.Click(byTestID("signin-submit"), chromedp.ByQuery),
+		chromedp.WaitVisible(byTestID("body-image"), chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector('[data-testid="body-image"]').complete`, nil))
+	if got := location(t, b); got != detail {
+		t.Fatalf("after signing in: %s, want the entry %s", got, detail)
+	}
+	var width int
+	var download string
+	run(t, b,
+		chromedp.Evaluate(`document.querySelector('[data-testid="body-image"]').naturalWidth`, &width),
+		chromedp.Evaluate(`fetch(document.querySelector('[data-testid="download"]').href).then(r => r.status + " " + r.headers.get("Content-Disposition"))`, &download,
+			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	if width != 160 {
+		t.Errorf("the image is %d px wide, want 160", width)
+	}
+	if download != "200 attachment; filename=signed.png" {
+		t.Errorf("download answers %q", download)
+	}
+	// Without the session, the body routes are refused like the page.
+	if a := get(t, detail+"/body"); a.status != http.StatusSeeOther && a.status != http.StatusOK {
+		t.Errorf("body route without a session: %d", a.status)
+	} else if strings.Contains(a.body, "PNG") {
+		t.Error("the body route answers without a session")
+	}
+	browserErrors(t, b, "signed in")
 }
