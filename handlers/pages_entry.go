@@ -99,6 +99,8 @@ func (a *API) handleEntryRevalidatePage(w http.ResponseWriter, r *http.Request) 
 		outcome = revalidationView(res)
 	}
 	l := a.layout(r, "Entry "+key, "/entries")
+	// The backend picker goes to the entry's page, not to this action.
+	l.Path = "/entries/" + url.PathEscape(key)
 	e, found, err := b.Get(r.Context(), key)
 	if err != nil {
 		a.backendDown(w, r, name, err)

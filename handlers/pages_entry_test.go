@@ -576,6 +576,9 @@ func TestEntryRevalidateOutcomes(t *testing.T) {
 			if testid(doc, "entry-detail").AttrOr("id", "") != "entry-detail" {
 				t.Error("no #entry-detail for htmx to swap")
 			}
+			if got := testid(doc, "backend-picker").AttrOr("action", ""); got != "/entries/"+key {
+				t.Errorf("the backend picker goes to %q, want the entry's page", got)
+			}
 			tt.check(t, doc)
 		})
 	}
