@@ -198,7 +198,7 @@ func jsonAnswer(body string) answer {
 
 func TestEntryPageShowsTheEntryRedacted(t *testing.T) {
 	p := newEntryPages(t)
-	p.origin.set("/repos/go.json", jsonAnswer(`{"name":"go","stars":123,"tags":[true,null,"x<y"]}`))
+	p.origin.set("/repos/go.json", jsonAnswer(`{"name":"go","stars":123,"tags":[true,null,"x<y"],"say":"a \"quoted\": word"}`))
 	p.fetch(t, "/repos/go.json?page=2&api_key=SECRETKEY1", "MISS", "Accept-Language", "de")
 	p.fetch(t, "/repos/go.json?page=2&api_key=SECRETKEY1", "HIT", "Accept-Language", "de")
 	key := p.key(t, "go.json")
@@ -248,6 +248,11 @@ func TestEntryPageShowsTheEntryRedacted(t *testing.T) {
 	}
 	if got := pre.Find(".j-b").Length() + pre.Find(".j-z").Length(); got != 2 {
 		t.Errorf("%d literal tokens, want 2", got)
+	}
+	var strs []string
+	pre.Find(".j-s").Each(func(_ int, s *goquery.Selection) { strs = append(strs, s.Text()) })
+	if got, want := strings.Join(strs, "|"), `"go"|"x<y"|"a \"quoted\": word"`; got != want {
+		t.Errorf("string tokens %s, want %s", got, want)
 	}
 	if !strings.Contains(raw, `x&lt;y`) {
 		t.Error("a string in the JSON is not escaped")
