@@ -429,6 +429,9 @@ func (r *Registry) Get(id string) (*Job, error) {
 	return j, nil
 }
 
+// Keep returns how long a finished job stays visible.
+func (r *Registry) Keep() time.Duration { return r.opts.Keep }
+
 // Cancel cancels the running job with id. It returns ErrNotFound for an
 // unknown job and ErrFinished for one that has ended.
 func (r *Registry) Cancel(id string) (*Job, error) {
