@@ -1,0 +1,268 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/web"
+	"github.com/chromedp/chromedp"
+)
+
+// heldUpstream is a real upstream whose answers the test lets out one at
+// a time while hold is on, so a bulk revalidation over it is visibly
+// running for as long as the test wants. It answers 304 to a request
+// carrying its ETag.
+type heldUpstream struct {
+	url    string
+	hold   atomic.Bool
+	tokens chan struct{} // one per answer while holding
+	free   chan struct{} // closed by open: no more holding
+}
+
+func startHeldUpstream(tb testing.TB) *heldUpstream {
+	tb.Helper()
+	u := &heldUpstream{tokens: make(chan struct{}), free: make(chan struct{})}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u.hold.Load() {
+			select {
+			case <-u.tokens:
+			case <-u.free:
+			case <-r.Context().Done(): // the job was cancelled
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprintf(w, `{"path":%q}`, r.URL.Path)
+	}))
+	tb.Cleanup(s.Close)
+	u.url = s.URL
+	return u
+}
+
+// release lets n held requests through, waiting for each to arrive.
+func (u *heldUpstream) release(tb testing.TB, n int) {
+	tb.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case u.tokens <- struct{}{}:
+		case <-time.After(30 * time.Second):
+			tb.Fatalf("released %d of %d held requests: no more came", i, n)
+		}
+	}
+}
+
+// open lets every request through from now on, the held ones too.
+func (u *heldUpstream) open() { close(u.free) }
+
+// startJob starts a bulk revalidation of backend through the JSON API,
+// one request at a time, and returns its id.
+func startJob(tb testing.TB, srv *web.Server, backend string) string {
+	tb.Helper()
+	resp, err := http.Post(srv.URL()+"/api/revalidate?backend="+backend, "application/json", strings.NewReader(`{"concurrency": 1}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var job struct{ ID string }
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &job) != nil || job.ID == "" {
+		tb.Fatalf("POST /api/revalidate?backend=%s: %d %s", backend, resp.StatusCode, body)
+	}
+	return job.ID
+}
+
+// jobCard is the selector of job id's card.
+func jobCard(id string) string { return `article[data-testid="job"][data-job-id="` + id + `"]` }
+
+// waitJS polls a JavaScript expression until it is true.
+func waitJS(tb testing.TB, b *browser, expr string) {
+	tb.Helper()
+	run(tb, b, chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(30*time.Second)))
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// fieldIs is a JavaScript test that the element sel holds text.
+func fieldIs(sel, text string) string {
+	return `(document.querySelector(` + jsString(sel) + `)?.textContent.trim() === ` + jsString(text) + `)`
+}
+
+// TestBrowserJobs: two bulk revalidations held by their upstreams; the
+// Jobs page's progress bars move as the test lets requests through, one
+// job is cancelled from the page, the other ends and its card shows the
+// outcome; at laptop and phone width, light and dark.
+func TestBrowserJobs(t *testing.T) {
+	a, bUp := startHeldUpstream(t), startHeldUpstream(t)
+	srv := startServer(t, web.Config{
+		Backend:  sqliteDSN(t),
+		Backends: map[string]string{"scratch": "memory://?max_size=16MiB"},
+		Upstreams: []web.UpstreamConfig{
+			upstream("slow", a.url),
+			{Name: "slow2", URL: bUp.url, Backend: "scratch", Policy: upstream("", "").Policy},
+		},
+	})
+	const nA, nB = 30, 8
+	for i := 0; i < nA; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/item/%d", srv.URL(), i)), "MISS")
+	}
+	for i := 0; i < nB; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow2/item/%d", srv.URL(), i)), "MISS")
+	}
+	a.hold.Store(true)
+	bUp.hold.Store(true)
+	idA := startJob(t, srv, "default")
+	idB := startJob(t, srv, "scratch")
+
+	b := newBrowser(t)
+	run(t, b, emulate(desktop), chromedp.Navigate(srv.URL()+"/jobs"), chromedp.WaitVisible(jobCard(idA), chromedp.ByQuery))
+	waitJS(t, b, `document.getElementById("live-status").dataset.state === "open"`)
+	if got := testCount(t, b, `article[data-testid="job"]`); got != 2 {
+		t.Fatalf("%d job cards, want 2", got)
+	}
+	// Newest first: B was started last.
+	var first string
+	run(t, b, chromedp.Evaluate(`document.querySelector('article[data-testid="job"]').dataset.jobId`, &first))
+	if first != idB {
+		t.Errorf("first card %s, want the newest job %s", first, idB)
+	}
+	waitJS(t, b, fieldIs(jobCard(idA)+` [data-testid="job-total"]`, fmt.Sprint(nA)))
+	var before float64
+	run(t, b, chromedp.Evaluate(`document.querySelector(`+jsString(jobCard(idA)+" progress")+`).value`, &before))
+
+	// Let five through: the bar and the counts move without a reload.
+	a.release(t, 5)
+	waitJS(t, b, fieldIs(jobCard(idA)+` [data-testid="job-done"]`, "5"))
+	var after float64
+	run(t, b, chromedp.Evaluate(`document.querySelector(`+jsString(jobCard(idA)+" progress")+`).value`, &after))
+	if before != 0 || after != 5 {
+		t.Errorf("progress bar went from %v to %v, want 0 to 5", before, after)
+	}
+	if got := testText(t, b, "job-state"); got != "running" {
+		t.Errorf("state %q while held", got)
+	}
+	var rate string
+	run(t, b, chromedp.Text(jobCard(idA)+` [data-testid="job-rate"]`, &rate, chromedp.ByQuery))
+	if !strings.HasSuffix(rate, "/s") {
+		t.Errorf("rate %q, want entries per second", rate)
+	}
+	noHorizontalScroll(t, b, "/jobs running")
+	screenshot(t, b, "jobs-running-desktop")
+	run(t, b, emulate(phone))
+	screenshot(t, b, "jobs-running-phone")
+	run(t, b, darkMode(true))
+	screenshot(t, b, "jobs-running-phone-dark")
+	run(t, b, darkMode(false), emulate(desktop))
+
+	// Cancel B from its card: a plain form POST, back to the list.
+	run(t, b, chromedp.Click(jobCard(idB)+` [data-testid="job-cancel"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(byTestID("notice"), chromedp.ByQuery))
+	if got := testText(t, b, "notice"); !strings.Contains(got, "Cancelling job "+idB) {
+		t.Errorf("notice after cancel %q", got)
+	}
+	waitJS(t, b, `!!document.querySelector(`+jsString(jobCard(idB)+".job-cancelled")+`)`)
+	if n := testCount(t, b, jobCard(idB)+` [data-testid="job-cancel"]`); n != 0 {
+		t.Error("the cancelled job still offers Cancel")
+	}
+	// A still runs, and still moves after the page was reloaded by the
+	// cancel.
+	a.open()
+	waitJS(t, b, `!!document.querySelector(`+jsString(jobCard(idA)+".job-done")+`)`)
+	var outcome []string
+	run(t, b, chromedp.Evaluate(`[...document.querySelectorAll(`+jsString(jobCard(idA)+` [data-testid="job-outcome-count"]`)+`)].map(e => e.textContent.trim().replace(/\s+/g, " "))`, &outcome))
+	if got, want := strings.Join(outcome, ", "), fmt.Sprintf("not modified %d, updated 0, gone 0, error 0, skipped 0", nA); got != want {
+		t.Errorf("outcome %q, want %q", got, want)
+	}
+	var href string
+	run(t, b, chromedp.AttributeValue(jobCard(idA)+` [data-testid="job-result"]`, "href", &href, nil, chromedp.ByQuery))
+	if href != "/entries" {
+		t.Errorf("result link %q, want /entries", href)
+	}
+	browserErrors(t, b, "/jobs")
+	for _, v := range viewports {
+		run(t, b, emulate(v))
+		noHorizontalScroll(t, b, "/jobs ended at "+v.name)
+		screenshot(t, b, "jobs-ended-"+v.name)
+		run(t, b, darkMode(true))
+		screenshot(t, b, "jobs-ended-"+v.name+"-dark")
+		run(t, b, darkMode(false))
+	}
+
+	// The ended job's own page.
+	for _, v := range viewports {
+		run(t, b, emulate(v), chromedp.Navigate(srv.URL()+"/jobs/"+idA), chromedp.WaitVisible(jobCard(idA), chromedp.ByQuery))
+		if got := testText(t, b, "page-title"); got != "Revalidate · default" {
+			t.Errorf("job page title %q", got)
+		}
+		noHorizontalScroll(t, b, "/jobs/ID at "+v.name)
+		screenshot(t, b, "job-detail-"+v.name)
+	}
+	browserErrors(t, b, "/jobs/ID")
+}
+
+// TestBrowserJobToast: the page a job's starter lands on, and any page
+// after it, shows a toast with the job's live progress, then its outcome
+// with a link to the job.
+func TestBrowserJobToast(t *testing.T) {
+	up := startHeldUpstream(t)
+	srv := startServer(t, web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("slow", up.url)}})
+	const n = 12
+	for i := 0; i < n; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/item/%d", srv.URL(), i)), "MISS")
+	}
+	up.hold.Store(true)
+	id := startJob(t, srv, "default")
+
+	b := newBrowser(t)
+	run(t, b, emulate(desktop), chromedp.Navigate(srv.URL()+"/jobs/"+id+"?started=1"),
+		chromedp.WaitVisible(byTestID("job-started"), chromedp.ByQuery),
+		chromedp.WaitVisible(byTestID("job-toast"), chromedp.ByQuery))
+	up.release(t, 4)
+	waitJS(t, b, fieldIs(`[data-testid="job-toast-done"]`, "4"))
+	if got := testText(t, b, "job-toast-total"); got != fmt.Sprint(n) {
+		t.Errorf("toast total %q, want %d", got, n)
+	}
+	var value float64
+	run(t, b, chromedp.Evaluate(`document.querySelector('[data-testid="job-toast-progress"]').value`, &value))
+	if value != 4 {
+		t.Errorf("toast progress %v, want 4", value)
+	}
+	screenshot(t, b, "job-toast-progress-desktop")
+
+	// Another page: the toast picks the job up again and follows it.
+	run(t, b, emulate(phone), chromedp.Navigate(srv.URL()+"/"), chromedp.WaitVisible(byTestID("job-toast-progress"), chromedp.ByQuery))
+	up.release(t, 3)
+	waitJS(t, b, fieldIs(`[data-testid="job-toast-done"]`, "7"))
+	if got := testText(t, b, "job-toast-eta"); got == "" {
+		t.Error("the toast shows no time left")
+	}
+	screenshot(t, b, "job-toast-progress-phone")
+	up.open()
+	waitJS(t, b, `!!document.querySelector('[data-testid="job-toast"][data-state="done"]')`)
+	if got, want := testText(t, b, "job-toast-outcome"), fmt.Sprintf("Revalidate of default finished: %d done, 0 failed of %d (not modified %d).", n, n, n); got != want {
+		t.Errorf("toast outcome %q, want %q", got, want)
+	}
+	var href string
+	run(t, b, chromedp.AttributeValue(byTestID("job-toast-link"), "href", &href, nil, chromedp.ByQuery))
+	if href != "/jobs/"+id {
+		t.Errorf("toast links to %q, want /jobs/%s", href, id)
+	}
+	screenshot(t, b, "job-toast-done-phone")
+	run(t, b, darkMode(true))
+	screenshot(t, b, "job-toast-done-phone-dark")
+	browserErrors(t, b, "job toast")
+}
