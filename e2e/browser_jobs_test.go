@@ -175,6 +175,11 @@ func TestBrowserJobs(t *testing.T) {
 		t.Errorf("notice after cancel %q", got)
 	}
 	waitJS(t, b, `!!document.querySelector(`+jsString(jobCard(idB)+".job-cancelled")+`)`)
+	var cut string
+	run(t, b, chromedp.Text(jobCard(idB)+` [data-testid="job-failed"]`, &cut, chromedp.ByQuery))
+	if cut != "0" {
+		t.Errorf("the cancelled job counts %s failures: the request the cancel cut off is not the entry's failure", cut)
+	}
 	if n := testCount(t, b, jobCard(idB)+` [data-testid="job-cancel"]`); n != 0 {
 		t.Error("the cancelled job still offers Cancel")
 	}

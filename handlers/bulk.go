@@ -138,6 +138,10 @@ func (a *API) revalidateAll(ctx context.Context, j *jobs.Job, b cache.Backend, f
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
+				case ctx.Err() != nil && (err != nil || out.Outcome == gateway.OutcomeError):
+					// Cut off by the job's cancel, not failed by the
+					// entry: it was left as it was, neither done nor
+					// failed, so a cancelled job shows no false failures.
 				case errors.Is(err, gateway.ErrNotFound):
 					// Removed since it was listed: nothing left to do.
 					j.Add(1)
