@@ -94,7 +94,7 @@ func (a *API) handleBulkRevalidate(w http.ResponseWriter, r *http.Request) {
 	if req.Concurrency > 0 {
 		n = req.Concurrency
 	}
-	spec := jobs.Spec{Kind: "revalidate", Target: name, Lock: "revalidate/" + a.lockName(b)}
+	spec := jobs.Spec{Kind: "revalidate", Target: name, Query: selectionQuery(req.Selection), Lock: "revalidate/" + a.lockName(b)}
 	j, err := a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
 		return a.revalidateAll(ctx, j, b, f, n)
 	})

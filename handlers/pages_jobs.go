@@ -190,7 +190,18 @@ func (a *API) jobResult(s jobs.Snapshot) (string, string) {
 		if _, to, ok := strings.Cut(s.Target, " → "); ok && a.isBackend(to) {
 			return backendLink("/entries", to), "Browse the copy in " + to
 		}
-	case "revalidate", "import", "delete":
+	case "revalidate", "delete":
+		if a.isBackend(s.Target) && s.Query != "" {
+			q, err := url.ParseQuery(s.Query)
+			if err == nil {
+				if s.Target != DefaultBackend {
+					q.Set("backend", s.Target)
+				}
+				return "/entries?" + q.Encode(), "Browse the entries it worked on"
+			}
+		}
+		fallthrough
+	case "import":
 		if a.isBackend(s.Target) {
 			return backendLink("/entries", s.Target), "Browse the entries of " + s.Target
 		}
@@ -305,4 +316,21 @@ func roundDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, zero)
 	}
 	return s
+}
+
+// selectionQuery is the entries listing's query for what s selects (its
+// filter, whose names are the listing's), for the link from a job to the
+// entries it worked on; "" when s names keys, which no listing query
+// selects, or no filter.
+func selectionQuery(s Selection) string {
+	if len(s.Keys) > 0 {
+		return ""
+	}
+	v := url.Values{}
+	for name, raw := range s.Filter {
+		if str, err := scalar(raw); err == nil && strings.TrimSpace(str) != "" {
+			v.Set(name, strings.TrimSpace(str))
+		}
+	}
+	return v.Encode()
 }

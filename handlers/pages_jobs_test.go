@@ -454,4 +454,25 @@ func TestJobsPageRealRevalidation(t *testing.T) {
 	if got := text(testid(c, "job-done")) + "/" + text(testid(c, "job-total")); got != "3/3" {
 		t.Errorf("done/total %s", got)
 	}
+	if got, want := testid(c, "job-result").AttrOr("href", ""), "/entries"; got != want {
+		t.Errorf("result of a revalidation of everything links to %q, want %q", got, want)
+	}
+
+	// A filtered revalidation links to the entries its filter lists.
+	w = p.serve(loopbackRequest(http.MethodPost, "/api/revalidate", strings.NewReader(`{"filter": {"upstream": "bin", "url": "/b"}}`), "Content-Type", "application/json"))
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("POST /api/revalidate: %d %s", w.Code, w.Body)
+	}
+	id = strings.TrimPrefix(w.Header().Get("Location"), "/api/jobs/")
+	if j, err = p.api.Jobs().Get(id); err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+	c = card(t, p.page(t, "/jobs", http.StatusOK), id)
+	if got, want := testid(c, "job-result").AttrOr("href", ""), "/entries?upstream=bin&url=%2Fb"; got != want {
+		t.Errorf("result of a filtered revalidation links to %q, want %q", got, want)
+	}
+	if got := text(testid(c, "job-done")); got != "1" {
+		t.Errorf("filtered revalidation did %s entries, want 1", got)
+	}
 }
