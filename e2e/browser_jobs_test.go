@@ -13,6 +13,7 @@ import (
 
 	"github.com/cachegate/cachegate/web"
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 )
 
 // heldUpstream is a real upstream whose answers the test lets out one at
@@ -70,7 +71,21 @@ func (u *heldUpstream) open() { close(u.free) }
 // one request at a time, and returns its id.
 func startJob(tb testing.TB, srv *web.Server, backend string) string {
 	tb.Helper()
-	resp, err := http.Post(srv.URL()+"/api/revalidate?backend="+backend, "application/json", strings.NewReader(`{"concurrency": 1}`))
+	return startJobWith(tb, srv, backend, "")
+}
+
+// startJobWith is startJob with the admin token.
+func startJobWith(tb testing.TB, srv *web.Server, backend, token string) string {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/api/revalidate?backend="+backend, strings.NewReader(`{"concurrency": 1}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -270,4 +285,69 @@ func TestBrowserJobToast(t *testing.T) {
 	run(t, b, darkMode(true))
 	screenshot(t, b, "job-toast-done-phone-dark")
 	browserErrors(t, b, "job toast")
+}
+
+// waitJobEnd waits over /ws, as a script with the token, until job id has
+// ended.
+func waitJobEnd(tb testing.TB, srv *web.Server, token, id string) {
+	tb.Helper()
+	u := "ws" + strings.TrimPrefix(srv.URL(), "http") + "/ws"
+	conn, resp, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		tb.Fatalf("dial /ws: %v (%v)", err, resp)
+	}
+	defer conn.Close()
+	// Subscribed first, so asking now misses no end.
+	if err := conn.WriteJSON(map[string][]string{"jobs": {id}}); err != nil {
+		tb.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		var m struct {
+			Type string
+			Job  struct{ ID, State string }
+		}
+		if err := conn.ReadJSON(&m); err != nil {
+			tb.Fatalf("waiting for job %s to end: %v", id, err)
+		}
+		if m.Type == "job" && m.Job.ID == id && m.Job.State != "running" {
+			return
+		}
+	}
+}
+
+// TestBrowserJobToastCatchesUp: signed in with the admin token, a job
+// that ends while no page is open is toasted on the next page, which asks
+// for it over /ws (the /api/ it used to ask takes no session cookie).
+func TestBrowserJobToastCatchesUp(t *testing.T) {
+	needGuard(t)
+	const token = "s3cret-token"
+	up := startHeldUpstream(t)
+	srv := startServer(t, web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("slow", up.url)}, AdminToken: token})
+	const n = 5
+	for i := 0; i < n; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/item/%d", srv.URL(), i)), "MISS")
+	}
+	up.hold.Store(true)
+	id := startJobWith(t, srv, "default", token)
+
+	b := newBrowser(t)
+	run(t, b, emulate(desktop), chromedp.Navigate(srv.URL()+"/jobs/"+id), chromedp.WaitVisible(byTestID("signin-form"), chromedp.ByQuery),
+		chromedp.SendKeys(byTestID("signin-token"), token, chromedp.ByQuery),
+		chromedp.Click(byTestID("signin-submit"), chromedp.ByQuery),
+		chromedp.WaitVisible(jobCard(id), chromedp.ByQuery),
+		chromedp.WaitVisible(byTestID("job-toast-progress"), chromedp.ByQuery))
+	up.release(t, 2)
+	waitJS(t, b, fieldIs(`[data-testid="job-toast-done"]`, "2"))
+	// Away from the admin side while the job ends.
+	run(t, b, chromedp.Navigate("about:blank"))
+	up.open()
+	waitJobEnd(t, srv, token, id)
+	run(t, b, chromedp.Navigate(srv.URL()+"/backends"),
+		chromedp.WaitVisible(`[data-testid="job-toast"][data-state="done"]`, chromedp.ByQuery))
+	if got, want := testText(t, b, "job-toast-outcome"), fmt.Sprintf("Revalidate of default finished: %d done, 0 failed of %d (not modified %d).", n, n, n); got != want {
+		t.Errorf("toast %q, want %q", got, want)
+	}
+	screenshot(t, b, "job-toast-caught-up-desktop")
+	browserErrors(t, b, "job toast after catching up")
 }
