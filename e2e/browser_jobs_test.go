@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/web"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 )
@@ -350,4 +351,29 @@ func TestBrowserJobToastCatchesUp(t *testing.T) {
 	}
 	screenshot(t, b, "job-toast-caught-up-desktop")
 	browserErrors(t, b, "job toast after catching up")
+}
+
+// TestBrowserJobsWithoutScripts: with scripts off the Jobs page still
+// lists the jobs and its Cancel button, a plain form POST, cancels.
+func TestBrowserJobsWithoutScripts(t *testing.T) {
+	up := startHeldUpstream(t)
+	srv := startServer(t, web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("slow", up.url)}})
+	for i := 0; i < 3; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/item/%d", srv.URL(), i)), "MISS")
+	}
+	up.hold.Store(true)
+	id := startJob(t, srv, "default")
+	b := newBrowser(t)
+	run(t, b, emulation.SetScriptExecutionDisabled(true), emulate(desktop),
+		chromedp.Navigate(srv.URL()+"/jobs"), chromedp.WaitVisible(jobCard(id)+".job-running", chromedp.ByQuery))
+	if got := testText(t, b, "live-status"); got != "live updates need scripts" {
+		t.Errorf("live status without scripts %q", got)
+	}
+	run(t, b, chromedp.Click(jobCard(id)+` [data-testid="job-cancel"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(byTestID("notice"), chromedp.ByQuery))
+	if n := testCount(t, b, jobCard(id)+".job-cancelled"); n != 1 {
+		t.Errorf("after cancelling without scripts the job shows as %s", testText(t, b, "job-state"))
+	}
+	screenshot(t, b, "jobs-noscript-cancelled-desktop")
+	browserErrors(t, b, "/jobs without scripts")
 }

@@ -109,12 +109,26 @@ func (a *API) handleJobCancelPage(w http.ResponseWriter, r *http.Request) {
 		a.pageError(w, r, err)
 		return
 	}
+	// Most jobs stop within moments of a cancel: waiting for that (a
+	// little, bounded) lets the page we return to show it cancelled, which
+	// matters without scripts, where nothing updates it later.
+	t := time.NewTimer(cancelWait)
+	select {
+	case <-j.Done():
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	t.Stop()
 	if r.PostFormValue("from") == "list" {
 		http.Redirect(w, r, "/jobs?cancelled="+url.QueryEscape(j.ID()), http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/jobs/"+url.PathEscape(j.ID())+"?cancelled=1", http.StatusSeeOther)
 }
+
+// cancelWait bounds how long the Cancel button waits for the job to stop
+// before showing the page again.
+const cancelWait = 2 * time.Second
 
 // pageJob looks up the job of the path's {id}, answering the 404 page
 // when the registry does not know it.
