@@ -24,6 +24,7 @@ import (
 type heldUpstream struct {
 	url    string
 	hold   atomic.Bool
+	fail   atomic.Bool   // answer 502 to paths under /x-fail/
 	tokens chan struct{} // one per answer while holding
 	free   chan struct{} // closed by open: no more holding
 }
@@ -39,6 +40,10 @@ func startHeldUpstream(tb testing.TB) *heldUpstream {
 			case <-r.Context().Done(): // the job was cancelled
 				return
 			}
+		}
+		if u.fail.Load() && strings.HasPrefix(r.URL.Path, "/x-fail/") {
+			http.Error(w, "upstream trouble", http.StatusBadGateway)
+			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("ETag", `"v1"`)
@@ -132,19 +137,32 @@ func TestBrowserJobs(t *testing.T) {
 			{Name: "slow2", URL: bUp.url, Backend: "scratch", Policy: upstream("", "").Policy},
 		},
 	})
-	const nA, nB = 30, 8
-	for i := 0; i < nA; i++ {
+	// A: 30 entries whose upstream answers 304, then 4 (last in URL
+	// order) it will fail.
+	const good, bad, nB = 30, 4, 8
+	const nA = good + bad
+	for i := 0; i < good; i++ {
 		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/item/%d", srv.URL(), i)), "MISS")
+	}
+	for i := 0; i < bad; i++ {
+		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow/x-fail/%d", srv.URL(), i)), "MISS")
 	}
 	for i := 0; i < nB; i++ {
 		wantCache(t, get(t, fmt.Sprintf("%s/fetch/slow2/item/%d", srv.URL(), i)), "MISS")
 	}
+	b := newBrowser(t)
+	for _, v := range viewports {
+		run(t, b, emulate(v), chromedp.Navigate(srv.URL()+"/jobs"), chromedp.WaitVisible(byTestID("empty-state"), chromedp.ByQuery))
+		noHorizontalScroll(t, b, "/jobs empty at "+v.name)
+		screenshot(t, b, "jobs-empty-"+v.name)
+	}
+
+	a.fail.Store(true)
 	a.hold.Store(true)
 	bUp.hold.Store(true)
 	idA := startJob(t, srv, "default")
 	idB := startJob(t, srv, "scratch")
 
-	b := newBrowser(t)
 	run(t, b, emulate(desktop), chromedp.Navigate(srv.URL()+"/jobs"), chromedp.WaitVisible(jobCard(idA), chromedp.ByQuery))
 	waitJS(t, b, `document.getElementById("live-status").dataset.state === "open"`)
 	if got := testCount(t, b, `article[data-testid="job"]`); got != 2 {
@@ -205,8 +223,21 @@ func TestBrowserJobs(t *testing.T) {
 	waitJS(t, b, `!!document.querySelector(`+jsString(jobCard(idA)+".job-done")+`)`)
 	var outcome []string
 	run(t, b, chromedp.Evaluate(`[...document.querySelectorAll(`+jsString(jobCard(idA)+` [data-testid="job-outcome-count"]`)+`)].map(e => e.textContent.trim().replace(/\s+/g, " "))`, &outcome))
-	if got, want := strings.Join(outcome, ", "), fmt.Sprintf("not modified %d, updated 0, gone 0, error 0, skipped 0", nA); got != want {
+	if got, want := strings.Join(outcome, ", "), fmt.Sprintf("not modified %d, updated 0, gone 0, error %d, skipped 0", good, bad); got != want {
 		t.Errorf("outcome %q, want %q", got, want)
+	}
+	// The failures with the upstream's answer, three on the list.
+	if got := testCount(t, b, jobCard(idA)+` [data-testid="job-issue"]`); got != 3 {
+		t.Errorf("%d failures listed, want 3", got)
+	}
+	var reason, more string
+	run(t, b, chromedp.Text(jobCard(idA)+` [data-testid="job-issue-reason"]`, &reason, chromedp.ByQuery),
+		chromedp.Text(jobCard(idA)+` [data-testid="job-issues-more"]`, &more, chromedp.ByQuery))
+	if !strings.Contains(reason, "502") {
+		t.Errorf("failure reason %q does not give the upstream's answer", reason)
+	}
+	if got := strings.Join(strings.Fields(more), " "); got != "and 1 more — see the job" {
+		t.Errorf("more %q", got)
 	}
 	var href string
 	run(t, b, chromedp.AttributeValue(jobCard(idA)+` [data-testid="job-result"]`, "href", &href, nil, chromedp.ByQuery))
@@ -229,8 +260,14 @@ func TestBrowserJobs(t *testing.T) {
 		if got := testText(t, b, "page-title"); got != "Revalidate · default" {
 			t.Errorf("job page title %q", got)
 		}
+		if got := testCount(t, b, `table[data-testid="job-issues"] [data-testid="job-issue"]`); got != bad {
+			t.Errorf("the job's page lists %d failures, want all %d", got, bad)
+		}
 		noHorizontalScroll(t, b, "/jobs/ID at "+v.name)
 		screenshot(t, b, "job-detail-"+v.name)
+		run(t, b, darkMode(true))
+		screenshot(t, b, "job-detail-"+v.name+"-dark")
+		run(t, b, darkMode(false))
 	}
 	browserErrors(t, b, "/jobs/ID")
 }
