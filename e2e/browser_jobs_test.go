@@ -270,6 +270,16 @@ func TestBrowserJobs(t *testing.T) {
 		run(t, b, darkMode(false))
 	}
 	browserErrors(t, b, "/jobs/ID")
+
+	// A job started while the list is open shows up at its top, running.
+	run(t, b, emulate(desktop), chromedp.Navigate(srv.URL()+"/jobs"), chromedp.WaitVisible(jobCard(idA), chromedp.ByQuery))
+	waitJS(t, b, `document.getElementById("live-status").dataset.state === "open"`)
+	idC := startJob(t, srv, "scratch")
+	waitJS(t, b, `document.querySelector('[data-jobs-list] > article')?.dataset.jobId === `+jsString(idC))
+	if got := testCount(t, b, jobCard(idC)+`.job-running [data-testid="job-cancel"]`); got != 1 {
+		t.Error("the job that appeared is not shown running with its Cancel button")
+	}
+	browserErrors(t, b, "/jobs with a new job")
 }
 
 // TestBrowserJobToast: the page a job's starter lands on, and any page
