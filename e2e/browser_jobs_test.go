@@ -319,6 +319,17 @@ func TestBrowserJobToast(t *testing.T) {
 		t.Error("the toast shows no time left")
 	}
 	screenshot(t, b, "job-toast-progress-phone")
+	// Dismissed, the progress toast stays away as the job goes on
+	// (live.js handles each message before it dispatches it).
+	run(t, b, chromedp.Evaluate(`window.lastDone = 0; document.addEventListener("cachegate:job", e => { window.lastDone = e.detail.job.done; })`, nil),
+		chromedp.Click(byTestID("job-toast")+" .toast-close", chromedp.ByQuery),
+		chromedp.WaitNotPresent(byTestID("job-toast"), chromedp.ByQuery))
+	up.release(t, 1)
+	waitJS(t, b, `window.lastDone >= 8`)
+	if n := testCount(t, b, byTestID("job-toast")); n != 0 {
+		t.Errorf("the dismissed progress toast came back (%d)", n)
+	}
+	// The outcome still comes.
 	up.open()
 	waitJS(t, b, `!!document.querySelector('[data-testid="job-toast"][data-state="done"]')`)
 	if got, want := testText(t, b, "job-toast-outcome"), fmt.Sprintf("Revalidate of default finished: %d done, 0 failed of %d (not modified %d).", n, n, n); got != want {

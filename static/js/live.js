@@ -42,6 +42,7 @@
   var topics = null; // null: the server's default
   var samples = {}; // job id -> [{t, n}], recent progress for the rate
   var seen = {}; // job id -> last state seen on this page
+  var dismissed = {}; // job id -> its progress toast was closed on this page
   var watched = loadWatched();
 
   function loadWatched() {
@@ -348,7 +349,7 @@
   // and the fields handleJob fills (it carries data-job-id like any job
   // element). It stays until the job ends, then becomes the outcome.
   function progressToast(job) {
-    if (toastFor(job.id)) return;
+    if (toastFor(job.id) || dismissed[job.id]) return;
     var box = document.getElementById('toasts');
     if (!box) return;
     var t = document.createElement('div');
@@ -379,7 +380,11 @@
     close.className = 'toast-close';
     close.setAttribute('aria-label', 'Dismiss');
     close.textContent = '\u00d7';
-    close.addEventListener('click', function () { t.remove(); });
+    close.addEventListener('click', function () {
+      // A dismissed progress toast stays away; the outcome still comes.
+      if (t.dataset.jobId) dismissed[t.dataset.jobId] = true;
+      t.remove();
+    });
     return close;
   }
 
