@@ -94,7 +94,7 @@ func (a *API) handleBulkRevalidate(w http.ResponseWriter, r *http.Request) {
 	if req.Concurrency > 0 {
 		n = req.Concurrency
 	}
-	spec := jobs.Spec{Kind: "revalidate", Target: name, Lock: "revalidate/" + a.lockName(b)}
+	spec := jobs.Spec{Kind: "revalidate", Target: name, Query: selectionQuery(req.Selection), Lock: "revalidate/" + a.lockName(b)}
 	j, err := a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
 		return a.revalidateAll(ctx, j, b, f, n)
 	})
@@ -138,6 +138,10 @@ func (a *API) revalidateAll(ctx context.Context, j *jobs.Job, b cache.Backend, f
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
+				case ctx.Err() != nil && (err != nil || out.Outcome == gateway.OutcomeError):
+					// Cut off by the job's cancel, not failed by the
+					// entry: it was left as it was, neither done nor
+					// failed, so a cancelled job shows no false failures.
 				case errors.Is(err, gateway.ErrNotFound):
 					// Removed since it was listed: nothing left to do.
 					j.Add(1)

@@ -183,7 +183,7 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 	c := &wsClient{
 		ev: ev, conn: conn,
 		send: make(chan []byte, ev.opts.SendBuffer),
-		in:   make(chan topicSet),
+		in:   make(chan clientRequest),
 		done: make(chan struct{}),
 	}
 	go c.readLoop()
@@ -279,27 +279,54 @@ func (t topicSet) list() []string {
 }
 
 // clientMessage is what a client sends: {"subscribe": ["jobs", ...]}
-// replaces its topics.
+// replaces its topics; {"jobs": ["ID", ...]} asks for those jobs' state
+// once, so a page that was offline learns how the jobs it watches went
+// (a running job comes with the jobs topic anyway, an ended one would
+// not). Both may come in one message.
 type clientMessage struct {
 	Subscribe *[]string `json:"subscribe"`
+	Jobs      *[]string `json:"jobs"`
 }
 
-// parseClientMessage reads one client frame into the topics it asks for.
-func parseClientMessage(data []byte) (topicSet, error) {
+// clientRequest is a parsed client message: topics nil leaves them as
+// they are.
+type clientRequest struct {
+	topics topicSet
+	jobs   []string
+}
+
+// maxJobsAsked bounds the jobs one message may ask for: each answer is a
+// message in the client's bounded queue, and half of it stays free for
+// everything else.
+const maxJobsAsked = 16
+
+// parseClientMessage reads one client frame into what it asks for.
+func parseClientMessage(data []byte) (clientRequest, error) {
 	var m clientMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil || m.Subscribe == nil || dec.More() {
-		return nil, errors.New(`messages are {"subscribe": [topics]}, topics from ` + strings.Join(allTopics, ", "))
+	if err := dec.Decode(&m); err != nil || (m.Subscribe == nil && m.Jobs == nil) || dec.More() {
+		return clientRequest{}, errors.New(`messages are {"subscribe": [topics]} or {"jobs": [job ids]}, or both in one; topics from ` + strings.Join(allTopics, ", "))
+	}
+	var req clientRequest
+	if m.Jobs != nil {
+		if len(*m.Jobs) > maxJobsAsked {
+			return clientRequest{}, errors.New("jobs: at most " + itoa(maxJobsAsked) + " job ids in one message")
+		}
+		req.jobs = *m.Jobs
+	}
+	if m.Subscribe == nil {
+		return req, nil
 	}
 	t := topicSet{}
 	for _, name := range *m.Subscribe {
 		if !slices.Contains(allTopics, name) {
-			return nil, errors.New("unknown topic " + quote(name) + "; topics are " + strings.Join(allTopics, ", "))
+			return clientRequest{}, errors.New("unknown topic " + quote(name) + "; topics are " + strings.Join(allTopics, ", "))
 		}
 		t[name] = true
 	}
-	return t, nil
+	req.topics = t
+	return req, nil
 }
 
 // wsClient is one websocket. Only writeLoop writes data frames; close may
@@ -308,9 +335,9 @@ func parseClientMessage(data []byte) (topicSet, error) {
 type wsClient struct {
 	ev   *events
 	conn *websocket.Conn
-	send chan []byte   // encoded messages for writeLoop; never closed
-	in   chan topicSet // subscriptions, readLoop to pump
-	done chan struct{} // closed once the client is being closed
+	send chan []byte        // encoded messages for writeLoop; never closed
+	in   chan clientRequest // subscriptions and job questions, readLoop to pump
+	done chan struct{}      // closed once the client is being closed
 	once sync.Once
 }
 
@@ -360,13 +387,13 @@ func (c *wsClient) readLoop() {
 			return
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(wait))
-		t, err := parseClientMessage(data)
+		req, err := parseClientMessage(data)
 		if err != nil {
 			c.enqueue(encode(map[string]string{"type": "error", "code": "bad_message", "error": err.Error()}))
 			continue
 		}
 		select {
-		case c.in <- t:
+		case c.in <- req:
 		case <-c.done:
 			return
 		}
@@ -416,6 +443,7 @@ type message struct {
 	// Skipped counts request events left out before this batch.
 	Skipped    int64     `json:"skipped,omitempty"`
 	Subscribed *[]string `json:"subscribed,omitempty"` // set, even to none, on "subscribed"
+	JobID      string    `json:"job_id,omitempty"`     // on "job_not_found"
 }
 
 // encode marshals a message. Every message is plain data, so an error
@@ -509,8 +537,11 @@ func (a *API) pump(c *wsClient) {
 		case <-a.events.closing:
 			c.close(websocket.CloseGoingAway, "server shutting down")
 			return
-		case t := <-c.in:
-			if !apply(t) {
+		case req := <-c.in:
+			if req.topics != nil && !apply(req.topics) {
+				return
+			}
+			if !a.answerJobs(c, req.jobs) {
 				return
 			}
 		case s, ok := <-jobsC:
@@ -535,6 +566,26 @@ func (a *API) pump(c *wsClient) {
 			}
 		}
 	}
+}
+
+// answerJobs sends the current state of each job asked for, as a job
+// message, or job_not_found for one the registry does not know (forgotten
+// or from before a restart), so the page stops watching it.
+func (a *API) answerJobs(c *wsClient, ids []string) bool {
+	for _, id := range ids {
+		j, err := a.jobs.Get(id)
+		var msg []byte
+		if err != nil {
+			msg = encode(message{Type: "job_not_found", JobID: id})
+		} else {
+			s := j.Snapshot()
+			msg = encode(message{Type: "job", Job: &s})
+		}
+		if !c.enqueue(msg) {
+			return false
+		}
+	}
+	return true
 }
 
 // tail batches the gateway's request events for every client on the

@@ -256,6 +256,69 @@ func TestEventsJobProgress(t *testing.T) {
 	}
 }
 
+// TestEventsJobsAsked: a page that was offline while a job it watches
+// ended asks for it over the socket (it has no bearer token for
+// /api/jobs) and gets the job as GET /api/jobs/{id} shows it, or
+// job_not_found for one the server does not know; its topics stay.
+func TestEventsJobsAsked(t *testing.T) {
+	e := newWSEnv(t, handlers.EventOptions{})
+	e.fetch("/one", "MISS")
+	e.fetch("/two", "MISS")
+	resp, err := http.Post(e.srv.URL+"/api/revalidate", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started jobs.Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&started); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /api/revalidate: %d, %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	j, err := e.api.Jobs().Get(started.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-j.Done()
+
+	conn := e.dial(nil)
+	if m := wsRead(t, conn); m.Type != "subscribed" {
+		t.Fatalf("first message %+v", m)
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"jobs": ["`+started.ID+`", "nosuchjob"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	m := wsReadType(t, conn, "job")
+	var viaWS, viaAPI map[string]any
+	if err := json.Unmarshal(m.Job, &viaWS); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(e.srv.URL + "/api/jobs/" + started.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&viaAPI); err != nil {
+		t.Fatal(err)
+	}
+	if viaWS["state"] != "done" || !reflect.DeepEqual(viaWS, viaAPI) {
+		t.Fatalf("asked-for job\n%v\nGET /api/jobs/%s\n%v", viaWS, started.ID, viaAPI)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var gone struct {
+		Type  string `json:"type"`
+		JobID string `json:"job_id"`
+	}
+	for gone.Type != "job_not_found" {
+		if err := conn.ReadJSON(&gone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gone.JobID != "nosuchjob" {
+		t.Fatalf("job_not_found for %q, want nosuchjob", gone.JobID)
+	}
+	// Asking changed no topic: stats still come.
+	wsReadType(t, conn, "stats")
+}
+
 // TestEventsOrigin: only this server's own pages, or clients that send no
 // Origin at all, may open /ws; the rest get 403 before any upgrade. (A
 // page behind a proxy is TestSameOrigin's: whether a proxy is trusted is
@@ -453,6 +516,8 @@ func TestEventsSubscriptions(t *testing.T) {
 		{"not JSON", `jobs`, `{"subscribe": [topics]}`},
 		{"null", `{"subscribe": null}`, `{"subscribe": [topics]}`},
 		{"two messages in one", `{"subscribe": []} {"subscribe": ["jobs"]}`, `{"subscribe": [topics]}`},
+		{"too many jobs", `{"jobs": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]}`, `at most 16 job ids`},
+		{"jobs not a list", `{"jobs": "abc"}`, `{"jobs": [job ids]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := conn.WriteMessage(websocket.TextMessage, []byte(tc.msg)); err != nil {

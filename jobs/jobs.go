@@ -68,6 +68,8 @@ type Snapshot struct {
 	ID     string `json:"id"`
 	Kind   string `json:"kind"`
 	Target string `json:"target,omitempty"` // what the job works on, e.g. a backend name
+	// Query is Spec.Query: the listing query of what the job selected.
+	Query  string `json:"query,omitempty"`
 	State  State  `json:"state"`
 	Done   int64  `json:"done"`
 	Total  int64  `json:"total"`
@@ -96,6 +98,10 @@ type Spec struct {
 	Kind string
 	// Target names what it works on, shown to users.
 	Target string
+	// Query, when not empty, is the entries listing's query (URL-encoded
+	// filter parameters) that selects what the job works on, so a page can
+	// link to those entries.
+	Query string
 	// Lock, when not empty, is held while the job runs: a second job asking
 	// for the same lock is refused with ErrConflict.
 	Lock string
@@ -212,7 +218,7 @@ func (j *Job) Snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	s := Snapshot{
-		ID: j.id, Kind: j.spec.Kind, Target: j.spec.Target, State: j.state,
+		ID: j.id, Kind: j.spec.Kind, Target: j.spec.Target, Query: j.spec.Query, State: j.state,
 		Done: j.n, Total: j.total, Failed: j.failed, Skipped: j.skipped, Errors: append([]EntryError{}, j.errs...),
 		Started: j.started, Error: j.err, Result: j.result,
 	}
@@ -428,6 +434,9 @@ func (r *Registry) Get(id string) (*Job, error) {
 	}
 	return j, nil
 }
+
+// Keep returns how long a finished job stays visible.
+func (r *Registry) Keep() time.Duration { return r.opts.Keep }
 
 // Cancel cancels the running job with id. It returns ErrNotFound for an
 // unknown job and ErrFinished for one that has ended.

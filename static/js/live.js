@@ -4,9 +4,10 @@
 // with backoff when the socket drops, and shows the connection in
 // #live-status when the page has one. Job messages update every element
 // [data-job-id="ID"]: its children [data-field="done|total|failed|state|
-// rate|eta"] and a <progress data-field="progress">. When a job this page
-// started finishes, a toast in #toasts says how it went and links to
-// /jobs/ID. Every message is also dispatched on document as a CustomEvent
+// skipped|rate|eta"] and a <progress data-field="progress">. While a job
+// this page started runs, a toast in #toasts shows its progress bar, done
+// of total, rate and time left; when it ends the toast says how it went
+// and links to /jobs/ID. Every message is also dispatched on document as a CustomEvent
 // with the message as detail, so other pages hook in without editing this
 // file: cachegate:job, cachegate:stats, cachegate:requests (a batch) and
 // cachegate:request (each request in it, as {type: "request", request}),
@@ -15,6 +16,9 @@
 // A page marks the jobs it started in any of three ways: an element with
 // both data-job-id and data-job-watch, a cachegate:watch-job event on
 // document with detail {id: "..."}, or window.cachegateLive.watchJob(id).
+// window.cachegateLive.askJobs([ids]) asks for jobs' state once (a page
+// rendered with a job running that may have ended before the socket
+// opened).
 // Watched ids live in sessionStorage, so the toast still comes when the
 // job ends after a navigation. Topics other than the default (jobs and
 // stats) are asked for with data-live-topics="jobs,stats,requests" on any
@@ -38,6 +42,7 @@
   var topics = null; // null: the server's default
   var samples = {}; // job id -> [{t, n}], recent progress for the rate
   var seen = {}; // job id -> last state seen on this page
+  var dismissed = {}; // job id -> its progress toast was closed on this page
   var watched = loadWatched();
 
   function loadWatched() {
@@ -169,25 +174,27 @@
     retryTimer = setTimeout(connect, wait);
   }
 
-  // After a reconnect the server sends the running jobs; a watched job
-  // that ended while the socket was down is asked for once.
+  // After a (re)connect the server sends the running jobs; a watched job
+  // that ended while the socket was down is asked for over the socket
+  // ({"jobs": [ids]}, at most JOBS_ASKED a message), which needs no more
+  // than the socket's own sign-in. The answer is a job message, or
+  // job_not_found for a job the server forgot.
+  var JOBS_ASKED = 16;
   function catchUp() {
-    Object.keys(watched).forEach(function (id) {
-      if (seen[id] && seen[id] !== 'running') return;
-      fetch('/api/jobs/' + encodeURIComponent(id), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
-        .then(function (r) {
-          if (r.status === 404) {
-            delete watched[id]; // forgotten by the server
-            saveWatched();
-            return null;
-          }
-          return r.ok ? r.json() : null;
-        })
-        .then(function (job) {
-          if (job && job.id === id && job.state !== 'running') handleJob(job);
-        })
-        .catch(function () { /* offline again: the next open retries */ });
-    });
+    askJobs(Object.keys(watched).filter(function (id) { return !ended(id); }));
+  }
+
+  // askJobs asks for the state of jobs now, when the socket is open (a
+  // page that opens later asks on open anyway).
+  function askJobs(ids) {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    for (var i = 0; i < ids.length; i += JOBS_ASKED) {
+      socket.send(JSON.stringify({ jobs: ids.slice(i, i + JOBS_ASKED) }));
+    }
+  }
+
+  function ended(id) {
+    return !!seen[id] && seen[id] !== 'running';
   }
 
   function handle(msg) {
@@ -207,6 +214,12 @@
         });
         emit('requests', msg);
         break;
+      case 'job_not_found':
+        if (watched[msg.job_id]) {
+          delete watched[msg.job_id]; // forgotten by the server
+          saveWatched();
+        }
+        break;
       case 'error':
         if (window.console) console.warn('cachegate /ws:', msg.error);
         break;
@@ -216,7 +229,7 @@
   // Jobs.
 
   function processed(job) {
-    return (job.done || 0) + (job.failed || 0);
+    return (job.done || 0) + (job.failed || 0) + (job.skipped || 0);
   }
 
   // rate returns items per second: from the job's whole run once it has
@@ -232,7 +245,11 @@
     while (s.length > 2 && now - s[0].t > RATE_WINDOW) s.shift();
     var first = s[0];
     var dt = (now - first.t) / 1000;
-    return dt > 0.2 ? (processed(job) - first.n) / dt : NaN;
+    if (dt > 0.2) return (processed(job) - first.n) / dt;
+    // Too soon to measure here: the whole run's rate, as the server
+    // renders it, rather than a blank.
+    var run = (now - Date.parse(job.started)) / 1000;
+    return run > 0.2 && processed(job) > 0 ? processed(job) / run : NaN;
   }
 
   function human(seconds) {
@@ -258,6 +275,10 @@
 
   function handleJob(job) {
     if (!job || !job.id) return;
+    // An end is final: a running snapshot that overtook it on the way
+    // (a catch-up answer and the stream cross) changes nothing.
+    if (job.state === 'running' && ended(job.id)) return;
+    if (job.state === 'running' && watched[job.id]) progressToast(job);
     var r = rate(job);
     var left = job.total - processed(job);
     var eta = job.state !== 'running' ? '—' : (job.total > 0 && r > 0 ? human(left / r) : '…');
@@ -267,6 +288,7 @@
       setField(root, 'done', num(job.done));
       setField(root, 'total', job.total > 0 ? num(job.total) : '?');
       setField(root, 'failed', num(job.failed));
+      setField(root, 'skipped', num(job.skipped));
       setField(root, 'state', job.state);
       setField(root, 'rate', isFinite(r) ? (r < 10 ? r.toFixed(1) : num(Math.round(r))) + '/s' : '…');
       setField(root, 'eta', eta);
@@ -296,10 +318,80 @@
 
   // Toasts.
 
-  function outcome(job) {
+  function jobName(job) {
     var what = job.kind ? job.kind.charAt(0).toUpperCase() + job.kind.slice(1) : 'Job';
-    if (job.target) what += ' of ' + job.target;
+    return job.target ? what + ' of ' + job.target : what;
+  }
+
+  function jobLink(job) {
+    var link = document.createElement('a');
+    link.href = '/jobs/' + encodeURIComponent(job.id);
+    link.textContent = 'Details';
+    link.dataset.testid = 'job-toast-link';
+    return link;
+  }
+
+  function span(field, text) {
+    var el = document.createElement('span');
+    el.dataset.field = field;
+    el.dataset.testid = 'job-toast-' + field;
+    el.textContent = text;
+    return el;
+  }
+
+  // toastFor returns the toast of a job on this page, or null.
+  function toastFor(id) {
+    var box = document.getElementById('toasts');
+    return box ? box.querySelector('[data-testid="job-toast"][data-job-id="' + CSS.escape(id) + '"]') : null;
+  }
+
+  // progressToast shows a running job this page watches: a progress bar
+  // and the fields handleJob fills (it carries data-job-id like any job
+  // element). It stays until the job ends, then becomes the outcome.
+  function progressToast(job) {
+    if (toastFor(job.id) || dismissed[job.id]) return;
+    var box = document.getElementById('toasts');
+    if (!box) return;
+    var t = document.createElement('div');
+    t.className = 'toast';
+    t.setAttribute('role', 'status');
+    t.dataset.testid = 'job-toast';
+    t.dataset.jobId = job.id;
+    var body = document.createElement('div');
+    body.className = 'toast-body';
+    var title = document.createElement('div');
+    title.className = 'job-toast-title';
+    title.textContent = jobName(job);
+    var bar = document.createElement('progress');
+    bar.dataset.field = 'progress';
+    bar.dataset.testid = 'job-toast-progress';
+    var counts = document.createElement('div');
+    counts.className = 'job-toast-counts';
+    counts.append(span('done', '0'), ' of ', span('total', '?'), ' · ', span('rate', '…'), ' · ', span('eta', '…'), ' left · ');
+    counts.append(jobLink(job));
+    body.append(title, bar, counts);
+    t.append(body, closeButton(t));
+    box.append(t);
+  }
+
+  function closeButton(t) {
+    var close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'toast-close';
+    close.setAttribute('aria-label', 'Dismiss');
+    close.textContent = '\u00d7';
+    close.addEventListener('click', function () {
+      // A dismissed progress toast stays away; the outcome still comes.
+      if (t.dataset.jobId) dismissed[t.dataset.jobId] = true;
+      t.remove();
+    });
+    return close;
+  }
+
+  function outcome(job) {
+    var what = jobName(job);
     var counts = num(job.done) + ' done, ' + num(job.failed) + ' failed';
+    if (job.skipped) counts += ', ' + num(job.skipped) + ' skipped';
     if (job.total > 0) counts += ' of ' + num(job.total);
     switch (job.state) {
       case 'done':
@@ -319,33 +411,29 @@
 
   // toast shows the outcome in #toasts, shaped like app.js's toasts (the
   // admin CSS styles .toast, .ok, .bad, .toast-body, .toast-close) with a
-  // link to the job. A success goes away by itself; a failure stays until
+  // link to the job; the job's progress toast, when there is one, turns
+  // into it. A success goes away by itself; a failure stays until
   // dismissed.
   function toast(job) {
     var box = document.getElementById('toasts');
     if (!box) return;
     if (!box.hasAttribute('aria-live')) box.setAttribute('aria-live', 'polite');
     var bad = job.state === 'failed' || job.failed > 0;
-    var t = document.createElement('div');
+    var t = toastFor(job.id) || document.createElement('div');
+    t.textContent = '';
     t.className = 'toast' + (job.state === 'done' && !bad ? ' ok' : bad ? ' bad' : '');
     t.setAttribute('role', bad ? 'alert' : 'status');
     t.dataset.testid = 'job-toast';
     t.dataset.jobId = job.id;
+    t.dataset.state = job.state;
     var body = document.createElement('div');
     body.className = 'toast-body';
-    body.append(outcome(job) + ' ');
-    var link = document.createElement('a');
-    link.href = '/jobs/' + encodeURIComponent(job.id);
-    link.textContent = 'Details';
-    body.append(link);
-    var close = document.createElement('button');
-    close.type = 'button';
-    close.className = 'toast-close';
-    close.setAttribute('aria-label', 'Dismiss');
-    close.textContent = '\u00d7';
-    close.addEventListener('click', function () { t.remove(); });
-    t.append(body, close);
-    box.append(t);
+    var text = document.createElement('span');
+    text.dataset.testid = 'job-toast-outcome';
+    text.textContent = outcome(job) + ' ';
+    body.append(text, jobLink(job));
+    t.append(body, closeButton(t));
+    if (!t.parentNode) box.append(t);
     if (!bad) setTimeout(function () { t.remove(); }, 10000);
   }
 
@@ -359,6 +447,7 @@
       ensureConnected();
     },
     connect: ensureConnected,
+    askJobs: askJobs,
   };
   window.cachegateLive = api;
   if (window.cachegate) window.cachegate.live = api;
