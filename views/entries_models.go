@@ -94,6 +94,17 @@ func (v EntriesView) Filtered() bool {
 	return false
 }
 
+// moreFiltersSet reports whether a field under "More filters" is set, so
+// that the form shows it open.
+func (v EntriesView) moreFiltersSet() bool {
+	for _, k := range []string{"status", "content_type", "min_size", "max_size", "created_after", "created_before", "expires_after", "expires_before"} {
+		if v.State.Get(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // FilterValue is the value of a filter field as typed.
 func (v EntriesView) FilterValue(name string) string { return v.State.Get(name) }
 
