@@ -2,6 +2,7 @@ package views
 
 import (
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -189,6 +190,20 @@ func (v EntriesView) ClearURL(l Layout) string {
 		}
 	}
 	return l.LinkWith("/entries", q)
+}
+
+// shortURL is a stored URL without its scheme and host, which the
+// upstream column already says: the part that tells entries apart comes
+// first, before the ellipsis. The cell's title has the whole URL.
+func shortURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return s
+	}
+	if rest := strings.TrimPrefix(s, u.Scheme+"://"+u.Host); rest != s && rest != "" {
+		return rest
+	}
+	return s
 }
 
 // EntryURL is an entry's detail page, on the same backend.
