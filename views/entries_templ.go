@@ -285,7 +285,7 @@ func entriesFilterForm(l Layout, v EntriesView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		for _, o := range [][2]string{{"", "any"}, {"fresh", "fresh"}, {"expired", "expired"}} {
+		for _, o := range [][2]string{{"", "any"}, {"fresh", "fresh"}, {"stale", "stale (expired, revalidatable)"}, {"expired", "expired"}} {
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 20, "<option value=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
