@@ -261,6 +261,29 @@ func TestBrowserEntries(t *testing.T) {
 		browserErrors(t, b, "export")
 	})
 
+	t.Run("copy a filter to another backend", func(t *testing.T) {
+		run(t, b, chromedp.Navigate(srv.URL()+"/entries?upstream=bin&sort=url"), waitRows(12),
+			chromedp.Click(byTestID("select-all"), chromedp.ByQuery),
+			chromedp.SetValue(byTestID("bulk-to"), "scratch", chromedp.ByQuery),
+			chromedp.Click(byTestID("bulk-copy"), chromedp.ByQuery),
+			chromedp.WaitVisible(byTestID("job-notice"), chromedp.ByQuery),
+			// live.js follows the job over the websocket until it ends.
+			chromedp.WaitVisible(byTestID("job-notice")+`[data-state="done"]`, chromedp.ByQuery),
+		)
+		if got := testText(t, b, "job-notice"); !strings.Contains(got, "12 of 12 done") {
+			t.Errorf("job notice %q", got)
+		}
+		if u, _ := url.Parse(location(t, b)); u.Query().Get("upstream") != "bin" || u.Query().Get("job") == "" {
+			t.Errorf("after copying: %s, want the same list with the job", u)
+		}
+		screenshot(t, b, "entries-copied-desktop")
+		run(t, b, chromedp.Navigate(srv.URL()+"/entries?backend=scratch"), waitRows(12))
+		if got, want := testText(t, b, "entries-total"), "12 entries"; got != want {
+			t.Errorf("scratch holds %q, want %q", got, want)
+		}
+		browserErrors(t, b, "copy")
+	})
+
 	t.Run("bulk delete all matching a filter", func(t *testing.T) {
 		run(t, b, chromedp.Navigate(srv.URL()+"/entries?upstream=alt"), waitRows(3),
 			chromedp.Click(byTestID("select-all"), chromedp.ByQuery),

@@ -31,6 +31,11 @@ func (a *API) handleEntriesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now()
 	l := a.layout(r, "Entries", "/entries")
+	// Picking another backend keeps the filter and sort, not this
+	// backend's cursors or the notices of what was done here.
+	for _, k := range []string{"next", "prev", "deleted", "freed", "job"} {
+		l.Query.Del(k)
+	}
 	view := views.EntriesView{Now: now, State: entriesState(v), Upstreams: a.upstreamNames()}
 	for _, other := range a.names {
 		if a.backends[other] != b {
@@ -41,7 +46,8 @@ func (a *API) handleEntriesPage(w http.ResponseWriter, r *http.Request) {
 	if id := v.Get("job"); id != "" {
 		if j, err := a.jobs.Get(id); err == nil {
 			s := j.Snapshot()
-			view.Job = &views.JobNotice{ID: s.ID, Kind: s.Kind, URL: l.Link("/jobs/" + url.PathEscape(s.ID))}
+			view.Job = &views.JobNotice{ID: s.ID, Kind: s.Kind, URL: l.Link("/jobs/" + url.PathEscape(s.ID)),
+				State: string(s.State), Done: s.Done, Total: s.Total, Failed: s.Failed}
 		}
 	}
 	q, err := a.entriesQuery(v, now)

@@ -515,3 +515,41 @@ func TestEntriesBulkRevalidateStartsAJob(t *testing.T) {
 		t.Errorf("redirect %s names no job", loc)
 	}
 }
+
+func TestEntriesPageStale(t *testing.T) {
+	fx := newEntriesFixture(t, 3)
+	// An expired entry with a validator is stale; k901other, expired
+	// without one, is only expired.
+	e := *fx.keys["k000bin"]
+	e.Key, e.BaseKey, e.ETag, e.Expires = "withetag", "withetag", `"v1"`, time.Now().Add(-time.Minute)
+	if err := fx.b.Put(context.Background(), &e); err != nil {
+		t.Fatal(err)
+	}
+	doc := fx.get(t, "/entries?freshness=stale", http.StatusOK)
+	if got := rowKeys(doc); !slices.Equal(got, []string{"withetag"}) {
+		t.Errorf("stale rows %v, want [withetag]", got)
+	}
+	doc = fx.get(t, "/entries?freshness=expired&sort=url", http.StatusOK)
+	if got := rowKeys(doc); len(got) < 2 || !slices.Contains(got, "withetag") || !slices.Contains(got, "k901other") {
+		t.Errorf("expired rows %v, want withetag and k901other among them", got)
+	}
+}
+
+func TestEntriesPagePickerKeepsTheView(t *testing.T) {
+	fx := newEntriesFixture(t, 3)
+	doc := fx.get(t, "/entries?upstream=bin&sort=size&deleted=2&freed=10&limit=1", http.StatusOK)
+	next := testid(doc, "page-next").AttrOr("href", "")
+	doc = fx.get(t, next, http.StatusOK)
+	got := map[string]string{}
+	testid(doc, "backend-picker").Find("input[type=hidden]").Each(func(_ int, s *goquery.Selection) {
+		got[s.AttrOr("name", "")] = s.AttrOr("value", "")
+	})
+	if got["upstream"] != "bin" || got["sort"] != "size" || got["limit"] != "1" {
+		t.Errorf("picker fields %v drop the view", got)
+	}
+	for _, k := range []string{"next", "prev", "deleted", "freed", "job"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("picker carries %s to another backend", k)
+		}
+	}
+}

@@ -58,6 +58,9 @@ type EntryRow struct {
 // JobNotice is a job an action on the page started, for live.js to follow.
 type JobNotice struct {
 	ID, Kind string
+	// State, Done, Total and Failed are the job's when the page was drawn.
+	State               string
+	Done, Total, Failed int64
 	// URL is the job's page.
 	URL string
 }

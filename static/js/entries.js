@@ -89,4 +89,23 @@
   });
 
   document.addEventListener("htmx:afterSwap", updateCount);
+
+  // The header's backend picker carries the page's query in hidden
+  // fields, drawn with the page; after htmx changed the view (and the
+  // address), picking a backend must keep the new view, not the old one.
+  function syncPicker() {
+    var picker = document.querySelector('form.picker');
+    if (!picker) return;
+    picker.querySelectorAll('input[type=hidden]').forEach(function (i) { i.remove(); });
+    var first = picker.firstChild;
+    new URLSearchParams(location.search).forEach(function (value, name) {
+      if (["backend", "next", "prev", "deleted", "freed", "job"].indexOf(name) >= 0) return;
+      var i = document.createElement("input");
+      i.type = "hidden";
+      i.name = name;
+      i.value = value;
+      picker.insertBefore(i, first);
+    });
+  }
+  document.addEventListener("htmx:pushedIntoHistory", syncPicker);
 })();
