@@ -270,7 +270,7 @@ func TestBrowserEntries(t *testing.T) {
 			// live.js follows the job over the websocket until it ends.
 			chromedp.WaitVisible(byTestID("job-notice")+`[data-state="done"]`, chromedp.ByQuery),
 		)
-		if got := testText(t, b, "job-notice"); !strings.Contains(got, "12 of 12 done") {
+		if got := testText(t, b, "job-notice"); !strings.Contains(got, "12 of 12 done, 0 failed") {
 			t.Errorf("job notice %q", got)
 		}
 		if u, _ := url.Parse(location(t, b)); u.Query().Get("upstream") != "bin" || u.Query().Get("job") == "" {

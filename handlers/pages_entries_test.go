@@ -336,12 +336,24 @@ func TestEntriesBulkDelete(t *testing.T) {
 	if rec := fx.post(t, "/entries/delete", noToken); rec.Code != http.StatusForbidden {
 		t.Fatalf("without CSRF: %d, want 403", rec.Code)
 	}
+	// From another site, even with the token: refused.
+	withToken := url.Values{}
+	for k, v := range noToken {
+		withToken[k] = v
+	}
+	withToken.Set("csrf_token", token)
+	rec := httptest.NewRecorder()
+	fx.router.ServeHTTP(rec, loopbackRequest(http.MethodPost, "/entries/delete", strings.NewReader(withToken.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"))
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("cross-site: %d, want 403", rec.Code)
+	}
 	if got := fx.count(t, cache.Filter{}); got != 12 {
 		t.Fatalf("%d entries after a refused delete, want 12", got)
 	}
 
 	// First the confirmation: how many and how many bytes, nothing gone.
-	rec := fx.post(t, "/entries/delete", form)
+	rec = fx.post(t, "/entries/delete", form)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("confirm page: %d %s", rec.Code, rec.Body.String())
 	}
