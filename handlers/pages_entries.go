@@ -29,6 +29,20 @@ func (a *API) handleEntriesPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// The filter form sends its blank fields too; the address to keep
+	// (bookmark, share) is the one without them.
+	if clean, blanks := withoutBlanks(v); blanks {
+		target := "/entries"
+		if len(clean) > 0 {
+			target += "?" + clean.Encode()
+		}
+		if !isPartial(r) {
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
+		}
+		w.Header().Set("HX-Push-Url", target)
+		v = clean
+	}
 	now := a.now()
 	l := a.layout(r, "Entries", "/entries")
 	// Picking another backend keeps the filter and sort, not this
@@ -86,6 +100,19 @@ func isInputError(err error) bool {
 		return e.Status == http.StatusBadRequest
 	}
 	return errors.Is(err, cache.ErrInvalid)
+}
+
+// withoutBlanks returns v without its blank values, and whether it had any.
+func withoutBlanks(v url.Values) (url.Values, bool) {
+	out, blanks := url.Values{}, false
+	for k, vs := range v {
+		if len(vs) == 1 && strings.TrimSpace(vs[0]) == "" {
+			blanks = true
+			continue
+		}
+		out[k] = vs
+	}
+	return out, blanks
 }
 
 // renderEntries writes the whole page, or for htmx only the part it swaps.

@@ -565,3 +565,17 @@ func TestEntriesPagePickerKeepsTheView(t *testing.T) {
 		}
 	}
 }
+
+func TestEntriesPageDropsBlankFields(t *testing.T) {
+	fx := newEntriesFixture(t, 3)
+	rec := httptest.NewRecorder()
+	fx.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/entries?upstream=&url=item&status=+&sort=size", nil))
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/entries?sort=size&url=item" {
+		t.Errorf("blank fields: %d to %q, want 303 to /entries?sort=size&url=item", rec.Code, rec.Header().Get("Location"))
+	}
+	rec = httptest.NewRecorder()
+	fx.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/entries?upstream=&url=item", nil, "HX-Request", "true"))
+	if rec.Code != http.StatusOK || rec.Header().Get("HX-Push-Url") != "/entries?url=item" {
+		t.Errorf("htmx with blank fields: %d, HX-Push-Url %q", rec.Code, rec.Header().Get("HX-Push-Url"))
+	}
+}
