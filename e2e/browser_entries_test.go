@@ -136,8 +136,8 @@ func TestBrowserEntries(t *testing.T) {
 		if !slices.Equal(ups, []string{"alt", "alt", "alt"}) {
 			t.Errorf("upstreams %v, want alt only", ups)
 		}
-		if u, _ := url.Parse(location(t, b)); u.Query().Get("upstream") != "alt" {
-			t.Errorf("the address %s does not hold the filter", u)
+		if u, _ := url.Parse(location(t, b)); u.Query().Get("upstream") != "alt" || strings.Contains(u.RawQuery, "url=") {
+			t.Errorf("the address %s does not hold the filter alone", u)
 		}
 		// A glob on the URL, with the upstream cleared.
 		run(t, b,
@@ -262,6 +262,11 @@ func TestBrowserEntries(t *testing.T) {
 	})
 
 	t.Run("copy a filter to another backend", func(t *testing.T) {
+		run(t, b, chromedp.Navigate(srv.URL()+"/entries?backend=scratch"), chromedp.WaitVisible(byTestID("empty-state"), chromedp.ByQuery))
+		if got := testText(t, b, "empty-state"); !strings.Contains(got, "Nothing cached yet") {
+			t.Errorf("empty backend: %q", got)
+		}
+		screenshot(t, b, "entries-empty-desktop")
 		run(t, b, chromedp.Navigate(srv.URL()+"/entries?upstream=bin&sort=url"), waitRows(12),
 			chromedp.Click(byTestID("select-all"), chromedp.ByQuery),
 			chromedp.SetValue(byTestID("bulk-to"), "scratch", chromedp.ByQuery),
