@@ -579,3 +579,50 @@ func TestEntriesPageDropsBlankFields(t *testing.T) {
 		t.Errorf("htmx with blank fields: %d, HX-Push-Url %q", rec.Code, rec.Header().Get("HX-Push-Url"))
 	}
 }
+
+func TestEntriesPagePagesBackFromDeep(t *testing.T) {
+	// A thousand pages in (limit=1), previous and next still step one
+	// page: the cursors are positions, not page numbers.
+	path := filepath.Join(t.TempDir(), "cache.db")
+	b, err := sqlite.Open("sqlite://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	const n = 1003
+	now := time.Now()
+	var es []*cache.Entry
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("deep%04d", i)
+		size := (i * 389) % n // every size once, in an order the keys do not follow
+		es = append(es, &cache.Entry{Key: key, BaseKey: key, Upstream: "bin", Method: "GET", URL: "http://up.test/" + key,
+			Status: 200, Body: []byte(strings.Repeat("x", size)), Size: int64(size), Created: now, RequestTime: now, Expires: now.Add(time.Hour)})
+	}
+	if err := b.PutMany(context.Background(), es); err != nil {
+		t.Fatal(err)
+	}
+	p := newPages(t, pagesConfig{backends: map[string]cache.Backend{"default": b}, dsns: map[string]string{"default": "sqlite://" + path}})
+	s := cache.Sort{Field: cache.SortSize}
+	slices.SortFunc(es, func(x, y *cache.Entry) int {
+		if s.Less(x, y) {
+			return -1
+		}
+		return 1
+	})
+	// Page 1,001 of size ascending, reached the way its next link would.
+	doc := p.get(t, "/entries?sort=size&order=asc&limit=1&next="+cache.CursorAfter(es[999], s), http.StatusOK)
+	for _, step := range []struct {
+		link string
+		want int
+	}{{"", 1000}, {"page-prev", 999}, {"page-prev", 998}, {"page-next", 999}, {"page-next", 1000}, {"page-next", 1001}} {
+		if step.link != "" {
+			doc = p.get(t, testid(doc, step.link).AttrOr("href", ""), http.StatusOK)
+		}
+		if got := rowKeys(doc); !slices.Equal(got, []string{es[step.want].Key}) {
+			t.Fatalf("after %s: rows %v, want [%s] (entry %d by size)", step.link, got, es[step.want].Key, step.want)
+		}
+		if u := testid(doc, "page-prev").AttrOr("href", ""); len(u) > 400 {
+			t.Errorf("the previous link grew to %d bytes", len(u))
+		}
+	}
+}
