@@ -209,6 +209,16 @@ func TestBrowserEntries(t *testing.T) {
 		if got := rowAttr(t, b, "entry-check", "value"); !slices.Equal(got, first) {
 			t.Errorf("page 1 reloaded: %v, want %v", got, first)
 		}
+		// The browser's back button returns to the page before (htmx
+		// pushed each one), drawn whole.
+		run(t, b, chromedp.Click(byTestID("page-next"), chromedp.ByQuery), chromedp.WaitVisible(byTestID("page-prev"), chromedp.ByQuery))
+		run(t, b, chromedp.NavigateBack(), chromedp.WaitNotPresent(byTestID("page-prev"), chromedp.ByQuery), waitRows(5))
+		if got := rowAttr(t, b, "entry-check", "value"); !slices.Equal(got, first) {
+			t.Errorf("back button to page 1: %v, want %v", got, first)
+		}
+		if got := testCount(t, b, byTestID("topbar")); got != 1 {
+			t.Errorf("%d headers after going back, want 1", got)
+		}
 		browserErrors(t, b, "paging")
 	})
 
