@@ -37,6 +37,7 @@ func (a *API) MountPages(r chi.Router) {
 		r.Post("/entries/revalidate", a.handleEntriesRevalidate)
 		r.Post("/entries/export", a.handleEntriesExport)
 		r.Post("/entries/copy", a.handleEntriesCopy)
+		r.Post("/entries/move", a.handleEntriesMove)
 	})
 	r.NotFound(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageNotFound))).ServeHTTP)
 	r.MethodNotAllowed(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageMethodNotAllowed))).ServeHTTP)

@@ -435,6 +435,27 @@ func (a *API) handleEntriesCopy(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, a.listURL(bf, url.Values{"job": {j.ID()}}), http.StatusSeeOther)
 }
 
+// handleEntriesMove starts a move (a copy that then removes from this
+// backend exactly what it copied), and comes back to the list following
+// it.
+func (a *API) handleEntriesMove(w http.ResponseWriter, r *http.Request) {
+	bf, ok := a.parseBulkForm(w, r)
+	if !ok {
+		return
+	}
+	to := bf.form.Get("to")
+	if to == "" {
+		a.renderError(w, r, http.StatusBadRequest, "No backend to move to", "Pick a backend next to Move and press it again; nothing was changed.")
+		return
+	}
+	j, err := a.startMove(bf.name, bf.b, to, bf.f)
+	if err != nil {
+		a.pageError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, a.listURL(bf, url.Values{"job": {j.ID()}}), http.StatusSeeOther)
+}
+
 // handleEntriesExport downloads the selection as NDJSON or HAR, the same
 // stream (and redaction) as POST /api/export.
 func (a *API) handleEntriesExport(w http.ResponseWriter, r *http.Request) {

@@ -408,7 +408,7 @@ func TestEntriesBulkDelete(t *testing.T) {
 func TestEntriesBulkRefusesAnEmptySelection(t *testing.T) {
 	fx := newEntriesFixture(t, 4)
 	token := fx.csrf(t)
-	for _, path := range []string{"/entries/delete", "/entries/revalidate", "/entries/export", "/entries/copy"} {
+	for _, path := range []string{"/entries/delete", "/entries/revalidate", "/entries/export", "/entries/copy", "/entries/move"} {
 		for _, form := range []url.Values{
 			{"csrf_token": {token}, "backend": {"default"}, "confirm": {"yes"}, "to": {"scratch"}},
 			// A filter without "all" ticked selects nothing either.
@@ -490,21 +490,7 @@ func TestEntriesBulkCopyStartsAJob(t *testing.T) {
 		t.Errorf("job notice %q", text(n))
 	}
 	// The job copies exactly the filter's entries into scratch.
-	rec = httptest.NewRecorder()
-	fx.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/api/jobs/"+id, nil))
-	// Polled: the job's state is what the test waits for.
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for !strings.Contains(rec.Body.String(), `"state":"done"`) {
-		select {
-		case <-deadline:
-			t.Fatalf("job not done: %s", rec.Body.String())
-		case <-tick.C:
-		}
-		rec = httptest.NewRecorder()
-		fx.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/api/jobs/"+id, nil))
-	}
+	fx.waitJob(t, id)
 	doc = fx.get(t, "/entries?backend=scratch", http.StatusOK)
 	if got := rowKeys(doc); len(got) != 2 {
 		t.Errorf("scratch holds %v, want the two of other", got)
@@ -624,5 +610,49 @@ func TestEntriesPagePagesBackFromDeep(t *testing.T) {
 		if u := testid(doc, "page-prev").AttrOr("href", ""); len(u) > 400 {
 			t.Errorf("the previous link grew to %d bytes", len(u))
 		}
+	}
+}
+
+// waitJob waits for job id to be done, as GET /api/jobs/ID reports it.
+func (p *pages) waitJob(tb testing.TB, id string) {
+	tb.Helper()
+	// Polled: the job's state is what the test waits for.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		rec := httptest.NewRecorder()
+		p.router.ServeHTTP(rec, loopbackRequest(http.MethodGet, "/api/jobs/"+id, nil))
+		if strings.Contains(rec.Body.String(), `"state":"done"`) {
+			return
+		}
+		select {
+		case <-deadline:
+			tb.Fatalf("job not done: %s", rec.Body.String())
+		case <-tick.C:
+		}
+	}
+}
+
+func TestEntriesBulkMove(t *testing.T) {
+	fx := newEntriesFixture(t, 5)
+	token := fx.csrf(t)
+	rec := fx.post(t, "/entries/move", url.Values{"csrf_token": {token}, "backend": {"default"}, "all": {"1"}, "upstream": {"other"}, "to": {"scratch"}})
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("move: %d %s", rec.Code, rec.Body.String())
+	}
+	loc, _ := url.Parse(rec.Header().Get("Location"))
+	fx.waitJob(t, loc.Query().Get("job"))
+	if got := fx.count(t, cache.Filter{Upstream: "other"}); got != 0 {
+		t.Errorf("%d entries of other left in default", got)
+	}
+	if got := fx.count(t, cache.Filter{}); got != 5 {
+		t.Errorf("default holds %d, want the 5 of bin", got)
+	}
+	if got := rowKeys(fx.get(t, "/entries?backend=scratch&sort=url", http.StatusOK)); !slices.Equal(got, []string{"k900other", "k901other"}) {
+		t.Errorf("scratch holds %v, want the two of other", got)
+	}
+	if rec := fx.post(t, "/entries/move", url.Values{"csrf_token": {token}, "backend": {"default"}, "all": {"1"}}); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "No backend to move to") {
+		t.Errorf("move without a destination: %d", rec.Code)
 	}
 }

@@ -80,6 +80,29 @@ func (a *API) startCopy(from string, b cache.Backend, to string, f cache.Filter)
 	})
 }
 
+// startMove starts a job moving b's entries matching f into the backend
+// named to: a copy that then removes from b exactly the versions it
+// copied (transfer.Move). The Entries page's Move button.
+func (a *API) startMove(from string, b cache.Backend, to string, f cache.Filter) (*jobs.Job, error) {
+	to, dst, err := a.backend(to)
+	if err != nil {
+		return nil, err
+	}
+	if dst == b {
+		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to move", from, to))
+	}
+	// The destination's lock, as a copy takes: no import or copy into it
+	// runs at the same time.
+	spec := jobs.Spec{Kind: "move", Target: from + " → " + to, Lock: "write/" + a.lockName(dst)}
+	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
+		res, err := transfer.Move(ctx, b, dst, transfer.CopyOptions{
+			Filter: f, OnError: transfer.Skip, Progress: progressTo(j),
+		})
+		j.AddErrors(entryErrors(res.Errors)...)
+		return res, err
+	})
+}
+
 // progressTo copies a transfer's progress into a job.
 func progressTo(j *jobs.Job) func(transfer.Progress) {
 	return func(p transfer.Progress) { j.SetProgress(p.Done, p.Total, p.Failed) }
