@@ -1703,7 +1703,7 @@ func bulkBar(l Layout, v EntriesView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 144, "</select> <button class=\"btn small\" type=\"submit\" formaction=\"/entries/copy\" data-testid=\"bulk-copy\">Copy to backend</button> <button class=\"btn small\" type=\"submit\" formaction=\"/entries/move\" title=\"Copy, then remove from this backend exactly what was copied\" data-testid=\"bulk-move\">Move</button></span>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 144, "</select> <button class=\"btn small\" type=\"submit\" formaction=\"/entries/copy\" data-testid=\"bulk-copy\">Copy to backend</button> <button class=\"btn small\" type=\"submit\" formaction=\"/entries/move\" title=\"Copy, then remove from this backend exactly what was copied\" data-testid=\"bulk-move\">Move to backend</button></span>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
