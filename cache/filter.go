@@ -12,11 +12,17 @@ import (
 // Freshness selects entries by whether they are stale.
 type Freshness string
 
-// Freshness values; the empty value matches both.
+// Freshness values; the empty value matches every entry. Stale is a part
+// of Expired: an expired entry with a validator (an ETag or a
+// Last-Modified), which a conditional request can refresh with a 304
+// instead of a full refetch. Whether an upstream's stale_if_error or
+// stale_while_revalidate would also serve it depends on that upstream's
+// rules and the moment, which no backend query can judge.
 const (
 	AnyFreshness Freshness = ""
 	Fresh        Freshness = "fresh"
 	Expired      Freshness = "expired"
+	Stale        Freshness = "stale"
 )
 
 // Filter selects entries. Zero fields match everything; set fields must all
@@ -39,8 +45,9 @@ type Filter struct {
 	// ContentType matches the media type exactly, or as a prefix when it
 	// ends in '/' or '*' ("image/" and "image/*" match every image).
 	ContentType string
-	// Freshness selects fresh or expired entries, judged at Now (or the
-	// current time when Now is zero).
+	// Freshness selects fresh, expired or stale (expired with a
+	// validator) entries, judged at Now (or the current time when Now is
+	// zero).
 	Freshness Freshness
 	Now       time.Time
 	// MinSize and MaxSize bound the body size in bytes; 0 means unbounded.
@@ -126,6 +133,10 @@ func (f Filter) Match(e *Entry) bool {
 		}
 	case Expired:
 		if !e.IsExpired(f.At()) {
+			return false
+		}
+	case Stale:
+		if !e.IsExpired(f.At()) || !e.HasValidator() {
 			return false
 		}
 	}

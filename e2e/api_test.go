@@ -328,7 +328,7 @@ func TestAPIEntriesBrowse(t *testing.T) {
 		{"order", "order=up", "bad_parameter", []string{"order", "asc, desc"}},
 		{"limit", "limit=0", "bad_parameter", []string{"limit"}},
 		{"status", "status=abc", "bad_parameter", []string{"status"}},
-		{"freshness", "freshness=stale", "bad_parameter", []string{"fresh, expired"}},
+		{"freshness", "freshness=old", "bad_parameter", []string{"fresh, expired, stale"}},
 		{"size", "min_size=big", "bad_parameter", []string{"min_size"}},
 		{"time", "created_after=yesterday", "bad_parameter", []string{"created_after", "RFC 3339"}},
 		{"cursor", "next=garbage", "bad_parameter", []string{"next", "cursor"}},

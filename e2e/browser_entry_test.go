@@ -316,7 +316,6 @@ func TestBrowserEntryDelete(t *testing.T) {
 				chromedp.WaitVisible(byTestID("delete-confirm"), chromedp.ByQuery))
 			noHorizontalScroll(t, b, "delete confirmation at "+v.name)
 			screenshot(t, b, "entry-delete-confirm-"+v.name)
-			// Until the entries list lands, /entries is the 404 page.
 			run(t, b, chromedp.Click(byTestID("delete-confirm"), chromedp.ByQuery),
 				chromedp.WaitNotPresent(byTestID("entry-detail"), chromedp.ByQuery),
 				chromedp.WaitVisible(byTestID("main"), chromedp.ByQuery))
@@ -324,17 +323,16 @@ func TestBrowserEntryDelete(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if landed.Query().Get("deleted") != key {
-				t.Errorf("landed on %s, want /entries?deleted=%s", landed, key)
+			if landed.Path != "/entries" || landed.Query().Get("deleted") != "1" {
+				t.Errorf("landed on %s, want the entries list with deleted=1", landed)
+			}
+			if got := testText(t, b, "notice"); !strings.HasPrefix(got, "Deleted 1 entry (") {
+				t.Errorf("notice %q, want it to say one entry was deleted", got)
 			}
 			if a := get(t, s.srv.URL()+"/api/entries/"+key); a.status != http.StatusNotFound {
 				t.Errorf("after deleting: GET /api/entries/%s answers %d, want 404", key, a.status)
 			}
-			// The list page belongs to another change; until it is there,
-			// the browser logs its 404 as a failed load.
-			b.mu.Lock()
-			b.errors = nil
-			b.mu.Unlock()
+			browserErrors(t, b, "the entries list after a delete at "+v.name)
 			// The deleted entry's page is a readable 404 with the way back.
 			run(t, b, chromedp.Navigate(detail), chromedp.WaitVisible(byTestID("back-to-entries"), chromedp.ByQuery))
 			if got := testText(t, b, "error-status"); got != "404" {

@@ -94,15 +94,25 @@ func (a *API) handleBulkRevalidate(w http.ResponseWriter, r *http.Request) {
 	if req.Concurrency > 0 {
 		n = req.Concurrency
 	}
-	spec := jobs.Spec{Kind: "revalidate", Target: name, Query: selectionQuery(req.Selection), Lock: "revalidate/" + a.lockName(b)}
-	j, err := a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
-		return a.revalidateAll(ctx, j, b, f, n)
-	})
+	j, err := a.startRevalidate(name, b, f, n, selectionQuery(req.Selection))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	writeJob(w, http.StatusAccepted, j)
+}
+
+// startRevalidate starts the job revalidating b's entries matching f, n at
+// a time per upstream: the one service behind POST /api/revalidate and the
+// Entries page's Revalidate button. A revalidation already running on b
+// makes it a 409.
+// query is the listing query of what the job selects (see selectionQuery),
+// for the job's link to its entries.
+func (a *API) startRevalidate(name string, b cache.Backend, f cache.Filter, n int, query string) (*jobs.Job, error) {
+	spec := jobs.Spec{Kind: "revalidate", Target: name, Query: query, Lock: "revalidate/" + a.lockName(b)}
+	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
+		return a.revalidateAll(ctx, j, b, f, n)
+	})
 }
 
 // revalidateAll revalidates every entry of b matching f, n at a time per

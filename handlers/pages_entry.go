@@ -15,6 +15,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -128,17 +129,26 @@ func (a *API) handleEntryDeletePage(w http.ResponseWriter, r *http.Request) {
 		a.pageError(w, r, err)
 		return
 	}
-	deleted, err := b.Delete(r.Context(), key)
+	// Read first for its size: the list the delete returns to says how
+	// many bytes went.
+	e, found, err := b.Get(r.Context(), key)
 	if err != nil {
 		a.backendDown(w, r, name, err)
 		return
+	}
+	deleted := false
+	if found {
+		if deleted, err = b.Delete(r.Context(), key); err != nil {
+			a.backendDown(w, r, name, err)
+			return
+		}
 	}
 	if !deleted {
 		a.entryMissing(w, r, key)
 		return
 	}
 	l := views.Layout{Backend: name, DefaultBackend: DefaultBackend}
-	http.Redirect(w, r, l.LinkWith("/entries", url.Values{"deleted": {key}}), http.StatusSeeOther)
+	http.Redirect(w, r, l.LinkWith("/entries", url.Values{"deleted": {"1"}, "freed": {strconv.FormatInt(e.Size, 10)}}), http.StatusSeeOther)
 }
 
 // handleEntryBodyPage downloads the stored body, as GET

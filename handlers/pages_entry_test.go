@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -674,11 +675,16 @@ func TestEntryDelete(t *testing.T) {
 		t.Fatalf("the entry is gone after refused deletes (%v)", err)
 	}
 
+	stored, _, err := p.db.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizeBefore := stored.Size
 	rec = p.do(t, http.MethodPost, "/entries/"+key+"/delete", p.csrf(t))
 	if rec.Code != http.StatusSeeOther {
 		t.Fatalf("delete: %d, want 303", rec.Code)
 	}
-	if got, want := rec.Header().Get("Location"), "/entries?deleted="+key; got != want {
+	if got, want := rec.Header().Get("Location"), "/entries?deleted=1&freed="+strconv.FormatInt(sizeBefore, 10); got != want {
 		t.Errorf("Location %q, want %q", got, want)
 	}
 	if _, ok, err := p.db.Get(ctx, key); err != nil || ok {

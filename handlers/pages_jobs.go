@@ -200,9 +200,16 @@ func (a *API) jobRow(s jobs.Snapshot, now time.Time, maxIssues int) views.JobRow
 // result was its download.
 func (a *API) jobResult(s jobs.Snapshot) (string, string) {
 	switch s.Kind {
-	case "copy":
+	case "copy", "move":
 		if _, to, ok := strings.Cut(s.Target, " → "); ok && a.isBackend(to) {
-			return backendLink("/entries", to), "Browse the copy in " + to
+			link := backendLink("/entries", to)
+			if q, err := url.ParseQuery(s.Query); err == nil && len(q) > 0 {
+				if to != DefaultBackend {
+					q.Set("backend", to)
+				}
+				link = "/entries?" + q.Encode()
+			}
+			return link, "Browse what it wrote to " + to
 		}
 	case "revalidate", "delete":
 		if a.isBackend(s.Target) && s.Query != "" {

@@ -103,10 +103,10 @@ func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, erro
 	f.ContentType = strings.ToLower(get("content_type"))
 	switch s := get("freshness"); s {
 	case "":
-	case "fresh", "expired":
+	case "fresh", "expired", "stale":
 		f.Freshness = cache.Freshness(s)
 	default:
-		return f, paramError(prefix+"freshness", s, "fresh, expired")
+		return f, paramError(prefix+"freshness", s, "fresh, expired, stale (expired, with an ETag or Last-Modified to revalidate with)")
 	}
 	for _, p := range []struct {
 		name string

@@ -46,7 +46,7 @@ func checkFilterResult(tb testing.TB, input string, f cache.Filter, err error) {
 		tb.Fatalf("%q: accepted sizes %d, %d", input, f.MinSize, f.MaxSize)
 	}
 	switch f.Freshness {
-	case "", cache.Fresh, cache.Expired:
+	case "", cache.Fresh, cache.Expired, cache.Stale:
 	default:
 		tb.Fatalf("%q: accepted freshness %q", input, f.Freshness)
 	}
@@ -61,7 +61,7 @@ func FuzzParseFilterQuery(f *testing.F) {
 		"status=200&min_size=10KiB&max_size=2MB",
 		"created_after=2024-05-01&created_before=-24h&expires_after=2024-05-01T12:00:00Z",
 		"expires_before=9999999999h", "base_key=abc_-", "base_key=../../etc", "status=99", "status=1e3",
-		"min_size=-1", "max_size=99999999999 EB", "freshness=stale", "url=*?*?*?*?*?*?*?*?*", "content_type=image/",
+		"min_size=-1", "max_size=99999999999 EB", "freshness=stale", "freshness=old", "url=*?*?*?*?*?*?*?*?*", "content_type=image/",
 		"upstrem=github", "upstream=a&upstream=b", "method=get", "url=%zz", "created_after=2024-13-45",
 	} {
 		f.Add(s)

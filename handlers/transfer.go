@@ -41,7 +41,12 @@ func (a *API) handleExport(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, r, badRequest("bad_body", "format applies to downloads; a copy into a backend (to) takes none"))
 			return
 		}
-		a.startCopy(w, r, name, b, req.To, f)
+		j, err := a.startCopy(name, b, req.To, f, selectionQuery(req.Selection))
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJob(w, http.StatusAccepted, j)
 		return
 	}
 	format := transfer.NDJSON
@@ -51,34 +56,52 @@ func (a *API) handleExport(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.streamExport(w, r, name, b, f, format)
+	a.streamExport(w, r, name, b, f, format, a.writeError)
 }
 
 // startCopy starts a job copying b's entries matching f into the backend
-// named to.
-func (a *API) startCopy(w http.ResponseWriter, r *http.Request, from string, b cache.Backend, to string, f cache.Filter) {
+// named to: the one service behind POST /api/export with "to" and the
+// Entries page's Copy button.
+// query is the listing query of what it selects, as for startRevalidate.
+func (a *API) startCopy(from string, b cache.Backend, to string, f cache.Filter, query string) (*jobs.Job, error) {
 	to, dst, err := a.backend(to)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	if dst == b {
-		a.writeError(w, r, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to copy", from, to)))
-		return
+		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to copy", from, to))
 	}
-	spec := jobs.Spec{Kind: "copy", Target: from + " → " + to, Lock: "write/" + a.lockName(dst)}
-	j, err := a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
+	spec := jobs.Spec{Kind: "copy", Target: from + " → " + to, Query: query, Lock: "write/" + a.lockName(dst)}
+	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
 		res, err := transfer.Copy(ctx, b, dst, transfer.CopyOptions{
 			Filter: f, OnError: transfer.Skip, Progress: progressTo(j),
 		})
 		j.AddErrors(entryErrors(res.Errors)...)
 		return res, err
 	})
+}
+
+// startMove starts a job moving b's entries matching f into the backend
+// named to: a copy that then removes from b exactly the versions it
+// copied (transfer.Move). The Entries page's Move button.
+func (a *API) startMove(from string, b cache.Backend, to string, f cache.Filter, query string) (*jobs.Job, error) {
+	to, dst, err := a.backend(to)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return nil, err
 	}
-	writeJob(w, http.StatusAccepted, j)
+	if dst == b {
+		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to move", from, to))
+	}
+	// The destination's lock, as a copy takes: no import or copy into it
+	// runs at the same time.
+	spec := jobs.Spec{Kind: "move", Target: from + " → " + to, Query: query, Lock: "write/" + a.lockName(dst)}
+	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
+		res, err := transfer.Move(ctx, b, dst, transfer.CopyOptions{
+			Filter: f, OnError: transfer.Skip, Progress: progressTo(j),
+		})
+		j.AddErrors(entryErrors(res.Errors)...)
+		return res, err
+	})
 }
 
 // progressTo copies a transfer's progress into a job.
@@ -118,8 +141,9 @@ func (c *countingWriter) written() int64 {
 
 // streamExport writes the export as the response body. It runs as a job
 // whose context is the request's, so a client hanging up stops it, and so
-// does DELETE /api/jobs/{id}.
-func (a *API) streamExport(w http.ResponseWriter, r *http.Request, name string, b cache.Backend, f cache.Filter, format transfer.Format) {
+// does DELETE /api/jobs/{id}. fail answers an error before the first byte:
+// JSON for the API, a page for the admin UI.
+func (a *API) streamExport(w http.ResponseWriter, r *http.Request, name string, b cache.Backend, f cache.Filter, format transfer.Format, fail func(http.ResponseWriter, *http.Request, error)) {
 	cw := &countingWriter{w: w}
 	ext, ctype := "ndjson", "application/x-ndjson"
 	if format == transfer.HAR {
@@ -139,7 +163,7 @@ func (a *API) streamExport(w http.ResponseWriter, r *http.Request, name string, 
 		return res, err
 	})
 	if err != nil {
-		a.writeError(w, r, err)
+		fail(w, r, err)
 		return
 	}
 	<-j.Done()
@@ -149,11 +173,11 @@ func (a *API) streamExport(w http.ResponseWriter, r *http.Request, name string, 
 	}
 	if cw.written() == 0 {
 		if s.State == jobs.Cancelled {
-			a.writeError(w, r, &Error{Status: http.StatusConflict, Code: "job_cancelled", Message: "the export was cancelled"})
+			fail(w, r, &Error{Status: http.StatusConflict, Code: "job_cancelled", Message: "the export was cancelled"})
 			return
 		}
 		a.log.Error("export failed", "backend", name, "job", s.ID, "err", s.Error)
-		a.writeError(w, r, &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error"})
+		fail(w, r, &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error"})
 		return
 	}
 	// Part of the file is out and the status is sent: cut the connection

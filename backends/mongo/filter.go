@@ -52,6 +52,13 @@ func query(f cache.Filter) bson.D {
 		add("expires", bson.D{{Key: "$gt", Value: date(f.At())}})
 	case cache.Expired:
 		add("expires", bson.D{{Key: "$lte", Value: date(f.At())}})
+	case cache.Stale:
+		add("expires", bson.D{{Key: "$lte", Value: date(f.At())}})
+		// Empty validators are left out of the document (omitempty).
+		add("$or", bson.A{
+			bson.D{{Key: "etag", Value: bson.D{{Key: "$gt", Value: ""}}}},
+			bson.D{{Key: "last_modified", Value: bson.D{{Key: "$gt", Value: ""}}}},
+		})
 	}
 	if f.MinSize > 0 {
 		add("size", bson.D{{Key: "$gte", Value: f.MinSize}})

@@ -230,6 +230,9 @@ func whereClause(f cache.Filter) (where []string, args []any) {
 		add("e.expires > ?", f.At().UnixNano())
 	case cache.Expired:
 		add("e.expires <= ?", f.At().UnixNano())
+	case cache.Stale:
+		add("e.expires <= ?", f.At().UnixNano())
+		add("(e.etag <> '' OR e.last_modified <> '')")
 	}
 	if f.MinSize > 0 {
 		add("e.size >= ?", f.MinSize)

@@ -68,6 +68,16 @@ func fixture() []*cache.Entry {
 		if r.key == "j" || r.key == "k" {
 			e.BaseKey = "base-jk" // two variants of one resource
 		}
+		// Validators for the stale filter: e has none, g only a
+		// Last-Modified, d only an ETag; the others both.
+		switch r.key {
+		case "e":
+			e.ETag, e.LastModified = "", ""
+		case "g":
+			e.ETag = ""
+		case "d":
+			e.LastModified = ""
+		}
 		entries[i] = e
 	}
 	return entries
@@ -124,6 +134,9 @@ func filterCases() []struct {
 		{"expired (expiring exactly now counts)", cache.Filter{Freshness: cache.Expired, Now: now}, []string{"b", "e", "g"}},
 		{"expired at wall clock", cache.Filter{Freshness: cache.Expired}, []string{"a", "b", "d", "e", "g", "h", "i", "j"}},
 		{"fresh at wall clock", cache.Filter{Freshness: cache.Fresh}, []string{"c", "f", "k"}},
+		{"stale: expired with an ETag or a Last-Modified", cache.Filter{Freshness: cache.Stale, Now: now}, []string{"b", "g"}},
+		{"stale at wall clock", cache.Filter{Freshness: cache.Stale}, []string{"a", "b", "d", "g", "h", "i", "j"}},
+		{"stale and upstream", cache.Filter{Freshness: cache.Stale, Upstream: "demo", Now: now}, []string{"g"}},
 		{"min size", cache.Filter{MinSize: 300}, []string{"d", "e", "h", "j", "k"}},
 		{"max size", cache.Filter{MaxSize: 50}, []string{"c", "f", "g", "i"}},
 		{"size range", cache.Filter{MinSize: 100, MaxSize: 300}, []string{"a", "b", "d", "e", "j", "k"}},
