@@ -50,6 +50,11 @@ type Filter struct {
 	// expires is after every time.
 	CreatedAfter, CreatedBefore time.Time
 	ExpiresAfter, ExpiresBefore time.Time
+	// Reason keeps the entries whose Reason starts with it (case-sensitive,
+	// no wildcards): the reasons the policy writes begin with the rule that
+	// set the expiry ("urls_expire_after pattern \"/x*\"", "expire_after"),
+	// so a prefix selects what one rule stored.
+	Reason string
 }
 
 // IsGlob reports whether the URL filter is a glob pattern.
@@ -130,6 +135,9 @@ func (f Filter) Match(e *Entry) bool {
 		return false
 	}
 	if !f.CreatedBefore.IsZero() && !e.Created.Before(f.CreatedBefore) {
+		return false
+	}
+	if f.Reason != "" && !strings.HasPrefix(e.Reason, f.Reason) {
 		return false
 	}
 	exp := ExpiresOrdinal(e.Expires)

@@ -249,6 +249,11 @@ func whereClause(f cache.Filter) (where []string, args []any) {
 	if !f.ExpiresBefore.IsZero() {
 		add("e.expires < ?", f.ExpiresBefore.UnixNano())
 	}
+	if f.Reason != "" {
+		// A prefix without wildcards: LIKE and GLOB would read '%', '_',
+		// '*' in a rule's pattern as their own.
+		add("substr(e.reason, 1, length(?)) = ?", f.Reason, f.Reason)
+	}
 	return where, args
 }
 
