@@ -32,6 +32,8 @@ func (a *API) MountPages(r chi.Router) {
 		r.Get("/signin", a.handleSignInPage)
 		r.Get("/", a.handleOverviewPage)
 		r.Get("/backends", a.handleBackendsPage)
+		r.Get("/upstreams", a.handleUpstreamsPage)
+		r.Get("/explain", a.handleExplainPage)
 	})
 	r.NotFound(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageNotFound))).ServeHTTP)
 	r.MethodNotAllowed(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageMethodNotAllowed))).ServeHTTP)
