@@ -33,9 +33,16 @@ func (a *API) handleExplainPage(w http.ResponseWriter, r *http.Request) {
 		v.Upstreams = append(v.Upstreams, views.UpstreamChoice{Name: u.Name, URL: u.URL})
 	}
 	l := a.layout(r, "Explain", "/explain")
+	// The backend picker carries the page's query along: the form's
+	// values go into it redacted too.
+	shown := redactForm(v.Form, ups)
+	for name, val := range map[string]string{"url": shown.URL, "headers": shown.Headers} {
+		if l.Query.Has(name) {
+			l.Query.Set(name, val)
+		}
+	}
 	fail := func(status int, title, hint string) {
-		v.Error, v.Hint = title, hint
-		v.Form = redactForm(v.Form, ups)
+		v.Error, v.Hint, v.Form = title, hint, shown
 		a.render(w, r, status, views.ExplainPage(l, v))
 	}
 	header, bad := parseHeaderLines(v.Form.Headers)
@@ -70,7 +77,7 @@ func (a *API) handleExplainPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	v.Form = redactForm(v.Form, ups)
+	v.Form = shown
 	m := explainModel(x, a.now())
 	v.Result = &m
 	a.render(w, r, http.StatusOK, views.ExplainPage(l, v))
