@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -202,5 +203,36 @@ func TestExplainPageNotCacheable(t *testing.T) {
 	}
 	if got := testid(doc, "explain-method-value").Text(); got != "POST" {
 		t.Errorf("method %q", got)
+	}
+}
+
+// GET /api/explain finds the upstream from the URL too, and returns the
+// rule chain the page shows.
+func TestAPIExplainResolvesAndChains(t *testing.T) {
+	s := newRuleSite(t)
+	code, body := s.raw(t, "/api/explain?"+url.Values{"url": {s.upstream + "/users/x"}}.Encode())
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/explain: %d %s", code, body)
+	}
+	var x struct {
+		Upstream string
+		Chain    []struct {
+			Rule, Pattern, State string
+			Won                  bool
+		} `json:"rule_chain"`
+	}
+	if err := json.Unmarshal([]byte(body), &x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Upstream != "api" || len(x.Chain) != 6 || !x.Chain[2].Won || x.Chain[2].Pattern != "/users/*" || x.Chain[1].State != "no_match" {
+		t.Fatalf("explanation: %s", body)
+	}
+	code, body = s.raw(t, "/api/explain?url=/items")
+	if code != http.StatusBadRequest || !strings.Contains(body, `"code":"no_upstream"`) || !strings.Contains(body, "configured ones are api") {
+		t.Fatalf("a URL no upstream takes: %d %s", code, body)
+	}
+	code, body = s.raw(t, "/api/explain?upstream=api")
+	if code != http.StatusBadRequest || !strings.Contains(body, "url is required") {
+		t.Fatalf("no url: %d %s", code, body)
 	}
 }
