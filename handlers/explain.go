@@ -44,11 +44,13 @@ func (a *API) handleExplain(w http.ResponseWriter, r *http.Request) {
 // classifies its errors: 404 for an unknown upstream, 400 for a URL no
 // upstream takes.
 func (a *API) explain(ctx context.Context, upstream, rawURL, method string, header http.Header) (gateway.Explanation, error) {
-	if upstream == "" {
-		name, u, err := a.gw.ResolveURL(rawURL)
-		if err != nil {
-			return gateway.Explanation{}, badRequest("no_upstream", err.Error())
-		}
+	name, u, err := a.gw.ResolveURL(rawURL)
+	switch {
+	case upstream == "" && err != nil:
+		return gateway.Explanation{}, badRequest("no_upstream", err.Error())
+	case upstream == "" || name == upstream:
+		// A gateway URL (http://gateway/fetch/NAME/...) reads as its
+		// /fetch/ path; a named upstream keeps any other URL as given.
 		upstream, rawURL = name, u
 	}
 	x, err := a.gw.Explain(ctx, upstream, rawURL, method, header)

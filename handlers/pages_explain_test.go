@@ -51,6 +51,7 @@ func TestExplainPageMapsURLs(t *testing.T) {
 		{"gateway URL", explainURL("url", "http://127.0.0.1:8080/fetch/api/repos/a")},
 		{"upstream URL", explainURL("url", s.upstream+"/repos/a")},
 		{"path with upstream", explainURL("url", "/repos/a", "upstream", "api")},
+		{"gateway URL with upstream", explainURL("url", "http://gateway.internal/fetch/api/repos/a", "upstream", "api")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			doc := s.get(t, c.target, http.StatusOK)
