@@ -164,6 +164,21 @@ func TestBrowserExplain(t *testing.T) {
 			// The 400 itself is logged by the browser; nothing else may be.
 			browserErrorsBut(t, b, "/explain error at "+v.name, "status of 400")
 			screenshot(t, b, "explain-error-"+v.name)
+
+			// A response the upstream sent and the rules refused: the page
+			// says so from what was really answered.
+			get(t, srv.URL()+"/fetch/bin/status/418")
+			run(t, b, chromedp.Evaluate(`document.querySelector('[data-testid="explain-url"]').value = ""`, nil),
+				explainAndWait("/fetch/bin/status/418"),
+				chromedp.WaitVisible(byTestID("last-not-stored"), chromedp.ByQuery))
+			if got := testText(t, b, "last-not-stored-reason"); !strings.Contains(got, "status 418 is not in allowable_codes") {
+				t.Errorf("last not stored: %q", got)
+			}
+			if got := testText(t, b, "verdict"); !strings.Contains(got, "Would not be stored") {
+				t.Errorf("verdict %q", got)
+			}
+			browserErrors(t, b, "/explain not stored at "+v.name)
+			screenshot(t, b, "explain-not-stored-"+v.name)
 		})
 	}
 }
