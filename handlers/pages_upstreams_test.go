@@ -283,3 +283,20 @@ func TestAPIUpstreamsShowsTheWholePolicy(t *testing.T) {
 		t.Fatalf("expiry_rules: %+v", api.Rules)
 	}
 }
+
+// A bulk delete by reason alone removes what that rule stored and
+// nothing else: a reason is a selection, not an empty filter.
+func TestBulkDeleteByReason(t *testing.T) {
+	s := newRuleSite(t)
+	s.populate(t)
+	rec := httptest.NewRecorder()
+	body := `{"filter":{"reason":"urls_expire_after pattern \"/repos/*\""}}`
+	s.router.ServeHTTP(rec, loopbackRequest(http.MethodPost, "/api/delete", strings.NewReader(body), "Content-Type", "application/json"))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"deleted":2`) {
+		t.Fatalf("POST /api/delete by reason: %d %s", rec.Code, rec.Body)
+	}
+	doc := s.get(t, "/upstreams", http.StatusOK)
+	if got := testid(testid(doc, "upstream").First(), "upstream-entries").Text(); got != "4 entries" {
+		t.Fatalf("after deleting the /repos/* entries: %q, want 4 entries", got)
+	}
+}
