@@ -57,6 +57,11 @@ type Filter struct {
 	// expires is after every time.
 	CreatedAfter, CreatedBefore time.Time
 	ExpiresAfter, ExpiresBefore time.Time
+	// Reason keeps the entries whose Reason starts with it (case-sensitive,
+	// no wildcards): the reasons the policy writes begin with the rule that
+	// set the expiry ("urls_expire_after pattern \"/x*\"", "expire_after"),
+	// so a prefix selects what one rule stored.
+	Reason string
 }
 
 // SelectsAll reports whether f sets nothing that narrows it, so that it
@@ -64,7 +69,7 @@ type Filter struct {
 // accident ({"min_size": "0"} names a field but bounds nothing).
 func (f Filter) SelectsAll() bool {
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
-		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 &&
+		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.Reason == "" && f.MinSize == 0 && f.MaxSize == 0 &&
 		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
 }
 
@@ -150,6 +155,9 @@ func (f Filter) Match(e *Entry) bool {
 		return false
 	}
 	if !f.CreatedBefore.IsZero() && !e.Created.Before(f.CreatedBefore) {
+		return false
+	}
+	if f.Reason != "" && !strings.HasPrefix(e.Reason, f.Reason) {
 		return false
 	}
 	exp := ExpiresOrdinal(e.Expires)

@@ -219,11 +219,7 @@ func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives) 
 // MatchURLRule returns the first urls_expire_after rule matching req.
 func (p *Policy) MatchURLRule(req Request) (URLRule, bool) {
 	for _, r := range p.URLsExpireAfter {
-		target := req.URL
-		if strings.HasPrefix(r.Pattern, "/") {
-			target = req.Path
-		}
-		if matchURLPattern(r.Pattern, target) {
+		if r.Matches(req) {
 			return r, true
 		}
 	}
@@ -396,4 +392,65 @@ func CurrentAge(e *Entry, now time.Time) time.Duration {
 		resident = 0
 	}
 	return InitialAge(e.Header, e.RequestTime, e.Created) + resident
+}
+
+// ExpiryRule is one step of the chain that gives a stored response its
+// expiry, as Decide tries them. ReasonPrefix begins every Reason the step
+// writes, so Filter.Reason with it selects the entries the step stored.
+type ExpiryRule struct {
+	// Rule names the setting or header ("urls_expire_after",
+	// "expire_after", "Cache-Control: max-age").
+	Rule string `json:"rule"`
+	// Pattern is a urls_expire_after pattern; Expire is the configured
+	// expiry ("" when the response's headers give it).
+	Pattern string `json:"pattern,omitempty"`
+	Expire  string `json:"expire,omitempty"`
+	// Note says when the step applies, for operators.
+	Note         string `json:"note,omitempty"`
+	ReasonPrefix string `json:"reason_prefix"`
+	// URL is set for a urls_expire_after step, to match requests.
+	URL *URLRule `json:"-"`
+}
+
+// Matches reports whether r applies to req (the first matching
+// urls_expire_after pattern wins; see MatchURLRule).
+func (r URLRule) Matches(req Request) bool {
+	target := req.URL
+	if strings.HasPrefix(r.Pattern, "/") {
+		target = req.Path
+	}
+	return matchURLPattern(r.Pattern, target)
+}
+
+// ExpiryRules returns the chain of rules that decide a stored response's
+// expiry, in the order Decide tries them: the first that applies wins.
+// It lists only the rules that can decide in p's mode (rfc9111 mode goes
+// by the response's freshness information alone).
+func (p *Policy) ExpiryRules() []ExpiryRule {
+	if p.Mode == ModeRFC9111 {
+		return []ExpiryRule{
+			{Rule: "Cache-Control: s-maxage", Note: "the response's s-maxage", ReasonPrefix: "Cache-Control: s-maxage "},
+			{Rule: "Cache-Control: max-age", Note: "the response's max-age", ReasonPrefix: "Cache-Control: max-age "},
+			{Rule: "Expires", Note: "the response's Expires less its Date", ReasonPrefix: "Expires"},
+			{Rule: "heuristic freshness", Note: "10% of the time since Last-Modified, at most a day", ReasonPrefix: "heuristic freshness "},
+			{Rule: "no freshness information", Note: "stored stale, for its validator: revalidated on every use", ReasonPrefix: "no freshness information "},
+		}
+	}
+	override := "when the client may override (client_overrides, or the admin token)"
+	if p.ClientOverrides {
+		override = "any client may send it (client_overrides is on)"
+	}
+	rules := []ExpiryRule{{Rule: "request " + ExpireAfterHeader, Note: override,
+		ReasonPrefix: "the request's " + ExpireAfterHeader + " header "}}
+	for i := range p.URLsExpireAfter {
+		r := &p.URLsExpireAfter[i]
+		rules = append(rules, ExpiryRule{Rule: "urls_expire_after", Pattern: r.Pattern, Expire: r.Expire.String(),
+			ReasonPrefix: fmt.Sprintf("urls_expire_after pattern %q ", r.Pattern), URL: r})
+	}
+	if p.CacheControl {
+		rules = append(rules, ExpiryRule{Rule: "cache_control", Note: "the upstream's Cache-Control (no-cache, immutable, max-age) or Expires",
+			ReasonPrefix: "the upstream's "})
+	}
+	return append(rules, ExpiryRule{Rule: "expire_after", Expire: p.ExpireAfter.String(), Note: "when nothing above applies",
+		ReasonPrefix: "expire_after "})
 }

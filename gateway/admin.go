@@ -292,12 +292,62 @@ type Explanation struct {
 	Reason  string     `json:"reason"`
 	Expires *time.Time `json:"expires,omitempty"`
 	Never   bool       `json:"never_expires,omitempty"`
+	// Chain is the expiry rules in the order they are tried, the one
+	// that decided (if one did) marked Won.
+	Chain []ChainStep `json:"rule_chain"`
 	// Cached describes the stored entry, if any, and what a request would
 	// get from it now.
 	Cached *CachedExplanation `json:"cached,omitempty"`
 	// LastNotStored says why the last response fetched for this key was
 	// not stored, when the gateway remembers one (recent keys only).
 	LastNotStored *Refusal `json:"last_not_stored,omitempty"`
+}
+
+// The states of a step of the rule chain.
+const (
+	StepWon        = "won"          // this rule gave the expiry (or refused it: do_not_cache)
+	StepNoMatch    = "no_match"     // tried, and it does not apply to this request or response
+	StepAlsoMatch  = "also_matches" // a urls_expire_after pattern that matches, after the one that won
+	StepNotReached = "not_reached"  // an earlier rule, or a refusal to store, decided first
+)
+
+// ChainStep is one rule of an Explanation's chain.
+type ChainStep struct {
+	Rule    string `json:"rule"`
+	Pattern string `json:"pattern,omitempty"`
+	Expire  string `json:"expire,omitempty"`
+	Note    string `json:"note,omitempty"`
+	State   string `json:"state"`
+	Won     bool   `json:"won"`
+}
+
+// ruleChain lays out p's expiry rules for a request whose decision was
+// dec: the step whose reasons start dec.Reason won.
+func ruleChain(p *cache.Policy, req cache.Request, dec cache.Decision) []ChainStep {
+	rules := p.ExpiryRules()
+	won := -1
+	for i, r := range rules {
+		if strings.HasPrefix(dec.Reason, r.ReasonPrefix) {
+			won = i
+			break
+		}
+	}
+	steps := make([]ChainStep, len(rules))
+	for i, r := range rules {
+		st := ChainStep{Rule: r.Rule, Pattern: r.Pattern, Expire: r.Expire, Note: r.Note}
+		switch {
+		case i == won:
+			st.State, st.Won = StepWon, true
+		case won >= 0 && i > won && r.URL != nil && r.URL.Matches(req):
+			st.State = StepAlsoMatch
+		case won >= 0 && i > won, won < 0 && !dec.Store:
+			st.State = StepNotReached
+		default:
+			st.State = StepNoMatch
+		}
+		steps[i] = st
+	}
+	return steps
 }
 
 // KeyPart is one ingredient of the cache key.
@@ -416,6 +466,7 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 		}
 	}
 	x.Store, x.Rule, x.Reason = dec.Store, dec.Rule, dec.Reason
+	x.Chain = ruleChain(p, kr.rules, dec)
 	if dec.Store {
 		if dec.Expires.IsZero() {
 			x.Never = true
@@ -451,6 +502,66 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 		x.Cached = c
 	}
 	return x, nil
+}
+
+// ErrNoUpstreamMatches is wrapped by ResolveURL when no configured
+// upstream matches a URL; its message lists the configured ones.
+var ErrNoUpstreamMatches = errors.New("no upstream matches this URL")
+
+// ResolveURL finds the upstream a pasted URL belongs to, for Explain: a
+// /fetch/NAME/ path, on its own or on the gateway's address
+// (http://gateway:8080/fetch/NAME/...), or an absolute URL below an
+// upstream's base URL (the longest base wins). It returns the upstream's
+// name and the URL in a form Explain takes.
+func (g *Gateway) ResolveURL(raw string) (name, rawURL string, err error) {
+	raw = strings.TrimSpace(raw)
+	pathQuery := raw
+	var abs *url.URL
+	if strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
+		if abs, err = url.Parse(raw); err != nil {
+			return "", "", fmt.Errorf("url %q does not parse: %w", raw, err)
+		}
+		pathQuery = abs.EscapedPath()
+		if abs.RawQuery != "" {
+			pathQuery += "?" + abs.RawQuery
+		}
+	}
+	if n, _, ok := splitFetchPath(pathQuery); ok {
+		if _, known := g.upstreams[n]; known {
+			return n, pathQuery, nil
+		}
+	}
+	if abs != nil {
+		best, bestLen := "", -1
+		for _, n := range g.names {
+			u := g.upstreams[n].URL
+			if !strings.EqualFold(u.Scheme, abs.Scheme) || !strings.EqualFold(hostWithoutDefaultPort(u), hostWithoutDefaultPort(abs)) {
+				continue
+			}
+			base := strings.TrimSuffix(u.EscapedPath(), "/")
+			p := abs.EscapedPath()
+			if (p == base || strings.HasPrefix(p, base+"/") || base == "") && len(base) > bestLen {
+				best, bestLen = n, len(base)
+			}
+		}
+		if best != "" {
+			return best, raw, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: configured ones are %s", ErrNoUpstreamMatches, g.describeUpstreams())
+}
+
+// describeUpstreams lists the upstreams as "name (base URL)", for
+// messages that should say what would have matched.
+func (g *Gateway) describeUpstreams() string {
+	if len(g.names) == 0 {
+		return "none (add one under upstreams: in the config file)"
+	}
+	parts := make([]string, len(g.names))
+	for i, n := range g.names {
+		parts[i] = fmt.Sprintf("%s (%s, or /fetch/%s/...)", n, g.upstreams[n].URL, n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // relative turns what an operator typed into the escaped path below the

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 )
@@ -141,5 +143,89 @@ func TestExplain(t *testing.T) {
 	}
 	if _, err := e.gw.Explain(ctx, "up", "/a/../../etc", "GET", nil); err == nil {
 		t.Fatal("explain accepted a path climbing out")
+	}
+}
+
+// The explanation lays out the expiry rules in the order they are tried
+// and marks the one that decided.
+func TestExplainRuleChain(t *testing.T) {
+	e := newEnv(t, policy(func(p *cache.Policy) {
+		p.URLsExpireAfter = []cache.URLRule{
+			{Pattern: "/anything/a*", Expire: cache.Expiry(time.Minute)},
+			{Pattern: "/anything/*", Expire: cache.NeverExpire},
+			{Pattern: "/static/*", Expire: cache.DoNotCache},
+		}
+	}), nil, nil)
+	ctx := context.Background()
+	states := func(x gateway.Explanation) string {
+		var s []string
+		for _, st := range x.Chain {
+			s = append(s, strings.TrimSpace(st.Rule+" "+st.Pattern)+"="+st.State)
+		}
+		return strings.Join(s, ", ")
+	}
+	cases := []struct {
+		url  string
+		want string
+	}{
+		{"/anything/abc", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=won, urls_expire_after /anything/*=also_matches, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
+		{"/anything/zzz", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=won, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
+		{"/static/x", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=won, expire_after=not_reached"},
+		{"/other", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=no_match, expire_after=won"},
+	}
+	for _, c := range cases {
+		x, err := e.gw.Explain(ctx, "up", c.url, "GET", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := states(x); got != c.want {
+			t.Errorf("%s: chain\n %s\nwant\n %s", c.url, got, c.want)
+		}
+	}
+	// A status the rules refuse decides before any expiry rule.
+	x, err := e.gw.Explain(ctx, "up", "/anything/abc", "GET", http.Header{"Cache-Control": {"no-store"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range x.Chain {
+		if st.Won || st.State != gateway.StepNotReached {
+			t.Fatalf("a request that says no-store: %s", states(x))
+		}
+	}
+}
+
+// ResolveURL maps what an operator pastes onto an upstream: a /fetch/
+// path with or without the gateway's address, or the upstream's own URL
+// (the longest base wins); anything else names the configured upstreams.
+func TestResolveURL(t *testing.T) {
+	b := memory.New(1 << 20)
+	mk := func(name, base string) gateway.Upstream {
+		u, _ := url.Parse(base)
+		return gateway.Upstream{Name: name, URL: u, Backend: b, BackendName: "default", Policy: cache.DefaultPolicy(cache.Expiry(time.Hour))}
+	}
+	gw, err := gateway.New(gateway.Options{}, mk("api", "https://api.example"), mk("v2", "https://api.example/v2/"), mk("other", "http://other.example:8080/base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	for _, c := range []struct{ in, name, url string }{
+		{"/fetch/v2/items?x=1", "v2", "/fetch/v2/items?x=1"},
+		{"http://127.0.0.1:8080/fetch/other/a%20b?q=1", "other", "/fetch/other/a%20b?q=1"},
+		{"https://api.example/v2/items", "v2", "https://api.example/v2/items"},
+		{"https://api.example/v2", "v2", "https://api.example/v2"},
+		{"https://api.example/v22/items", "api", "https://api.example/v22/items"},
+		{"https://API.example:443/users", "api", "https://API.example:443/users"},
+		{"  http://other.example:8080/base/x  ", "other", "http://other.example:8080/base/x"},
+	} {
+		name, u, err := gw.ResolveURL(c.in)
+		if err != nil || name != c.name || u != c.url {
+			t.Errorf("ResolveURL(%q) = %q, %q, %v; want %q, %q", c.in, name, u, err, c.name, c.url)
+		}
+	}
+	for _, in := range []string{"/items", "http://other.example:8080/elsewhere", "https://nowhere.example/x", "/fetch/nope/x", "http://other.example/base/x"} {
+		_, _, err := gw.ResolveURL(in)
+		if !errors.Is(err, gateway.ErrNoUpstreamMatches) || !strings.Contains(err.Error(), "api (https://api.example") {
+			t.Errorf("ResolveURL(%q): %v", in, err)
+		}
 	}
 }

@@ -272,11 +272,16 @@ func (g *Gateway) Events() *Hub { return g.hub }
 
 // UpstreamInfo describes a configured upstream.
 type UpstreamInfo struct {
-	Name    string       `json:"name"`
-	URL     string       `json:"url"`
-	Backend string       `json:"backend"`
-	Timeout string       `json:"timeout"`
-	Policy  cache.Policy `json:"-"`
+	Name         string       `json:"name"`
+	URL          string       `json:"url"`
+	Backend      string       `json:"backend"`
+	Timeout      string       `json:"timeout"`
+	ReadTimeout  string       `json:"read_timeout"`
+	TotalTimeout string       `json:"total_timeout"`
+	Policy       cache.Policy `json:"-"`
+	// RevalidateHeaderNames names the headers an admin revalidation adds,
+	// sorted; their values are secrets and never leave the gateway.
+	RevalidateHeaderNames []string `json:"revalidate_headers"`
 }
 
 // Upstreams lists the configured upstreams, sorted by name.
@@ -284,7 +289,14 @@ func (g *Gateway) Upstreams() []UpstreamInfo {
 	out := make([]UpstreamInfo, 0, len(g.names))
 	for _, n := range g.names {
 		u := g.upstreams[n]
-		out = append(out, UpstreamInfo{Name: n, URL: u.URL.String(), Backend: u.BackendName, Timeout: u.Timeout.String(), Policy: u.Policy})
+		names := make([]string, 0, len(u.RevalidateHeaders))
+		for k := range u.RevalidateHeaders {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		out = append(out, UpstreamInfo{Name: n, URL: u.URL.String(), Backend: u.BackendName, Timeout: u.Timeout.String(),
+			ReadTimeout: u.ReadTimeout.String(), TotalTimeout: u.TotalTimeout.String(), Policy: u.Policy,
+			RevalidateHeaderNames: names})
 	}
 	return out
 }

@@ -28,6 +28,8 @@ type Gateway interface {
 	Revalidate(ctx context.Context, b cache.Backend, key string) (gateway.Revalidation, error)
 	// Explain tells what the gateway would do with a request.
 	Explain(ctx context.Context, upstream, rawURL, method string, header http.Header) (gateway.Explanation, error)
+	// ResolveURL finds the upstream a pasted URL belongs to.
+	ResolveURL(raw string) (upstream, rawURL string, err error)
 	// Stats returns the request counters.
 	Stats() *gateway.Stats
 	// Upstreams lists the configured upstreams.

@@ -47,6 +47,8 @@ func (a *API) MountPages(r chi.Router) {
 		r.Post("/entries/export", a.handleEntriesExport)
 		r.Post("/entries/copy", a.handleEntriesCopy)
 		r.Post("/entries/move", a.handleEntriesMove)
+		r.Get("/upstreams", a.handleUpstreamsPage)
+		r.Get("/explain", a.handleExplainPage)
 	})
 	r.NotFound(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageNotFound))).ServeHTTP)
 	r.MethodNotAllowed(a.protectPages(a.pagesEnabled(http.HandlerFunc(a.handlePageMethodNotAllowed))).ServeHTTP)

@@ -299,7 +299,8 @@ func (a *API) entryView(r *http.Request, l views.Layout, e *cache.Entry, now tim
 	if err != nil {
 		v.ExplainError = err.Error()
 	} else {
-		v.Explain = explainView(x)
+		m := explainModel(x, now)
+		v.Explain = &m
 	}
 	scheme, host := origin(r, a.client(r))
 	v.Curl = curlCommand(scheme+"://"+host, up, known, e, v.RequestHeaders)
@@ -343,28 +344,6 @@ func containsFold(list []string, s string) bool {
 }
 
 func isCredentialHeader(name string) bool { return containsFold(sensitive, name) }
-
-// explainView copies the gateway's explanation into the view-model.
-func explainView(x gateway.Explanation) *views.ExplainView {
-	v := &views.ExplainView{
-		Upstream: x.Upstream, Backend: x.Backend, Mode: x.Mode, Method: x.Method, URL: x.URL, Key: x.Key,
-		Cacheable: x.Cacheable, NotCacheable: x.NotCacheable, Assumed: x.Assumed,
-		WouldStore: x.Store, Rule: x.Rule, Reason: x.Reason, Never: x.Never,
-	}
-	for _, p := range x.KeyParts {
-		v.KeyParts = append(v.KeyParts, views.KeyPartView{Part: p.Part, Value: p.Value})
-	}
-	if x.Expires != nil {
-		v.Expires = *x.Expires
-	}
-	if x.Cached != nil {
-		v.Answer, v.Why = x.Cached.Answer, x.Cached.Why
-	}
-	if n := x.LastNotStored; n != nil {
-		v.LastNotStored = fmt.Sprintf("status %d at %s: %s (rule %s)", n.Status, views.UTC(n.At), n.Reason, n.Rule)
-	}
-	return v
-}
 
 // revalidationView copies a revalidation's outcome into the view-model,
 // the header changes redacted and the body's line diff set side by side.

@@ -23,7 +23,7 @@ import (
 var filterParams = []string{
 	"upstream", "url", "method", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
-	"expires_after", "expires_before", "base_key",
+	"expires_after", "expires_before", "base_key", "reason",
 }
 
 // queryParams checks that r's query holds only accepted parameters, each
@@ -89,6 +89,8 @@ func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, erro
 	f.Upstream = get("upstream")
 	f.URL = get("url")
 	f.Method = strings.ToUpper(get("method"))
+	// Not trimmed: a rule's reason prefix ends in a space.
+	f.Reason = v.Get("reason")
 	f.BaseKey = get("base_key")
 	if f.BaseKey != "" && !cache.ValidKey(f.BaseKey) {
 		return f, paramError(prefix+"base_key", f.BaseKey, "a key: 1 to 128 characters of A-Z a-z 0-9 - _")

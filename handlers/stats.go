@@ -71,6 +71,23 @@ type upstreamJSON struct {
 	StaleIfError         string   `json:"stale_if_error"`
 	StaleWhileRevalidate string   `json:"stale_while_revalidate"`
 	AlwaysRevalidate     bool     `json:"always_revalidate"`
+	// The rest of the policy.
+	ReadTimeout                string          `json:"read_timeout"`
+	TotalTimeout               string          `json:"total_timeout"`
+	URLsExpireAfter            []urlRuleJSON   `json:"urls_expire_after"`
+	ExpiryRules                []expiryRuleRef `json:"expiry_rules"`
+	MatchHeaders               []string        `json:"match_headers"`
+	MatchAllHeaders            bool            `json:"match_all_headers"`
+	ShareCredentialedResponses bool            `json:"share_credentialed_responses"`
+	PrivateCache               bool            `json:"private_cache"`
+	ClientOverrides            bool            `json:"client_overrides"`
+	MaxBodySize                int64           `json:"max_body_size"`
+	ContentTypes               []string        `json:"content_types"`
+	ExcludeContentTypes        []string        `json:"exclude_content_types"`
+	Key                        keyPartsJSON    `json:"key"`
+	// RevalidateHeaders names the headers an admin revalidation adds;
+	// their values are secrets and never shown.
+	RevalidateHeaders []string `json:"revalidate_headers"`
 	// Health: the counters so far. Healthy is false when the latest
 	// upstream calls mostly failed.
 	Requests int64   `json:"requests"`
@@ -92,15 +109,31 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 	for _, u := range ups {
 		p := u.Policy
 		c := snap.Upstreams[u.Name]
-		out = append(out, upstreamJSON{
+		j := upstreamJSON{
 			Name: u.Name, URL: u.URL, Backend: u.Backend, Timeout: u.Timeout, Mode: string(p.Mode),
 			ExpireAfter: p.ExpireAfter.String(), CacheControl: p.CacheControl,
-			AllowableCodes: p.AllowableCodes, AllowableMethods: p.AllowableMethods, IgnoredParameters: p.IgnoredParameters,
-			StaleIfError: p.StaleIfError.String(), StaleWhileRevalidate: p.StaleWhileRevalidate.String(),
+			AllowableCodes: nonNilList(p.AllowableCodes), AllowableMethods: nonNilList(p.AllowableMethods),
+			IgnoredParameters: nonNilList(p.IgnoredParameters),
+			StaleIfError:      p.StaleIfError.String(), StaleWhileRevalidate: p.StaleWhileRevalidate.String(),
 			AlwaysRevalidate: p.AlwaysRevalidate,
-			Requests:         c.Requests, Errors: c.Errors, HitRatio: c.HitRatio,
+			ReadTimeout:      u.ReadTimeout, TotalTimeout: u.TotalTimeout,
+			URLsExpireAfter: []urlRuleJSON{}, ExpiryRules: []expiryRuleRef{},
+			MatchHeaders: nonNilList(p.MatchHeaders), MatchAllHeaders: p.MatchAllHeaders,
+			ShareCredentialedResponses: p.ShareCredentialedResponses, PrivateCache: p.PrivateCache,
+			ClientOverrides: p.ClientOverrides, MaxBodySize: p.MaxBodySize,
+			ContentTypes: nonNilList(p.ContentTypes), ExcludeContentTypes: nonNilList(p.ExcludeContentTypes),
+			Key:               keyPartsJSON{IgnoreQuery: p.Key.IgnoreQuery, IgnoreBody: p.Key.IgnoreBody, IgnoreHeaders: p.Key.IgnoreHeaders},
+			RevalidateHeaders: nonNilList(u.RevalidateHeaderNames),
+			Requests:          c.Requests, Errors: c.Errors, HitRatio: c.HitRatio,
 			Healthy: healthy(c),
-		})
+		}
+		for _, r := range p.URLsExpireAfter {
+			j.URLsExpireAfter = append(j.URLsExpireAfter, urlRuleJSON{Pattern: r.Pattern, ExpireAfter: r.Expire.String()})
+		}
+		for _, r := range p.ExpiryRules() {
+			j.ExpiryRules = append(j.ExpiryRules, expiryRuleRef{Rule: r.Rule, Pattern: r.Pattern, Expire: r.Expire, Note: r.Note, ReasonPrefix: r.ReasonPrefix})
+		}
+		out = append(out, j)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
 }
@@ -109,4 +142,37 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 // half of its upstream calls failed. With no calls yet it is healthy.
 func healthy(c gateway.CounterValues) bool {
 	return c.UpstreamCalls == 0 || c.Errors*2 <= c.UpstreamCalls
+}
+
+// urlRuleJSON is one urls_expire_after rule, as configured.
+type urlRuleJSON struct {
+	Pattern     string `json:"pattern"`
+	ExpireAfter string `json:"expire_after"`
+}
+
+// expiryRuleRef is one step of the chain that gives an entry its expiry;
+// an entry's reason starts with its reason_prefix (the entries listing's
+// reason filter takes it).
+type expiryRuleRef struct {
+	Rule         string `json:"rule"`
+	Pattern      string `json:"pattern,omitempty"`
+	Expire       string `json:"expire,omitempty"`
+	Note         string `json:"note,omitempty"`
+	ReasonPrefix string `json:"reason_prefix"`
+}
+
+// keyPartsJSON says which parts of a request are left out of its key.
+type keyPartsJSON struct {
+	IgnoreQuery   bool `json:"ignore_query"`
+	IgnoreBody    bool `json:"ignore_body"`
+	IgnoreHeaders bool `json:"ignore_headers"`
+}
+
+// nonNilList answers an unset list as [] rather than null, so clients
+// can iterate without checking.
+func nonNilList[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

@@ -53,7 +53,7 @@ type EntryView struct {
 	// Explain is what the gateway would do with this entry's request now;
 	// ExplainError says why there is none (the upstream is not configured
 	// here, say).
-	Explain      *ExplainView
+	Explain      *ExplainModel
 	ExplainError string
 
 	// Curl is the request as a curl command through the gateway.
@@ -104,33 +104,6 @@ type BodyView struct {
 // and punctuation, not coloured).
 type JSONToken struct {
 	Class, Text string
-}
-
-// ExplainView is the gateway's explanation of an entry's request: the key
-// and its parts, the rule that sets the expiry and why, and what a request
-// would get now. The Explain page shows the same.
-type ExplainView struct {
-	Upstream, Backend, Mode string
-	Method, URL, Key        string
-	KeyParts                []KeyPartView
-	Cacheable               bool
-	NotCacheable            string
-	Assumed                 string
-	WouldStore              bool
-	Rule, Reason            string
-	Expires                 time.Time // zero with Never or !WouldStore
-	Never                   bool
-	// Answer is what a request would get now (HIT, STALE, REVALIDATE,
-	// REFETCH) and Why says why; "" when nothing is cached.
-	Answer, Why string
-	// LastNotStored says why the last response for this key was not
-	// stored, "" when the gateway remembers none.
-	LastNotStored string
-}
-
-// KeyPartView is one ingredient of the cache key.
-type KeyPartView struct {
-	Part, Value string
 }
 
 // RevalidationView is what POST /entries/{key}/revalidate did.

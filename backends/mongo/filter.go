@@ -78,6 +78,9 @@ func query(f cache.Filter) bson.D {
 	if !f.ExpiresBefore.IsZero() {
 		add("expires", bson.D{{Key: "$lt", Value: dateCeil(f.ExpiresBefore)}})
 	}
+	if f.Reason != "" {
+		add("reason", bson.Regex{Pattern: `\A` + regexp.QuoteMeta(f.Reason)})
+	}
 	switch len(and) {
 	case 0:
 		return bson.D{}

@@ -241,3 +241,17 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCountByReason is what the Upstreams page asks per expiry rule:
+// one upstream's entries whose reason starts with the rule's prefix.
+func BenchmarkCountByReason(b *testing.B) {
+	db, _ := benchBackend(b)
+	ctx := context.Background()
+	f := cache.Filter{Upstream: "demo", Reason: `urls_expire_after pattern "/items/*" `}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := db.Count(ctx, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -69,6 +69,36 @@ func TestListUsesIndexes(t *testing.T) {
 	}
 }
 
+// TestCountByReasonUsesIndex checks that counting one upstream's entries,
+// all of them or by reason prefix (the Upstreams page, per rule), reads
+// the (upstream, reason, size) index alone.
+func TestCountByReasonUsesIndex(t *testing.T) {
+	b, err := Open("sqlite://" + filepath.Join(t.TempDir(), "plan.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cachetest.MustPut(t, b, cachetest.NewEntry("k"))
+	for _, f := range []cache.Filter{{Upstream: "demo", Reason: `urls_expire_after pattern "/x*" `}, {Upstream: "demo"}} {
+		where, args := whereClause(f)
+		all := queryPlan(t, b, `SELECT COUNT(*), COALESCE(SUM(e.size), 0) FROM entries e WHERE e.deleted = 0 AND `+strings.Join(where, " AND "), args...)
+		if !strings.Contains(all, "COVERING INDEX entries_upstream_reason") {
+			t.Errorf("%+v: plan %q does not read the (upstream, reason) index alone", f, all)
+		}
+	}
+}
+
+func TestPrefixEnd(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{{"ab", "ac", true}, {"a ", "a!", true}, {"a\xff", "b", true}, {"\xff\xff", "", false}, {"é", "\xc3\xaa", true}} {
+		if got, ok := prefixEnd(c.in); got != c.want || ok != c.ok {
+			t.Errorf("prefixEnd(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
 // TestWritesUseIndexes checks the plans of the statements behind deletes,
 // the sweep and eviction: each must reach its rows through an index, as a
 // scan of the table would cost seconds at a million entries.

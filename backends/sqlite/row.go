@@ -252,6 +252,16 @@ func whereClause(f cache.Filter) (where []string, args []any) {
 	if !f.ExpiresBefore.IsZero() {
 		add("e.expires < ?", f.ExpiresBefore.UnixNano())
 	}
+	if f.Reason != "" {
+		// A prefix without wildcards: LIKE and GLOB would read '%', '_',
+		// '*' in a rule's pattern as their own. The range lets the
+		// (upstream, reason) index find the rows; substr decides.
+		add("e.reason >= ?", f.Reason)
+		if hi, ok := prefixEnd(f.Reason); ok {
+			add("e.reason < ?", hi)
+		}
+		add("substr(e.reason, 1, length(?)) = ?", f.Reason, f.Reason)
+	}
 	return where, args
 }
 
@@ -287,4 +297,18 @@ func escapeGlob(s string) string {
 		}
 	}
 	return sb.String()
+}
+
+// prefixEnd returns the least string above every string starting with p,
+// in SQLite's binary order (bytewise): p with its last byte below 0xff
+// incremented and what follows dropped. ok is false when p is all 0xff.
+func prefixEnd(p string) (string, bool) {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
 }

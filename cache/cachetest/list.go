@@ -78,9 +78,23 @@ func fixture() []*cache.Entry {
 		case "d":
 			e.LastModified = ""
 		}
+		if reason, ok := fixtureReasons[r.key]; ok {
+			e.Reason = reason
+		}
 		entries[i] = e
 	}
 	return entries
+}
+
+// fixtureReasons are the expiry reasons of some fixture entries, as the
+// policy words them, with the characters LIKE and GLOB treat specially in
+// a rule's pattern; the others keep NewEntry's.
+var fixtureReasons = map[string]string{
+	"a": `urls_expire_after pattern "/repos/*" gives 1h0m0s`,
+	"b": `urls_expire_after pattern "/repos/*" says never expire`,
+	"h": `urls_expire_after pattern "*a_b%*" gives 2h0m0s`,
+	"i": `urls_expire_after pattern "*aXb*" gives 2h0m0s`,
+	"j": "the upstream's Cache-Control: max-age=60 gives 1m0s",
 }
 
 func putFixture(tb testing.TB, b cache.Backend) []*cache.Entry {
@@ -146,6 +160,14 @@ func filterCases() []struct {
 		{"expires after is inclusive and includes never", cache.Filter{ExpiresAfter: T0.Add(2 * time.Hour)}, []string{"a", "c", "f", "h", "i", "j", "k"}},
 		{"expires before is exclusive and excludes never", cache.Filter{ExpiresBefore: T0.Add(time.Hour)}, []string{"b", "g"}},
 		{"expires range", cache.Filter{ExpiresAfter: T0.Add(time.Hour), ExpiresBefore: T0.Add(2 * time.Hour)}, []string{"d", "e"}},
+		{"reason prefix", cache.Filter{Reason: `urls_expire_after pattern "/repos/*"`}, []string{"a", "b"}},
+		{"reason prefix is not a substring", cache.Filter{Reason: "expire_after"}, []string{"c", "d", "e", "f", "g", "k"}},
+		{"reason prefix underscore and percent are literal", cache.Filter{Reason: `urls_expire_after pattern "*a_b%`}, []string{"h"}},
+		{"reason prefix star is literal", cache.Filter{Reason: `urls_expire_after pattern "*`}, []string{"h", "i"}},
+		{"reason prefix is case sensitive", cache.Filter{Reason: "Expire_after"}, nil},
+		{"reason whole", cache.Filter{Reason: "the upstream's Cache-Control: max-age=60 gives 1m0s"}, []string{"j"}},
+		{"reason longer than any", cache.Filter{Reason: "expire_after 1h and more"}, nil},
+		{"reason with upstream", cache.Filter{Upstream: "other", Reason: "urls_expire_after"}, []string{"h", "i"}},
 		{"combined", cache.Filter{Upstream: "demo", Method: "GET", Freshness: cache.Expired, Now: now}, []string{"e", "g"}},
 		{"combined none", cache.Filter{Upstream: "github", ContentType: "image/"}, nil},
 	}

@@ -137,6 +137,7 @@ type filterJSON struct {
 	CreatedBefore *time.Time `json:"created_before,omitempty"`
 	ExpiresAfter  *time.Time `json:"expires_after,omitempty"`
 	ExpiresBefore *time.Time `json:"expires_before,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
 }
 
 func toFilterJSON(f cache.Filter) filterJSON {
@@ -146,6 +147,7 @@ func toFilterJSON(f cache.Filter) filterJSON {
 		Freshness: string(f.Freshness), MinSize: f.MinSize, MaxSize: f.MaxSize,
 		CreatedAfter: timePtr(f.CreatedAfter), CreatedBefore: timePtr(f.CreatedBefore),
 		ExpiresAfter: timePtr(f.ExpiresAfter), ExpiresBefore: timePtr(f.ExpiresBefore),
+		Reason: f.Reason,
 	}
 	if f.Freshness != cache.AnyFreshness {
 		j.Now = timePtr(f.Now)
