@@ -87,7 +87,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.NoMillion, "no-million", false, "skip the million-entry figures (the 200 MiB streaming test still runs)")
 	fs.BoolVar(&c.No1CPU, "no-1cpu", false, "skip the cachegate-sqlite-1cpu target (cachegate-sqlite started with GOMAXPROCS=1, cache-hit runs only)")
 	fs.DurationVar(&c.Soak, "soak", envDur("BENCH_SOAK", time.Minute), "length of the soak: mixed hits, misses, admin calls and slow clients against one gateway, then its goroutines and RSS against the baseline; 0 skips it (env BENCH_SOAK; -quick: 20s)")
-	fs.StringVar(&c.Only, "only", "", "run one step alone: soak (builds the upstream and the soak gateway only; prints its section, and writes it to -out only when -out is given)")
+	fs.StringVar(&c.Only, "only", "", "run one step alone: soak (builds the upstream and the soak gateway only) or million (the million-entry figures, the admin pages' among them, and the 200 MiB stream); prints its section, and writes it to -out only when -out is given")
 	fs.BoolVar(&c.NoFloor, "no-floor", false, "skip the go-floor target (bench/cmd/floor, a bare Go server with fixed answers, cache-hit runs only)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -128,8 +128,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if c.Soak <= 0 {
 			return c, errors.New("bad flags: -only soak with -soak 0 runs nothing")
 		}
+	case "million":
+		if c.NoMillion {
+			return c, errors.New("bad flags: -only million with -no-million runs nothing")
+		}
 	default:
-		return c, fmt.Errorf("bad flags: -only %q: want soak", c.Only)
+		return c, fmt.Errorf("bad flags: -only %q: want soak or million", c.Only)
 	}
 	c.Duration = c.Duration.Round(time.Second) // wrk takes whole seconds
 	return c, nil
@@ -161,8 +165,11 @@ func run(ctx context.Context, cfg config) (err error) {
 	if cfg.root, err = repoRoot(); err != nil {
 		return err
 	}
-	if cfg.Only == "soak" {
+	switch cfg.Only {
+	case "soak":
 		return runSoakOnly(ctx, cfg)
+	case "million":
+		return runMillionOnly(ctx, cfg)
 	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join(cfg.root, "bench", "RESULTS.md")
@@ -225,6 +232,54 @@ func run(ctx context.Context, cfg config) (err error) {
 	return nil
 }
 
+// runMillionOnly runs the million-entry figures alone (-only million):
+// wrk, the upstream and the gateway binary, no peers.
+func runMillionOnly(ctx context.Context, cfg config) (err error) {
+	tools, err := ensureTools(ctx, cfg.Install)
+	if err != nil {
+		return err
+	}
+	cfg.wrkBin = tools["wrk"]
+	if cfg.dir, err = os.MkdirTemp("", "cachegate-benchrun-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.dir)
+	b := &bench{cfg: cfg, tools: tools}
+	defer b.stopAll()
+	if _, err := b.startUpstream(ctx); err != nil {
+		return err
+	}
+	logf("building the gateway (./cmd/server)")
+	b.gwBin = filepath.Join(cfg.dir, "cachegate")
+	if out, err := runCmd(ctx, 5*time.Minute, cfg.root, "go", "build", "-o", b.gwBin, "./cmd/server"); err != nil {
+		return fmt.Errorf("go build ./cmd/server: %s", firstLine(out, err))
+	}
+	return printSection(cfg, "million", b.millionEntryFigures(ctx))
+}
+
+// printSection prints one step's section (and writes it to -out when
+// given) and fails when one of its checks did.
+func printSection(cfg config, step string, sec section) error {
+	var text strings.Builder
+	fmt.Fprintf(&text, "# cachegate %s\n\n`go run ./bench/cmd/benchrun -only %s` on %s; see bench/README.md.\n\n## %s\n\n%s\n", step, step, time.Now().UTC().Format("2006-01-02 15:04 MST"), sec.title, sec.body)
+	for _, c := range sec.checks {
+		fmt.Fprintf(&text, "- %s\n", c)
+	}
+	fmt.Print("\n" + text.String())
+	if cfg.Out != "" {
+		if err := os.WriteFile(cfg.Out, []byte(text.String()), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", cfg.Out)
+	}
+	for _, c := range sec.checks {
+		if strings.HasPrefix(c, "FAIL") {
+			return fmt.Errorf("the %s step failed: %s", step, c)
+		}
+	}
+	return nil
+}
+
 // runSoakOnly runs the soak alone (-only soak): the upstream and the soak
 // gateway, no other target and no tools to install. The section goes to
 // stdout, and to -out only when it was given: RESULTS.md keeps the full run.
@@ -238,25 +293,7 @@ func runSoakOnly(ctx context.Context, cfg config) (err error) {
 	if _, err := b.startUpstream(ctx); err != nil {
 		return err
 	}
-	sec := b.soakFigures(ctx)
-	var text strings.Builder
-	fmt.Fprintf(&text, "# cachegate soak\n\n`go run ./bench/cmd/benchrun -only soak` on %s; see bench/README.md.\n\n## %s\n\n%s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), sec.title, sec.body)
-	for _, c := range sec.checks {
-		fmt.Fprintf(&text, "- %s\n", c)
-	}
-	fmt.Print("\n" + text.String())
-	if cfg.Out != "" {
-		if err := os.WriteFile(cfg.Out, []byte(text.String()), 0o644); err != nil {
-			return err
-		}
-		logf("wrote %s", cfg.Out)
-	}
-	for _, c := range sec.checks {
-		if strings.HasPrefix(c, "FAIL") {
-			return errors.New("the soak failed: " + c)
-		}
-	}
-	return nil
+	return printSection(cfg, "soak", b.soakFigures(ctx))
 }
 
 // logf prints progress to stderr, so stdout carries only the report.

@@ -81,6 +81,7 @@ type millionResult struct {
 	count, countExpired   timed
 	totals, expiredTotals totalsJSON
 	purge                 purgeResult
+	pages                 *pagesResult
 	rss                   map[string]int // phase -> max KiB
 	rssPhases             []string
 	notes                 []string
@@ -98,6 +99,8 @@ type listResult struct {
 	first, deep timed
 	walk        time.Duration // pages 2..999
 	deepFirst   string        // first entry of the deep page, for the reader to judge
+	deepNext    string        // the cursor of the deep page
+	firstKey    string        // the first page's first entry
 }
 
 type purgeResult struct {
@@ -199,6 +202,11 @@ func (b *bench) million(ctx context.Context) (*millionResult, error) {
 		}
 		m.lists = append(m.lists, lr)
 		logf("million entries: %s: first page %s, page %d %s", q, lr.first, listPages, lr.deep)
+	}
+
+	phase("browsing the admin pages")
+	if m.pages, err = b.measurePages(ctx, large, m); err != nil {
+		return m, err
 	}
 
 	phase("counting")
@@ -411,6 +419,7 @@ func walkList(ctx context.Context, base, query string) (listResult, error) {
 	if len(first.Entries) != listPageSize || first.Total == nil {
 		return lr, fmt.Errorf("GET %s: %d entries and total %v, want %d and the totals", url, len(first.Entries), first.Total, listPageSize)
 	}
+	lr.firstKey = first.Entries[0].Key
 	next := first.Next
 	start := time.Now()
 	for page := 2; page < listPages; page++ {
@@ -424,6 +433,7 @@ func walkList(ctx context.Context, base, query string) (listResult, error) {
 		next = l.Next
 	}
 	lr.walk = time.Since(start)
+	lr.deepNext = next
 	deepURL := url + "&next=" + next
 	deep, l, err := repeat(ctx, client, deepURL)
 	if err != nil {
@@ -705,6 +715,9 @@ func (m *millionResult) markdown(cfg config) string {
 		}
 		w("\n")
 	}
+	if m.pages != nil {
+		w("%s", m.pages.markdown(m.entries))
+	}
 	if m.totals.Entries > 0 {
 		w("**Count and total size**: `GET /api/entries?limit=1` answers %d entries, %s, in %s. With a filter (`freshness=expired`, which counts rows instead of reading the running totals): %d entries, %s, in %s.\n\n",
 			m.totals.Entries, mib(int(m.totals.Bytes>>10)), m.count, m.expiredTotals.Entries, mib(int(m.expiredTotals.Bytes>>10)), m.countExpired)
@@ -757,6 +770,9 @@ func (m *millionResult) checks(cfg config) []string {
 		ok := l.first.median < listTarget && l.deep.median < listTarget
 		out = append(out, fmt.Sprintf("%s `/api/entries?%s` at %d entries: first page %s, page %d %s (target under %s)",
 			verdict(ok), l.query, n, fmtDur(l.first.median), listPages, fmtDur(l.deep.median), fmtDur(listTarget)))
+	}
+	if m.pages != nil {
+		out = append(out, m.pages.checks(n)...)
 	}
 	if m.totals.Entries > 0 {
 		want := int64(m.plan.count + m.hot)
