@@ -300,6 +300,7 @@ func (a *API) entryView(r *http.Request, l views.Layout, e *cache.Entry, now tim
 		v.ExplainError = err.Error()
 	} else {
 		m := explainModel(x, now)
+		m.Embedded = true
 		v.Explain = &m
 	}
 	scheme, host := origin(r, a.client(r))

@@ -137,3 +137,19 @@ func TestPageAssetsAreSmall(t *testing.T) {
 	}
 	t.Logf("page assets: %d bytes compressed", total)
 }
+
+// Every rule of the stylesheet closes: one brace lost in a merge silently
+// swallows every rule after it.
+func TestStylesheetBracesBalance(t *testing.T) {
+	body := serve(t, http.MethodGet, static.URL("css/app.css")).Body.String()
+	depth := 0
+	for i, line := range strings.Split(body, "\n") {
+		depth += strings.Count(line, "{") - strings.Count(line, "}")
+		if depth < 0 {
+			t.Fatalf("line %d closes a brace that was never opened", i+1)
+		}
+	}
+	if depth != 0 {
+		t.Fatalf("%d braces left open at the end of app.css", depth)
+	}
+}

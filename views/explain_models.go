@@ -59,6 +59,9 @@ type ExplainModel struct {
 	Cached *CachedRow
 	// Now is when the explanation was made, for relative times.
 	Now time.Time
+	// Embedded is set on an entry's own page, which shows the request and
+	// is the entry: the explanation leaves out both.
+	Embedded bool
 }
 
 // KeyPartRow is one ingredient of a cache key.
