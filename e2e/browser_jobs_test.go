@@ -379,7 +379,6 @@ func waitJobEnd(tb testing.TB, srv *web.Server, token, id string) {
 // that ends while no page is open is toasted on the next page, which asks
 // for it over /ws (the /api/ it used to ask takes no session cookie).
 func TestBrowserJobToastCatchesUp(t *testing.T) {
-	needGuard(t)
 	const token = "s3cret-token"
 	up := startHeldUpstream(t)
 	srv := startServer(t, web.Config{Backend: sqliteDSN(t), Upstreams: []web.UpstreamConfig{upstream("slow", up.url)}, AdminToken: token})

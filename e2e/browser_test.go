@@ -10,7 +10,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -288,22 +287,6 @@ func startUIServer(tb testing.TB, token string) *web.Server {
 	return srv
 }
 
-// guardPlaceholder is the stub of the guard branch's page rules; while it
-// exists, pages are not behind the admin token yet.
-const guardPlaceholder = "../handlers/zz_guard_placeholder.go"
-
-// needGuard skips a test of the token-protected pages until the guard
-// branch's protectPages replaces the placeholder (its file is deleted at
-// that merge, and the test runs from then on).
-func needGuard(tb testing.TB) {
-	tb.Helper()
-	if _, err := os.Stat(guardPlaceholder); err == nil {
-		tb.Skip("pages are behind the admin token once the guard branch replaces " + guardPlaceholder)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		tb.Fatal(err)
-	}
-}
-
 func TestBrowserOverview(t *testing.T) {
 	srv := startUIServer(t, "")
 	b := newBrowser(t)
@@ -486,7 +469,6 @@ func TestBrowserSignInForm(t *testing.T) {
 }
 
 func TestBrowserSignInWithToken(t *testing.T) {
-	needGuard(t)
 	srv := startUIServer(t, "s3cret-token")
 	b := newBrowser(t)
 	// The overview at desktop width, another page (which next= must bring

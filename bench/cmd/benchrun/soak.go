@@ -144,10 +144,12 @@ func memStats(ctx context.Context, client *http.Client, debug string) (map[strin
 	return out, sc.Err()
 }
 
-// collect runs a garbage collection in the gateway (the heap profile's
-// gc=1), so RSS is compared after the same kind of moment.
+// collect runs a garbage collection in the gateway and has it return the
+// freed memory to the OS (soakgw's debug.FreeOSMemory), so RSS is compared
+// after the same kind of moment and counts what the process holds, not
+// what its runtime has yet to give back.
 func collect(ctx context.Context, client *http.Client, debug string) {
-	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, debug+"/debug/pprof/heap?gc=1", nil); err == nil {
+	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, debug+"/debug/free-os-memory", nil); err == nil {
 		if resp, err := client.Do(req); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -454,7 +456,7 @@ func (b *bench) soakFigures(ctx context.Context) section {
 func (r *soakResult) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("One gateway (bench/cmd/soakgw: web.Server as cmd/server serves it, on a fresh SQLite file, plus net/http/pprof on a second loopback listener for the goroutine count) in front of the upstream; every kind of traffic below at once, on 127.0.0.1. Goroutines and RSS are read before the load (after warming the URLs it asks for and a garbage collection), every second during it, and after it, once the goroutines are back within %d of the baseline (polled every 250 ms, at most %s) and after another garbage collection.\n\n", r.slackG, r.settleLimit)
+	w("One gateway (bench/cmd/soakgw: web.Server as cmd/server serves it, on a fresh SQLite file, plus net/http/pprof on a second loopback listener for the goroutine count) in front of the upstream; every kind of traffic below at once, on 127.0.0.1. Goroutines and RSS are read before the load (after warming the URLs it asks for and a garbage collection that returns freed memory to the OS), every second during it, and after it, once the goroutines are back within %d of the baseline (polled every 250 ms, at most %s) and after another such collection.\n\n", r.slackG, r.settleLimit)
 	w("| traffic | workers | what | requests | errors |\n|---|---:|---|---:|---:|\n")
 	total, errs := 0, 0
 	for _, k := range soakKinds {
