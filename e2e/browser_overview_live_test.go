@@ -99,7 +99,8 @@ func TestBrowserOverviewLive(t *testing.T) {
 	browserErrors(t, b, "the live overview")
 
 	for _, v := range viewports {
-		run(t, b, emulate(v))
+		// From the top, so the sticky header is where it belongs.
+		run(t, b, emulate(v), chromedp.Evaluate(`window.scrollTo(0, 0)`, nil))
 		noHorizontalScroll(t, b, "/ at "+v.name)
 		screenshot(t, b, "overview-live-"+v.name)
 		run(t, b, darkMode(true))
@@ -124,6 +125,7 @@ func TestBrowserOverviewLive(t *testing.T) {
 	if kept != "6" {
 		t.Errorf("the disconnected page shows %q requests, want the last figure 6", kept)
 	}
+	run(t, b, chromedp.Evaluate(`window.scrollTo(0, 0)`, nil))
 	screenshot(t, b, "overview-live-disconnected")
 	// The failed reconnects are logged by the browser: expected here.
 	b.mu.Lock()

@@ -191,10 +191,12 @@ func barWidth(n, peak int64) string {
 	return ratioWidth(float64(n) / float64(peak))
 }
 
-// Duration formats a time span for a tile: "120 ms", "12.3 s",
+// Duration formats a time span for a tile: "0.4 ms", "120 ms", "12.3 s",
 // "5 min 3 s", "2 h 5 min".
 func Duration(d time.Duration) string {
 	switch {
+	case d < 10*time.Millisecond:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms"
 	case d < time.Second:
 		return strconv.FormatInt(d.Milliseconds(), 10) + " ms"
 	case d < time.Minute:

@@ -49,6 +49,7 @@
   }
   function duration(ms) {
     ms = ms || 0;
+    if (ms < 10) return ms.toFixed(1) + ' ms';
     if (ms < 1000) return Math.floor(ms) + ' ms';
     var s = ms / 1000;
     if (s < 60) return s.toFixed(1) + ' s';
