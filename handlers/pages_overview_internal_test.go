@@ -1,0 +1,41 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/cache"
+)
+
+// The audit counts a secret-looking parameter only when its value is in
+// the clear: one that ignored_parameters redacted is fine.
+func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
+	b := memory.New(0)
+	t.Cleanup(func() { b.Close() })
+	now := time.Now()
+	for i, u := range []string{
+		"http://up/a?api_key=" + "REDACTED",
+		"http://up/b?api_key=abc",
+		"http://up/c?access_token=xyz&x=1",
+		"http://up/d?page=2",
+	} {
+		e := &cache.Entry{Key: cache.MakeKey("GET", u, string(rune('a'+i))), Upstream: "up", Method: "GET", URL: u,
+			Status: 200, Header: http.Header{}, Body: []byte("x"), Size: 1, Created: now, RequestTime: now}
+		e.BaseKey = e.Key
+		if err := b.Put(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &API{}
+	got := map[string]int64{}
+	for _, r := range a.privacyAudit(context.Background(), b).Rows {
+		got[r.ID] = r.Count
+	}
+	want := map[string]int64{"param-key": 1, "param-token": 1}
+	if len(got) != len(want) || got["param-key"] != 1 || got["param-token"] != 1 {
+		t.Fatalf("audit %v, want %v", got, want)
+	}
+}
