@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var t0 = time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
@@ -127,5 +128,12 @@ func TestRuleCountsAreBounded(t *testing.T) {
 	}
 	if got := rc.list(); len(got) > maxRules+1 {
 		t.Fatalf("%d rules kept", len(got))
+	}
+}
+
+// The README's memory bound is computed from pointSize.
+func TestPointSizeIsWhatTheBoundSays(t *testing.T) {
+	if got := unsafe.Sizeof(Point{}); got != pointSize {
+		t.Fatalf("a Point is %d bytes; update pointSize and the README's bound", got)
 	}
 }
