@@ -372,11 +372,23 @@ func topEntries(ctx context.Context, b cache.Backend) (hottest, largest []views.
 // ignored_parameters, which redacts it and leaves it out of the key).
 var secretParams = []string{"token", "key", "sig", "signature", "password", "passwd", "secret", "auth", "session", "credential"}
 
-// privacyAudit counts what the filters the backends have can find: for
-// each secret-looking parameter, the entries whose URL carries it
-// unredacted (all with it, less those with it REDACTED).
+// auditScan is how many of the newest entries the header checks read:
+// cache.Filter cannot select by stored header, so those counts come from
+// a bounded listing (five pages, no bodies) rather than a full scan.
+const auditScan = 5 * cache.MaxLimit
+
+// privacyAudit counts, for each secret-looking parameter, the entries
+// whose URL carries it unredacted (all with it, less those with it
+// REDACTED): the backends filter those, and each links to its filter.
+// Then it reads the newest auditScan entries for what only their headers
+// tell: stored from a request with credentials, a Set-Cookie kept, a Vary
+// on a header the upstream ignores.
 func (a *API) privacyAudit(ctx context.Context, b cache.Backend) views.PrivacyAudit {
 	var p views.PrivacyAudit
+	if err := a.auditHeaders(ctx, b, &p); err != nil {
+		p.Err = healthMessage(err)
+		return p
+	}
 	for _, name := range secretParams {
 		all, err := b.Count(ctx, cache.Filter{URL: "*" + name + "=*"})
 		if err != nil {
@@ -406,6 +418,81 @@ func (a *API) privacyAudit(ctx context.Context, b cache.Backend) views.PrivacyAu
 func privacyQuery(id string) url.Values {
 	if name, ok := strings.CutPrefix(id, "param-"); ok {
 		return url.Values{"url": {"*" + name + "=*"}}
+	}
+	return nil
+}
+
+// auditHeaders adds the header findings of the newest auditScan entries.
+func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.PrivacyAudit) error {
+	policies := map[string]*cache.Policy{}
+	if a.gw != nil {
+		for _, u := range a.gw.Upstreams() {
+			policies[u.Name] = &u.Policy
+		}
+	}
+	var creds, cookies, vary int64
+	q := cache.Query{Sort: cache.Sort{Field: cache.SortCreated, Desc: true}, Limit: cache.MaxLimit}
+	for p.Scanned < auditScan {
+		page, err := b.List(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Entries {
+			p.Scanned++
+			cred := false
+			for name := range e.RequestHeader {
+				if cache.IsCredential(name) {
+					cred = true
+				}
+			}
+			if cred {
+				creds++
+			}
+			if len(e.Header["Set-Cookie"]) > 0 || len(e.Header["Set-Cookie2"]) > 0 {
+				cookies++
+			}
+			if pol := policies[e.Upstream]; pol != nil {
+				for _, v := range e.Header.Values("Vary") {
+					hit := false
+					for _, name := range strings.Split(v, ",") {
+						if name = strings.TrimSpace(name); name != "" && name != "*" && pol.IsIgnored(name) {
+							hit = true
+						}
+					}
+					if hit {
+						vary++
+						break
+					}
+				}
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	t, err := b.Count(ctx, cache.Filter{})
+	if err != nil {
+		return err
+	}
+	p.Total = t.Entries
+	of := ""
+	if p.Scanned < p.Total {
+		of = " (of the newest " + views.Count(p.Scanned) + " entries)"
+	}
+	// No filter of the entries page selects these yet: the rows say how
+	// many, without a link.
+	if creds > 0 {
+		p.Rows = append(p.Rows, views.PrivacyRow{ID: "credentials", Label: "Stored from requests with credentials" + of, Count: creds,
+			Hint: "Shared only with the same credential, as RFC 9111 allows; check the upstream meant them to be cached (Cache-Control: public or s-maxage)."})
+	}
+	if cookies > 0 {
+		p.Rows = append(p.Rows, views.PrivacyRow{ID: "set-cookie", Label: "Responses stored with Set-Cookie" + of, Count: cookies,
+			Hint: "A cookie in a shared entry goes to every client: delete these entries."})
+	}
+	if vary > 0 {
+		p.Rows = append(p.Rows, views.PrivacyRow{ID: "vary-ignored", Label: "Vary on a header the upstream ignores" + of, Count: vary,
+			Hint: "These entries are keyed by a value that is redacted: every client shares one variant. Remove the header from the ignored ones, or accept that."})
 	}
 	return nil
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // The audit counts a secret-looking parameter only when its value is in
-// the clear: one that ignored_parameters redacted is fine.
+// the clear (one that ignored_parameters redacted is fine), and entries
+// stored from a request with credentials.
 func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
 	b := memory.New(0)
 	t.Cleanup(func() { b.Close() })
@@ -25,6 +26,9 @@ func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
 		e := &cache.Entry{Key: cache.MakeKey("GET", u, string(rune('a'+i))), Upstream: "up", Method: "GET", URL: u,
 			Status: 200, Header: http.Header{}, Body: []byte("x"), Size: 1, Created: now, RequestTime: now}
 		e.BaseKey = e.Key
+		if i == 3 {
+			e.RequestHeader = http.Header{"Authorization": {"REDACTED"}}
+		}
 		if err := b.Put(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
@@ -34,8 +38,8 @@ func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
 	for _, r := range a.privacyAudit(context.Background(), b).Rows {
 		got[r.ID] = r.Count
 	}
-	want := map[string]int64{"param-key": 1, "param-token": 1}
-	if len(got) != len(want) || got["param-key"] != 1 || got["param-token"] != 1 {
+	want := map[string]int64{"param-key": 1, "param-token": 1, "credentials": 1}
+	if len(got) != len(want) || got["param-key"] != 1 || got["param-token"] != 1 || got["credentials"] != 1 {
 		t.Fatalf("audit %v, want %v", got, want)
 	}
 }
