@@ -50,6 +50,11 @@ type Filter struct {
 	// expires is after every time.
 	CreatedAfter, CreatedBefore time.Time
 	ExpiresAfter, ExpiresBefore time.Time
+	// Credentials selects the entries stored from a request that carried
+	// a credential (one of CredentialHeaders, in any case, names a field
+	// of RequestHeader, where the gateway records it as REDACTED): what a
+	// privacy audit looks for.
+	Credentials bool
 }
 
 // SelectsAll reports whether f sets nothing that narrows it, so that it
@@ -57,7 +62,7 @@ type Filter struct {
 // accident ({"min_size": "0"} names a field but bounds nothing).
 func (f Filter) SelectsAll() bool {
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
-		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 &&
+		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 && !f.Credentials &&
 		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
 }
 
@@ -148,7 +153,20 @@ func (f Filter) Match(e *Entry) bool {
 	if !f.ExpiresBefore.IsZero() && exp >= f.ExpiresBefore.UnixNano() {
 		return false
 	}
+	if f.Credentials && !HasCredential(e.RequestHeader) {
+		return false
+	}
 	return true
+}
+
+// HasCredential reports whether h names one of CredentialHeaders.
+func HasCredential(h map[string][]string) bool {
+	for name := range h {
+		if IsCredential(name) {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

@@ -419,6 +419,9 @@ func privacyQuery(id string) url.Values {
 	if name, ok := strings.CutPrefix(id, "param-"); ok {
 		return url.Values{"url": {"*" + name + "=*"}}
 	}
+	if id == "credentials" {
+		return url.Values{"credentials": {"true"}}
+	}
 	return nil
 }
 
@@ -480,8 +483,8 @@ func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.Privac
 	if p.Scanned < p.Total {
 		of = " (of the newest " + views.Count(p.Scanned) + " entries)"
 	}
-	// No filter of the entries page selects these yet: the rows say how
-	// many, without a link.
+	// The backends filter credentials (privacyQuery links them); the
+	// other two have no filter yet: their rows say how many, unlinked.
 	if creds > 0 {
 		p.Rows = append(p.Rows, views.PrivacyRow{ID: "credentials", Label: "Stored from requests with credentials" + of, Count: creds,
 			Hint: "Shared only with the same credential, as RFC 9111 allows; check the upstream meant them to be cached (Cache-Control: public or s-maxage)."})

@@ -43,3 +43,15 @@ func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
 		t.Fatalf("audit %v, want %v", got, want)
 	}
 }
+
+// The audit's credentials row links to a filter the listing takes.
+func TestCredentialsFilterParameter(t *testing.T) {
+	q := privacyQuery("credentials")
+	f, err := parseFilter(q, "", time.Now())
+	if err != nil || !f.Credentials || f.SelectsAll() {
+		t.Fatalf("parseFilter(%v) = %+v, %v", q, f, err)
+	}
+	if _, err := parseFilter(map[string][]string{"credentials": {"yes"}}, "", time.Now()); err == nil {
+		t.Fatal("credentials=yes accepted")
+	}
+}

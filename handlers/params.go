@@ -23,7 +23,7 @@ import (
 var filterParams = []string{
 	"upstream", "url", "method", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
-	"expires_after", "expires_before", "base_key",
+	"expires_after", "expires_before", "base_key", "credentials",
 }
 
 // queryParams checks that r's query holds only accepted parameters, each
@@ -90,6 +90,13 @@ func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, erro
 	f.URL = get("url")
 	f.Method = strings.ToUpper(get("method"))
 	f.BaseKey = get("base_key")
+	switch s := get("credentials"); s {
+	case "":
+	case "true", "false":
+		f.Credentials = s == "true"
+	default:
+		return f, paramError(prefix+"credentials", s, "true, false")
+	}
 	if f.BaseKey != "" && !cache.ValidKey(f.BaseKey) {
 		return f, paramError(prefix+"base_key", f.BaseKey, "a key: 1 to 128 characters of A-Z a-z 0-9 - _")
 	}

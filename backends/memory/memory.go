@@ -314,7 +314,7 @@ func isEmpty(f cache.Filter) bool {
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
 		f.Status == 0 && f.ContentType == "" && f.Freshness == cache.AnyFreshness &&
 		f.MinSize == 0 && f.MaxSize == 0 && f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() &&
-		f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
+		f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero() && !f.Credentials
 }
 
 // DeleteMatching removes the matching entries and returns how many.

@@ -71,6 +71,15 @@ func query(f cache.Filter) bson.D {
 	if !f.ExpiresBefore.IsZero() {
 		add("expires", bson.D{{Key: "$lt", Value: dateCeil(f.ExpiresBefore)}})
 	}
+	if f.Credentials {
+		names := make([]string, len(cache.CredentialHeaders))
+		for i, n := range cache.CredentialHeaders {
+			names[i] = regexp.QuoteMeta(n)
+		}
+		// Header names compare without case, as cache.IsCredential does (a
+		// name holds no newline, so $ is the end).
+		add("req_header.k", bson.Regex{Pattern: `^(?:` + strings.Join(names, "|") + `)$`, Options: "i"})
+	}
 	switch len(and) {
 	case 0:
 		return bson.D{}

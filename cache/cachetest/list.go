@@ -68,6 +68,14 @@ func fixture() []*cache.Entry {
 		if r.key == "j" || r.key == "k" {
 			e.BaseKey = "base-jk" // two variants of one resource
 		}
+		switch r.key {
+		case "a":
+			e.RequestHeader = http.Header{"Authorization": {"REDACTED"}, "Accept": {"application/json"}}
+		case "h":
+			e.RequestHeader = http.Header{"cookie": {"REDACTED"}} // credentials match in any case
+		case "b":
+			e.RequestHeader = http.Header{"Accept": {"Authorization"}} // a value is not a name
+		}
 		entries[i] = e
 	}
 	return entries
@@ -135,6 +143,8 @@ func filterCases() []struct {
 		{"expires range", cache.Filter{ExpiresAfter: T0.Add(time.Hour), ExpiresBefore: T0.Add(2 * time.Hour)}, []string{"d", "e"}},
 		{"combined", cache.Filter{Upstream: "demo", Method: "GET", Freshness: cache.Expired, Now: now}, []string{"e", "g"}},
 		{"combined none", cache.Filter{Upstream: "github", ContentType: "image/"}, nil},
+		{"credentials", cache.Filter{Credentials: true}, []string{"a", "h"}},
+		{"credentials combined", cache.Filter{Credentials: true, Upstream: "other"}, []string{"h"}},
 	}
 }
 
