@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -48,6 +49,18 @@ func TestBrowserOverviewLive(t *testing.T) {
 	run(t, b, chromedp.AttributeValue(byTestID("privacy-link"), "href", &href, nil, chromedp.ByQuery))
 	if !strings.Contains(href, "/entries?") || !strings.Contains(href, "url=%2Atoken%3D%2A") {
 		t.Errorf("privacy link %q does not filter the entries by the parameter", href)
+	}
+	// The link's filter is the listing's: the JSON API selects exactly
+	// the flagged entry with it.
+	_, query, _ := strings.Cut(href, "?")
+	listed := get(t, base+"/api/entries?"+query)
+	var page struct {
+		Entries []struct {
+			URL string `json:"url"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(listed.body), &page); err != nil || len(page.Entries) != 1 || !strings.Contains(page.Entries[0].URL, "token=abc123") {
+		t.Errorf("GET /api/entries?%s: %d %s", query, listed.status, listed.body)
 	}
 
 	// Traffic: the tiles count it without a reload.
