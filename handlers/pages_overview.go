@@ -372,61 +372,38 @@ func topEntries(ctx context.Context, b cache.Backend) (hottest, largest []views.
 // ignored_parameters, which redacts it and leaves it out of the key).
 var secretParams = []string{"token", "key", "sig", "signature", "password", "passwd", "secret", "auth", "session", "credential"}
 
-// auditScan is how many of the newest entries the header checks read:
-// cache.Filter cannot select by stored header, so those counts come from
-// a bounded listing (five pages, no bodies) rather than a full scan.
+// auditScan is how many of the newest entries the audit reads: a bounded
+// listing (five pages, no bodies) rather than a scan of every entry,
+// whatever the backend holds, so an open overview costs the backend the
+// same at a thousand entries as at a million. Each finding links to the
+// entries page's filter that selects all such entries.
 const auditScan = 5 * cache.MaxLimit
 
-// privacyAudit counts, for each secret-looking parameter, the entries
-// whose URL carries it unredacted (all with it, less those with it
-// REDACTED): the backends filter those, and each links to its filter.
-// Then it reads the newest auditScan entries for what only their headers
-// tell: stored from a request with credentials, a Set-Cookie kept, a Vary
+// privacyAudit reads the newest auditScan entries for what they should not
+// hold: a URL parameter that looks like a secret (secretParams) with its
+// value in the clear, a request with credentials, a Set-Cookie kept, a Vary
 // on a header the upstream ignores.
 func (a *API) privacyAudit(ctx context.Context, b cache.Backend) views.PrivacyAudit {
 	var p views.PrivacyAudit
-	if err := a.auditHeaders(ctx, b, &p); err != nil {
+	if err := a.audit(ctx, b, &p); err != nil {
 		p.Err = healthMessage(err)
-		return p
-	}
-	for _, name := range secretParams {
-		all, err := b.Count(ctx, cache.Filter{URL: "*" + name + "=*"})
-		if err != nil {
-			p.Err = healthMessage(err)
-			return p
-		}
-		if all.Entries == 0 {
-			continue
-		}
-		red, err := b.Count(ctx, cache.Filter{URL: "*" + name + "=" + gateway.Redacted + "*"})
-		if err != nil {
-			p.Err = healthMessage(err)
-			return p
-		}
-		if n := all.Entries - red.Entries; n > 0 {
-			p.Rows = append(p.Rows, views.PrivacyRow{
-				ID: "param-" + name, Label: "URLs with " + name + "= in the clear", Count: n,
-				Hint: "Add " + quote(name) + " (or the full parameter name) to the upstream's ignored_parameters, then delete these entries.",
-			})
-		}
 	}
 	return p
 }
 
-// privacyQuery is the entries page's filter for a finding, nil when it has
-// none.
-func privacyQuery(id string) url.Values {
-	if name, ok := strings.CutPrefix(id, "param-"); ok {
-		return url.Values{"url": {"*" + name + "=*"}}
+// secretParam returns the secretParams word a query parameter name ends
+// with ("api_key" is "key"), "" for none.
+func secretParam(name string) string {
+	name = strings.ToLower(name)
+	for _, w := range secretParams {
+		if strings.HasSuffix(name, w) {
+			return w
+		}
 	}
-	if id == "credentials" {
-		return url.Values{"credentials": {"true"}}
-	}
-	return nil
+	return ""
 }
 
-// auditHeaders adds the header findings of the newest auditScan entries.
-func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.PrivacyAudit) error {
+func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit) error {
 	policies := map[string]*cache.Policy{}
 	if a.gw != nil {
 		for _, u := range a.gw.Upstreams() {
@@ -434,6 +411,7 @@ func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.Privac
 		}
 	}
 	var creds, cookies, vary int64
+	params := map[string]int64{}
 	q := cache.Query{Sort: cache.Sort{Field: cache.SortCreated, Desc: true}, Limit: cache.MaxLimit}
 	for p.Scanned < auditScan {
 		page, err := b.List(ctx, q)
@@ -442,31 +420,26 @@ func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.Privac
 		}
 		for _, e := range page.Entries {
 			p.Scanned++
-			cred := false
-			for name := range e.RequestHeader {
-				if cache.IsCredential(name) {
-					cred = true
+			if _, raw, ok := strings.Cut(e.URL, "?"); ok {
+				seen := map[string]bool{}
+				for _, kv := range strings.FieldsFunc(raw, func(r rune) bool { return r == '&' || r == ';' }) {
+					k, v, _ := strings.Cut(kv, "=")
+					if k, err := url.QueryUnescape(k); err == nil {
+						if w := secretParam(k); w != "" && v != "" && v != gateway.Redacted && !seen[w] {
+							seen[w] = true
+							params[w]++
+						}
+					}
 				}
 			}
-			if cred {
+			if cache.HasCredential(e.RequestHeader) {
 				creds++
 			}
 			if len(e.Header["Set-Cookie"]) > 0 || len(e.Header["Set-Cookie2"]) > 0 {
 				cookies++
 			}
-			if pol := policies[e.Upstream]; pol != nil {
-				for _, v := range e.Header.Values("Vary") {
-					hit := false
-					for _, name := range strings.Split(v, ",") {
-						if name = strings.TrimSpace(name); name != "" && name != "*" && pol.IsIgnored(name) {
-							hit = true
-						}
-					}
-					if hit {
-						vary++
-						break
-					}
-				}
+			if pol := policies[e.Upstream]; pol != nil && varyIgnored(e.Header, pol) {
+				vary++
 			}
 		}
 		if page.Next == "" {
@@ -481,10 +454,18 @@ func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.Privac
 	p.Total = t.Entries
 	of := ""
 	if p.Scanned < p.Total {
-		of = " (of the newest " + views.Count(p.Scanned) + " entries)"
+		of = " (of the newest " + views.Count(p.Scanned) + ")"
 	}
-	// The backends filter credentials (privacyQuery links them); the
-	// other two have no filter yet: their rows say how many, unlinked.
+	for _, w := range secretParams {
+		if n := params[w]; n > 0 {
+			p.Rows = append(p.Rows, views.PrivacyRow{
+				ID: "param-" + w, Label: "URLs with a " + w + " parameter in the clear" + of, Count: n,
+				Hint: "Add the parameter to the upstream's ignored_parameters (it is then redacted and left out of the key), then delete these entries.",
+			})
+		}
+	}
+	// Credentials link to their filter (privacyQuery); the other two have
+	// none yet: their rows say how many, unlinked.
 	if creds > 0 {
 		p.Rows = append(p.Rows, views.PrivacyRow{ID: "credentials", Label: "Stored from requests with credentials" + of, Count: creds,
 			Hint: "Shared only with the same credential, as RFC 9111 allows; check the upstream meant them to be cached (Cache-Control: public or s-maxage)."})
@@ -495,7 +476,31 @@ func (a *API) auditHeaders(ctx context.Context, b cache.Backend, p *views.Privac
 	}
 	if vary > 0 {
 		p.Rows = append(p.Rows, views.PrivacyRow{ID: "vary-ignored", Label: "Vary on a header the upstream ignores" + of, Count: vary,
-			Hint: "These entries are keyed by a value that is redacted: every client shares one variant. Remove the header from the ignored ones, or accept that."})
+			Hint: "These entries are keyed by a value that is redacted: every client shares one variant. Stop ignoring the header, or accept that."})
+	}
+	return nil
+}
+
+// varyIgnored reports whether h's Vary names a header the policy ignores.
+func varyIgnored(h http.Header, pol *cache.Policy) bool {
+	for _, v := range h.Values("Vary") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" && name != "*" && pol.IsIgnored(name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// privacyQuery is the entries page's filter for a finding, nil when it has
+// none.
+func privacyQuery(id string) url.Values {
+	if name, ok := strings.CutPrefix(id, "param-"); ok {
+		return url.Values{"url": {"*" + name + "=*"}}
+	}
+	if id == "credentials" {
+		return url.Values{"credentials": {"true"}}
 	}
 	return nil
 }
