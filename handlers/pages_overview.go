@@ -216,7 +216,7 @@ type backendFigure struct {
 // the backends one count every few seconds, not fifty a second.
 const (
 	figureRefresh  = 3 * time.Second
-	insightRefresh = 15 * time.Second
+	insightRefresh = 30 * time.Second
 )
 
 // figureCache counts the backends for the overview and /ws, shared by
