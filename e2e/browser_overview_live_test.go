@@ -2,10 +2,13 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"math"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cachegate/cachegate/views"
 	"github.com/cachegate/cachegate/web"
 	"github.com/chromedp/chromedp"
 )
@@ -155,4 +158,56 @@ func TestBrowserOverviewLive(t *testing.T) {
 	waitJS(t, b, "the figures ungreyed", `!document.querySelector('[data-testid="overview"]').classList.contains('disconnected')`)
 	screenshot(t, b, "overview-live-reconnected")
 	browserErrors(t, b, "the reconnected overview")
+}
+
+// TestBrowserOverviewCharts draws the overview from fifteen minutes of
+// made-up traffic (a rising load with a burst of misses and errors), the
+// state the live server reaches only after a quarter of an hour, to look
+// at the charts full.
+func TestBrowserOverviewCharts(t *testing.T) {
+	now := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	v := views.OverviewView{Now: now, RequestsPerSec: 120,
+		Total:    views.Counters{Requests: 90000, Hits: 70000, Misses: 15000, Stale: 2000, Revalidated: 1500, Coalesced: 300, Bypass: 1000, Errors: 500, BytesFromCache: 3 << 30, TimeSaved: 95 * time.Minute, HitRatio: 0.82},
+		Minute:   views.Counters{Requests: 7000, HitRatio: 0.85},
+		Backends: []views.BackendSummary{{Name: "default", Kind: "sqlite", Entries: 120000, Bytes: 900 << 20}},
+		Dist: views.Distribution{Backend: "default", CountedAt: now,
+			Size:   []views.Bucket{{Label: "< 1 KiB", Count: 40000, Link: "/entries"}, {Label: "1–10 KiB", Count: 60000, Link: "/entries"}, {Label: "10–100 KiB", Count: 15000, Link: "/entries"}, {Label: "100 KiB–1 MiB", Count: 4000, Link: "/entries"}, {Label: "1–10 MiB", Count: 900, Link: "/entries"}, {Label: "≥ 10 MiB", Count: 100, Link: "/entries"}},
+			Expiry: []views.Bucket{{Label: "expired", Count: 8000, Link: "/entries"}, {Label: "< 1 min", Count: 2000, Link: "/entries"}, {Label: "1–10 min", Count: 9000, Link: "/entries"}, {Label: "10 min–1 h", Count: 50000, Link: "/entries"}, {Label: "1 h–1 d", Count: 45000, Link: "/entries"}, {Label: "≥ 1 d or never", Count: 6000, Link: "/entries"}}},
+	}
+	var spark []float64
+	for i := range 900 {
+		s := float64(i)
+		hits := int64(60 + s/10 + 20*math.Sin(s/40))
+		p := views.ChartPoint{Time: now.Add(time.Duration(i-899) * time.Second), Hits: hits, Stale: 2, Revalidated: 1, Misses: 12, Bypass: 1,
+			HitP50Ms: 0.08 + 0.02*math.Sin(s/30), HitP99Ms: 0.6, MissP50Ms: 40, MissP99Ms: 180}
+		if i > 500 && i < 540 {
+			p.Misses, p.Errors, p.MissP99Ms = 60, 10, 2500
+		}
+		p.HasRatio = true
+		p.HitRatio = float64(p.Hits+p.Stale) / float64(p.Hits+p.Stale+p.Misses+p.Revalidated)
+		v.History = append(v.History, p)
+		spark = append(spark, float64(hits+16))
+	}
+	v.Upstreams = []views.UpstreamStats{{Name: "github", URL: "https://api.github.com", Backend: "default", Mode: "requests-cache", Counters: v.Total, Spark: spark}}
+	v.Rules = []views.RuleRow{{Upstream: "github", Rule: `urls_expire_after pattern "/repos/*"`, Stored: 9000, Hits: 61000}, {Upstream: "github", Rule: "expire_after", Stored: 3000, Hits: 9000}}
+	l := views.Layout{Title: "Overview", Active: "/", Path: "/", Backend: "default", DefaultBackend: "default",
+		Backends: []views.BackendChoice{{Name: "default", Kind: "sqlite", Entries: 120000, Bytes: 900 << 20}}}
+	base := serveComponent(t, views.Overview(l, v))
+	b := newBrowser(t)
+	for _, vp := range viewports {
+		run(t, b, emulate(vp), chromedp.Navigate(base+"/"), chromedp.WaitVisible(byTestID("chart-requests"), chromedp.ByQuery))
+		var d string
+		run(t, b, chromedp.AttributeValue(`[data-series="s-hit"]`, "d", &d, nil, chromedp.ByQuery))
+		if strings.Count(d, "L") < 899 {
+			t.Errorf("the hits area has %d points, want 900", strings.Count(d, "L"))
+		}
+		noHorizontalScroll(t, b, "charts at "+vp.name)
+		// This server has no /ws, so the page says it is disconnected and
+		// greys everything: undo that to see the charts' colours.
+		run(t, b, chromedp.Evaluate(`document.getElementById('live-banner').hidden = true; document.querySelector('[data-testid="overview"]').classList.remove('disconnected')`, nil))
+		screenshot(t, b, "overview-charts-"+vp.name)
+		run(t, b, darkMode(true))
+		screenshot(t, b, "overview-charts-"+vp.name+"-dark")
+		run(t, b, darkMode(false))
+	}
 }

@@ -44,14 +44,15 @@ func xOf(t, now time.Time) float64 {
 
 func num(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, 'f', -1, 64) }
 
-// niceMax rounds the peak up to 1, 2 or 5 times a power of ten, so the
-// axis label is a round number.
+// niceMax rounds the peak up to 1, 1.5, 2, 3, 5 or 7.5 times a power of
+// ten, so the axis label is a round number and the chart fills most of
+// its height.
 func niceMax(v float64) float64 {
 	if v <= 1 {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 3, 5, 7.5, 10} {
 		if v <= m*p {
 			return m * p
 		}

@@ -70,7 +70,7 @@
   function niceMax(v) {
     if (v <= 1) return 1;
     var p = Math.pow(10, Math.floor(Math.log10(v)));
-    var ms = [1, 2, 5, 10];
+    var ms = [1, 1.5, 2, 3, 5, 7.5, 10];
     for (var i = 0; i < ms.length; i++) if (v <= ms[i] * p) return ms[i] * p;
     return 10 * p;
   }
