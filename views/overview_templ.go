@@ -1751,7 +1751,8 @@ func privacyPanel(p PrivacyAudit, l Layout) templ.Component {
 
 // tailPanel is the live tail: the requests through /fetch/ as they come
 // (redacted as the gateway publishes them). overview.js fills it; without
-// scripts it says so.
+// scripts it says so. Its controls are no form: they filter in the page
+// and have nothing to submit.
 func tailPanel(v OverviewView) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -1773,7 +1774,7 @@ func tailPanel(v OverviewView) templ.Component {
 			templ_7745c5c3_Var98 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 145, "<section aria-labelledby=\"tail-h\" class=\"tail\" data-testid=\"tail\"><div class=\"section-head\"><h2 id=\"tail-h\">Live tail</h2><p>The latest requests through /fetch/, newest first.</p></div><form class=\"tail-tools\" data-testid=\"tail-tools\"><label>Upstream <select name=\"tail_upstream\" data-testid=\"tail-upstream\"><option value=\"\">all</option> ")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 145, "<section aria-labelledby=\"tail-h\" class=\"tail\" data-testid=\"tail\"><div class=\"section-head\"><h2 id=\"tail-h\">Live tail</h2><p>The latest requests through /fetch/, newest first.</p></div><div class=\"tail-tools\" data-testid=\"tail-tools\"><label>Upstream <select name=\"tail_upstream\" data-testid=\"tail-upstream\"><option value=\"\">all</option> ")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -1785,7 +1786,7 @@ func tailPanel(v OverviewView) templ.Component {
 			var templ_7745c5c3_Var99 string
 			templ_7745c5c3_Var99, templ_7745c5c3_Err = templ.JoinStringErrs(u.Name)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 377, Col: 28}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 378, Col: 28}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var99))
 			if templ_7745c5c3_Err != nil {
@@ -1798,7 +1799,7 @@ func tailPanel(v OverviewView) templ.Component {
 			var templ_7745c5c3_Var100 string
 			templ_7745c5c3_Var100, templ_7745c5c3_Err = templ.JoinStringErrs(u.Name)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 377, Col: 39}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 378, Col: 39}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var100))
 			if templ_7745c5c3_Err != nil {
@@ -1821,7 +1822,7 @@ func tailPanel(v OverviewView) templ.Component {
 			var templ_7745c5c3_Var101 string
 			templ_7745c5c3_Var101, templ_7745c5c3_Err = templ.JoinStringErrs(o)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 386, Col: 23}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 387, Col: 23}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var101))
 			if templ_7745c5c3_Err != nil {
@@ -1834,7 +1835,7 @@ func tailPanel(v OverviewView) templ.Component {
 			var templ_7745c5c3_Var102 string
 			templ_7745c5c3_Var102, templ_7745c5c3_Err = templ.JoinStringErrs(o)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 386, Col: 29}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/overview.templ`, Line: 387, Col: 29}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var102))
 			if templ_7745c5c3_Err != nil {
@@ -1845,7 +1846,7 @@ func tailPanel(v OverviewView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 153, "</select></label> <button type=\"button\" class=\"btn small\" data-testid=\"tail-pause\" data-tail-pause>Pause</button> <span class=\"detail\" data-testid=\"tail-state\" data-tail-state></span></form><div class=\"table-wrap cards\"><table class=\"data cards\" data-testid=\"tail-table\"><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Upstream</th><th scope=\"col\">Method</th><th scope=\"col\">URL</th><th scope=\"col\">Cache</th><th scope=\"col\" class=\"num\">Status</th><th scope=\"col\" class=\"num\">Bytes</th><th scope=\"col\" class=\"num\">Latency</th></tr></thead> <tbody data-tail-rows data-testid=\"tail-rows\"><tr class=\"tail-empty\" data-testid=\"tail-empty\"><td colspan=\"8\" class=\"detail\">Requests show here as they happen (needs scripts on).</td></tr></tbody></table></div></section>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 153, "</select></label> <button type=\"button\" class=\"btn small\" data-testid=\"tail-pause\" data-tail-pause>Pause</button> <span class=\"detail\" data-testid=\"tail-state\" data-tail-state></span></div><div class=\"table-wrap cards\"><table class=\"data cards\" data-testid=\"tail-table\"><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">Upstream</th><th scope=\"col\">Method</th><th scope=\"col\">URL</th><th scope=\"col\">Cache</th><th scope=\"col\" class=\"num\">Status</th><th scope=\"col\" class=\"num\">Bytes</th><th scope=\"col\" class=\"num\">Latency</th></tr></thead> <tbody data-tail-rows data-testid=\"tail-rows\"><tr class=\"tail-empty\" data-testid=\"tail-empty\"><td colspan=\"8\" class=\"detail\">Requests show here as they happen (needs scripts on).</td></tr></tbody></table></div></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
