@@ -24,6 +24,11 @@ const (
 type Filter struct {
 	// Keys, when not empty, restricts to these keys.
 	Keys []string
+	// Credentials selects the entries stored from a request that carried
+	// a credential (one of CredentialHeaders, in any case, names a field
+	// of RequestHeader, where the gateway records it as REDACTED): what a
+	// privacy audit looks for.
+	Credentials bool
 	// BaseKey restricts to the variants of one resource.
 	BaseKey string
 	// Upstream is an exact upstream name.
@@ -50,19 +55,17 @@ type Filter struct {
 	// expires is after every time.
 	CreatedAfter, CreatedBefore time.Time
 	ExpiresAfter, ExpiresBefore time.Time
-	// Credentials selects the entries stored from a request that carried
-	// a credential (one of CredentialHeaders, in any case, names a field
-	// of RequestHeader, where the gateway records it as REDACTED): what a
-	// privacy audit looks for.
-	Credentials bool
 }
 
 // SelectsAll reports whether f sets nothing that narrows it, so that it
 // matches every entry: what a destructive operation must not do by
 // accident ({"min_size": "0"} names a field but bounds nothing).
 func (f Filter) SelectsAll() bool {
+	if f.Credentials {
+		return false
+	}
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
-		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 && !f.Credentials &&
+		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.MinSize == 0 && f.MaxSize == 0 &&
 		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
 }
 
@@ -92,6 +95,9 @@ func (f Filter) At() time.Time {
 // conformance suite checks).
 func (f Filter) Match(e *Entry) bool {
 	if len(f.Keys) > 0 && !contains(f.Keys, e.Key) {
+		return false
+	}
+	if f.Credentials && !HasCredential(e.RequestHeader) {
 		return false
 	}
 	if f.BaseKey != "" && e.BaseKey != f.BaseKey {
@@ -151,9 +157,6 @@ func (f Filter) Match(e *Entry) bool {
 		return false
 	}
 	if !f.ExpiresBefore.IsZero() && exp >= f.ExpiresBefore.UnixNano() {
-		return false
-	}
-	if f.Credentials && !HasCredential(e.RequestHeader) {
 		return false
 	}
 	return true

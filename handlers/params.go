@@ -21,9 +21,9 @@ import (
 // filterParams are the names of the entry filter, the same in query
 // strings (GET /api/entries) and in the "filter" object of bulk bodies.
 var filterParams = []string{
-	"upstream", "url", "method", "status", "content_type", "freshness",
+	"credentials", "upstream", "url", "method", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
-	"expires_after", "expires_before", "base_key", "credentials",
+	"expires_after", "expires_before", "base_key",
 }
 
 // queryParams checks that r's query holds only accepted parameters, each
@@ -86,10 +86,6 @@ func paramError(name, value, accepted string) *Error {
 func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, error) {
 	f := cache.Filter{Now: now}
 	get := func(name string) string { return strings.TrimSpace(v.Get(name)) }
-	f.Upstream = get("upstream")
-	f.URL = get("url")
-	f.Method = strings.ToUpper(get("method"))
-	f.BaseKey = get("base_key")
 	switch s := get("credentials"); s {
 	case "":
 	case "true", "false":
@@ -97,6 +93,10 @@ func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, erro
 	default:
 		return f, paramError(prefix+"credentials", s, "true, false")
 	}
+	f.Upstream = get("upstream")
+	f.URL = get("url")
+	f.Method = strings.ToUpper(get("method"))
+	f.BaseKey = get("base_key")
 	if f.BaseKey != "" && !cache.ValidKey(f.BaseKey) {
 		return f, paramError(prefix+"base_key", f.BaseKey, "a key: 1 to 128 characters of A-Z a-z 0-9 - _")
 	}

@@ -65,9 +65,6 @@ func fixture() []*cache.Entry {
 		if r.hits > 0 {
 			e.LastHit = e.Created.Add(time.Second)
 		}
-		if r.key == "j" || r.key == "k" {
-			e.BaseKey = "base-jk" // two variants of one resource
-		}
 		switch r.key {
 		case "a":
 			e.RequestHeader = http.Header{"Authorization": {"REDACTED"}, "Accept": {"application/json"}}
@@ -75,6 +72,9 @@ func fixture() []*cache.Entry {
 			e.RequestHeader = http.Header{"cookie": {"REDACTED"}} // credentials match in any case
 		case "b":
 			e.RequestHeader = http.Header{"Accept": {"Authorization"}} // a value is not a name
+		}
+		if r.key == "j" || r.key == "k" {
+			e.BaseKey = "base-jk" // two variants of one resource
 		}
 		entries[i] = e
 	}
