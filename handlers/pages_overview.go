@@ -43,7 +43,7 @@ func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
 		us.Spark = spark(hist, u.Name, snap.Time)
 		v.Upstreams = append(v.Upstreams, us)
 		for _, rs := range st.Rules(u.Name) {
-			v.Rules = append(v.Rules, views.RuleRow{Upstream: u.Name, Rule: rs.Rule, Stored: rs.Stored, Hits: rs.Hits})
+			v.Rules = append(v.Rules, views.OverviewRule{Upstream: u.Name, Rule: rs.Rule, Stored: rs.Stored, Hits: rs.Hits})
 		}
 	}
 	figs := a.liveFigures.wait(r.Context())

@@ -19,7 +19,7 @@ type OverviewView struct {
 	Dist Distribution
 	// Rules are the rules that set expiries, with what they stored and
 	// how often it was hit, per upstream.
-	Rules []RuleRow
+	Rules []OverviewRule
 	// Hottest and Largest are the chosen backend's top entries.
 	Hottest, Largest []TopEntry
 	TopErr           string
@@ -81,8 +81,8 @@ type Bucket struct {
 	Link  string
 }
 
-// RuleRow is one rule of one upstream.
-type RuleRow struct {
+// OverviewRule is one rule of one upstream.
+type OverviewRule struct {
 	Upstream, Rule string
 	Stored, Hits   int64
 }
