@@ -18,8 +18,8 @@ func tileValue(id string) string {
 	return `(document.querySelector('[data-testid="` + id + `"] [data-testid="tile-value"]') || {}).textContent`
 }
 
-// waitJS polls the page until expr is true: the page changed by itself.
-func waitJS(t *testing.T, b *browser, what, expr string) {
+// waitPage polls the page until expr is true: the page changed by itself.
+func waitPage(t *testing.T, b *browser, what, expr string) {
 	t.Helper()
 	if err := chromedp.Run(b.ctx, chromedp.Poll(expr, nil)); err != nil {
 		var state string
@@ -44,7 +44,7 @@ func TestBrowserOverviewLive(t *testing.T) {
 	b := newBrowser(t)
 	open := `document.querySelector('[data-testid="live-status"]').dataset.state === "open"`
 	run(t, b, emulate(desktop), chromedp.Navigate(base+"/"), chromedp.WaitVisible(byTestID("overview"), chromedp.ByQuery))
-	waitJS(t, b, "the socket", open)
+	waitPage(t, b, "the socket", open)
 	if got := testText(t, b, "privacy-link"); got != "1" {
 		t.Errorf("privacy audit counts %q entries with a token in the clear, want 1", got)
 	}
@@ -71,15 +71,15 @@ func TestBrowserOverviewLive(t *testing.T) {
 	for range 3 {
 		wantCache(t, get(t, base+"/fetch/bin/get?n=1"), "HIT")
 	}
-	waitJS(t, b, "5 requests on the tile", tileValue("total-requests")+` === "5"`)
-	waitJS(t, b, "3 hits", tileValue("total-hits")+` === "3"`)
+	waitPage(t, b, "5 requests on the tile", tileValue("total-requests")+` === "5"`)
+	waitPage(t, b, "3 hits", tileValue("total-hits")+` === "3"`)
 	if got := testText(t, b, "upstream-requests"); got != "5" {
 		t.Errorf("upstream row says %q requests, want 5", got)
 	}
 	// The hits area of the chart has points now.
-	waitJS(t, b, "the hits area", `(document.querySelector('[data-series="s-hit"]').getAttribute('d') || '').includes('L')`)
+	waitPage(t, b, "the hits area", `(document.querySelector('[data-series="s-hit"]').getAttribute('d') || '').includes('L')`)
 	// The tail shows them, newest first.
-	waitJS(t, b, "4 tail rows", `document.querySelectorAll('[data-testid="tail-row"]').length === 4`)
+	waitPage(t, b, "4 tail rows", `document.querySelectorAll('[data-testid="tail-row"]').length === 4`)
 	if got := testText(t, b, "tail-rows"); !strings.Contains(got, "/get?n=1") {
 		t.Errorf("tail rows %q", got)
 	}
@@ -102,8 +102,8 @@ func TestBrowserOverviewLive(t *testing.T) {
 	run(t, b, chromedp.Click(byTestID("tail-pause"), chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelectorAll('[data-testid="tail-row"]').length`, &rows))
 	wantCache(t, get(t, base+"/fetch/bin/get?n=1"), "HIT")
-	waitJS(t, b, "the paused tail to count the request", `document.querySelector('[data-testid="tail-state"]').textContent.includes("1 request not shown")`)
-	waitJS(t, b, "6 requests", tileValue("total-requests")+` === "6"`)
+	waitPage(t, b, "the paused tail to count the request", `document.querySelector('[data-testid="tail-state"]').textContent.includes("1 request not shown")`)
+	waitPage(t, b, "6 requests", tileValue("total-requests")+` === "6"`)
 	var after int
 	run(t, b, chromedp.Evaluate(`document.querySelectorAll('[data-testid="tail-row"]').length`, &after))
 	if after != rows {
@@ -132,7 +132,7 @@ func TestBrowserOverviewLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopServer(t, srv)
-	waitJS(t, b, "the disconnected banner", `!document.getElementById('live-banner').hidden && document.querySelector('[data-testid="overview"]').classList.contains('disconnected')`)
+	waitPage(t, b, "the disconnected banner", `!document.getElementById('live-banner').hidden && document.querySelector('[data-testid="overview"]').classList.contains('disconnected')`)
 	if got := testText(t, b, "live-status"); !strings.Contains(got, "offline") {
 		t.Errorf("live status %q while the server is down", got)
 	}
@@ -152,10 +152,10 @@ func TestBrowserOverviewLive(t *testing.T) {
 	// the new server's history and counters.
 	cfg.Listen = "127.0.0.1:" + port
 	srv = startServer(t, cfg)
-	waitJS(t, b, "the reconnect", open+` && document.getElementById('live-banner').hidden`)
+	waitPage(t, b, "the reconnect", open+` && document.getElementById('live-banner').hidden`)
 	wantCache(t, get(t, srv.URL()+"/fetch/bin/get?n=1"), "HIT")
-	waitJS(t, b, "the restarted server's count", tileValue("total-requests")+` === "1"`)
-	waitJS(t, b, "the figures ungreyed", `!document.querySelector('[data-testid="overview"]').classList.contains('disconnected')`)
+	waitPage(t, b, "the restarted server's count", tileValue("total-requests")+` === "1"`)
+	waitPage(t, b, "the figures ungreyed", `!document.querySelector('[data-testid="overview"]').classList.contains('disconnected')`)
 	screenshot(t, b, "overview-live-reconnected")
 	browserErrors(t, b, "the reconnected overview")
 }
@@ -189,7 +189,7 @@ func TestBrowserOverviewCharts(t *testing.T) {
 		spark = append(spark, float64(hits+16))
 	}
 	v.Upstreams = []views.UpstreamStats{{Name: "github", URL: "https://api.github.com", Backend: "default", Mode: "requests-cache", Counters: v.Total, Spark: spark}}
-	v.Rules = []views.RuleRow{{Upstream: "github", Rule: `urls_expire_after pattern "/repos/*"`, Stored: 9000, Hits: 61000}, {Upstream: "github", Rule: "expire_after", Stored: 3000, Hits: 9000}}
+	v.Rules = []views.OverviewRule{{Upstream: "github", Rule: `urls_expire_after pattern "/repos/*"`, Stored: 9000, Hits: 61000}, {Upstream: "github", Rule: "expire_after", Stored: 3000, Hits: 9000}}
 	l := views.Layout{Title: "Overview", Active: "/", Path: "/", Backend: "default", DefaultBackend: "default",
 		Backends: []views.BackendChoice{{Name: "default", Kind: "sqlite", Entries: 120000, Bytes: 900 << 20}}}
 	base := serveComponent(t, views.Overview(l, v))
