@@ -30,8 +30,9 @@ func TestOverviewPageLiveParts(t *testing.T) {
 	if got := text(testid(testid(doc, "total-bytes-from-cache"), "tile-value")); got == "0 B" {
 		t.Error("two hits served no bytes from cache")
 	}
-	// The socket is asked for the topics the page shows.
-	if got, _ := testid(doc, "overview").Attr("data-live-topics"); got != "stats,requests" {
+	// The socket is asked for the topics the page shows, jobs included:
+	// a job's toast follows it on every page.
+	if got, _ := testid(doc, "overview").Attr("data-live-topics"); got != "jobs,stats,requests" {
 		t.Errorf("data-live-topics %q", got)
 	}
 	if testid(doc, "live-status").Length() != 1 || testid(doc, "live-banner").AttrOr("hidden", "x") == "x" {

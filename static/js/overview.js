@@ -1,6 +1,7 @@
 // overview.js keeps the overview page live. live.js owns the socket (the
-// page asks for the stats and requests topics with data-live-topics); this
-// file listens to its events:
+// page asks for the stats and requests topics with data-live-topics, and
+// jobs, so that a job's toast follows it here too); this file listens to
+// its events:
 //
 //   cachegate:stats       tiles, tables and charts; the first message after
 //                         every (re)connect carries the server's whole
