@@ -30,6 +30,11 @@ const (
 type Filter struct {
 	// Keys, when not empty, restricts to these keys.
 	Keys []string
+	// Credentials selects the entries stored from a request that carried
+	// a credential (one of CredentialHeaders, in any case, names a field
+	// of RequestHeader, where the gateway records it as REDACTED): what a
+	// privacy audit looks for.
+	Credentials bool
 	// BaseKey restricts to the variants of one resource.
 	BaseKey string
 	// Upstream is an exact upstream name.
@@ -68,6 +73,9 @@ type Filter struct {
 // matches every entry: what a destructive operation must not do by
 // accident ({"min_size": "0"} names a field but bounds nothing).
 func (f Filter) SelectsAll() bool {
+	if f.Credentials {
+		return false
+	}
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
 		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.Reason == "" && f.MinSize == 0 && f.MaxSize == 0 &&
 		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
@@ -99,6 +107,9 @@ func (f Filter) At() time.Time {
 // conformance suite checks).
 func (f Filter) Match(e *Entry) bool {
 	if len(f.Keys) > 0 && !contains(f.Keys, e.Key) {
+		return false
+	}
+	if f.Credentials && !HasCredential(e.RequestHeader) {
 		return false
 	}
 	if f.BaseKey != "" && e.BaseKey != f.BaseKey {
@@ -168,6 +179,16 @@ func (f Filter) Match(e *Entry) bool {
 		return false
 	}
 	return true
+}
+
+// HasCredential reports whether h names one of CredentialHeaders.
+func HasCredential(h map[string][]string) bool {
+	for name := range h {
+		if IsCredential(name) {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

@@ -118,6 +118,7 @@ func (g *Gateway) joinMiss(w http.ResponseWriter, r *http.Request, up *upstream,
 		return false
 	}
 	up.counters.Requests.Add(1)
+	up.counters.Coalesced.Add(1)
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.answer(rw, r, up, kr, shared, nil, "uri-miss", cache.Judgement{})

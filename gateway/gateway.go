@@ -59,8 +59,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
-	// StatsInterval is how often a snapshot goes into the stats history
-	// (default 5s); HitFlushInterval how often hit counts reach the
+	// StatsInterval is how often a sample goes into the stats history
+	// (default 1s: the overview charts one point a second); HitFlushInterval how often hit counts reach the
 	// backends (default 5s: a key hit a thousand times in between costs
 	// the backend one update, which at a million SQLite entries is a
 	// tenth of the CPU of serving its hits if done every second).
@@ -203,7 +203,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		g.names = append(g.names, u.Name)
 	}
 	sort.Strings(g.names)
-	g.stats = NewStats(g.names...)
+	g.stats = newStats(g.now, g.names...)
 	for name, u := range g.upstreams {
 		u.counters = g.stats.Upstream(name)
 	}
@@ -214,7 +214,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 func (g *Gateway) startLoops(opts Options) {
 	statsEvery := opts.StatsInterval
 	if statsEvery <= 0 {
-		statsEvery = 5 * time.Second
+		statsEvery = time.Second
 	}
 	flushEvery := opts.HitFlushInterval
 	if flushEvery <= 0 {
@@ -227,13 +227,13 @@ func (g *Gateway) startLoops(opts Options) {
 		flushTick := time.NewTicker(flushEvery)
 		defer statsTick.Stop()
 		defer flushTick.Stop()
-		g.stats.Record()
+		g.stats.Tick(g.now())
 		for {
 			select {
 			case <-g.stop:
 				return
 			case <-statsTick.C:
-				g.stats.Record()
+				g.stats.Tick(g.now())
 			case <-flushTick.C:
 				g.FlushHits(context.Background())
 			}

@@ -102,11 +102,21 @@ var refusedMethods = map[string]string{
 // published tells the event hub's subscribers (the dashboard) about a
 // request that has been answered, and recycles its writer.
 func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, rw *countingWriter) {
+	var took time.Duration
+	if outcome == Miss || outcome == Revalidated {
+		// Hits were timed by countCached; only answers that waited for
+		// the upstream pay for another clock read here.
+		took = time.Since(start)
+		up.counters.missLatency.observe(took)
+	}
 	if g.hub.Subscribers() > 0 {
+		if took == 0 {
+			took = time.Since(start)
+		}
 		g.hub.Publish(Event{
 			Type: "request", Time: start, Upstream: up.Name, Method: r.Method,
 			URL: RedactURL(target, &up.Policy), Cache: outcome, Status: rw.status,
-			Bytes: rw.n, Duration: float64(time.Since(start).Microseconds()) / 1000,
+			Bytes: rw.n, Duration: float64(took.Microseconds()) / 1000,
 		})
 	}
 	*rw = countingWriter{}
@@ -329,14 +339,15 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 
 // countCached counts an answer from the cache.
 func (g *Gateway) countCached(w *countingWriter, up *upstream, e *cache.Entry, xcache string, now, start time.Time) string {
+	took := time.Since(start)
 	if xcache == Hit {
-		up.counters.Hits.Add(1)
+		up.counters.countHit(fetchLatency(e), took, RuleOf(e.Reason))
 	} else {
 		up.counters.Stale.Add(1)
 	}
 	up.counters.BytesFromCache.Add(w.n)
 	up.counters.CacheAnswers.Add(1)
-	up.counters.CacheNanos.Add(int64(time.Since(start)))
+	up.counters.CacheNanos.Add(int64(took))
 	up.hits.record(e.Key, now)
 	return xcache
 }
@@ -578,6 +589,7 @@ func (g *Gateway) fetchShared(w *countingWriter, r *http.Request, up *upstream, 
 		return res
 	}
 	if shared, ok := forWaiter(res, kr); ok {
+		up.counters.Coalesced.Add(1)
 		return shared
 	}
 	return g.fetch(r.Context(), up, kr, stale, r, out)
@@ -710,6 +722,7 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 		} else {
 			res.stored = true
 			res.shareable = true
+			up.counters.rules.stored(RuleOf(dec.Reason))
 		}
 	}
 	return res

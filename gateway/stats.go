@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/cachegate/cachegate/cache"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ type Counters struct {
 	Misses            atomic.Int64
 	Stale             atomic.Int64
 	Revalidated       atomic.Int64
+	Coalesced         atomic.Int64 // misses answered by another request's upstream call
 	Bypass            atomic.Int64
 	Errors            atomic.Int64
 	BytesFromCache    atomic.Int64
@@ -22,6 +25,14 @@ type Counters struct {
 	UpstreamCalls     atomic.Int64
 	CacheNanos        atomic.Int64 // from arrival to answer, of the requests answered from the cache
 	CacheAnswers      atomic.Int64
+	// SavedNanos sums, over the hits, what fetching each hit entry from
+	// the upstream cost when it was stored (see fetchLatency).
+	SavedNanos atomic.Int64
+
+	// hitLatency and missLatency are the answer times of hits and of
+	// upstream answers, for the history's percentiles.
+	hitLatency, missLatency histogram
+	rules                   ruleCounts
 }
 
 // CounterValues is a snapshot of Counters with derived figures.
@@ -31,6 +42,7 @@ type CounterValues struct {
 	Misses            int64 `json:"misses"`
 	Stale             int64 `json:"stale"`
 	Revalidated       int64 `json:"revalidated"`
+	Coalesced         int64 `json:"coalesced"`
 	Bypass            int64 `json:"bypass"`
 	Errors            int64 `json:"errors"`
 	BytesFromCache    int64 `json:"bytes_from_cache"`
@@ -39,14 +51,16 @@ type CounterValues struct {
 	UpstreamNanos     int64 `json:"upstream_ns"`
 	CacheAnswers      int64 `json:"cache_answers"`
 	CacheNanos        int64 `json:"cache_ns"`
+	SavedNanos        int64 `json:"saved_ns"`
 	// HitRatio is (hits + stale) / (hits + stale + misses + revalidated);
 	// bypassed requests do not count.
 	HitRatio float64 `json:"hit_ratio"`
 	// AvgUpstreamMs and AvgCacheMs are mean answer times.
 	AvgUpstreamMs float64 `json:"avg_upstream_ms"`
 	AvgCacheMs    float64 `json:"avg_cache_ms"`
-	// TimeSavedMs estimates the upstream time cache answers spared clients:
-	// answers from cache times (mean upstream time - mean cache time).
+	// TimeSavedMs is the upstream time the hits spared: for each hit, how
+	// long the upstream took to answer the entry's fetch (SavedNanos in
+	// milliseconds).
 	TimeSavedMs float64 `json:"time_saved_ms"`
 }
 
@@ -54,29 +68,34 @@ type CounterValues struct {
 func (c *Counters) Values() CounterValues {
 	v := CounterValues{
 		Requests: c.Requests.Load(), Hits: c.Hits.Load(), Misses: c.Misses.Load(),
-		Stale: c.Stale.Load(), Revalidated: c.Revalidated.Load(), Bypass: c.Bypass.Load(),
-		Errors: c.Errors.Load(), BytesFromCache: c.BytesFromCache.Load(),
+		Stale: c.Stale.Load(), Revalidated: c.Revalidated.Load(), Coalesced: c.Coalesced.Load(),
+		Bypass: c.Bypass.Load(), Errors: c.Errors.Load(), BytesFromCache: c.BytesFromCache.Load(),
 		BytesFromUpstream: c.BytesFromUpstream.Load(), UpstreamCalls: c.UpstreamCalls.Load(),
 		UpstreamNanos: c.UpstreamNanos.Load(), CacheAnswers: c.CacheAnswers.Load(), CacheNanos: c.CacheNanos.Load(),
+		SavedNanos: c.SavedNanos.Load(),
 	}
 	v.derive()
 	return v
 }
 
 func (v *CounterValues) derive() {
-	served := v.Hits + v.Stale
-	if total := served + v.Misses + v.Revalidated; total > 0 {
-		v.HitRatio = float64(served) / float64(total)
-	}
+	v.HitRatio = hitRatio(v.Hits, v.Stale, v.Misses, v.Revalidated)
 	if v.UpstreamCalls > 0 {
 		v.AvgUpstreamMs = float64(v.UpstreamNanos) / float64(v.UpstreamCalls) / 1e6
 	}
 	if v.CacheAnswers > 0 {
 		v.AvgCacheMs = float64(v.CacheNanos) / float64(v.CacheAnswers) / 1e6
 	}
-	if saved := v.AvgUpstreamMs - v.AvgCacheMs; saved > 0 {
-		v.TimeSavedMs = saved * float64(served)
+	v.TimeSavedMs = float64(v.SavedNanos) / 1e6
+}
+
+// hitRatio is the share of cacheable answers that came from the cache.
+func hitRatio(hits, stale, misses, revalidated int64) float64 {
+	served := hits + stale
+	if total := served + misses + revalidated; total > 0 {
+		return float64(served) / float64(total)
 	}
+	return 0
 }
 
 func (v *CounterValues) add(o CounterValues) {
@@ -85,6 +104,7 @@ func (v *CounterValues) add(o CounterValues) {
 	v.Misses += o.Misses
 	v.Stale += o.Stale
 	v.Revalidated += o.Revalidated
+	v.Coalesced += o.Coalesced
 	v.Bypass += o.Bypass
 	v.Errors += o.Errors
 	v.BytesFromCache += o.BytesFromCache
@@ -93,6 +113,18 @@ func (v *CounterValues) add(o CounterValues) {
 	v.UpstreamNanos += o.UpstreamNanos
 	v.CacheAnswers += o.CacheAnswers
 	v.CacheNanos += o.CacheNanos
+	v.SavedNanos += o.SavedNanos
+}
+
+// countHit counts a hit of an entry whose upstream fetch took fetched and
+// whose expiry was set by rule, answered in took.
+func (c *Counters) countHit(fetched, took time.Duration, rule string) {
+	c.Hits.Add(1)
+	if fetched > 0 {
+		c.SavedNanos.Add(int64(fetched))
+	}
+	c.hitLatency.observe(took)
+	c.rules.hit(rule)
 }
 
 // Snapshot is the state of every upstream's counters at one time.
@@ -102,25 +134,29 @@ type Snapshot struct {
 	Total     CounterValues            `json:"total"`
 }
 
-// Stats holds the counters of every upstream and a short history of
-// snapshots for charts.
+// Stats holds the counters of every upstream and the history of
+// one-second samples for charts.
 type Stats struct {
+	names    []string             // sorted; a sample's points are in this order
 	counters map[string]*Counters // fixed at construction: read without a lock
+	now      func() time.Time
 
-	mu      sync.Mutex // protects history
-	history []Snapshot // oldest first, at most historyLen
+	history history
 }
 
-// historyLen snapshots are kept: at the default interval of 5 s, the last
-// 10 minutes.
-const historyLen = 120
+// NewStats returns counters for the named upstreams, on the wall clock.
+func NewStats(upstreams ...string) *Stats { return newStats(time.Now, upstreams...) }
 
-// NewStats returns counters for the named upstreams.
-func NewStats(upstreams ...string) *Stats {
-	s := &Stats{counters: make(map[string]*Counters, len(upstreams))}
+func newStats(now func() time.Time, upstreams ...string) *Stats {
+	s := &Stats{counters: make(map[string]*Counters, len(upstreams)), now: now}
 	for _, u := range upstreams {
+		if _, dup := s.counters[u]; dup {
+			continue
+		}
 		s.counters[u] = &Counters{}
+		s.names = append(s.names, u)
 	}
+	s.history.init(s.names)
 	return s
 }
 
@@ -129,7 +165,7 @@ func (s *Stats) Upstream(name string) *Counters { return s.counters[name] }
 
 // Snapshot returns the current values.
 func (s *Stats) Snapshot() Snapshot {
-	snap := Snapshot{Time: time.Now(), Upstreams: make(map[string]CounterValues, len(s.counters))}
+	snap := Snapshot{Time: s.now(), Upstreams: make(map[string]CounterValues, len(s.counters))}
 	for name, c := range s.counters {
 		v := c.Values()
 		snap.Upstreams[name] = v
@@ -139,23 +175,117 @@ func (s *Stats) Snapshot() Snapshot {
 	return snap
 }
 
-// Record appends the current values to the history, dropping the oldest
-// beyond its length. The gateway calls it on a timer.
-func (s *Stats) Record() Snapshot {
-	snap := s.Snapshot()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.history) == historyLen {
-		copy(s.history, s.history[1:])
-		s.history = s.history[:historyLen-1]
-	}
-	s.history = append(s.history, snap)
-	return snap
+// RuleStats is how one rule (the urls_expire_after pattern or header that
+// set the expiry) has paid off since the gateway started.
+type RuleStats struct {
+	Rule   string `json:"rule"`
+	Stored int64  `json:"stored"`
+	Hits   int64  `json:"hits"`
 }
 
-// History returns the recorded snapshots, oldest first.
-func (s *Stats) History() []Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Snapshot(nil), s.history...)
+// Rules returns the per-rule counts of one upstream, most hits first.
+func (s *Stats) Rules(upstream string) []RuleStats {
+	c := s.counters[upstream]
+	if c == nil {
+		return nil
+	}
+	return c.rules.list()
+}
+
+// maxRules bounds the rules counted per upstream: rules come from the
+// configuration and a handful of headers, so the bound is never reached
+// unless something is wrong; the rest count under otherRule.
+const maxRules = 64
+
+const otherRule = "other"
+
+// ruleCounts counts stores and hits per rule.
+type ruleCounts struct {
+	m sync.Map // rule -> *ruleCount; read without a lock on every hit
+	n atomic.Int32
+}
+
+type ruleCount struct{ stored, hits atomic.Int64 }
+
+func (rc *ruleCounts) get(rule string) *ruleCount {
+	if rule == "" {
+		rule = otherRule
+	}
+	if v, ok := rc.m.Load(rule); ok {
+		return v.(*ruleCount)
+	}
+	if rc.n.Load() >= maxRules {
+		rule = otherRule
+	} else {
+		rc.n.Add(1)
+	}
+	v, _ := rc.m.LoadOrStore(rule, &ruleCount{})
+	return v.(*ruleCount)
+}
+
+func (rc *ruleCounts) hit(rule string)    { rc.get(rule).hits.Add(1) }
+func (rc *ruleCounts) stored(rule string) { rc.get(rule).stored.Add(1) }
+
+func (rc *ruleCounts) list() []RuleStats {
+	var out []RuleStats
+	rc.m.Range(func(k, v any) bool {
+		c := v.(*ruleCount)
+		out = append(out, RuleStats{Rule: k.(string), Stored: c.stored.Load(), Hits: c.hits.Load()})
+		return true
+	})
+	sortRules(out)
+	return out
+}
+
+func sortRules(rs []RuleStats) {
+	// Insertion sort: a few dozen rules at most.
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && ruleLess(rs[j], rs[j-1]); j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+func ruleLess(a, b RuleStats) bool {
+	if a.Hits != b.Hits {
+		return a.Hits > b.Hits
+	}
+	if a.Stored != b.Stored {
+		return a.Stored > b.Stored
+	}
+	return a.Rule < b.Rule
+}
+
+// RuleOf names the rule an entry's Reason credits with its expiry, without
+// the values that vary from entry to entry: "urls_expire_after pattern
+// \"/api/*\"", "Cache-Control: max-age", "Expires", "expire_after". It is
+// what the per-rule counts are keyed by.
+func RuleOf(reason string) string {
+	r := reason
+	for _, sep := range []string{" gives ", " says ", " (", "; "} {
+		if i := strings.Index(r, sep); i >= 0 {
+			r = r[:i]
+		}
+	}
+	r = strings.TrimPrefix(r, "the upstream's ")
+	r = strings.TrimPrefix(r, "the request's ")
+	if i := strings.IndexByte(r, '='); i >= 0 && !strings.Contains(r, "pattern") {
+		r = r[:i]
+	}
+	r = strings.TrimSpace(r)
+	if r == "" {
+		return otherRule
+	}
+	return r
+}
+
+// fetchLatency is what fetching e from the upstream took: from sending
+// the request to its response headers (RequestTime to Created, which
+// every backend keeps). A revalidated entry's is its revalidation's.
+// Entries without both times count 0.
+func fetchLatency(e *cache.Entry) time.Duration {
+	if e.RequestTime.IsZero() || e.Created.IsZero() {
+		return 0
+	}
+	return max(e.Created.Sub(e.RequestTime), 0)
 }

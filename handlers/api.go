@@ -88,7 +88,8 @@ type API struct {
 	disabled    string
 	concurrency int
 	jobs        *jobs.Registry
-	events      *events // the /ws clients' shared state
+	events      *events      // the /ws clients' shared state
+	liveFigures *figureCache // backend sizes for the overview and /ws, counted at most every few seconds
 
 	hosts       map[string]bool // admin_hosts and the listen host, lower case
 	proxies     []netip.Prefix
@@ -123,6 +124,7 @@ func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
 	_, _ = rand.Read(a.localSecret[:]) // never fails (crypto/rand)
 	a.signins = newLimiter(a.now)
 	a.events = newEvents(opts.Events)
+	a.liveFigures = newFigureCache(a)
 	for name := range a.backends {
 		a.names = append(a.names, name)
 	}

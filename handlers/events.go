@@ -440,6 +440,18 @@ type message struct {
 	Job      *jobs.Snapshot    `json:"job,omitempty"`
 	Stats    *gateway.Snapshot `json:"stats,omitempty"`
 	Requests []gateway.Event   `json:"requests,omitempty"`
+	// Samples are, on a stats message, the one-second samples taken since
+	// the client's previous stats message, oldest first; with History set
+	// (the first message after subscribing, and so after every reconnect)
+	// they are the whole history the server holds, which replaces what
+	// the client charted.
+	Samples []gateway.Sample `json:"samples,omitempty"`
+	History bool             `json:"history,omitempty"`
+	// Minute sums the last minute of samples (its hit ratio, say).
+	Minute *gateway.Window `json:"minute,omitempty"`
+	// Backends are the entries and bytes of each backend, as counted at
+	// most a few seconds ago (the count is shared by every client).
+	Backends map[string]backendFigure `json:"backends,omitempty"`
 	// Skipped counts request events left out before this batch.
 	Skipped    int64     `json:"skipped,omitempty"`
 	Subscribed *[]string `json:"subscribed,omitempty"` // set, even to none, on "subscribed"
@@ -479,9 +491,18 @@ func (a *API) pump(c *wsClient) {
 			a.events.tail.remove(c)
 		}
 	}()
-	stats := func() bool {
-		snap := a.gw.Stats().Snapshot()
-		return c.enqueue(encode(message{Type: topicStats, Stats: &snap}))
+	var seq uint64 // the latest sample this client has
+	stats := func(fresh bool) bool {
+		st := a.gw.Stats()
+		snap := st.Snapshot()
+		m := message{Type: topicStats, Stats: &snap, History: fresh, Backends: a.liveFigures.get()}
+		if fresh {
+			seq = 0
+		}
+		m.Samples, seq = st.Since(seq)
+		w := st.Window(snap.Time, time.Minute)
+		m.Minute = &w
+		return c.enqueue(encode(m))
 	}
 	// apply changes the subscriptions to t, then confirms them: once a
 	// client reads "subscribed", nothing of its topics is missed. A new
@@ -525,7 +546,7 @@ func (a *API) pump(c *wsClient) {
 				}
 			}
 		}
-		return !newStats || stats()
+		return !newStats || stats(true)
 	}
 	if !apply(defaultTopics) {
 		return
@@ -561,7 +582,7 @@ func (a *API) pump(c *wsClient) {
 				return
 			}
 		case <-tickC:
-			if !stats() {
+			if !stats(false) {
 				return
 			}
 		}

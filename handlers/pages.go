@@ -10,7 +10,6 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/static"
 	"github.com/cachegate/cachegate/views"
 	"github.com/go-chi/chi/v5"
@@ -280,39 +279,6 @@ func (a *API) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 	a.render(w, r, http.StatusOK, views.SignIn(view))
 }
 
-// handleOverviewPage shows the gateway's counters per upstream and each
-// backend's size.
-func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
-	if _, _, _, ok := a.pageQuery(w, r); !ok {
-		return
-	}
-	snap := a.gw.Stats().Snapshot()
-	v := views.OverviewView{Total: counters(snap.Total)}
-	for _, u := range a.gw.Upstreams() {
-		v.Upstreams = append(v.Upstreams, views.UpstreamStats{
-			Name: u.Name, URL: u.URL, Backend: u.Backend, Mode: string(u.Policy.Mode),
-			Counters: counters(snap.Upstreams[u.Name]),
-		})
-	}
-	totals := a.countBackends(r.Context())
-	for _, name := range a.names {
-		b := a.backends[name]
-		if a.canonical[b] != name {
-			continue // an alias: counting it again would double the totals
-		}
-		t := totals[b]
-		s := views.BackendSummary{Name: name, Kind: backendKind(a.dsns[name]), Entries: t.Entries, Bytes: t.Bytes}
-		if sz, ok := b.(cache.Sizer); ok {
-			s.MaxBytes = sz.MaxBytes()
-		}
-		if t.err != nil {
-			s.Err = t.err.Error()
-		}
-		v.Backends = append(v.Backends, s)
-	}
-	a.render(w, r, http.StatusOK, views.Overview(a.layout(r, "Overview", "/"), v))
-}
-
 // handleBackendsPage shows every backend with its DSN (credentials
 // masked), size and health, as GET /api/backends reports them.
 func (a *API) handleBackendsPage(w http.ResponseWriter, r *http.Request) {
@@ -365,12 +331,4 @@ func healthMessage(err error) string {
 		return "no answer within " + healthTimeout.String()
 	}
 	return err.Error()
-}
-
-// counters copies the gateway's counters into the view-model.
-func counters(c gateway.CounterValues) views.Counters {
-	return views.Counters{
-		Requests: c.Requests, Hits: c.Hits, Misses: c.Misses, Stale: c.Stale,
-		Revalidated: c.Revalidated, Bypass: c.Bypass, Errors: c.Errors, HitRatio: c.HitRatio,
-	}
 }

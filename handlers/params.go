@@ -21,7 +21,7 @@ import (
 // filterParams are the names of the entry filter, the same in query
 // strings (GET /api/entries) and in the "filter" object of bulk bodies.
 var filterParams = []string{
-	"upstream", "url", "method", "status", "content_type", "freshness",
+	"credentials", "upstream", "url", "method", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
 	"expires_after", "expires_before", "base_key", "reason",
 }
@@ -86,6 +86,13 @@ func paramError(name, value, accepted string) *Error {
 func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, error) {
 	f := cache.Filter{Now: now}
 	get := func(name string) string { return strings.TrimSpace(v.Get(name)) }
+	switch s := get("credentials"); s {
+	case "":
+	case "true", "false":
+		f.Credentials = s == "true"
+	default:
+		return f, paramError(prefix+"credentials", s, "true, false")
+	}
 	f.Upstream = get("upstream")
 	f.URL = get("url")
 	f.Method = strings.ToUpper(get("method"))

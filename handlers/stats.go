@@ -15,9 +15,10 @@ type statsJSON struct {
 	Total     gateway.CounterValues            `json:"total"`
 	// Backends holds the entries and stored bytes of each backend.
 	Backends map[string]cache.Totals `json:"backends"`
-	// History holds recent snapshots, oldest first, for charts; left out
-	// with history=false.
-	History []gateway.Snapshot `json:"history,omitempty"`
+	// History holds the one-second samples of the last
+	// gateway.HistoryLen seconds, oldest first, for charts; left out with
+	// history=false.
+	History []gateway.Sample `json:"history,omitempty"`
 }
 
 // handleStats answers the gateway counters per upstream and in total, the

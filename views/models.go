@@ -117,35 +117,6 @@ type SignInView struct {
 	SignedOut bool
 }
 
-// OverviewView is the overview page.
-type OverviewView struct {
-	Total     Counters
-	Upstreams []UpstreamStats
-	Backends  []BackendSummary
-}
-
-// Counters are the gateway's request counters for one upstream or all.
-type Counters struct {
-	Requests, Hits, Misses, Stale, Revalidated, Bypass, Errors int64
-	// HitRatio is in [0, 1].
-	HitRatio float64
-}
-
-// UpstreamStats is one upstream's row on the overview.
-type UpstreamStats struct {
-	Name, URL, Backend, Mode string
-	Counters
-}
-
-// BackendSummary is one backend's row on the overview.
-type BackendSummary struct {
-	Name, Kind string
-	Entries    int64
-	Bytes      int64
-	MaxBytes   int64 // 0: no cap
-	Err        string
-}
-
 // BackendRow is one backend on the Backends page.
 type BackendRow struct {
 	Name string

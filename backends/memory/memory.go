@@ -311,6 +311,9 @@ func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, erro
 // isEmpty reports whether f matches everything, so Count can answer from
 // its running totals.
 func isEmpty(f cache.Filter) bool {
+	if f.Credentials {
+		return false
+	}
 	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
 		f.Status == 0 && f.ContentType == "" && f.Freshness == cache.AnyFreshness &&
 		f.MinSize == 0 && f.MaxSize == 0 && f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() &&

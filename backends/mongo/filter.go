@@ -19,6 +19,15 @@ func query(f cache.Filter) bson.D {
 	if len(f.Keys) > 0 {
 		add("_id", bson.D{{Key: "$in", Value: f.Keys}})
 	}
+	if f.Credentials {
+		names := make([]string, len(cache.CredentialHeaders))
+		for i, n := range cache.CredentialHeaders {
+			names[i] = regexp.QuoteMeta(n)
+		}
+		// Header names compare without case, as cache.IsCredential does (a
+		// name holds no newline, so $ is the end).
+		add("req_header.k", bson.Regex{Pattern: `^(?:` + strings.Join(names, "|") + `)$`, Options: "i"})
+	}
 	if f.BaseKey != "" {
 		add("base", f.BaseKey)
 	}

@@ -198,6 +198,14 @@ func whereClause(f cache.Filter) (where []string, args []any) {
 	if len(f.Keys) > 0 {
 		add("e.key IN (?"+strings.Repeat(", ?", len(f.Keys)-1)+")", anys(f.Keys)...)
 	}
+	if f.Credentials {
+		// request_header is a JSON object keyed by header name.
+		names := make([]string, len(cache.CredentialHeaders))
+		for i, n := range cache.CredentialHeaders {
+			names[i] = strings.ToLower(n)
+		}
+		add("EXISTS (SELECT 1 FROM json_each(e.request_header) WHERE lower(json_each.key) IN (?"+strings.Repeat(", ?", len(names)-1)+"))", anys(names)...)
+	}
 	if f.BaseKey != "" {
 		add("e.base_key = ?", f.BaseKey)
 	}

@@ -65,6 +65,14 @@ func fixture() []*cache.Entry {
 		if r.hits > 0 {
 			e.LastHit = e.Created.Add(time.Second)
 		}
+		switch r.key {
+		case "a":
+			e.RequestHeader = http.Header{"Authorization": {"REDACTED"}, "Accept": {"application/json"}}
+		case "h":
+			e.RequestHeader = http.Header{"cookie": {"REDACTED"}} // credentials match in any case
+		case "b":
+			e.RequestHeader = http.Header{"Accept": {"Authorization"}} // a value is not a name
+		}
 		if r.key == "j" || r.key == "k" {
 			e.BaseKey = "base-jk" // two variants of one resource
 		}
@@ -170,6 +178,8 @@ func filterCases() []struct {
 		{"reason with upstream", cache.Filter{Upstream: "other", Reason: "urls_expire_after"}, []string{"h", "i"}},
 		{"combined", cache.Filter{Upstream: "demo", Method: "GET", Freshness: cache.Expired, Now: now}, []string{"e", "g"}},
 		{"combined none", cache.Filter{Upstream: "github", ContentType: "image/"}, nil},
+		{"credentials", cache.Filter{Credentials: true}, []string{"a", "h"}},
+		{"credentials combined", cache.Filter{Credentials: true, Upstream: "other"}, []string{"h"}},
 	}
 }
 

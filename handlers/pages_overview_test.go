@@ -1,0 +1,104 @@
+package handlers_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The overview shows what the gateway counted, the rule that paid off,
+// the chosen backend's top entries and histograms linking to the entries
+// they count, and the privacy audit's finding with its filter.
+func TestOverviewPageLiveParts(t *testing.T) {
+	p := newPages(t, pagesConfig{})
+	p.fetch(t, "/a", "MISS")
+	p.fetch(t, "/a", "HIT")
+	p.fetch(t, "/a", "HIT")
+	p.fetch(t, "/b?token=s3cret", "MISS")
+	p.gw.FlushHits(context.Background())
+
+	doc := p.get(t, "/", http.StatusOK)
+	for id, want := range map[string]string{
+		"total-requests": "4", "total-hits": "2", "total-misses": "2", "total-coalesced": "0",
+		"total-errors": "0", "total-hit-ratio": "50.0 %",
+	} {
+		if got := text(testid(testid(doc, id), "tile-value")); got != want {
+			t.Errorf("tile %s = %q, want %q", id, got, want)
+		}
+	}
+	if got := text(testid(testid(doc, "total-bytes-from-cache"), "tile-value")); got == "0 B" {
+		t.Error("two hits served no bytes from cache")
+	}
+	// The socket is asked for the topics the page shows, jobs included:
+	// a job's toast follows it on every page.
+	if got, _ := testid(doc, "overview").Attr("data-live-topics"); got != "jobs,stats,requests" {
+		t.Errorf("data-live-topics %q", got)
+	}
+	if testid(doc, "live-status").Length() != 1 || testid(doc, "live-banner").AttrOr("hidden", "x") == "x" {
+		t.Error("no live status, or the disconnected banner shows before any disconnect")
+	}
+
+	rule := testid(doc, "rule-row")
+	if rule.Length() != 1 || text(testid(rule, "rule-name")) != "expire_after" ||
+		text(testid(rule, "rule-stored")) != "2" || text(testid(rule, "rule-hits")) != "2" {
+		t.Errorf("rules table: %q", text(testid(doc, "rule-stats")))
+	}
+
+	hot := testid(testid(doc, "top-hottest"), "top-entry")
+	if hot.Length() != 1 || !strings.Contains(text(hot), "/a") || !strings.Contains(text(hot), "2 hits") {
+		t.Fatalf("hottest: %q", text(testid(doc, "top-hottest")))
+	}
+	if href, _ := hot.Find("a").Attr("href"); !strings.HasPrefix(href, "/entries/") {
+		t.Errorf("hottest entry links to %q, want its detail page", href)
+	}
+	if got := testid(testid(doc, "top-largest"), "top-entry").Length(); got != 2 {
+		t.Errorf("%d largest entries, want 2", got)
+	}
+
+	var sized int
+	for _, c := range testid(testid(doc, "dist-size"), "hist-count").Nodes {
+		if c.FirstChild != nil && c.FirstChild.Data != "0" {
+			sized++
+		}
+	}
+	if sized != 1 {
+		t.Errorf("%d size buckets hold entries, want the one of small bodies", sized)
+	}
+	firstBucket, _ := testid(testid(doc, "dist-size"), "hist-bucket").First().Find("a").Attr("href")
+	if !strings.Contains(firstBucket, "max_size=1023") {
+		t.Errorf("the smallest size bucket links to %q", firstBucket)
+	}
+
+	row := testid(doc, "privacy-row")
+	if row.Length() != 1 || row.AttrOr("data-finding", "") != "param-token" {
+		t.Fatalf("privacy audit: %q", text(testid(doc, "privacy")))
+	}
+	if href, _ := testid(row, "privacy-link").Attr("href"); href != "/entries?url=%2Atoken%3D%2A" || text(testid(row, "privacy-link")) != "1" {
+		t.Errorf("privacy link %q (%q)", href, text(testid(row, "privacy-link")))
+	}
+	// The secret shows nowhere but in the entry's own URL, which the
+	// audit flags: not in the finding's text.
+	if strings.Contains(text(testid(doc, "privacy")), "s3cret") {
+		t.Error("the audit shows the secret")
+	}
+}
+
+// Entries without secret-looking parameters give a clear audit.
+func TestOverviewPrivacyAuditClear(t *testing.T) {
+	p := newPages(t, pagesConfig{})
+	p.fetch(t, "/a", "MISS")
+	doc := p.get(t, "/", http.StatusOK)
+	if testid(doc, "privacy-row").Length() != 0 || testid(doc, "privacy-clear").Length() != 1 {
+		t.Errorf("privacy audit of clean entries: %q", text(testid(doc, "privacy")))
+	}
+}
+
+// A bad ?backend= is a readable page, not the overview of another.
+func TestOverviewUnknownBackend(t *testing.T) {
+	p := newPages(t, pagesConfig{})
+	doc := p.get(t, "/?backend=nope", http.StatusNotFound)
+	if got := text(doc.Find("h1")); !strings.Contains(got, "No backend named") {
+		t.Errorf("title %q", got)
+	}
+}
