@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,18 +52,21 @@ type soakCount struct {
 
 // soakResult is what the soak measured.
 type soakResult struct {
-	duration               time.Duration
-	counts                 map[string]*soakCount
-	baseRSS, peakRSS       int // KiB
-	endRSS                 int
-	baseG, peakG, endG     int
-	settled                time.Duration // after the load, until goroutines were back
-	settleLimit            time.Duration
-	upstreamCallsDuring    int
-	slackG                 int
-	rssLimitKiB            int
-	gatewayExitedUnderLoad string
-	baseMem, endMem        map[string]int64 // runtime.MemStats before and after
+	duration           time.Duration
+	counts             map[string]*soakCount
+	baseRSS, peakRSS   int // KiB
+	endRSS             int
+	baseG, peakG, endG int
+	// baseEntries and endEntries are the cache's entries before and after:
+	// equal when no miss was stored, as the soak asks.
+	baseEntries, endEntries int64
+	settled                 time.Duration // after the load, until goroutines were back
+	settleLimit             time.Duration
+	upstreamCallsDuring     int
+	slackG                  int
+	rssLimitKiB             int
+	gatewayExitedUnderLoad  string
+	baseMem, endMem         map[string]int64 // runtime.MemStats before and after
 }
 
 // soakGateway builds bench/cmd/soakgw and starts it on a fresh SQLite file
@@ -195,6 +199,9 @@ func (b *bench) soak(ctx context.Context) (*soakResult, error) {
 	if res.baseMem, err = memStats(ctx, dbg, debug); err != nil {
 		return nil, err
 	}
+	if res.baseEntries, err = entriesIn(ctx, dbg, t.base); err != nil {
+		return nil, err
+	}
 	upBefore := b.upstreamRequests(ctx)
 	logf("soak: %s of mixed traffic; baseline %d goroutines, %s RSS", b.cfg.Soak, res.baseG, mib(res.baseRSS))
 
@@ -308,7 +315,29 @@ sample:
 		return res, err
 	}
 	res.rssLimitKiB = res.baseRSS + max(res.baseRSS/2, 16<<10)
+	if res.endEntries, err = entriesIn(ctx, dbg, t.base); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// entriesIn reads the number of entries the gateway's default backend
+// holds from its admin API.
+func entriesIn(ctx context.Context, client *http.Client, base string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/entries?limit=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var l listJSON
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || l.Total == nil {
+		return 0, fmt.Errorf("GET /api/entries: %s, no totals (%v)", resp.Status, err)
+	}
+	return l.Total.Entries, nil
 }
 
 // soakHits fetches the hot URLs back to back on one keep-alive client.
@@ -500,6 +529,7 @@ func (r *soakResult) checks() []string {
 	return []string{
 		fmt.Sprintf("%s soak: %d requests in %s, %d errors", verdict(errs == 0 && total > 0), total, r.duration, errs),
 		fmt.Sprintf("%s soak: goroutines back to %d after the load (baseline %d, peak %d; within %d of the baseline)", verdict(r.endG <= r.baseG+r.slackG), r.endG, r.baseG, r.peakG, r.slackG),
+		fmt.Sprintf("%s soak: %d entries stored after the load, %d before (its misses ask not to be stored)", verdict(r.endEntries == r.baseEntries), r.endEntries, r.baseEntries),
 		fmt.Sprintf("%s soak: RSS %s after the load (baseline %s, peak %s; at most %s, the baseline plus half or 16 MiB)", verdict(r.endRSS <= r.rssLimitKiB), mib(r.endRSS), mib(r.baseRSS), mib(r.peakRSS), mib(r.rssLimitKiB)),
 	}
 }

@@ -83,11 +83,12 @@ func TestSoakChecks(t *testing.T) {
 		change func(*soakResult)
 		want   []string // the verdict of each check, in order
 	}{
-		{name: "clean", change: func(*soakResult) {}, want: []string{"PASS", "PASS", "PASS"}},
-		{name: "an error", change: func(r *soakResult) { r.counts["slow"].errors = 1 }, want: []string{"FAIL", "PASS", "PASS"}},
-		{name: "no requests", change: func(r *soakResult) { r.counts = map[string]*soakCount{} }, want: []string{"FAIL", "PASS", "PASS"}},
-		{name: "goroutines left", change: func(r *soakResult) { r.endG = 26 }, want: []string{"PASS", "FAIL", "PASS"}},
-		{name: "memory kept", change: func(r *soakResult) { r.endRSS = 61 << 10 }, want: []string{"PASS", "PASS", "FAIL"}},
+		{name: "clean", change: func(*soakResult) {}, want: []string{"PASS", "PASS", "PASS", "PASS"}},
+		{name: "an error", change: func(r *soakResult) { r.counts["slow"].errors = 1 }, want: []string{"FAIL", "PASS", "PASS", "PASS"}},
+		{name: "no requests", change: func(r *soakResult) { r.counts = map[string]*soakCount{} }, want: []string{"FAIL", "PASS", "PASS", "PASS"}},
+		{name: "goroutines left", change: func(r *soakResult) { r.endG = 26 }, want: []string{"PASS", "FAIL", "PASS", "PASS"}},
+		{name: "misses stored", change: func(r *soakResult) { r.endEntries = 3000 }, want: []string{"PASS", "PASS", "FAIL", "PASS"}},
+		{name: "memory kept", change: func(r *soakResult) { r.endRSS = 61 << 10 }, want: []string{"PASS", "PASS", "PASS", "FAIL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,12 +59,17 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The soak's misses ask not to be stored (X-Cachegate-Expire-After:
+	// do_not_cache), so that the cache does not grow under it: clients
+	// may only say so where the upstream lets them.
+	policy := cache.DefaultPolicy(cache.Expiry(*expire))
+	policy.ClientOverrides = true
 	cfg := web.Config{
 		Listen:          *listen,
 		Backend:         *backend,
 		ExpireAfter:     cache.Expiry(*expire),
 		ShutdownTimeout: 5 * time.Second,
-		Upstreams:       []web.UpstreamConfig{{Name: name, URL: rawURL, Policy: cache.DefaultPolicy(cache.Expiry(*expire))}},
+		Upstreams:       []web.UpstreamConfig{{Name: name, URL: rawURL, Policy: policy}},
 	}
 	srv, err := web.Open(ctx, cfg, log)
 	if err != nil {
