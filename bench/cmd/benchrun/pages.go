@@ -14,7 +14,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // The admin pages' targets at a million entries (issue 13): the entries
@@ -42,7 +45,19 @@ type pagesResult struct {
 	// browsing loop, interleaved; loads counts the pages it loaded.
 	alone, browsing []wrkRun
 	loads           int
+	// watched are the hot-URL runs with overviewSockets /ws clients on the
+	// stats and requests topics, interleaved with alone; messages counts
+	// what they read.
+	watched  []wrkRun
+	messages int64
 }
+
+// overviewSockets is how many overview pages the cost of live pages is
+// measured with (issue 14: fifty cost under 3% of the hit throughput).
+const (
+	overviewSockets = 50
+	socketsSlowdown = 0.03
+)
 
 type pageTiming struct {
 	what, path string
@@ -122,8 +137,65 @@ func (b *bench) measurePages(ctx context.Context, large *target, m *millionResul
 		}
 		pr.browsing = append(pr.browsing, ru)
 		logRun(fmt.Sprintf("round %d hits, browsing", r), ru)
+
+		socks, err := openOverviews(ctx, large.base, overviewSockets, &pr.messages)
+		if err != nil {
+			return pr, err
+		}
+		ru, err = b.load(ctx, large, large.base+"/", "-s", script)
+		socks.close()
+		if err != nil {
+			return pr, err
+		}
+		pr.watched = append(pr.watched, ru)
+		logRun(fmt.Sprintf("round %d hits, %d /ws clients", r, overviewSockets), ru)
 	}
 	return pr, nil
+}
+
+// sockets are open /ws clients reading everything they are sent.
+type sockets struct {
+	conns []*websocket.Conn
+	wg    sync.WaitGroup
+}
+
+// openOverviews connects n /ws clients as overview pages do (stats and
+// the request tail) and reads their messages until close, counting them
+// into messages.
+func openOverviews(ctx context.Context, base string, n int, messages *int64) (*sockets, error) {
+	s := &sockets{}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws"
+	for range n {
+		c, _, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("dial %s: %w", u, err)
+		}
+		if err := c.WriteJSON(map[string][]string{"subscribe": {"jobs", "stats", "requests"}}); err != nil {
+			c.Close()
+			s.close()
+			return nil, err
+		}
+		s.conns = append(s.conns, c)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+				atomic.AddInt64(messages, 1)
+			}
+		}()
+	}
+	return s, nil
+}
+
+func (s *sockets) close() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.wg.Wait()
 }
 
 // getPage GETs an admin page (or, with accept, an asset) and returns its
@@ -194,6 +266,11 @@ func (pr *pagesResult) markdown(entries int) string {
 		w("Hits on the hot URLs while one client loads these pages every %s (%d pages loaded), in %d interleaved rounds: %s req/s against %s req/s with no page open (%.3f×).\n\n",
 			browseEvery, pr.loads, len(pr.alone), fmtRPS(br.rps), fmtRPS(a.rps), br.rps/a.rps)
 	}
+	if len(pr.alone) > 0 && len(pr.watched) > 0 {
+		a, wa := summarize(pr.alone), summarize(pr.watched)
+		w("The same hits with %d `/ws` clients connected as overview pages (stats, jobs and the request tail; %d messages read): %s req/s against %s req/s with none (%.3f×).\n\n",
+			overviewSockets, pr.messages, fmtRPS(wa.rps), fmtRPS(a.rps), wa.rps/a.rps)
+	}
 	return b.String()
 }
 
@@ -207,6 +284,11 @@ func (pr *pagesResult) checks(entries int) []string {
 		a, br := summarize(pr.alone), summarize(pr.browsing)
 		out = append(out, fmt.Sprintf("%s hits while browsing the pages: %s req/s against %s alone (%.3f×; target: at most %.0f%% slower)",
 			verdict(br.rps >= (1-browsingSlowdown)*a.rps), fmtRPS(br.rps), fmtRPS(a.rps), br.rps/a.rps, browsingSlowdown*100))
+	}
+	if len(pr.alone) > 0 && len(pr.watched) > 0 {
+		a, wa := summarize(pr.alone), summarize(pr.watched)
+		out = append(out, fmt.Sprintf("%s hits with %d overview sockets open: %s req/s against %s with none (%.3f×; target: at most %.0f%% slower)",
+			verdict(wa.rps >= (1-socketsSlowdown)*a.rps), overviewSockets, fmtRPS(wa.rps), fmtRPS(a.rps), wa.rps/a.rps, socketsSlowdown*100))
 	}
 	return out
 }
