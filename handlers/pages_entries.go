@@ -13,6 +13,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/jobs"
 	"github.com/cachegate/cachegate/views"
 )
 
@@ -427,37 +428,31 @@ func (a *API) handleEntriesRevalidate(w http.ResponseWriter, r *http.Request) {
 // handleEntriesCopy starts the copy job POST /api/export with "to"
 // starts, and comes back to the list following it.
 func (a *API) handleEntriesCopy(w http.ResponseWriter, r *http.Request) {
-	bf, ok := a.parseBulkForm(w, r)
-	if !ok {
-		return
-	}
-	to := bf.form.Get("to")
-	if to == "" {
-		a.renderError(w, r, http.StatusBadRequest, "No backend to copy to", "Pick a backend next to Copy and press it again; nothing was changed.")
-		return
-	}
-	j, err := a.startCopy(bf.name, bf.b, to, bf.f, bf.query())
-	if err != nil {
-		a.pageError(w, r, err)
-		return
-	}
-	http.Redirect(w, r, a.listURL(bf, url.Values{"job": {j.ID()}}), http.StatusSeeOther)
+	a.startTransferPage(w, r, "copy", a.startCopy)
 }
 
 // handleEntriesMove starts a move (a copy that then removes from this
 // backend exactly what it copied), and comes back to the list following
 // it.
 func (a *API) handleEntriesMove(w http.ResponseWriter, r *http.Request) {
+	a.startTransferPage(w, r, "move", a.startMove)
+}
+
+// startTransferPage reads the bulk bar's selection and target backend,
+// starts the job with start, and comes back to the list following it.
+func (a *API) startTransferPage(w http.ResponseWriter, r *http.Request, verb string,
+	start func(from string, b cache.Backend, to string, f cache.Filter, query string) (*jobs.Job, error)) {
 	bf, ok := a.parseBulkForm(w, r)
 	if !ok {
 		return
 	}
 	to := bf.form.Get("to")
 	if to == "" {
-		a.renderError(w, r, http.StatusBadRequest, "No backend to move to", "Pick a backend next to Move and press it again; nothing was changed.")
+		a.renderError(w, r, http.StatusBadRequest, "No backend to "+verb+" to",
+			"Pick a backend next to "+sentence(verb)+" and press it again; nothing was changed.")
 		return
 	}
-	j, err := a.startMove(bf.name, bf.b, to, bf.f, bf.query())
+	j, err := start(bf.name, bf.b, to, bf.f, bf.query())
 	if err != nil {
 		a.pageError(w, r, err)
 		return

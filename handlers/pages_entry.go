@@ -44,24 +44,11 @@ const (
 // handleEntryPage shows one entry: request, response, body, key, the rule
 // behind its expiry, and the actions.
 func (a *API) handleEntryPage(w http.ResponseWriter, r *http.Request) {
-	_, name, b, ok := a.pageQuery(w, r)
+	e, _, _, ok := a.pageEntry(w, r)
 	if !ok {
 		return
 	}
-	key, err := entryKey(r)
-	if err != nil {
-		a.pageError(w, r, err)
-		return
-	}
-	e, found, err := b.Get(r.Context(), key)
-	if err != nil {
-		a.backendDown(w, r, name, err)
-		return
-	}
-	if !found {
-		a.entryMissing(w, r, key)
-		return
-	}
+	key := e.Key
 	l := a.layout(r, "Entry "+key, "/entries")
 	a.render(w, r, http.StatusOK, views.Entry(l, a.entryView(r, l, e, a.now())))
 }
@@ -120,31 +107,19 @@ func (a *API) handleEntryRevalidatePage(w http.ResponseWriter, r *http.Request) 
 // list, which says what was deleted. A failure leaves the entry and says
 // why.
 func (a *API) handleEntryDeletePage(w http.ResponseWriter, r *http.Request) {
-	_, name, b, ok := a.pageQuery(w, r)
+	// Read first for its size: the list the delete returns to says how
+	// many bytes went.
+	e, name, b, ok := a.pageEntry(w, r)
 	if !ok {
 		return
 	}
-	key, err := entryKey(r)
-	if err != nil {
-		a.pageError(w, r, err)
-		return
-	}
-	// Read first for its size: the list the delete returns to says how
-	// many bytes went.
-	e, found, err := b.Get(r.Context(), key)
+	deleted, err := b.Delete(r.Context(), e.Key)
 	if err != nil {
 		a.backendDown(w, r, name, err)
 		return
 	}
-	deleted := false
-	if found {
-		if deleted, err = b.Delete(r.Context(), key); err != nil {
-			a.backendDown(w, r, name, err)
-			return
-		}
-	}
 	if !deleted {
-		a.entryMissing(w, r, key)
+		a.entryMissing(w, r, e.Key)
 		return
 	}
 	l := views.Layout{Backend: name, DefaultBackend: DefaultBackend}
@@ -155,7 +130,7 @@ func (a *API) handleEntryDeletePage(w http.ResponseWriter, r *http.Request) {
 // /api/entries/{key}/body answers it but as an attachment, for the
 // signed-in browser (the API takes no session cookie).
 func (a *API) handleEntryBodyPage(w http.ResponseWriter, r *http.Request) {
-	e, ok := a.pageEntry(w, r)
+	e, _, _, ok := a.pageEntry(w, r)
 	if !ok {
 		return
 	}
@@ -171,7 +146,7 @@ func (a *API) handleEntryBodyPage(w http.ResponseWriter, r *http.Request) {
 // only when it is an image that cannot run (no SVG): anything else is a
 // 404, so the route never serves a page with the admin origin.
 func (a *API) handleEntryImagePage(w http.ResponseWriter, r *http.Request) {
-	e, ok := a.pageEntry(w, r)
+	e, _, _, ok := a.pageEntry(w, r)
 	if !ok {
 		return
 	}
@@ -184,28 +159,28 @@ func (a *API) handleEntryImagePage(w http.ResponseWriter, r *http.Request) {
 	writeStoredBody(w, r, e, ct)
 }
 
-// pageEntry reads the entry of a body route, answering the error page
-// itself when there is none.
-func (a *API) pageEntry(w http.ResponseWriter, r *http.Request) (*cache.Entry, bool) {
-	_, name, b, ok := a.pageQuery(w, r)
+// pageEntry reads the entry a page's {key} names from the backend its
+// query names, answering the error page itself when there is none.
+func (a *API) pageEntry(w http.ResponseWriter, r *http.Request) (e *cache.Entry, name string, b cache.Backend, ok bool) {
+	_, name, b, ok = a.pageQuery(w, r)
 	if !ok {
-		return nil, false
+		return nil, "", nil, false
 	}
 	key, err := entryKey(r)
 	if err != nil {
 		a.pageError(w, r, err)
-		return nil, false
+		return nil, "", nil, false
 	}
 	e, found, err := b.Get(r.Context(), key)
 	if err != nil {
 		a.backendDown(w, r, name, err)
-		return nil, false
+		return nil, "", nil, false
 	}
 	if !found {
 		a.entryMissing(w, r, key)
-		return nil, false
+		return nil, "", nil, false
 	}
-	return e, true
+	return e, name, b, true
 }
 
 // writeStoredBody answers a stored body as it is, sandboxed: whatever an

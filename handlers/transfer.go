@@ -61,23 +61,12 @@ func (a *API) handleExport(w http.ResponseWriter, r *http.Request) {
 
 // startCopy starts a job copying b's entries matching f into the backend
 // named to: the one service behind POST /api/export with "to" and the
-// Entries page's Copy button.
-// query is the listing query of what it selects, as for startRevalidate.
+// Entries page's Copy button. query is the listing query of what it
+// selects, as for startRevalidate.
 func (a *API) startCopy(from string, b cache.Backend, to string, f cache.Filter, query string) (*jobs.Job, error) {
-	to, dst, err := a.backend(to)
-	if err != nil {
-		return nil, err
-	}
-	if dst == b {
-		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to copy", from, to))
-	}
-	spec := jobs.Spec{Kind: "copy", Target: from + " → " + to, Query: query, Lock: "write/" + a.lockName(dst)}
-	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
-		res, err := transfer.Copy(ctx, b, dst, transfer.CopyOptions{
-			Filter: f, OnError: transfer.Skip, Progress: progressTo(j),
-		})
-		j.AddErrors(entryErrors(res.Errors)...)
-		return res, err
+	return a.startTransfer("copy", from, b, to, f, query, func(ctx context.Context, dst cache.Backend, opts transfer.CopyOptions) (any, []transfer.EntryError, error) {
+		res, err := transfer.Copy(ctx, b, dst, opts)
+		return res, res.Errors, err
 	})
 }
 
@@ -85,21 +74,28 @@ func (a *API) startCopy(from string, b cache.Backend, to string, f cache.Filter,
 // named to: a copy that then removes from b exactly the versions it
 // copied (transfer.Move). The Entries page's Move button.
 func (a *API) startMove(from string, b cache.Backend, to string, f cache.Filter, query string) (*jobs.Job, error) {
+	return a.startTransfer("move", from, b, to, f, query, func(ctx context.Context, dst cache.Backend, opts transfer.CopyOptions) (any, []transfer.EntryError, error) {
+		res, err := transfer.Move(ctx, b, dst, opts)
+		return res, res.Errors, err
+	})
+}
+
+// startTransfer starts a job of kind that runs do from b into the backend
+// named to, holding the destination's lock (no import, copy or move into
+// it runs at the same time).
+func (a *API) startTransfer(kind, from string, b cache.Backend, to string, f cache.Filter, query string,
+	do func(ctx context.Context, dst cache.Backend, opts transfer.CopyOptions) (any, []transfer.EntryError, error)) (*jobs.Job, error) {
 	to, dst, err := a.backend(to)
 	if err != nil {
 		return nil, err
 	}
 	if dst == b {
-		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to move", from, to))
+		return nil, badRequest("same_backend", fmt.Sprintf("backends %q and %q are the same store: nothing to %s", from, to, kind))
 	}
-	// The destination's lock, as a copy takes: no import or copy into it
-	// runs at the same time.
-	spec := jobs.Spec{Kind: "move", Target: from + " → " + to, Query: query, Lock: "write/" + a.lockName(dst)}
+	spec := jobs.Spec{Kind: kind, Target: from + " → " + to, Query: query, Lock: "write/" + a.lockName(dst)}
 	return a.jobs.Start(context.Background(), spec, func(ctx context.Context, j *jobs.Job) (any, error) {
-		res, err := transfer.Move(ctx, b, dst, transfer.CopyOptions{
-			Filter: f, OnError: transfer.Skip, Progress: progressTo(j),
-		})
-		j.AddErrors(entryErrors(res.Errors)...)
+		res, errs, err := do(ctx, dst, transfer.CopyOptions{Filter: f, OnError: transfer.Skip, Progress: progressTo(j)})
+		j.AddErrors(entryErrors(errs)...)
 		return res, err
 	})
 }
