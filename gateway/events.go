@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/cachegate/cachegate/cache"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,21 @@ type Event struct {
 	Status   int       `json:"status,omitempty"`
 	Bytes    int64     `json:"bytes,omitempty"`
 	Duration float64   `json:"duration_ms,omitempty"`
+
+	// target and policy let a reader redact the URL (Redact) off the
+	// request's path: a subscriber that keeps only some events pays for
+	// those alone.
+	target *url.URL
+	policy *cache.Policy
+}
+
+// Redact fills URL with the request's upstream URL, ignored parameters
+// redacted, when the publisher left it to the reader.
+func (e *Event) Redact() {
+	if e.URL == "" && e.target != nil {
+		e.URL = RedactURL(e.target, e.policy)
+	}
+	e.target, e.policy = nil, nil
 }
 
 // Hub fans events out to subscribers without ever blocking the publisher:

@@ -115,7 +115,7 @@ func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, targ
 		}
 		g.hub.Publish(Event{
 			Type: "request", Time: start, Upstream: up.Name, Method: r.Method,
-			URL: RedactURL(target, &up.Policy), Cache: outcome, Status: rw.status,
+			target: target, policy: &up.Policy, Cache: outcome, Status: rw.status,
 			Bytes: rw.n, Duration: float64(took.Microseconds()) / 1000,
 		})
 	}

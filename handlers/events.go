@@ -39,7 +39,8 @@ type EventOptions struct {
 	// with 503 before upgrading.
 	MaxClients int
 	// BatchInterval is how often request events go out, in batches of at
-	// most MaxBatch (defaults 100ms and 100).
+	// most MaxBatch (defaults 100ms and 25: more than anyone reads, and
+	// every socket on the tail is written each batch).
 	BatchInterval time.Duration
 	MaxBatch      int
 }
@@ -120,7 +121,7 @@ func newEvents(opts EventOptions) *events {
 		opts.BatchInterval = 100 * time.Millisecond
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 100
+		opts.MaxBatch = 25
 	}
 	e := &events{opts: opts, closing: make(chan struct{})}
 	e.tail.opts = &e.opts
@@ -672,6 +673,7 @@ func (t *tail) run(sub *gateway.Subscription, stop chan struct{}) {
 			return
 		case e := <-sub.C():
 			if len(batch) < t.opts.MaxBatch {
+				e.Redact() // only the events sent cost a redaction
 				batch = append(batch, e)
 			} else {
 				skipped++
