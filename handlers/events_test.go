@@ -387,7 +387,8 @@ func TestEventsOrigin(t *testing.T) {
 // and never reads fills its buffer and is dropped, while every hit through
 // the gateway completes; the gateway never waits for it.
 func TestEventsSlowClientIsDropped(t *testing.T) {
-	e := newWSEnv(t, handlers.EventOptions{SendBuffer: 8, WriteWait: 2 * time.Second, StatsInterval: 5 * time.Millisecond})
+	// Batches of 100 long URLs fill the socket quickly.
+	e := newWSEnv(t, handlers.EventOptions{SendBuffer: 8, WriteWait: 2 * time.Second, StatsInterval: 5 * time.Millisecond, MaxBatch: 100})
 	conn := e.dial(nil)
 	wsSubscribe(t, conn, "jobs", "stats", "requests")
 	path := "/long/" + strings.Repeat("x", 4000)
