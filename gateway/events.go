@@ -46,6 +46,38 @@ type Hub struct {
 	mu   sync.Mutex                 // protects subs
 	subs map[*Subscription]struct{} // current subscribers
 	n    atomic.Int64               // len(subs), read without the lock on every request
+
+	// A subscriber that shows only a sample sets a budget (Refill): past
+	// it, a request costs the publisher two atomic adds and no event.
+	limited atomic.Bool
+	budget  atomic.Int64 // events still admitted until the next Refill
+	refused atomic.Int64 // events refused since the last Refill
+}
+
+// Admit reports whether the publisher should build and publish the next
+// event: always, unless a subscriber's budget (Refill) is used up, in
+// which case the event is counted as refused instead.
+func (h *Hub) Admit() bool {
+	if !h.limited.Load() || h.budget.Add(-1) >= 0 {
+		return true
+	}
+	h.refused.Add(1)
+	return false
+}
+
+// Refill admits n more events until the next call and returns how many
+// Admit refused since the last one. The first call turns the budget on,
+// for every subscriber: the hub's one sampling subscriber sets it.
+func (h *Hub) Refill(n int64) (refused int64) {
+	h.budget.Store(n)
+	h.limited.Store(true)
+	return h.refused.Swap(0)
+}
+
+// Unlimit turns the budget off again.
+func (h *Hub) Unlimit() {
+	h.limited.Store(false)
+	h.refused.Store(0)
 }
 
 // Subscription receives events from a Hub until closed.
@@ -55,6 +87,9 @@ type Subscription struct {
 	mu      sync.Mutex // protects dropped
 	dropped int64
 }
+
+// Hub returns the hub s subscribes to.
+func (s *Subscription) Hub() *Hub { return s.hub }
 
 // C returns the channel events arrive on. It is closed by Close.
 func (s *Subscription) C() <-chan Event { return s.c }

@@ -109,7 +109,7 @@ func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, targ
 		took = time.Since(start)
 		up.counters.missLatency.observe(took)
 	}
-	if g.hub.Subscribers() > 0 {
+	if g.hub.Subscribers() > 0 && g.hub.Admit() {
 		if took == 0 {
 			took = time.Since(start)
 		}

@@ -660,6 +660,11 @@ const tailHubBuffer = 4096
 
 func (t *tail) run(sub *gateway.Subscription, stop chan struct{}) {
 	defer sub.Close()
+	// The gateway builds no more events than a batch holds: past that, a
+	// request costs it two atomic adds, counted here as skipped.
+	hub := sub.Hub()
+	hub.Refill(int64(t.opts.MaxBatch))
+	defer hub.Unlimit()
 	tick := time.NewTicker(t.opts.BatchInterval)
 	defer tick.Stop()
 	var (
@@ -683,6 +688,7 @@ func (t *tail) run(sub *gateway.Subscription, stop chan struct{}) {
 				skipped += d - lost
 				lost = d
 			}
+			skipped += hub.Refill(int64(t.opts.MaxBatch))
 			if len(batch) == 0 && skipped == 0 {
 				continue
 			}
