@@ -43,7 +43,14 @@ func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
 		us.Spark = spark(hist, u.Name, snap.Time)
 		v.Upstreams = append(v.Upstreams, us)
 		for _, rs := range st.Rules(u.Name) {
-			v.Rules = append(v.Rules, views.OverviewRule{Upstream: u.Name, Rule: rs.Rule, Stored: rs.Stored, Hits: rs.Hits})
+			row := views.OverviewRule{Upstream: u.Name, Rule: rs.Rule, Stored: rs.Stored, Hits: rs.Hits}
+			if prefix := ruleReasonPrefix(u.Policy.Mode, rs.Rule); prefix != "" {
+				row.Link = "/entries?" + url.Values{"upstream": {u.Name}, "reason": {prefix}}.Encode()
+				if u.Backend != DefaultBackend {
+					row.Link += "&backend=" + url.QueryEscape(u.Backend)
+				}
+			}
+			v.Rules = append(v.Rules, row)
 		}
 	}
 	figs := a.liveFigures.wait(r.Context())
@@ -503,4 +510,19 @@ func privacyQuery(id string) url.Values {
 		return url.Values{"credentials": {"true"}}
 	}
 	return nil
+}
+
+// ruleReasonPrefix is the start of the stored reasons of the entries a
+// rule of the overview (gateway.RuleOf) set the expiry of, for a link to
+// them (Filter.Reason); "" for one no prefix selects alone.
+func ruleReasonPrefix(mode cache.Mode, rule string) string {
+	switch {
+	case rule == "" || rule == "other":
+		return ""
+	case strings.HasPrefix(rule, cache.ExpireAfterHeader):
+		return "the request's " + rule
+	case mode != cache.ModeRFC9111 && (strings.HasPrefix(rule, "Cache-Control") || strings.HasPrefix(rule, "Expires")):
+		return "the upstream's " + rule
+	}
+	return rule
 }

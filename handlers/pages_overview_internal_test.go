@@ -1,57 +1,33 @@
 package handlers
 
 import (
-	"context"
-	"net/http"
+	"strings"
 	"testing"
-	"time"
 
-	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
 )
 
-// The audit counts a secret-looking parameter only when its value is in
-// the clear (one that ignored_parameters redacted is fine), and entries
-// stored from a request with credentials.
-func TestPrivacyAuditCountsOnlyClearSecrets(t *testing.T) {
-	b := memory.New(0)
-	t.Cleanup(func() { b.Close() })
-	now := time.Now()
-	for i, u := range []string{
-		"http://up/a?api_key=" + "REDACTED",
-		"http://up/b?api_key=abc",
-		"http://up/c?access_token=xyz&x=1",
-		"http://up/d?page=2",
+// Each reason the policy writes maps, through the overview's rule name,
+// to a prefix that the reason itself starts with: the rule's link lists
+// the entries it stored.
+func TestRuleReasonPrefixSelectsTheRulesEntries(t *testing.T) {
+	for _, c := range []struct {
+		mode   cache.Mode
+		reason string
+	}{
+		{cache.ModeRequestsCache, "expire_after gives 1h0m0s"},
+		{cache.ModeRequestsCache, `urls_expire_after pattern "/repos/*" gives 10m0s`},
+		{cache.ModeRequestsCache, "the upstream's Cache-Control: max-age=60 gives 1m0s"},
+		{cache.ModeRequestsCache, "the upstream's Cache-Control: immutable says never expire"},
+		{cache.ModeRequestsCache, "the upstream's Expires header gives Thu, 03 Dec 2026 12:00:00 GMT"},
+		{cache.ModeRequestsCache, "the request's " + cache.ExpireAfterHeader + " header gives 30s"},
+		{cache.ModeRFC9111, "Cache-Control: max-age gives a freshness lifetime of 1m0s"},
 	} {
-		e := &cache.Entry{Key: cache.MakeKey("GET", u, string(rune('a'+i))), Upstream: "up", Method: "GET", URL: u,
-			Status: 200, Header: http.Header{}, Body: []byte("x"), Size: 1, Created: now, RequestTime: now}
-		e.BaseKey = e.Key
-		if i == 3 {
-			e.RequestHeader = http.Header{"Authorization": {"REDACTED"}}
+		rule := gateway.RuleOf(c.reason)
+		prefix := ruleReasonPrefix(c.mode, rule)
+		if prefix == "" || !strings.HasPrefix(c.reason, prefix) {
+			t.Errorf("%s %q: rule %q, prefix %q does not select it", c.mode, c.reason, rule, prefix)
 		}
-		if err := b.Put(context.Background(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a := &API{}
-	got := map[string]int64{}
-	for _, r := range a.privacyAudit(context.Background(), b).Rows {
-		got[r.ID] = r.Count
-	}
-	want := map[string]int64{"param-key": 1, "param-token": 1, "credentials": 1}
-	if len(got) != len(want) || got["param-key"] != 1 || got["param-token"] != 1 || got["credentials"] != 1 {
-		t.Fatalf("audit %v, want %v", got, want)
-	}
-}
-
-// The audit's credentials row links to a filter the listing takes.
-func TestCredentialsFilterParameter(t *testing.T) {
-	q := privacyQuery("credentials")
-	f, err := parseFilter(q, "", time.Now())
-	if err != nil || !f.Credentials || f.SelectsAll() {
-		t.Fatalf("parseFilter(%v) = %+v, %v", q, f, err)
-	}
-	if _, err := parseFilter(map[string][]string{"credentials": {"yes"}}, "", time.Now()); err == nil {
-		t.Fatal("credentials=yes accepted")
 	}
 }

@@ -44,6 +44,15 @@ func TestOverviewPageLiveParts(t *testing.T) {
 		text(testid(rule, "rule-stored")) != "2" || text(testid(rule, "rule-hits")) != "2" {
 		t.Errorf("rules table: %q", text(testid(doc, "rule-stats")))
 	}
+	// The rule's name links to the entries it stored, and that list holds
+	// exactly them.
+	link, _ := testid(rule, "rule-link").Attr("href")
+	if !strings.HasPrefix(link, "/entries?") || !strings.Contains(link, "reason=expire_after") {
+		t.Fatalf("rule link %q, want the entries listed by its reason", link)
+	}
+	if n := testid(p.get(t, link, http.StatusOK), "entry-row").Length(); n != 2 {
+		t.Errorf("the rule's link lists %d entries, want the 2 it stored", n)
+	}
 
 	hot := testid(testid(doc, "top-hottest"), "top-entry")
 	if hot.Length() != 1 || !strings.Contains(text(hot), "/a") || !strings.Contains(text(hot), "2 hits") {

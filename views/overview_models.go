@@ -85,6 +85,9 @@ type Bucket struct {
 type OverviewRule struct {
 	Upstream, Rule string
 	Stored, Hits   int64
+	// Link lists the entries the rule stored ("" when no filter selects
+	// them alone).
+	Link string
 }
 
 // TopEntry is one entry of a top-10 list.
