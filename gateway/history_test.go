@@ -124,7 +124,7 @@ func TestBucketsCoverTheirValues(t *testing.T) {
 func TestRuleCountsAreBounded(t *testing.T) {
 	var rc ruleCounts
 	for i := range 500 {
-		rc.hit(time.Duration(i).String())
+		rc.hitReason(time.Duration(i).String())
 	}
 	if got := rc.list(); len(got) > maxRules+1 {
 		t.Fatalf("%d rules kept", len(got))
@@ -135,5 +135,23 @@ func TestRuleCountsAreBounded(t *testing.T) {
 func TestPointSizeIsWhatTheBoundSays(t *testing.T) {
 	if got := unsafe.Sizeof(Point{}); got != pointSize {
 		t.Fatalf("a Point is %d bytes; update pointSize and the README's bound", got)
+	}
+}
+
+// A hit counts under its reason's rule whether the reason is remembered
+// or parsed again past maxReasons.
+func TestHitsCountUnderTheirReasonsRule(t *testing.T) {
+	var rc ruleCounts
+	for i := range maxReasons + 10 {
+		rc.hitReason("the upstream's Cache-Control: max-age=" + string(rune('0'+i%10)) + time.Duration(i).String() + " gives 1s")
+	}
+	rc.hitReason("expire_after gives 1h0m0s")
+	rc.hitReason("expire_after gives 1h0m0s")
+	got := map[string]int64{}
+	for _, r := range rc.list() {
+		got[r.Rule] = r.Hits
+	}
+	if got["Cache-Control: max-age"] != maxReasons+10 || got["expire_after"] != 2 || len(got) != 2 {
+		t.Fatalf("hits per rule %v", got)
 	}
 }

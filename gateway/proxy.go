@@ -341,7 +341,7 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 func (g *Gateway) countCached(w *countingWriter, up *upstream, e *cache.Entry, xcache string, now, start time.Time) string {
 	took := time.Since(start)
 	if xcache == Hit {
-		up.counters.countHit(fetchLatency(e), took, RuleOf(e.Reason))
+		up.counters.countHit(fetchLatency(e), took, e.Reason)
 	} else {
 		up.counters.Stale.Add(1)
 	}

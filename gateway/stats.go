@@ -116,15 +116,15 @@ func (v *CounterValues) add(o CounterValues) {
 	v.SavedNanos += o.SavedNanos
 }
 
-// countHit counts a hit of an entry whose upstream fetch took fetched and
-// whose expiry was set by rule, answered in took.
-func (c *Counters) countHit(fetched, took time.Duration, rule string) {
+// countHit counts a hit of an entry whose upstream fetch took fetched,
+// answered in took, whose expiry was set for reason.
+func (c *Counters) countHit(fetched, took time.Duration, reason string) {
 	c.Hits.Add(1)
 	if fetched > 0 {
 		c.SavedNanos.Add(int64(fetched))
 	}
 	c.hitLatency.observe(took)
-	c.rules.hit(rule)
+	c.rules.hitReason(reason)
 }
 
 // Snapshot is the state of every upstream's counters at one time.
@@ -203,6 +203,29 @@ const otherRule = "other"
 type ruleCounts struct {
 	m sync.Map // rule -> *ruleCount; read without a lock on every hit
 	n atomic.Int32
+	// byReason maps an entry's stored reason to its rule's count, so that
+	// a hit looks the rule up rather than parsing the reason (RuleOf)
+	// every time; at most maxReasons are kept, the rest are parsed.
+	byReason sync.Map // reason -> *ruleCount
+	reasons  atomic.Int32
+}
+
+// maxReasons bounds ruleCounts.byReason: reasons carry values
+// (max-age=60), so there may be many more of them than rules.
+const maxReasons = 1024
+
+// hitReason counts a hit of an entry whose expiry reason is reason.
+func (rc *ruleCounts) hitReason(reason string) {
+	if v, ok := rc.byReason.Load(reason); ok {
+		v.(*ruleCount).hits.Add(1)
+		return
+	}
+	c := rc.get(RuleOf(reason))
+	if rc.reasons.Load() < maxReasons {
+		rc.reasons.Add(1)
+		rc.byReason.Store(reason, c)
+	}
+	c.hits.Add(1)
 }
 
 type ruleCount struct{ stored, hits atomic.Int64 }
@@ -223,7 +246,6 @@ func (rc *ruleCounts) get(rule string) *ruleCount {
 	return v.(*ruleCount)
 }
 
-func (rc *ruleCounts) hit(rule string)    { rc.get(rule).hits.Add(1) }
 func (rc *ruleCounts) stored(rule string) { rc.get(rule).stored.Add(1) }
 
 func (rc *ruleCounts) list() []RuleStats {
