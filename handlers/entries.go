@@ -272,25 +272,11 @@ func (a *API) handleEntryBody(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	h := w.Header()
 	ct := e.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
-	h.Set("Content-Type", ct)
-	if ce := e.Header.Get("Content-Encoding"); ce != "" {
-		h.Set("Content-Encoding", ce)
-	}
-	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
-	h.Set("Cache-Control", "no-store")
-	// A stored body is whatever an upstream sent: keep it from running as
-	// a page on the admin origin.
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(e.Body)
-	}
+	writeStoredBody(w, r, e, ct)
 }
 
 // handleEntryDelete removes one entry.

@@ -191,7 +191,7 @@ func writeStoredBody(w http.ResponseWriter, r *http.Request, e *cache.Entry, ct 
 	if ce := e.Header.Get("Content-Encoding"); ce != "" {
 		h.Set("Content-Encoding", ce)
 	}
-	h.Set("Content-Length", fmt.Sprint(len(e.Body)))
+	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
