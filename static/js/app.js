@@ -91,5 +91,22 @@
   });
 
   // For the other scripts (live.js, pages added later).
-  window.cachegate = { toast: toast, csrfToken: csrfToken };
+  // bytes formats a size as the server does (humanize.IBytes): "512 B",
+  // "1.5 KiB", "12 MiB".
+  function bytes(n) {
+    n = Math.max(0, n || 0);
+    var units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if (n < 10) return n + " B";
+    var e = Math.min(Math.floor(Math.log(n) / Math.log(1024)), units.length - 1);
+    if (e === 0) return n + " B";
+    var v = n / Math.pow(1024, e);
+    return (v < 10 ? (Math.floor(v * 10 + 0.5) / 10).toFixed(1) : Math.floor(v + 0.5).toString()) + " " + units[e];
+  }
+
+  // plural is "1 entry" or "1,234 entries".
+  function plural(n, one, many) {
+    return Math.round(n || 0).toLocaleString("en-US") + " " + (n === 1 ? one : many);
+  }
+
+  window.cachegate = { toast: toast, csrfToken: csrfToken, bytes: bytes, plural: plural };
 })();

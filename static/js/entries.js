@@ -6,21 +6,7 @@
 (function () {
   "use strict";
 
-  // bytes formats like the server (humanize.IBytes): "512 B", "1.5 KiB",
-  // "12 MiB".
-  function bytes(n) {
-    var units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if (n < 10) return n + " B";
-    var e = Math.floor(Math.log(n) / Math.log(1024));
-    if (e >= units.length) e = units.length - 1;
-    var v = n / Math.pow(1024, e);
-    if (e === 0) return n + " B";
-    return (v < 10 ? (Math.floor(v * 10 + 0.5) / 10).toFixed(1) : Math.floor(v + 0.5).toString()) + " " + units[e];
-  }
-
-  function plural(n, one, many) {
-    return n.toLocaleString("en-US") + " " + (n === 1 ? one : many);
-  }
+  var bytes = window.cachegate.bytes, plural = window.cachegate.plural;
 
   function rowChecks() {
     return document.querySelectorAll('input[type=checkbox][name=key][form="bulk-form"]');

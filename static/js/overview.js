@@ -40,14 +40,7 @@
   function percent(r) {
     return ((r || 0) * 100).toFixed(1) + ' %';
   }
-  function bytes(n) {
-    n = Math.max(0, n || 0);
-    if (n < 10) return n + ' B';
-    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-    var e = Math.floor(Math.log(n) / Math.log(1024));
-    var v = Math.floor(n / Math.pow(1024, e) * 10 + 0.5) / 10;
-    return (v < 10 ? v.toFixed(1) : v.toFixed(0)) + ' ' + units[e];
-  }
+  var bytes = window.cachegate.bytes;
   function duration(ms) {
     ms = ms || 0;
     if (ms < 10) return ms.toFixed(1) + ' ms';
@@ -57,9 +50,7 @@
     if (s < 3600) return Math.floor(s / 60) + ' min ' + Math.floor(s % 60) + ' s';
     return Math.floor(s / 3600) + ' h ' + Math.floor(s % 3600 / 60) + ' min';
   }
-  function plural(n, one, many) {
-    return count(n) + ' ' + (n === 1 ? one : many);
-  }
+  var plural = window.cachegate.plural;
   function ratio(p) {
     var served = (p.hits || 0) + (p.stale || 0);
     var all = served + (p.misses || 0) + (p.revalidated || 0);
