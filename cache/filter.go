@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -71,14 +72,15 @@ type Filter struct {
 
 // SelectsAll reports whether f sets nothing that narrows it, so that it
 // matches every entry: what a destructive operation must not do by
-// accident ({"min_size": "0"} names a field but bounds nothing).
+// accident ({"min_size": "0"} names a field but bounds nothing). Every
+// field but Now (when, not what) narrows when set, so a field added later
+// counts without being listed here.
 func (f Filter) SelectsAll() bool {
-	if f.Credentials {
-		return false
+	f.Now = time.Time{}
+	if len(f.Keys) == 0 {
+		f.Keys = nil
 	}
-	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
-		f.Status == 0 && f.ContentType == "" && f.Freshness == AnyFreshness && f.Reason == "" && f.MinSize == 0 && f.MaxSize == 0 &&
-		f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() && f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero()
+	return reflect.ValueOf(f).IsZero()
 }
 
 // IsGlob reports whether the URL filter is a glob pattern.
