@@ -16,7 +16,8 @@ func TestExplanation(t *testing.T) {
 	m := views.ExplainModel{
 		Upstream: "github", Backend: "default", Mode: "requests-cache", Method: "GET",
 		URL: "https://api.github.com/repos/x?token=REDACTED", Key: "k1",
-		KeyParts:  []views.KeyPartRow{{Part: "upstream", Value: "github"}, {Part: "url", Value: "https://api.github.com/repos/x"}},
+		KeyParts: []views.KeyPartRow{{Part: "upstream", Value: "github"}, {Part: "url", Value: "https://api.github.com/repos/x"},
+			{Part: "header Accept-Language"}},
 		Cacheable: true, Assumed: "the headers of the cached response",
 		Store: true, Rule: "urls_expire_after", Reason: `urls_expire_after pattern "/repos/*" gives 1h0m0s`, Expires: now.Add(time.Hour),
 		Chain: []views.ChainRow{
@@ -45,6 +46,10 @@ func TestExplanation(t *testing.T) {
 	}
 	if got := byTestID(doc, "cached-expires").Text(); !strings.Contains(got, "in 30 min") {
 		t.Errorf("expires %q", got)
+	}
+	// A matched header the request did not send says so, not a blank.
+	if got := byTestID(doc, "key-part-value").Last().Text(); got != "(not sent)" {
+		t.Errorf("an unsent header's key part reads %q", got)
 	}
 
 	m.Store, m.Reason, m.Cached, m.LastNotStored = false, "the upstream said Cache-Control: no-store", nil, nil
