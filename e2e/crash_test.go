@@ -21,8 +21,8 @@ import (
 
 	"github.com/cachegate/cachegate/backends/fs"
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/cachegate/cachegate/web"
 )
 
@@ -257,7 +257,7 @@ func TestCrashLosesAtMostTheWindow(t *testing.T) {
 	}
 	up := crashUpstream(t)
 	const rounds = 5
-	window := hot.DefaultWindow
+	window := tiered.DefaultWindow
 	for _, c := range []struct{ name, dsn string }{
 		{"sqlite", "sqlite://" + filepath.Join(t.TempDir(), "c.db")},
 		{"fs", "file://" + t.TempDir()},

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/hot"
 )
 
 // discard is a ResponseWriter that keeps nothing, so the benchmarks measure
@@ -41,7 +41,7 @@ func BenchmarkServeHit(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := newEnv(b, policy(), up, hot.New(cold, 64<<20, time.Second))
+			e := newEnv(b, policy(), up, tiered.New(cold, 64<<20, time.Second))
 			e.get("/b", "MISS")
 			req := httptest.NewRequest("GET", "/fetch/up/b", nil)
 			w := &discard{h: http.Header{}}

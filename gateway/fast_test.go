@@ -14,8 +14,8 @@ import (
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/hot"
 )
 
 // ServeHit must answer a plain hit exactly as ServeHTTP does, and leave
@@ -101,7 +101,7 @@ func TestServeHitOnlyFromMemory(t *testing.T) {
 		t.Fatal("ServeHit answered from a backend that holds nothing in memory")
 	}
 
-	tiered := hot.New(memory.New(0), 1<<20, time.Minute)
+	tiered := tiered.New(memory.New(0), 1<<20, time.Minute)
 	e = newEnv(t, policy(), nil, tiered)
 	e.get("/get", "MISS")
 	if !e.gw.ServeHit(httptest.NewRecorder(), httptest.NewRequest("GET", "/fetch/up/get", nil)) {
@@ -132,7 +132,7 @@ func TestServeHitOffersTheBodyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tier := hot.New(cold, 64<<20, 0).FileBodies(t.TempDir(), 32<<10)
+	tier := tiered.New(cold, 64<<20, 0).FileBodies(t.TempDir(), 32<<10)
 	e := newEnv(t, policy(), nil, tier)
 	e.get("/bytes/50000?seed=1", "MISS")
 	e.get("/bytes/1000?seed=1", "MISS")

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/transfer"
 	"github.com/cachegate/cachegate/jobs"
+	"github.com/cachegate/cachegate/transfer"
 	"github.com/cachegate/cachegate/views"
 )
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/transfer"
 	"github.com/cachegate/cachegate/jobs"
+	"github.com/cachegate/cachegate/transfer"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/dustin/go-humanize"
 )
 
@@ -66,7 +66,7 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 // of the CPU of serving their hits.
 //
 // Hot bodies of fileBodyMin bytes and more are also kept in unnamed files
-// and sent with sendfile (hot.FileBodies): in the directory of the SQLite
+// and sent with sendfile (tiered.FileBodies): in the directory of the SQLite
 // file or of the file backend, which is on a disk (a tmpfs /tmp would hold
 // them in memory a second time, and sendfile gains nothing from it), else
 // in the system's temporary directory, unless the DSN parameter hot_files
@@ -87,7 +87,7 @@ func (t tierConfig) wrap(b cache.Backend) cache.Backend {
 	if t.size <= 0 {
 		return b
 	}
-	h := hot.New(b, t.size, t.ttl)
+	h := tiered.New(b, t.size, t.ttl)
 	dir := t.filesDir
 	if !t.filesSet {
 		switch b := b.(type) {
@@ -112,7 +112,7 @@ const defaultHotTTL = 5 * time.Second
 // hotTier takes the hot-tier parameters out of a DSN; defaultSize applies
 // when the DSN sets no hot_size.
 func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
-	t := tierConfig{size: defaultSize, ttl: defaultHotTTL, window: hot.DefaultWindow, filesDir: os.TempDir()}
+	t := tierConfig{size: defaultSize, ttl: defaultHotTTL, window: tiered.DefaultWindow, filesDir: os.TempDir()}
 	base, rawQuery, ok := strings.Cut(dsn, "?")
 	if !ok {
 		return dsn, t, nil

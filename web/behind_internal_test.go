@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/hot"
 )
 
 func TestWriteBehindWindowParam(t *testing.T) {
@@ -19,7 +19,7 @@ func TestWriteBehindWindowParam(t *testing.T) {
 		want            time.Duration
 		wantErr         bool
 	}{
-		{name: "default", dsn: "sqlite://c.db", rest: "sqlite://c.db", want: hot.DefaultWindow},
+		{name: "default", dsn: "sqlite://c.db", rest: "sqlite://c.db", want: tiered.DefaultWindow},
 		{name: "set", dsn: "sqlite://c.db?write_behind_window=50ms&max_size=1GiB", rest: "sqlite://c.db?max_size=1GiB", want: 50 * time.Millisecond},
 		{name: "write through", dsn: "file:///tmp/c?write_behind_window=0", rest: "file:///tmp/c", want: 0},
 		{name: "negative", dsn: "sqlite://c.db?write_behind_window=-1s", wantErr: true},

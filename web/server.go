@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/hot"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/cachegate/cachegate/web/fastlane"
@@ -140,7 +140,7 @@ func (s *Server) openBackends(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("backend %s: %w", name, err)
 			}
-			if h, ok := b.(*hot.Backend); ok {
+			if h, ok := b.(*tiered.Backend); ok {
 				// A miss answers without waiting for the disk: the entry is
 				// hot at once and stored by a background writer, within the
 				// DSN's write_behind_window (0: every miss writes through).
@@ -150,13 +150,13 @@ func (s *Server) openBackends(ctx context.Context) error {
 					return fmt.Errorf("backend %s: %w", name, err)
 				}
 				bname := name
-				h.WriteBehind(hot.WriteBehindOptions{Window: window, OnError: func(key string, err error) {
+				h.WriteBehind(tiered.WriteBehindOptions{Window: window, OnError: func(key string, err error) {
 					s.log.Error("cache store failed", "backend", bname, "key", key, "err", err)
 				}})
 			}
 			byDSN[dsn] = b
 			switch b := b.(type) {
-			case *hot.Backend:
+			case *tiered.Backend:
 				s.held += b.MemoryCap()
 			case *memory.Backend:
 				s.held += b.MaxBytes()

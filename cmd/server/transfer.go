@@ -17,7 +17,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/transfer"
 	"github.com/cachegate/cachegate/web"
 )
 

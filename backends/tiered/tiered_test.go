@@ -1,4 +1,4 @@
-package hot_test
+package tiered_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/hot"
 )
 
 func TestConformanceOverSQLite(t *testing.T) {
@@ -20,7 +20,7 @@ func TestConformanceOverSQLite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := hot.New(cold, 1<<20, time.Minute)
+		b := tiered.New(cold, 1<<20, time.Minute)
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -32,7 +32,7 @@ func TestConformanceWriteBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := hot.New(cold, 1<<20, time.Minute).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
+		b := tiered.New(cold, 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -46,7 +46,7 @@ func TestConformanceFileBodies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := hot.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
+		b := tiered.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
@@ -55,7 +55,7 @@ func TestConformanceFileBodies(t *testing.T) {
 func TestWriteBehindStoresAndDeleteWins(t *testing.T) {
 	ctx := context.Background()
 	cold := memory.New(0)
-	b := hot.New(cold, 1<<20, time.Minute).WriteBehind(hot.WriteBehindOptions{Window: hot.DefaultWindow, MaxEntries: 1})
+	b := tiered.New(cold, 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, MaxEntries: 1})
 	for i := range 200 {
 		key := fmt.Sprintf("k%d", i)
 		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(key), []byte("v")))
@@ -91,7 +91,7 @@ func openSQLite(t *testing.T) *sqlite.Backend {
 func TestUnchangedCopyIsRenewedByItsStamp(t *testing.T) {
 	ctx := context.Background()
 	cold := openSQLite(t)
-	b := hot.New(cold, 1<<20, 30*time.Millisecond)
+	b := tiered.New(cold, 1<<20, 30*time.Millisecond)
 	defer b.Close()
 	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")))
 	first, _, _ := b.Peek(ctx, "k")
@@ -128,7 +128,7 @@ func TestUnchangedCopyIsRenewedByItsStamp(t *testing.T) {
 }
 
 func TestTierIsBounded(t *testing.T) {
-	b := hot.New(memory.New(0), 10_000, 0)
+	b := tiered.New(memory.New(0), 10_000, 0)
 	defer b.Close()
 	for i := range 100 {
 		cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry(string(rune('a'+i%26))+string(rune('a'+i/26))), make([]byte, 1000)))
@@ -138,7 +138,7 @@ func TestTierIsBounded(t *testing.T) {
 	}
 	// Small bodies count what an entry costs, not just their bytes: a cap
 	// of 10,000 holds far fewer than a thousand 10-byte entries.
-	small := hot.New(memory.New(0), 10_000, 0)
+	small := tiered.New(memory.New(0), 10_000, 0)
 	defer small.Close()
 	held := 0
 	for i := range 1000 {
@@ -161,7 +161,7 @@ func TestTierIsBounded(t *testing.T) {
 
 func TestPeekSharesGetCopies(t *testing.T) {
 	ctx := context.Background()
-	b := hot.New(memory.New(0), 1<<20, 0)
+	b := tiered.New(memory.New(0), 1<<20, 0)
 	defer b.Close()
 	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("body")))
 	p1, _, _ := b.Peek(ctx, "k")

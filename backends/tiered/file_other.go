@@ -1,6 +1,6 @@
 //go:build !linux
 
-package hot
+package tiered
 
 import "os"
 

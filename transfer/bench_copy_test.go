@@ -15,7 +15,7 @@ import (
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/transfer"
 )
 
 func TestMain(m *testing.M) {
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // MongoDB is CACHEGATE_TEST_MONGODB_URI or an in-process FerretDB, whose
 // own memory then counts in this process's.
 //
-//	CACHEGATE_BENCH_COPY=1 go test -run MeasureCopy -v -timeout 1h ./cache/transfer/
+//	CACHEGATE_BENCH_COPY=1 go test -run MeasureCopy -v -timeout 1h ./transfer/
 func TestMeasureCopy(t *testing.T) {
 	if os.Getenv("CACHEGATE_BENCH_COPY") == "" {
 		t.Skip("set CACHEGATE_BENCH_COPY=1 to measure copies of a large cache")

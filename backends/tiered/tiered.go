@@ -1,4 +1,4 @@
-// Package hot puts a bounded in-memory tier of recently used entries in
+// Package tiered puts a bounded in-memory tier of recently used entries in
 // front of a persistent cache.Backend, so cache hits are answered without
 // touching the disk or the network and without copying bodies.
 //
@@ -6,7 +6,7 @@
 // (another process on the same SQLite file or directory, an import by the
 // command line while the server runs) become visible once a hot copy is
 // older than the TTL, when it is read again from the persistent backend.
-package hot
+package tiered
 
 import (
 	"bytes"

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/cachegate/cachegate/backends/memory"
-	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/transfer"
 )
 
 const fuzzHeader = `{"format":"cachegate-export","version":1,"exported_at":"2024-05-01T12:00:00Z","filter":{}}`

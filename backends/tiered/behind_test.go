@@ -1,4 +1,4 @@
-package hot_test
+package tiered_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/hot"
 )
 
 // clock is a time the test moves by hand.
@@ -87,7 +87,7 @@ func (g gatedBatch) PutMany(ctx context.Context, entries []*cache.Entry) error {
 // warmUp stores one entry through b, so that the writer has a pace to
 // judge its queue by (with a clock that stands still: no time per entry).
 // The gate must let the key "warm" through.
-func warmUp(tb testing.TB, b *hot.Backend) {
+func warmUp(tb testing.TB, b *tiered.Backend) {
 	tb.Helper()
 	cachetest.MustPut(tb, b, entryOf("warm", 1))
 	b.Flush(context.Background())
@@ -105,20 +105,20 @@ func entryOf(key string, size int) *cache.Entry {
 func TestWriteBehindWaitsPastItsBounds(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		opts     hot.WriteBehindOptions
+		opts     tiered.WriteBehindOptions
 		first    int // body size of an entry being stored, 0 for none
 		advance  time.Duration
 		second   int
 		cold     bool // no write measured before
 		wantWait bool
 	}{
-		{name: "a young queue answers at once", opts: hot.WriteBehindOptions{Window: 200 * time.Millisecond}, first: 10, advance: 99 * time.Millisecond, second: 10},
-		{name: "a write older than half the window", opts: hot.WriteBehindOptions{Window: 200 * time.Millisecond}, first: 10, advance: 100 * time.Millisecond, second: 10, wantWait: true},
-		{name: "within the byte cap", opts: hot.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, first: 500, second: 500},
-		{name: "past the byte cap", opts: hot.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, first: 500, second: 501, wantWait: true},
-		{name: "a body larger than the byte cap alone", opts: hot.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, second: 1001, wantWait: true},
-		{name: "past the entry cap", opts: hot.WriteBehindOptions{Window: time.Second, MaxEntries: 1}, first: 10, second: 10, wantWait: true},
-		{name: "no pace yet", opts: hot.WriteBehindOptions{Window: time.Second}, cold: true, first: 10, second: 10, wantWait: true},
+		{name: "a young queue answers at once", opts: tiered.WriteBehindOptions{Window: 200 * time.Millisecond}, first: 10, advance: 99 * time.Millisecond, second: 10},
+		{name: "a write older than half the window", opts: tiered.WriteBehindOptions{Window: 200 * time.Millisecond}, first: 10, advance: 100 * time.Millisecond, second: 10, wantWait: true},
+		{name: "within the byte cap", opts: tiered.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, first: 500, second: 500},
+		{name: "past the byte cap", opts: tiered.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, first: 500, second: 501, wantWait: true},
+		{name: "a body larger than the byte cap alone", opts: tiered.WriteBehindOptions{Window: time.Second, MaxBytes: 1000}, second: 1001, wantWait: true},
+		{name: "past the entry cap", opts: tiered.WriteBehindOptions{Window: time.Second, MaxEntries: 1}, first: 10, second: 10, wantWait: true},
+		{name: "no pace yet", opts: tiered.WriteBehindOptions{Window: time.Second}, cold: true, first: 10, second: 10, wantWait: true},
 	} {
 		for _, batches := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/batches=%v", c.name, batches), func(t *testing.T) {
@@ -130,11 +130,11 @@ func TestWriteBehindWaitsPastItsBounds(t *testing.T) {
 					cold = gatedBatch{gate}
 				}
 				c.opts.Now = clk.Now
-				b := hot.New(cold, 1<<20, 0).WriteBehind(c.opts)
+				b := tiered.New(cold, 1<<20, 0).WriteBehind(c.opts)
 				defer b.Close()
 				defer gate.open()
 				waiting := make(chan struct{}, 1)
-				hot.OnWait(b, func() { waiting <- struct{}{} })
+				tiered.OnWait(b, func() { waiting <- struct{}{} })
 				gate.only = map[string]bool{"first": true, "second": true}
 				if !c.cold {
 					warmUp(t, b)
@@ -184,11 +184,11 @@ func TestWriteBehindWaitsWhenTheWriterIsSlow(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	gate := newGated()
-	b := hot.New(gate, 1<<20, 0).WriteBehind(hot.WriteBehindOptions{Window: 200 * time.Millisecond, Now: clk.Now})
+	b := tiered.New(gate, 1<<20, 0).WriteBehind(tiered.WriteBehindOptions{Window: 200 * time.Millisecond, Now: clk.Now})
 	defer b.Close()
 	defer gate.open()
 	waiting := make(chan struct{}, 1)
-	hot.OnWait(b, func() { waiting <- struct{}{} })
+	tiered.OnWait(b, func() { waiting <- struct{}{} })
 
 	cachetest.MustPut(t, b, entryOf("slow", 10))
 	<-gate.entered
@@ -227,7 +227,7 @@ func TestWriteBehindReportsFailedStoresOnce(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var reported []string
-	b := hot.New(failing{memory.New(0)}, 1<<20, 0).WriteBehind(hot.WriteBehindOptions{
+	b := tiered.New(failing{memory.New(0)}, 1<<20, 0).WriteBehind(tiered.WriteBehindOptions{
 		Window: time.Second, MaxBytes: 100,
 		OnError: func(key string, err error) {
 			mu.Lock()
@@ -260,7 +260,7 @@ func TestWriteBehindReportsFailedStoresOnce(t *testing.T) {
 func TestWriteBehindWindowZeroWritesThrough(t *testing.T) {
 	ctx := context.Background()
 	cold := memory.New(0)
-	b := hot.New(cold, 1<<20, 0).WriteBehind(hot.WriteBehindOptions{Window: 0})
+	b := tiered.New(cold, 1<<20, 0).WriteBehind(tiered.WriteBehindOptions{Window: 0})
 	defer b.Close()
 	cachetest.MustPut(t, b, entryOf("k", 10))
 	if _, ok, _ := cold.Get(ctx, "k"); !ok {
@@ -285,7 +285,7 @@ func TestWriteBehindKeepsTheLatestVersion(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
 			cold := c.cold()
-			b := hot.New(cold, 1<<20, 0).WriteBehind(hot.WriteBehindOptions{Window: time.Second, MaxEntries: 4})
+			b := tiered.New(cold, 1<<20, 0).WriteBehind(tiered.WriteBehindOptions{Window: time.Second, MaxEntries: 4})
 			defer b.Close()
 			const keys, versions = 16, 50
 			var wg sync.WaitGroup
@@ -347,7 +347,7 @@ func TestWriteBehindNeverStoresAnOlderVersionLast(t *testing.T) {
 	ctx := context.Background()
 	gate := newGated()
 	gate.only = map[string]bool{"x": true, "a": true, "b": true, "c": true, "d": true}
-	b := hot.New(gate, 1<<20, 0).WriteBehind(hot.WriteBehindOptions{Window: time.Minute, MaxBytes: 1000})
+	b := tiered.New(gate, 1<<20, 0).WriteBehind(tiered.WriteBehindOptions{Window: time.Minute, MaxBytes: 1000})
 	defer b.Close()
 	defer gate.open()
 

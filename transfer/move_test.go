@@ -8,7 +8,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/transfer"
 )
 
 // refreshingDst is a destination that, as it stores the entry under key,

@@ -1,4 +1,4 @@
-package hot
+package tiered
 
 // OnWait sets a function that a Put calls when it starts waiting for its
 // write, so that tests can tell a Put that waits from one not yet run.

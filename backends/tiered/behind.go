@@ -1,4 +1,4 @@
-package hot
+package tiered
 
 import (
 	"context"

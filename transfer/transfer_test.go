@@ -21,7 +21,7 @@ import (
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
-	"github.com/cachegate/cachegate/cache/transfer"
+	"github.com/cachegate/cachegate/transfer"
 )
 
 // backends opens each kind of backend the tests run on, fresh and empty.
