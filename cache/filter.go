@@ -36,6 +36,14 @@ type Filter struct {
 	// of RequestHeader, where the gateway records it as REDACTED): what a
 	// privacy audit looks for.
 	Credentials bool
+	// SetCookie selects the entries whose stored response carries
+	// Set-Cookie (or Set-Cookie2), in any case: a cookie in a shared
+	// entry goes to every client.
+	SetCookie bool
+	// VaryOn selects the entries whose stored response's Vary names this
+	// header, compared without case: the audit's link for a Vary on a
+	// header the upstream ignores.
+	VaryOn string
 	// BaseKey restricts to the variants of one resource.
 	BaseKey string
 	// Upstream is an exact upstream name.
@@ -114,6 +122,12 @@ func (f Filter) Match(e *Entry) bool {
 	if f.Credentials && !HasCredential(e.RequestHeader) {
 		return false
 	}
+	if f.SetCookie && !HasSetCookie(e.Header) {
+		return false
+	}
+	if f.VaryOn != "" && !VariesOn(e.Header, f.VaryOn) {
+		return false
+	}
 	if f.BaseKey != "" && e.BaseKey != f.BaseKey {
 		return false
 	}
@@ -188,6 +202,39 @@ func HasCredential(h map[string][]string) bool {
 	for name := range h {
 		if IsCredential(name) {
 			return true
+		}
+	}
+	return false
+}
+
+// SetCookieHeaders are the response fields that set a cookie.
+var SetCookieHeaders = []string{"Set-Cookie", "Set-Cookie2"}
+
+// HasSetCookie reports whether h names one of SetCookieHeaders, in any
+// case (a backend may hand back names as stored).
+func HasSetCookie(h map[string][]string) bool {
+	for name := range h {
+		for _, c := range SetCookieHeaders {
+			if strings.EqualFold(name, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// VariesOn reports whether a Vary field of h lists name, without case.
+func VariesOn(h map[string][]string, name string) bool {
+	for field, values := range h {
+		if !strings.EqualFold(field, "Vary") {
+			continue
+		}
+		for _, v := range values {
+			for _, token := range strings.Split(v, ",") {
+				if strings.EqualFold(strings.TrimSpace(token), name) {
+					return true
+				}
+			}
 		}
 	}
 	return false

@@ -1,9 +1,12 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -417,8 +420,9 @@ func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit)
 			policies[u.Name] = &u.Policy
 		}
 	}
-	var creds, cookies, vary int64
+	var creds, cookies int64
 	params := map[string]int64{}
+	vary := map[varyFinding]int64{}
 	q := cache.Query{Sort: cache.Sort{Field: cache.SortCreated, Desc: true}, Limit: cache.MaxLimit}
 	for p.Scanned < auditScan {
 		page, err := b.List(ctx, q)
@@ -445,8 +449,10 @@ func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit)
 			if len(e.Header["Set-Cookie"]) > 0 || len(e.Header["Set-Cookie2"]) > 0 {
 				cookies++
 			}
-			if pol := policies[e.Upstream]; pol != nil && varyIgnored(e.Header, pol) {
-				vary++
+			if pol := policies[e.Upstream]; pol != nil {
+				for _, name := range varyIgnored(e.Header, pol) {
+					vary[varyFinding{e.Upstream, name}]++
+				}
 			}
 		}
 		if page.Next == "" {
@@ -471,8 +477,6 @@ func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit)
 			})
 		}
 	}
-	// Credentials link to their filter (privacyQuery); the other two have
-	// none yet: their rows say how many, unlinked.
 	if creds > 0 {
 		p.Rows = append(p.Rows, views.PrivacyRow{ID: "credentials", Label: "Stored from requests with credentials" + of, Count: creds,
 			Hint: "Shared only with the same credential, as RFC 9111 allows; check the upstream meant them to be cached (Cache-Control: public or s-maxage)."})
@@ -481,23 +485,35 @@ func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit)
 		p.Rows = append(p.Rows, views.PrivacyRow{ID: "set-cookie", Label: "Responses stored with Set-Cookie" + of, Count: cookies,
 			Hint: "A cookie in a shared entry goes to every client: delete these entries."})
 	}
-	if vary > 0 {
-		p.Rows = append(p.Rows, views.PrivacyRow{ID: "vary-ignored", Label: "Vary on a header the upstream ignores" + of, Count: vary,
-			Hint: "These entries are keyed by a value that is redacted: every client shares one variant. Stop ignoring the header, or accept that."})
+	for _, f := range slices.SortedFunc(maps.Keys(vary), varyFinding.compare) {
+		p.Rows = append(p.Rows, views.PrivacyRow{
+			ID:    "vary:" + f.upstream + ":" + f.header,
+			Label: "Vary on " + f.header + ", which " + f.upstream + " ignores" + of, Count: vary[f],
+			Hint: "These entries are keyed by a value that is redacted: every client shares one variant. Stop ignoring the header, or accept that.",
+		})
 	}
 	return nil
 }
 
-// varyIgnored reports whether h's Vary names a header the policy ignores.
-func varyIgnored(h http.Header, pol *cache.Policy) bool {
+// varyFinding is a Vary on a header its upstream ignores.
+type varyFinding struct{ upstream, header string }
+
+func (a varyFinding) compare(b varyFinding) int {
+	return cmp.Or(cmp.Compare(a.upstream, b.upstream), cmp.Compare(a.header, b.header))
+}
+
+// varyIgnored returns the headers h's Vary names that the policy ignores,
+// in canonical form.
+func varyIgnored(h http.Header, pol *cache.Policy) []string {
+	var out []string
 	for _, v := range h.Values("Vary") {
 		for _, name := range strings.Split(v, ",") {
 			if name = strings.TrimSpace(name); name != "" && name != "*" && pol.IsIgnored(name) {
-				return true
+				out = append(out, http.CanonicalHeaderKey(name))
 			}
 		}
 	}
-	return false
+	return out
 }
 
 // privacyQuery is the entries page's filter for a finding, nil when it has
@@ -506,8 +522,17 @@ func privacyQuery(id string) url.Values {
 	if name, ok := strings.CutPrefix(id, "param-"); ok {
 		return url.Values{"url": {"*" + name + "=*"}}
 	}
-	if id == "credentials" {
+	if rest, ok := strings.CutPrefix(id, "vary:"); ok {
+		// A header name holds no ':'; the last one ends the upstream's.
+		if i := strings.LastIndexByte(rest, ':'); i > 0 {
+			return url.Values{"upstream": {rest[:i]}, "vary": {rest[i+1:]}}
+		}
+	}
+	switch id {
+	case "credentials":
 		return url.Values{"credentials": {"true"}}
+	case "set-cookie":
+		return url.Values{"set_cookie": {"true"}}
 	}
 	return nil
 }

@@ -5,6 +5,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/cachetest"
 )
 
 // The overview shows what the gateway counted, the rule that paid off,
@@ -101,6 +107,54 @@ func TestOverviewPrivacyAuditClear(t *testing.T) {
 	if testid(doc, "privacy-row").Length() != 0 || testid(doc, "privacy-clear").Length() != 1 {
 		t.Errorf("privacy audit of clean entries: %q", text(testid(doc, "privacy")))
 	}
+}
+
+// Every privacy finding links to an entries list holding exactly the
+// entries it counts, which a bulk delete can then remove: Set-Cookie kept,
+// credentials, and a Vary on a header the upstream ignores.
+func TestOverviewPrivacyFindingsLinkToTheirEntries(t *testing.T) {
+	p := newPages(t, pagesConfig{ignored: []string{"X-Api-Key"}})
+	entry := func(key string, set func(e *cache.Entry)) *cache.Entry {
+		e := cachetest.NewEntry(key)
+		e.Upstream, e.URL = "bin", "http://bin.local/"+key
+		e.Created = time.Now()
+		set(e)
+		return e
+	}
+	cachetest.MustPut(t, p.backend,
+		entry("cookie", func(e *cache.Entry) { e.Header["Set-Cookie"] = []string{"sid=1"} }),
+		entry("cred", func(e *cache.Entry) { e.RequestHeader = http.Header{"Authorization": {"REDACTED"}} }),
+		entry("vary", func(e *cache.Entry) { e.Header["Vary"] = []string{"Accept, x-api-key"} }),
+		entry("vary-kept", func(e *cache.Entry) { e.Header["Vary"] = []string{"Accept"} }),
+		entry("clean", func(e *cache.Entry) {}),
+	)
+	doc := p.get(t, "/", http.StatusOK)
+	want := map[string]string{"set-cookie": "cookie", "credentials": "cred", "vary:bin:X-Api-Key": "vary"}
+	rows := testid(doc, "privacy-row")
+	if rows.Length() != len(want) {
+		t.Fatalf("%d findings, want %d: %q", rows.Length(), len(want), text(testid(doc, "privacy")))
+	}
+	rows.Each(func(_ int, row *goquery.Selection) {
+		id := row.AttrOr("data-finding", "")
+		key, ok := want[id]
+		if !ok {
+			t.Errorf("unexpected finding %q", id)
+			return
+		}
+		href, ok := testid(row, "privacy-link").Attr("href")
+		if !ok {
+			t.Errorf("finding %q has no link", id)
+			return
+		}
+		list := p.get(t, href, http.StatusOK)
+		if got := testid(list, "entry-row"); got.Length() != 1 || !strings.Contains(text(got), "/"+key) {
+			t.Errorf("finding %q links to %s, which lists %q, want only %s", id, href, text(got), key)
+		}
+		// The list says what it is narrowed to, and its form keeps it.
+		if testid(list, "linked-filter").Length() == 0 {
+			t.Errorf("%s does not say what it is narrowed to", href)
+		}
+	})
 }
 
 // A bad ?backend= is a readable page, not the overview of another.

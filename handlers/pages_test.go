@@ -23,8 +23,9 @@ import (
 // pages is the admin side over real backends and a gateway with one real
 // upstream, mounted the way web.Server mounts it.
 type pages struct {
-	router chi.Router
-	gw     *gateway.Gateway
+	router  chi.Router
+	gw      *gateway.Gateway
+	backend cache.Backend // the default backend
 }
 
 // pagesConfig shapes newPages.
@@ -32,6 +33,7 @@ type pagesConfig struct {
 	backends map[string]cache.Backend // "default" is a SQLite file unless given
 	dsns     map[string]string
 	disabled string
+	ignored  []string // the upstream's ignored_parameters
 }
 
 func newPages(tb testing.TB, cfg pagesConfig) *pages {
@@ -64,8 +66,10 @@ func newPages(tb testing.TB, cfg pagesConfig) *pages {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	pol := cache.DefaultPolicy(cache.Expiry(time.Hour))
+	pol.IgnoredParameters = cfg.ignored
 	gw, err := gateway.New(gateway.Options{}, gateway.Upstream{
-		Name: "bin", URL: u, Policy: cache.DefaultPolicy(cache.Expiry(time.Hour)),
+		Name: "bin", URL: u, Policy: pol,
 		Backend: cfg.backends["default"], BackendName: "default", Timeout: 5 * time.Second,
 	})
 	if err != nil {
@@ -77,7 +81,7 @@ func newPages(tb testing.TB, cfg pagesConfig) *pages {
 	r := chi.NewRouter()
 	api.Mount(r)
 	api.MountPages(r)
-	return &pages{router: r, gw: gw}
+	return &pages{router: r, gw: gw, backend: cfg.backends["default"]}
 }
 
 // fetch sends a request through the gateway and checks its X-Cache.

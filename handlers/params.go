@@ -21,7 +21,7 @@ import (
 // filterParams are the names of the entry filter, the same in query
 // strings (GET /api/entries) and in the "filter" object of bulk bodies.
 var filterParams = []string{
-	"credentials", "upstream", "url", "method", "status", "content_type", "freshness",
+	"credentials", "set_cookie", "vary", "upstream", "url", "method", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
 	"expires_after", "expires_before", "base_key", "reason",
 }
@@ -93,6 +93,14 @@ func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, erro
 	default:
 		return f, paramError(prefix+"credentials", s, "true, false")
 	}
+	switch s := get("set_cookie"); s {
+	case "":
+	case "true", "false":
+		f.SetCookie = s == "true"
+	default:
+		return f, paramError(prefix+"set_cookie", s, "true, false")
+	}
+	f.VaryOn = get("vary")
 	f.Upstream = get("upstream")
 	f.URL = get("url")
 	f.Method = strings.ToUpper(get("method"))

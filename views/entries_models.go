@@ -86,6 +86,51 @@ var FilterFields = []string{
 	"upstream", "url", "status", "content_type", "freshness",
 	"min_size", "max_size", "created_after", "created_before",
 	"expires_after", "expires_before", "method", "base_key",
+	"reason", "credentials", "set_cookie", "vary",
+}
+
+// linkedFilters are the filter fields the form has no input for, set by
+// links from the Overview and Upstreams pages; the form keeps them in
+// hidden fields and says what they select.
+var linkedFilters = []string{"method", "base_key", "reason", "credentials", "set_cookie", "vary"}
+
+// LinkedFilter is one linkedFilters field in force.
+type LinkedFilter struct {
+	Name, Value, Label string
+}
+
+// LinkedFilters returns the linkedFilters fields set, each with words.
+func (v EntriesView) LinkedFilters() []LinkedFilter {
+	var out []LinkedFilter
+	for _, k := range linkedFilters {
+		val := v.State.Get(k)
+		if val == "" {
+			continue
+		}
+		label := k + " " + val
+		switch k {
+		case "method":
+			label = "method " + val
+		case "base_key":
+			label = "variants of one resource"
+		case "reason":
+			label = "expiry set by " + strings.TrimSpace(val) + "…"
+		case "credentials":
+			label = "stored from requests with credentials"
+			if val == "false" {
+				label = "stored from requests without credentials"
+			}
+		case "set_cookie":
+			label = "responses stored with Set-Cookie"
+			if val == "false" {
+				label = "responses stored without Set-Cookie"
+			}
+		case "vary":
+			label = "Vary on " + val
+		}
+		out = append(out, LinkedFilter{Name: k, Value: val, Label: label})
+	}
+	return out
 }
 
 // Filtered reports whether any filter field is set.

@@ -297,7 +297,7 @@ func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, erro
 	if err := b.check("count"); err != nil {
 		return cache.Totals{}, err
 	}
-	if isEmpty(f) {
+	if f.SelectsAll() {
 		return cache.Totals{Entries: int64(len(b.items)), Bytes: b.bytes}, nil
 	}
 	var t cache.Totals
@@ -306,18 +306,6 @@ func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, erro
 		t.Bytes += e.Size
 	}
 	return t, nil
-}
-
-// isEmpty reports whether f matches everything, so Count can answer from
-// its running totals.
-func isEmpty(f cache.Filter) bool {
-	if f.Credentials {
-		return false
-	}
-	return len(f.Keys) == 0 && f.BaseKey == "" && f.Upstream == "" && f.URL == "" && f.Method == "" &&
-		f.Status == 0 && f.ContentType == "" && f.Freshness == cache.AnyFreshness &&
-		f.MinSize == 0 && f.MaxSize == 0 && f.CreatedAfter.IsZero() && f.CreatedBefore.IsZero() &&
-		f.ExpiresAfter.IsZero() && f.ExpiresBefore.IsZero() && f.Reason == ""
 }
 
 // DeleteMatching removes the matching entries and returns how many.

@@ -3,6 +3,7 @@ package mongo
 import (
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -13,26 +14,30 @@ import (
 // document is an entry as stored. Field names are short but readable, so
 // that a person browsing the collection in mongosh understands it.
 type document struct {
-	Key           string         `bson:"_id"`
-	BaseKey       string         `bson:"base"`
-	Upstream      string         `bson:"upstream"`
-	Method        string         `bson:"method"`
-	URL           string         `bson:"url"`
-	RequestHeader []headerField  `bson:"req_header,omitempty"`
-	Status        int            `bson:"status"`
-	Header        []headerField  `bson:"header,omitempty"`
-	Body          []byte         `bson:"body,omitempty"`
-	BodyFile      *bson.ObjectID `bson:"body_file,omitempty"` // GridFS file holding the body, if not inline
-	Size          int64          `bson:"size"`
-	ContentType   string         `bson:"content_type"`
-	RequestTime   *bson.DateTime `bson:"request_time,omitempty"`
-	Created       bson.DateTime  `bson:"created"`
-	Expires       bson.DateTime  `bson:"expires"`
-	ETag          string         `bson:"etag,omitempty"`
-	LastModified  string         `bson:"last_modified,omitempty"`
-	Hits          int64          `bson:"hits"`
-	LastHit       *bson.DateTime `bson:"last_hit,omitempty"`
-	Reason        string         `bson:"reason,omitempty"`
+	Key           string        `bson:"_id"`
+	BaseKey       string        `bson:"base"`
+	Upstream      string        `bson:"upstream"`
+	Method        string        `bson:"method"`
+	URL           string        `bson:"url"`
+	RequestHeader []headerField `bson:"req_header,omitempty"`
+	Status        int           `bson:"status"`
+	Header        []headerField `bson:"header,omitempty"`
+	// Vary lists the header names the response's Vary fields name, lower
+	// case, for the VaryOn filter: FerretDB 1.x cannot match a name and a
+	// value within one element of Header ($elemMatch on fields).
+	Vary         []string       `bson:"vary,omitempty"`
+	Body         []byte         `bson:"body,omitempty"`
+	BodyFile     *bson.ObjectID `bson:"body_file,omitempty"` // GridFS file holding the body, if not inline
+	Size         int64          `bson:"size"`
+	ContentType  string         `bson:"content_type"`
+	RequestTime  *bson.DateTime `bson:"request_time,omitempty"`
+	Created      bson.DateTime  `bson:"created"`
+	Expires      bson.DateTime  `bson:"expires"`
+	ETag         string         `bson:"etag,omitempty"`
+	LastModified string         `bson:"last_modified,omitempty"`
+	Hits         int64          `bson:"hits"`
+	LastHit      *bson.DateTime `bson:"last_hit,omitempty"`
+	Reason       string         `bson:"reason,omitempty"`
 	// RequestBody is the body of the request behind a non-GET entry,
 	// inline (request bodies are small next to the responses that go to
 	// GridFS), so that an admin revalidation can send it again.
@@ -123,6 +128,7 @@ func newDocument(e *cache.Entry) *document {
 		RequestHeader: fromHeader(e.RequestHeader),
 		Status:        e.Status,
 		Header:        fromHeader(e.Header),
+		Vary:          varyNames(e.Header),
 		Size:          int64(len(e.Body)),
 		ContentType:   e.ContentType,
 		RequestTime:   optDate(e.RequestTime),
@@ -176,4 +182,22 @@ func (d *document) entry() *cache.Entry {
 		e.Expires = fromDate(d.Expires)
 	}
 	return e
+}
+
+// varyNames returns the names h's Vary fields list, lower case.
+func varyNames(h http.Header) []string {
+	var names []string
+	for field, values := range h {
+		if !strings.EqualFold(field, "Vary") {
+			continue
+		}
+		for _, v := range values {
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.ToLower(strings.TrimSpace(name)); name != "" {
+					names = append(names, name)
+				}
+			}
+		}
+	}
+	return names
 }

@@ -28,6 +28,16 @@ func query(f cache.Filter) bson.D {
 		// name holds no newline, so $ is the end).
 		add("req_header.k", bson.Regex{Pattern: `^(?:` + strings.Join(names, "|") + `)$`, Options: "i"})
 	}
+	if f.SetCookie {
+		names := make([]string, len(cache.SetCookieHeaders))
+		for i, n := range cache.SetCookieHeaders {
+			names[i] = regexp.QuoteMeta(n)
+		}
+		add("header.k", bson.Regex{Pattern: `^(?:` + strings.Join(names, "|") + `)$`, Options: "i"})
+	}
+	if f.VaryOn != "" {
+		add("vary", strings.ToLower(strings.TrimSpace(f.VaryOn)))
+	}
 	if f.BaseKey != "" {
 		add("base", f.BaseKey)
 	}

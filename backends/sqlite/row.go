@@ -206,6 +206,21 @@ func whereClause(f cache.Filter) (where []string, args []any) {
 		}
 		add("EXISTS (SELECT 1 FROM json_each(e.request_header) WHERE lower(json_each.key) IN (?"+strings.Repeat(", ?", len(names)-1)+"))", anys(names)...)
 	}
+	if f.SetCookie {
+		names := make([]string, len(cache.SetCookieHeaders))
+		for i, n := range cache.SetCookieHeaders {
+			names[i] = strings.ToLower(n)
+		}
+		add("EXISTS (SELECT 1 FROM json_each(e.header) WHERE lower(json_each.key) IN (?"+strings.Repeat(", ?", len(names)-1)+"))", anys(names)...)
+	}
+	if f.VaryOn != "" {
+		// Each Vary value is a comma-separated list: compare whole names,
+		// spaces and tabs around them removed, without case.
+		add(`EXISTS (SELECT 1 FROM json_each(e.header) AS h, json_each(h.value) AS v
+			WHERE lower(h.key) = 'vary'
+			AND instr(',' || replace(replace(lower(v.value), ' ', ''), char(9), '') || ',', ',' || ? || ',') > 0)`,
+			strings.ToLower(strings.TrimSpace(f.VaryOn)))
+	}
 	if f.BaseKey != "" {
 		add("e.base_key = ?", f.BaseKey)
 	}

@@ -76,6 +76,20 @@ func fixture() []*cache.Entry {
 		if r.key == "j" || r.key == "k" {
 			e.BaseKey = "base-jk" // two variants of one resource
 		}
+		// Set-Cookie and Vary for the audit's filters: names in any case,
+		// a list with spaces, and a name that only contains another.
+		switch r.key {
+		case "c":
+			e.Header["Set-Cookie"] = []string{"sid=REDACTED"}
+		case "f":
+			e.Header["set-cookie2"] = []string{"old=1"}
+		case "j":
+			e.Header["Vary"] = []string{"Accept-Encoding , X-Token"}
+		case "k":
+			e.Header["vary"] = []string{"x-token"}
+		case "d":
+			e.Header["Vary"] = []string{"X-Token-Id"}
+		}
 		// Validators for the stale filter: e has none, g only a
 		// Last-Modified, d only an ETag; the others both.
 		switch r.key {
@@ -180,6 +194,11 @@ func filterCases() []struct {
 		{"combined none", cache.Filter{Upstream: "github", ContentType: "image/"}, nil},
 		{"credentials", cache.Filter{Credentials: true}, []string{"a", "h"}},
 		{"credentials combined", cache.Filter{Credentials: true, Upstream: "other"}, []string{"h"}},
+		{"set-cookie", cache.Filter{SetCookie: true}, []string{"c", "f"}},
+		{"set-cookie combined", cache.Filter{SetCookie: true, Upstream: "demo"}, []string{"f"}},
+		{"vary on", cache.Filter{VaryOn: "x-token"}, []string{"j", "k"}},
+		{"vary on another case", cache.Filter{VaryOn: "Accept-Encoding"}, []string{"j"}},
+		{"vary on a prefix of a name", cache.Filter{VaryOn: "X-Tok"}, nil},
 	}
 }
 
