@@ -73,6 +73,8 @@ func TestBrowserOverviewLive(t *testing.T) {
 	}
 	waitPage(t, b, "5 requests on the tile", tileValue("total-requests")+` === "5"`)
 	waitPage(t, b, "3 hits", tileValue("total-hits")+` === "3"`)
+	// The rules table follows too: htmx asks for the panels again.
+	waitPage(t, b, "the rule's 3 hits", `Array.from(document.querySelectorAll('[data-testid="rule-hits"]')).some(td => td.textContent === "3")`)
 	if got := testText(t, b, "upstream-requests"); got != "5" {
 		t.Errorf("upstream row says %q requests, want 5", got)
 	}

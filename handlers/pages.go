@@ -30,6 +30,7 @@ func (a *API) MountPages(r chi.Router) {
 		r.Use(a.protectPages, a.pagesEnabled)
 		r.Get("/signin", a.handleSignInPage)
 		r.Get("/", a.handleOverviewPage)
+		r.Get("/overview/panels", a.handleOverviewPanels)
 		r.Get("/backends", a.handleBackendsPage)
 		r.Get("/entries/{key}", a.handleEntryPage)
 		r.Get("/entries/{key}/body", a.handleEntryBodyPage)

@@ -28,6 +28,24 @@ func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	l, v := a.overview(r, name, b)
+	a.render(w, r, http.StatusOK, views.Overview(l, v))
+}
+
+// handleOverviewPanels answers the overview's periodic request for its
+// panels (views.OverviewPanels): the same figures as the page, without
+// the rest of it.
+func (a *API) handleOverviewPanels(w http.ResponseWriter, r *http.Request) {
+	_, name, b, ok := a.pageQuery(w, r)
+	if !ok {
+		return
+	}
+	l, v := a.overview(r, name, b)
+	a.render(w, r, http.StatusOK, views.OverviewPanels(l, v))
+}
+
+// overview gathers the overview of backend b (named name) as r asks.
+func (a *API) overview(r *http.Request, name string, b cache.Backend) (views.Layout, views.OverviewView) {
 	st := a.gw.Stats()
 	snap := st.Snapshot()
 	now := a.now()
@@ -89,7 +107,7 @@ func (a *API) handleOverviewPage(w http.ResponseWriter, r *http.Request) {
 			v.Privacy.Rows[i].Link = l.LinkWith("/entries", q)
 		}
 	}
-	a.render(w, r, http.StatusOK, views.Overview(l, v))
+	return l, v
 }
 
 // counters copies the gateway's counters into the view-model.

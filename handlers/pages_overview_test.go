@@ -157,6 +157,33 @@ func TestOverviewPrivacyFindingsLinkToTheirEntries(t *testing.T) {
 	})
 }
 
+// The panels the page asks for again (rules, top entries) show the hits
+// since the page was drawn, without the rest of the page.
+func TestOverviewPanelsFollowTheCounters(t *testing.T) {
+	p := newPages(t, pagesConfig{})
+	p.fetch(t, "/a", "MISS")
+	doc := p.get(t, "/", http.StatusOK)
+	panels := testid(doc, "overview-panels")
+	if got, _ := panels.Attr("hx-get"); got != "/overview/panels" {
+		t.Fatalf("the panels ask %q for themselves", got)
+	}
+	if got := text(testid(panels, "rule-hits")); got != "0" {
+		t.Fatalf("rule hits %q before any hit", got)
+	}
+	p.fetch(t, "/a", "HIT")
+	p.fetch(t, "/a", "HIT")
+	frag := p.get(t, "/overview/panels", http.StatusOK)
+	if frag.Find("header, nav, [data-testid=live-figures]").Length() != 0 {
+		t.Error("the panels' answer holds more than the panels")
+	}
+	if got := text(testid(frag, "rule-hits")); got != "2" {
+		t.Errorf("rule hits %q after two hits, want 2", got)
+	}
+	if got, _ := testid(frag, "overview-panels").Attr("hx-trigger"); got != "every 5s" {
+		t.Errorf("the swapped panels poll with %q, want every 5s", got)
+	}
+}
+
 // A bad ?backend= is a readable page, not the overview of another.
 func TestOverviewUnknownBackend(t *testing.T) {
 	p := newPages(t, pagesConfig{})

@@ -2,6 +2,11 @@ package views
 
 import "time"
 
+// PanelRefresh is how often an open overview asks for its OverviewPanels
+// again: the rules' counters change with every store and hit, the
+// backend's figures behind the other panels at most every 30 s.
+const PanelRefresh = 5 * time.Second
+
 // OverviewView is the overview page: what the gateway is doing now, what
 // the cache saved, and how full each backend is.
 type OverviewView struct {
