@@ -641,7 +641,7 @@ func OverviewPanels(l Layout, v OverviewView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 48, "\" hx-swap=\"outerHTML\" data-testid=\"overview-panels\"><section aria-labelledby=\"rules-h\"><div class=\"section-head\"><h2 id=\"rules-h\">Rules</h2><p>Which rule set each entry's expiry: entries it stored and hits they got since start, as of loading the page.</p></div>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 48, "\" hx-swap=\"outerHTML\" data-testid=\"overview-panels\"><section aria-labelledby=\"rules-h\"><div class=\"section-head\"><h2 id=\"rules-h\">Rules</h2><p>Which rule set each entry's expiry: entries it stored and hits they got since start.</p></div>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
