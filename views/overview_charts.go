@@ -196,6 +196,8 @@ func barWidth(n, peak int64) string {
 // "5 min 3 s", "2 h 5 min".
 func Duration(d time.Duration) string {
 	switch {
+	case d > 0 && d < time.Millisecond:
+		return strconv.FormatInt(int64(max(1, (d+500)/time.Microsecond)), 10) + " µs"
 	case d < 10*time.Millisecond:
 		return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms"
 	case d < time.Second:

@@ -40,7 +40,7 @@ func TestStackPaths(t *testing.T) {
 
 func TestDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		0: "0.0 ms", 400 * time.Microsecond: "0.4 ms", 120 * time.Millisecond: "120 ms",
+		0: "0.0 ms", 400 * time.Microsecond: "400 µs", 30 * time.Microsecond: "30 µs", 200: "1 µs", 1500 * time.Microsecond: "1.5 ms", 120 * time.Millisecond: "120 ms",
 		12300 * time.Millisecond: "12.3 s", 5*time.Minute + 3*time.Second: "5 min 3 s", 2*time.Hour + 5*time.Minute: "2 h 5 min",
 	} {
 		if got := Duration(d); got != want {

@@ -43,6 +43,7 @@
   var bytes = window.cachegate.bytes;
   function duration(ms) {
     ms = ms || 0;
+    if (ms > 0 && ms < 1) return Math.max(1, Math.round(ms * 1000)) + ' µs';
     if (ms < 10) return ms.toFixed(1) + ' ms';
     if (ms < 1000) return Math.floor(ms) + ' ms';
     var s = ms / 1000;
