@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,12 +180,17 @@ func TestAdminRefusedOffLoopbackWithoutToken(t *testing.T) {
 	}
 }
 
-func TestProfilerIsBehindTheAdminToken(t *testing.T) {
+func TestProfilerAndMetricsAreBehindTheAdminToken(t *testing.T) {
 	srv := startServer(t, web.Config{Backend: "memory://", AdminToken: "s3cret"})
-	if a := get(t, srv.URL()+"/debug/pprof/"); a.status != http.StatusUnauthorized {
-		t.Fatalf("profiler without token: %d", a.status)
+	for _, path := range []string{"/debug/pprof/", "/metrics"} {
+		if a := get(t, srv.URL()+path); a.status != http.StatusUnauthorized {
+			t.Fatalf("%s without token: %d", path, a.status)
+		}
+		if a := get(t, srv.URL()+path, "Authorization", "Bearer s3cret"); a.status != http.StatusOK {
+			t.Fatalf("%s with token: %d", path, a.status)
+		}
 	}
-	if a := get(t, srv.URL()+"/debug/pprof/", "Authorization", "Bearer s3cret"); a.status != http.StatusOK {
-		t.Fatalf("profiler with token: %d", a.status)
+	if a := get(t, srv.URL()+"/metrics", "Authorization", "Bearer s3cret"); !strings.Contains(a.body, "cachegate_requests_total") && !strings.Contains(a.body, "cachegate_backend_entries") {
+		t.Fatalf("/metrics holds no cachegate series: %.500s", a.body)
 	}
 }

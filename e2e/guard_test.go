@@ -69,7 +69,7 @@ func TestAdminRefusesOtherSites(t *testing.T) {
 	// DNS rebinding: the attacker's name, pointed at 127.0.0.1.
 	u, _ := url.Parse(base)
 	rebound := "rebind.evil.example:" + u.Port()
-	for _, path := range []string{"/api/entries", "/api/openapi.json", "/debug/pprof/"} {
+	for _, path := range []string{"/api/entries", "/api/openapi.json", "/debug/pprof/", "/metrics"} {
 		wantGuardCode(t, guardSend(t, "GET", base+path, rebound, ""), http.StatusMisdirectedRequest, "unknown_host")
 	}
 	if a := guardSend(t, "POST", base+"/signin", rebound, "token=x", "Content-Type", "application/x-www-form-urlencoded"); a.status != http.StatusMisdirectedRequest {

@@ -179,3 +179,13 @@ func (a *API) backend(name string) (string, cache.Backend, error) {
 
 // lockName names a backend for job locks.
 func (a *API) lockName(b cache.Backend) string { return a.canonical[b] }
+
+// UniqueBackends returns the open backends, each once under its first
+// name: a backend configured under several names counts once.
+func (a *API) UniqueBackends() map[string]cache.Backend {
+	out := make(map[string]cache.Backend, len(a.canonical))
+	for b, name := range a.canonical {
+		out[name] = b
+	}
+	return out
+}

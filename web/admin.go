@@ -2,6 +2,9 @@ package web
 
 import (
 	"net"
+	"net/http"
+
+	"github.com/cachegate/cachegate/metrics"
 
 	"github.com/cachegate/cachegate/handlers"
 	"github.com/go-chi/chi/v5"
@@ -30,7 +33,15 @@ func (s *Server) mountAdmin(r chi.Router) {
 	// The Go profiler, behind the admin token: how the hot path was
 	// measured, and how an operator finds where the time goes.
 	r.Mount("/debug", s.admin.Protect(middleware.Profiler()))
+	// Prometheus reads /metrics with the token, or from loopback.
+	r.Handle("/metrics", s.admin.Protect(s.metrics()))
 	s.admin.MountPages(r)
+}
+
+// metrics is the /metrics handler over the gateway, the backends and the
+// admin side's jobs.
+func (s *Server) metrics() http.Handler {
+	return metrics.Handler(metrics.Options{Gateway: s.gateway, Backends: s.admin.UniqueBackends(), Jobs: s.admin.Jobs()})
 }
 
 // closeAdmin stops the admin side's running jobs, before the backends they

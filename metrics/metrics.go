@@ -1,0 +1,219 @@
+// Package metrics exposes the gateway's counters to Prometheus. It is the
+// one package that imports client_golang.
+//
+// Nothing here runs on the request path: the gateway already counts every
+// answer, whichever door (net/http or the fast lane) gave it, with atomic
+// adds (gateway.Stats), and a scrape reads those counters. A scrape costs
+// the gateway what reading a few hundred atomics costs, however high the
+// request rate. Label values are bounded: upstream and backend names come
+// from the configuration, outcomes and job states are fixed lists; no URL
+// or key is ever a label.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/jobs"
+)
+
+// Options are what the metrics are read from.
+type Options struct {
+	Gateway *gateway.Gateway
+	// Backends are the open backends by name, each once (no aliases).
+	Backends map[string]cache.Backend
+	Jobs     *jobs.Registry // may be nil
+	// BackendRefresh is how long a backend's entry count and size are
+	// reused (default 30s): counting is an aggregation in MongoDB, so a
+	// scrape must not count each time.
+	BackendRefresh time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Handler returns the /metrics handler: the gateway's series, the Go
+// runtime's and the process's, in the Prometheus text format.
+func Handler(o Options) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(o),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Outcomes are the values of the outcome label, as the overview names
+// them: a request is counted under exactly one.
+var Outcomes = []string{"hit", "miss", "coalesced", "stale", "revalidated", "bypass", "error"}
+
+var (
+	requestsDesc = prometheus.NewDesc("cachegate_requests_total",
+		"Requests through /fetch/ by upstream and cache outcome (hit, miss, coalesced: a miss answered by another request's upstream call, stale, revalidated, bypass, error).",
+		[]string{"upstream", "outcome"}, nil)
+	durationDesc = prometheus.NewDesc("cachegate_response_duration_seconds",
+		"Time from a request's arrival to its answer, by upstream and outcome (hit: from the cache; miss: waited for the upstream). The sum is estimated from the buckets' middles.",
+		[]string{"upstream", "outcome"}, nil)
+	upstreamCallsDesc = prometheus.NewDesc("cachegate_upstream_requests_total",
+		"Requests the gateway sent to the upstream.", []string{"upstream"}, nil)
+	upstreamSecondsDesc = prometheus.NewDesc("cachegate_upstream_request_seconds_total",
+		"Time spent waiting for the upstream's answers; divided by cachegate_upstream_requests_total, the mean upstream latency.",
+		[]string{"upstream"}, nil)
+	bytesDesc = prometheus.NewDesc("cachegate_response_bytes_total",
+		"Body bytes sent to clients, by where they came from (cache or upstream).", []string{"upstream", "source"}, nil)
+	savedDesc = prometheus.NewDesc("cachegate_upstream_time_saved_seconds_total",
+		"For each hit, how long the upstream took to answer the fetch of the entry it served: the upstream time the cache spared.",
+		[]string{"upstream"}, nil)
+	inFlightDesc = prometheus.NewDesc("cachegate_inflight_upstream_calls",
+		"Upstream calls under way that requests for the same key join instead of calling again.", nil, nil)
+	entriesDesc = prometheus.NewDesc("cachegate_backend_entries",
+		"Entries stored in the backend (counted at most every backend refresh interval).", []string{"backend"}, nil)
+	storedDesc = prometheus.NewDesc("cachegate_backend_bytes",
+		"Body bytes stored in the backend (counted at most every backend refresh interval).", []string{"backend"}, nil)
+	backendUpDesc = prometheus.NewDesc("cachegate_backend_up",
+		"1 when the backend answered its last count, 0 when it failed.", []string{"backend"}, nil)
+	jobsDesc = prometheus.NewDesc("cachegate_jobs",
+		"Admin jobs (bulk revalidate, copy, move) the registry holds, by state.", []string{"state"}, nil)
+)
+
+// collector reads the gateway's counters at each scrape.
+type collector struct {
+	o Options
+
+	mu      sync.Mutex
+	totals  map[string]backendTotals
+	counted time.Time
+}
+
+type backendTotals struct {
+	t  cache.Totals
+	ok bool
+}
+
+func newCollector(o Options) *collector {
+	if o.BackendRefresh <= 0 {
+		o.BackendRefresh = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &collector{o: o}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc,
+		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, jobsDesc} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gw := c.o.Gateway
+	st := gw.Stats()
+	snap := st.Snapshot()
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	for name, v := range snap.Upstreams {
+		// Coalesced requests are misses answered by another's call: the
+		// miss series counts the others, so outcomes add up to requests.
+		for outcome, n := range map[string]int64{
+			"hit": v.Hits, "miss": max(v.Misses-v.Coalesced, 0), "coalesced": v.Coalesced, "stale": v.Stale,
+			"revalidated": v.Revalidated, "bypass": v.Bypass, "error": v.Errors,
+		} {
+			counter(requestsDesc, float64(n), name, outcome)
+		}
+		counter(upstreamCallsDesc, float64(v.UpstreamCalls), name)
+		counter(upstreamSecondsDesc, float64(v.UpstreamNanos)/1e9, name)
+		counter(bytesDesc, float64(v.BytesFromCache), name, "cache")
+		counter(bytesDesc, float64(v.BytesFromUpstream), name, "upstream")
+		counter(savedDesc, float64(v.SavedNanos)/1e9, name)
+		if lat, ok := st.Latencies(name); ok {
+			ch <- histogram(&lat.Hit, name, "hit")
+			ch <- histogram(&lat.Miss, name, "miss")
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(gw.InFlight()))
+	for name, t := range c.backendTotals() {
+		up := 0.0
+		if t.ok {
+			up = 1
+			ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(t.t.Entries), name)
+			ch <- prometheus.MustNewConstMetric(storedDesc, prometheus.GaugeValue, float64(t.t.Bytes), name)
+		}
+		ch <- prometheus.MustNewConstMetric(backendUpDesc, prometheus.GaugeValue, up, name)
+	}
+	if c.o.Jobs != nil {
+		byState := map[jobs.State]int{jobs.Running: 0, jobs.Done: 0, jobs.Failed: 0, jobs.Cancelled: 0}
+		for _, j := range c.o.Jobs.List() {
+			byState[j.State]++
+		}
+		for s, n := range byState {
+			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), string(s))
+		}
+	}
+}
+
+// histogramBounds are the upper bounds of the exported buckets: the
+// powers of two of a microsecond from 8 µs to about 8 s, which are bounds
+// of the gateway's finer buckets too, so each count is exact.
+var histogramBounds = func() []float64 {
+	var b []float64
+	for us := 8; us <= 1<<23; us *= 2 {
+		b = append(b, float64(us)/1e6)
+	}
+	return b
+}()
+
+// histogram folds the gateway's fine buckets into histogramBounds.
+func histogram(fine *[gateway.LatencyBuckets]int64, upstream, outcome string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(histogramBounds))
+	var count uint64
+	var sum float64
+	next := 0 // the first exported bound not yet passed
+	for i, n := range fine {
+		// Bucket i ends where bucket i+1 starts; the last is open.
+		if i+1 < len(fine) {
+			upper := gateway.LatencyLowerBound(i + 1).Seconds()
+			for next < len(histogramBounds) && histogramBounds[next] < upper {
+				buckets[histogramBounds[next]] = count
+				next++
+			}
+		}
+		count += uint64(n)
+		sum += float64(n) * gateway.LatencyMid(i).Seconds()
+	}
+	for ; next < len(histogramBounds); next++ {
+		buckets[histogramBounds[next]] = count
+	}
+	return prometheus.MustNewConstHistogram(durationDesc, count, sum, buckets, upstream, outcome)
+}
+
+// backendTotals returns each backend's entries and bytes, counting again
+// when the last count is older than BackendRefresh. A scrape that counts
+// waits at most two seconds per backend.
+func (c *collector) backendTotals() map[string]backendTotals {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.o.Now()
+	if c.totals != nil && now.Sub(c.counted) < c.o.BackendRefresh {
+		return c.totals
+	}
+	out := make(map[string]backendTotals, len(c.o.Backends))
+	for name, b := range c.o.Backends {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		t, err := b.Count(ctx, cache.Filter{})
+		cancel()
+		out[name] = backendTotals{t: t, ok: err == nil}
+	}
+	c.totals, c.counted = out, now
+	return out
+}

@@ -1,0 +1,185 @@
+package metrics_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/metrics"
+)
+
+type env struct {
+	gw      *gateway.Gateway
+	metrics http.Handler
+	release chan struct{} // closed: the upstream's /held answers
+	arrived chan struct{} // a request for /held reached the upstream
+	calls   sync.WaitGroup
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{release: make(chan struct{}), arrived: make(chan struct{}, 16)}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/held" {
+			e.arrived <- struct{}{}
+			<-e.release
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, "hello from "+r.URL.Path)
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	b := memory.New(0)
+	gw, err := gateway.New(gateway.Options{}, gateway.Upstream{
+		Name: "bin", URL: u, Policy: cache.DefaultPolicy(cache.Expiry(time.Hour)),
+		Backend: b, BackendName: "default", Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	e.gw = gw
+	e.metrics = metrics.Handler(metrics.Options{Gateway: gw, Backends: map[string]cache.Backend{"default": b}})
+	return e
+}
+
+func (e *env) fetch(t *testing.T, target, want string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.gw.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fetch/bin"+target, nil))
+	if got := rec.Header().Get("X-Cache"); got != want {
+		t.Fatalf("GET %s: X-Cache %q, want %q", target, got, want)
+	}
+}
+
+// scrape reads /metrics and parses it as Prometheus would.
+func (e *env) scrape(t *testing.T) (string, map[string]float64) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	body, _ := io.ReadAll(rec.Body)
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("/metrics is not the text format: %v", err)
+	}
+	values := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.GetCounter() != nil:
+				values[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				values[key] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				values[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+				for _, b := range m.GetHistogram().GetBucket() {
+					values[fmt.Sprintf("%s_le_%g", key, b.GetUpperBound())] = float64(b.GetCumulativeCount())
+				}
+			}
+		}
+	}
+	return string(body), values
+}
+
+// A miss and two hits are counted by outcome, their answer times in the
+// histograms, the stored entry in the backend's gauges; no URL appears.
+func TestMetricsCountWhatTheGatewayAnswered(t *testing.T) {
+	e := newEnv(t)
+	e.fetch(t, "/secret-path?token=s3cret", "MISS")
+	e.fetch(t, "/secret-path?token=s3cret", "HIT")
+	e.fetch(t, "/secret-path?token=s3cret", "HIT")
+	body, v := e.scrape(t)
+	for key, want := range map[string]float64{
+		`cachegate_requests_total{outcome=hit,upstream=bin}`:                   2,
+		`cachegate_requests_total{outcome=miss,upstream=bin}`:                  1,
+		`cachegate_requests_total{outcome=coalesced,upstream=bin}`:             0,
+		`cachegate_requests_total{outcome=error,upstream=bin}`:                 0,
+		`cachegate_response_duration_seconds{outcome=hit,upstream=bin}_count`:  2,
+		`cachegate_response_duration_seconds{outcome=miss,upstream=bin}_count`: 1,
+		`cachegate_upstream_requests_total{upstream=bin}`:                      1,
+		`cachegate_backend_entries{backend=default}`:                           1,
+		`cachegate_backend_up{backend=default}`:                                1,
+		`cachegate_inflight_upstream_calls{}`:                                  0,
+	} {
+		if got, ok := v[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if v[`cachegate_response_bytes_total{source=cache,upstream=bin}`] <= 0 {
+		t.Error("two hits served no bytes from the cache")
+	}
+	// Every hit took under 8 s; the buckets are cumulative.
+	if got := v[`cachegate_response_duration_seconds{outcome=hit,upstream=bin}_le_8.388608`]; got != 2 {
+		t.Errorf("hits under 8.4 s: %v, want 2", got)
+	}
+	if _, ok := v[`go_goroutines{}`]; !ok {
+		t.Error("no Go runtime series")
+	}
+	for _, secret := range []string{"secret-path", "s3cret", "token"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("/metrics holds %q", secret)
+		}
+	}
+}
+
+// Requests that wait for another's upstream call count as coalesced, the
+// caller's as a miss: the outcomes add up to the requests.
+func TestMetricsCoalescedRequestsAreNotMissesTwice(t *testing.T) {
+	e := newEnv(t)
+	const n = 5
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			e.gw.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fetch/bin/held", nil))
+		}()
+	}
+	// The one call is under way; the others arrive and wait for it (or,
+	// arriving after it ends, hit: the outcomes add up either way).
+	<-e.arrived
+	for e.gw.Stats().Snapshot().Total.Requests < n {
+		runtime.Gosched()
+	}
+	_, during := e.scrape(t)
+	if got := during[`cachegate_inflight_upstream_calls{}`]; got != 1 {
+		t.Errorf("in-flight calls %v, want 1", got)
+	}
+	close(e.release)
+	wg.Wait()
+	_, v := e.scrape(t)
+	var sum float64
+	for _, o := range metrics.Outcomes {
+		sum += v[`cachegate_requests_total{outcome=`+o+`,upstream=bin}`]
+	}
+	if sum != n {
+		t.Errorf("outcomes add up to %v, want the %d requests: %v", sum, n, v)
+	}
+	t.Logf("coalesced %v, miss %v, hit %v", v[`cachegate_requests_total{outcome=coalesced,upstream=bin}`], v[`cachegate_requests_total{outcome=miss,upstream=bin}`], v[`cachegate_requests_total{outcome=hit,upstream=bin}`])
+	if got := v[`cachegate_upstream_requests_total{upstream=bin}`]; got != 1 {
+		t.Errorf("%v upstream calls for a herd of %d, want 1", got, n)
+	}
+}
