@@ -143,10 +143,12 @@ func TestDemoUpstream(t *testing.T) {
 	wantCache(t, get(t, srv.URL()+"/fetch/demo/headers"), "MISS")
 }
 
-func TestHealthz(t *testing.T) {
+func TestHealthzAndReadyz(t *testing.T) {
 	srv := startServer(t, web.Config{Backend: sqliteDSN(t)})
-	if a := get(t, srv.URL()+"/healthz"); a.status != 200 {
-		t.Fatalf("healthz: %d %s", a.status, a.body)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if a := get(t, srv.URL()+path); a.status != 200 {
+			t.Fatalf("%s: %d %s", path, a.status, a.body)
+		}
 	}
 }
 

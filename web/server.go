@@ -246,7 +246,8 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.recoverer)
-	r.Get("/healthz", s.handleHealth)
+	r.Get("/healthz", handleAlive)
+	r.Get("/readyz", s.handleReady)
 	r.Handle("/fetch/*", s.gateway)
 	r.Handle("/fetch", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{
@@ -294,10 +295,21 @@ func (s *Server) upstreamNames() []string {
 	return names
 }
 
-// handleHealth answers 200 when every backend that can be pinged answers,
-// 503 naming the failing ones otherwise.
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+// handleAlive answers 200 while the process serves HTTP: a liveness probe
+// that a backend being down must not fail (a restart would not bring it
+// back, and /fetch/ keeps forwarding without it).
+func handleAlive(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+}
+
+// readyTimeout is how long /readyz waits for the backends' pings.
+const readyTimeout = 2 * time.Second
+
+// handleReady answers 200 when every backend that can be pinged answers
+// within readyTimeout, 503 naming the failing ones otherwise: a load
+// balancer's readiness probe.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	status := map[string]string{}
 	code := http.StatusOK
