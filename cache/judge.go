@@ -88,7 +88,14 @@ func (p *Policy) Judge(e *Entry, reqHeader http.Header, now time.Time) Judgement
 		respCC = ParseCacheControl(e.Header)
 	}
 	mustRevalidate := respCC.Has("must-revalidate") || (p.Mode == ModeRFC9111 && (respCC.Has("proxy-revalidate") || respCC.Has("s-maxage")))
-	if !mustRevalidate && !j.Fresh {
+	// A stale entry is never served on an error or while it is refreshed
+	// when the response forbids serving it unvalidated: must-revalidate,
+	// and for a shared cache proxy-revalidate and s-maxage (RFC 9111
+	// sections 5.2.2.2, 5.2.2.8 and 5.2.2.10), or a no-cache that covers
+	// the whole response (5.2.2.4; no-cache="field" names fields only).
+	forbidsStale := mustRevalidate || respCC.Has("proxy-revalidate") || respCC.Has("s-maxage") ||
+		(respCC.Has("no-cache") && respCC["no-cache"] == "")
+	if !forbidsStale && !j.Fresh {
 		j.StaleIfError = p.StaleIfError.Allows(j.Staleness) ||
 			directiveAllows(respCC, "stale-if-error", j.Staleness) ||
 			directiveAllows(reqCC, "stale-if-error", j.Staleness)

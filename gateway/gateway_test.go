@@ -553,6 +553,43 @@ func TestRFC9111MustRevalidateForbidsStale(t *testing.T) {
 	}
 }
 
+// stale_if_error never serves an entry its response forbids serving
+// unvalidated, in either mode: no-cache (a max-age beside it changes
+// nothing), must-revalidate, proxy-revalidate and s-maxage.
+func TestStaleIfErrorRespectsTheResponseDirectives(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		set  func(*cache.Policy)
+	}{
+		{"rfc9111", rfc},
+		{"requests-cache", func(p *cache.Policy) { p.CacheControl = true }},
+	} {
+		for _, cc := range []string{"max-age=2, no-cache", "max-age=2, must-revalidate", "max-age=2, proxy-revalidate", "max-age=2, s-maxage=2"} {
+			t.Run(mode.name+"/"+cc, func(t *testing.T) {
+				up := &flaky{body: "v1", header: map[string]string{"Cache-Control": cc, "ETag": `"v1"`}}
+				e := newEnv(t, policy(mode.set, func(p *cache.Policy) {
+					p.StaleIfError = cache.Staleness{On: true}
+					p.StaleWhileRevalidate = cache.Staleness{On: true}
+				}), up, nil)
+				e.get("/s", "MISS")
+				up.set(true, "")
+				e.clock.Advance(time.Minute)
+				r := e.do("GET", "/s")
+				if r.xcache() == "STALE" || r.status == http.StatusOK {
+					t.Fatalf("%q served %d %s (%s) when the upstream failed", cc, r.status, r.xcache(), r.header.Get("Cache-Status"))
+				}
+			})
+		}
+	}
+	// Without those directives the same entry is served stale.
+	up := &flaky{body: "v1", header: map[string]string{"Cache-Control": "max-age=2"}}
+	e := newEnv(t, policy(rfc, func(p *cache.Policy) { p.StaleIfError = cache.Staleness{On: true} }), up, nil)
+	e.get("/s", "MISS")
+	up.set(true, "")
+	e.clock.Advance(time.Minute)
+	e.get("/s", "STALE")
+}
+
 func TestRFC9111UnsafeMethodInvalidates(t *testing.T) {
 	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=600")
