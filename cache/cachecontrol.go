@@ -16,7 +16,37 @@ type Directives map[string]string
 // directives are kept (they are ignored by the rules, as the RFC asks).
 // Arguments may be quoted.
 func ParseCacheControl(h http.Header) Directives {
-	lines := h["Cache-Control"]
+	return parseDirectives(h["Cache-Control"])
+}
+
+// DefaultTargetedCacheControl are the targeted fields a policy reads when
+// it names none: CDN-Cache-Control speaks to every CDN-like shared cache.
+var DefaultTargetedCacheControl = []string{"CDN-Cache-Control"}
+
+// ResponseCacheControl returns the directives that govern caching h for
+// the gateway, and the field they came from: the first of the policy's
+// targeted fields (RFC 9213 section 2.1) that h carries with a directive,
+// else Cache-Control. When a targeted field wins, the response's
+// Cache-Control and Expires are ignored for caching. Targeted fields are
+// read only where the response's cache headers are (cache_control, or
+// rfc9111 mode): otherwise Cache-Control alone is, for its no-store.
+func (p *Policy) ResponseCacheControl(h http.Header) (Directives, string) {
+	if !p.CacheControl && p.Mode != ModeRFC9111 {
+		return ParseCacheControl(h), "Cache-Control"
+	}
+	targeted := p.TargetedCacheControl
+	if targeted == nil {
+		targeted = DefaultTargetedCacheControl
+	}
+	for _, name := range targeted {
+		if d := parseDirectives(h.Values(name)); len(d) > 0 {
+			return d, name
+		}
+	}
+	return ParseCacheControl(h), "Cache-Control"
+}
+
+func parseDirectives(lines []string) Directives {
 	if len(lines) == 0 {
 		return nil
 	}

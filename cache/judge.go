@@ -85,7 +85,7 @@ func (p *Policy) Judge(e *Entry, reqHeader http.Header, now time.Time) Judgement
 	reqCC := RequestDirectives(reqHeader)
 	var respCC Directives
 	if p.CacheControl || p.Mode == ModeRFC9111 {
-		respCC = ParseCacheControl(e.Header)
+		respCC, _ = p.ResponseCacheControl(e.Header)
 	}
 	mustRevalidate := respCC.Has("must-revalidate") || (p.Mode == ModeRFC9111 && (respCC.Has("proxy-revalidate") || respCC.Has("s-maxage")))
 	// A stale entry is never served on an error or while it is refreshed

@@ -95,6 +95,14 @@ type Policy struct {
 	// CacheControl honours Cache-Control and Expires from the upstream (and
 	// from the client request). Always on in ModeRFC9111.
 	CacheControl bool
+	// TargetedCacheControl are the targeted cache-control fields (RFC
+	// 9213) that speak to this gateway, in order of precedence: the first
+	// one a response carries with directives replaces its Cache-Control
+	// and Expires for the gateway's decisions (clients still get every
+	// field). nil means DefaultTargetedCacheControl; an empty list turns
+	// them off. Read where Cache-Control is read (CacheControl, or
+	// ModeRFC9111).
+	TargetedCacheControl []string
 	// AllowableCodes are the statuses that may be stored.
 	AllowableCodes []int
 	// AllowableMethods are the request methods whose responses may be

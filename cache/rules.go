@@ -105,7 +105,7 @@ func HasCredentials(h http.Header) bool {
 // the size limit is then checked by the caller.
 func (p *Policy) Decide(req Request, resp Response) Decision {
 	reqCC := ParseCacheControl(req.Header)
-	respCC := ParseCacheControl(resp.Header)
+	respCC, field := p.ResponseCacheControl(resp.Header)
 
 	if !p.AllowsMethod(req.Method) {
 		return notStored("allowable_methods", "method %s is not in allowable_methods %v", req.Method, p.AllowableMethods)
@@ -126,7 +126,7 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	// chooses whose expiry wins, while no-store says the response must not
 	// be kept at all, often because it is someone's personal data.
 	if respCC.Has("no-store") && !mustUnderstood {
-		return notStored("Cache-Control: no-store", "the upstream said Cache-Control: no-store, which is honoured in every mode")
+		return notStored(field+": no-store", "the upstream said %s: no-store, which is honoured in every mode", field)
 	}
 	if varyStar(resp.Header) {
 		return notStored("Vary: *", "the response varies on everything (Vary: *), so no request could ever match it")
@@ -140,9 +140,9 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	}
 	var d Decision
 	if p.Mode == ModeRFC9111 {
-		d = p.decideRFC(req, resp, respCC)
+		d = p.decideRFC(req, resp, respCC, field)
 	} else {
-		d = p.decideRequestsCache(req, resp, respCC)
+		d = p.decideRequestsCache(req, resp, respCC, field)
 	}
 	if d.Store && setsCookie(resp.Header) {
 		d.Reason += "; its Set-Cookie went only to the client that caused the fetch and was not stored"
@@ -160,7 +160,9 @@ func notPrivate() Decision {
 	return notStored("Cache-Control: private", "the upstream marked the response private (Cache-Control: private), and this upstream is a shared cache; set private_cache: true if its cache serves a single user")
 }
 
-func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives) Decision {
+// decideRequestsCache applies requests-cache's rules; cc are the
+// response's directives from field (Cache-Control or a targeted field).
+func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives, field string) Decision {
 	now := resp.ResponseTime
 	// requests-cache is a private, per-process cache and stores private
 	// responses; a gateway shares its cache, so it does not, unless the
@@ -194,16 +196,17 @@ func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives) 
 	if p.CacheControl {
 		switch {
 		case cc.Has("no-cache"):
-			return withExpiry(ExpireImmediately, "Cache-Control: no-cache", "the upstream's Cache-Control: no-cache")
+			return withExpiry(ExpireImmediately, field+": no-cache", "the upstream's "+field+": no-cache")
 		case cc.Has("immutable"):
-			return withExpiry(NeverExpire, "Cache-Control: immutable", "the upstream's Cache-Control: immutable")
+			return withExpiry(NeverExpire, field+": immutable", "the upstream's "+field+": immutable")
 		case cc.Has("max-age"):
 			d, _ := cc.Seconds("max-age")
 			if cc["max-age"] == "invalid" {
 				d = 0
 			}
-			return withExpiry(Expiry(d), "Cache-Control: max-age", "the upstream's Cache-Control: max-age="+cc["max-age"])
-		case resp.Header.Get("Expires") != "":
+			return withExpiry(Expiry(d), field+": max-age", "the upstream's "+field+": max-age="+cc["max-age"])
+		case field == "Cache-Control" && resp.Header.Get("Expires") != "":
+			// A targeted field replaces Expires too (RFC 9213 section 2.1).
 			exp, ok := ParseHTTPDate(resp.Header.Get("Expires"))
 			if !ok || !exp.After(now) {
 				return withExpiry(ExpireImmediately, "Expires", "the upstream's Expires header (in the past or invalid)")
@@ -236,7 +239,7 @@ func matchURLPattern(pattern, target string) bool {
 	return Glob(strings.TrimSuffix(pattern, "*")+"*", target)
 }
 
-func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
+func (p *Policy) decideRFC(req Request, resp Response, cc Directives, field string) Decision {
 	if cc.Has("must-understand") && !understoodStatuses[resp.Status] {
 		// RFC 9111 section 3: with must-understand, only a cache that
 		// implements the status code's caching rules may store it.
@@ -261,7 +264,7 @@ func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
 	if !p.PrivateCache && req.Header.Get("Authorization") != "" && !cc.Has("public") && !cc.Has("must-revalidate") && !cc.Has("s-maxage") {
 		return notStored("Authorization", "the request carries Authorization and the response does not allow shared caching (public, s-maxage or must-revalidate)")
 	}
-	lifetime, explicit, rule := FreshnessLifetime(resp.Status, resp.Header, resp.ResponseTime)
+	lifetime, explicit, rule := freshnessLifetime(resp.Status, resp.Header, cc, field, resp.ResponseTime)
 	hasValidator := resp.Header.Get("ETag") != "" || resp.Header.Get("Last-Modified") != ""
 	if !explicit && !cc.Has("public") && !heuristicStatuses[resp.Status] {
 		return notStored("freshness", "status %d is not heuristically cacheable and the response has no explicit freshness (max-age, s-maxage, Expires)", resp.Status)
@@ -289,22 +292,27 @@ func (p *Policy) decideRFC(req Request, resp Response, cc Directives) Decision {
 // reports whether the lifetime came from the response's own freshness
 // information.
 func FreshnessLifetime(status int, h http.Header, responseTime time.Time) (lifetime time.Duration, explicit bool, rule string) {
-	cc := ParseCacheControl(h)
+	return freshnessLifetime(status, h, ParseCacheControl(h), "Cache-Control", responseTime)
+}
+
+// freshnessLifetime is FreshnessLifetime with the directives cc of field:
+// a targeted field (RFC 9213) replaces Cache-Control and Expires.
+func freshnessLifetime(status int, h http.Header, cc Directives, field string, responseTime time.Time) (lifetime time.Duration, explicit bool, rule string) {
 	if v, ok := cc["s-maxage"]; ok {
 		d, _ := cc.Seconds("s-maxage")
 		if v == "invalid" {
 			d = 0
 		}
-		return d, true, "Cache-Control: s-maxage"
+		return d, true, field + ": s-maxage"
 	}
 	if v, ok := cc["max-age"]; ok {
 		d, _ := cc.Seconds("max-age")
 		if v == "invalid" {
 			d = 0
 		}
-		return d, true, "Cache-Control: max-age"
+		return d, true, field + ": max-age"
 	}
-	if exp := h.Values("Expires"); len(exp) > 0 {
+	if exp := h.Values("Expires"); len(exp) > 0 && field == "Cache-Control" {
 		t, ok := ParseHTTPDate(exp[0])
 		if !ok {
 			return 0, true, "Expires (invalid: already expired)"

@@ -564,7 +564,7 @@ func ruleReasonPrefix(mode cache.Mode, rule string) string {
 		return ""
 	case strings.HasPrefix(rule, cache.ExpireAfterHeader):
 		return "the request's " + rule
-	case mode != cache.ModeRFC9111 && (strings.HasPrefix(rule, "Cache-Control") || strings.HasPrefix(rule, "Expires")):
+	case mode != cache.ModeRFC9111 && (strings.Contains(rule, "Cache-Control") || strings.HasPrefix(rule, "Expires")):
 		return "the upstream's " + rule
 	}
 	return rule

@@ -1,0 +1,78 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/cache"
+)
+
+// A targeted cache-control field (RFC 9213) governs caching for the
+// gateway in place of Cache-Control and Expires, which clients still get.
+func TestTargetedCacheControlTakesPrecedence(t *testing.T) {
+	rcWithHeaders := func(p *cache.Policy) { p.CacheControl = true }
+	cases := []struct {
+		name    string
+		mode    func(*cache.Policy)
+		targets []string
+		header  map[string]string
+		// after is how long after the miss the second request comes; want
+		// its X-Cache.
+		after time.Duration
+		want  string
+	}{
+		{"rfc9111: CDN-Cache-Control stores what Cache-Control forbids", rfc, nil,
+			map[string]string{"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=60"}, 30 * time.Second, "HIT"},
+		{"rfc9111: its lifetime wins over Cache-Control's", rfc, nil,
+			map[string]string{"Cache-Control": "max-age=600", "CDN-Cache-Control": "max-age=5"}, 10 * time.Second, "MISS"},
+		{"rfc9111: it replaces Expires", rfc, nil,
+			map[string]string{"Expires": "Thu, 01 Jan 2099 00:00:00 GMT", "CDN-Cache-Control": "max-age=5"}, 10 * time.Second, "MISS"},
+		{"rfc9111: its no-store wins", rfc, nil,
+			map[string]string{"Cache-Control": "max-age=600", "CDN-Cache-Control": "no-store"}, time.Second, "MISS"},
+		{"requests-cache with cache_control: its max-age wins", rcWithHeaders, nil,
+			map[string]string{"Cache-Control": "max-age=5", "CDN-Cache-Control": "max-age=600"}, 60 * time.Second, "HIT"},
+		{"a configured field comes first", rfc, []string{"Cachegate-Cache-Control", "CDN-Cache-Control"},
+			map[string]string{"Cachegate-Cache-Control": "max-age=600", "CDN-Cache-Control": "max-age=5"}, 60 * time.Second, "HIT"},
+		{"an empty list turns them off", rfc, []string{},
+			map[string]string{"Cache-Control": "max-age=5", "CDN-Cache-Control": "max-age=600"}, 60 * time.Second, "MISS"},
+		{"requests-cache without cache_control reads only Cache-Control's no-store", nil, nil,
+			map[string]string{"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=600"}, time.Second, "MISS"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			up := &flaky{body: "v1", header: c.header}
+			e := newEnv(t, policy(func(p *cache.Policy) {
+				if c.mode != nil {
+					c.mode(p)
+				}
+				p.TargetedCacheControl = c.targets
+			}), up, nil)
+			first := e.get("/t", "MISS")
+			for name, v := range c.header {
+				if got := first.header.Get(name); got != v {
+					t.Errorf("the client got %s %q, want the upstream's %q", name, got, v)
+				}
+			}
+			e.clock.Advance(c.after)
+			if got := e.do("GET", "/t"); got.xcache() != c.want && !(c.want == "MISS" && got.xcache() == "REVALIDATED") {
+				t.Errorf("after %v: X-Cache %s (%s), want %s", c.after, got.xcache(), got.header.Get("Cache-Status"), c.want)
+			}
+		})
+	}
+}
+
+// The expiry reason names the field that set it, for Explain and the
+// overview's rules.
+func TestTargetedCacheControlNamedInTheReason(t *testing.T) {
+	up := &flaky{body: "v1", header: map[string]string{"CDN-Cache-Control": "max-age=60"}}
+	e := newEnv(t, policy(rfc), up, nil)
+	r := e.get("/t", "MISS")
+	if cs := r.header.Get("Cache-Status"); !strings.Contains(cs, "stored") {
+		t.Fatalf("not stored: %s", cs)
+	}
+	entries := e.entries()
+	if len(entries) != 1 || !strings.HasPrefix(entries[0].Reason, "CDN-Cache-Control: max-age") {
+		t.Fatalf("reason %q, want it to name CDN-Cache-Control", entries[0].Reason)
+	}
+}
