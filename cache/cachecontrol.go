@@ -34,16 +34,29 @@ func (p *Policy) ResponseCacheControl(h http.Header) (Directives, string) {
 	if !p.CacheControl && p.Mode != ModeRFC9111 {
 		return ParseCacheControl(h), "Cache-Control"
 	}
-	targeted := p.TargetedCacheControl
-	if targeted == nil {
-		targeted = DefaultTargetedCacheControl
-	}
-	for _, name := range targeted {
+	for _, name := range p.targeted() {
 		if d := parseDirectives(h.Values(name)); len(d) > 0 {
 			return d, name
 		}
 	}
 	return ParseCacheControl(h), "Cache-Control"
+}
+
+// targeted returns the targeted fields the policy reads.
+func (p *Policy) targeted() []string {
+	if p.TargetedCacheControl == nil {
+		return DefaultTargetedCacheControl
+	}
+	return p.TargetedCacheControl
+}
+
+// targetedNames lists the targeted fields for a sentence ("CDN-Cache-Control, ").
+func (p *Policy) targetedNames() string {
+	var s string
+	for _, f := range p.targeted() {
+		s += f + ", "
+	}
+	return s
 }
 
 func parseDirectives(lines []string) Directives {

@@ -22,6 +22,9 @@ type Request struct {
 	Header http.Header
 	// ExpireAfter is the client's per-request expiry override, if any.
 	ExpireAfter *Expiry
+	// MaxAge is the request's Cache-Control: max-age as an expiry, set
+	// only when the client may override shared policy (as ExpireAfter).
+	MaxAge *Expiry
 }
 
 // Response is what the rules need to know of an upstream response.
@@ -164,6 +167,10 @@ func notPrivate() Decision {
 // response's directives from field (Cache-Control or a targeted field).
 func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives, field string) Decision {
 	now := resp.ResponseTime
+	// The expiry comes from, first match winning, as requests-cache
+	// documents it: the response's cache headers (with cache_control), the
+	// request's Cache-Control, the per-request expiry header, the
+	// urls_expire_after patterns, then expire_after.
 	// requests-cache is a private, per-process cache and stores private
 	// responses; a gateway shares its cache, so it does not, unless the
 	// operator says this upstream's users are one. A qualified
@@ -187,12 +194,6 @@ func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives, 
 		}
 		return d
 	}
-	if req.ExpireAfter != nil {
-		return withExpiry(*req.ExpireAfter, "request expire-after", "the request's "+ExpireAfterHeader+" header")
-	}
-	if r, ok := p.MatchURLRule(req); ok {
-		return withExpiry(r.Expire, "urls_expire_after", fmt.Sprintf("urls_expire_after pattern %q", r.Pattern))
-	}
 	if p.CacheControl {
 		switch {
 		case cc.Has("no-cache"):
@@ -215,6 +216,15 @@ func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives, 
 			d.Reason = "the upstream's Expires header gives " + exp.UTC().Format(http.TimeFormat)
 			return d
 		}
+	}
+	if req.MaxAge != nil {
+		return withExpiry(*req.MaxAge, "request Cache-Control: max-age", "the request's Cache-Control: max-age")
+	}
+	if req.ExpireAfter != nil {
+		return withExpiry(*req.ExpireAfter, "request expire-after", "the request's "+ExpireAfterHeader+" header")
+	}
+	if r, ok := p.MatchURLRule(req); ok {
+		return withExpiry(r.Expire, "urls_expire_after", fmt.Sprintf("urls_expire_after pattern %q", r.Pattern))
 	}
 	return withExpiry(p.ExpireAfter, "expire_after", "expire_after")
 }
@@ -436,28 +446,36 @@ func (r URLRule) Matches(req Request) bool {
 // by the response's freshness information alone).
 func (p *Policy) ExpiryRules() []ExpiryRule {
 	if p.Mode == ModeRFC9111 {
-		return []ExpiryRule{
+		var rules []ExpiryRule
+		for _, f := range p.targeted() {
+			rules = append(rules,
+				ExpiryRule{Rule: f + ": s-maxage", Note: "the response's " + f + " (RFC 9213), in place of Cache-Control and Expires", ReasonPrefix: f + ": s-maxage "},
+				ExpiryRule{Rule: f + ": max-age", Note: "the response's " + f + " (RFC 9213)", ReasonPrefix: f + ": max-age "})
+		}
+		return append(rules, []ExpiryRule{
 			{Rule: "Cache-Control: s-maxage", Note: "the response's s-maxage", ReasonPrefix: "Cache-Control: s-maxage "},
 			{Rule: "Cache-Control: max-age", Note: "the response's max-age", ReasonPrefix: "Cache-Control: max-age "},
 			{Rule: "Expires", Note: "the response's Expires less its Date", ReasonPrefix: "Expires"},
 			{Rule: "heuristic freshness", Note: "10% of the time since Last-Modified, at most a day", ReasonPrefix: "heuristic freshness "},
 			{Rule: "no freshness information", Note: "stored stale, for its validator: revalidated on every use", ReasonPrefix: "no freshness information "},
-		}
+		}...)
 	}
 	override := "when the client may override (client_overrides, or the admin token)"
 	if p.ClientOverrides {
 		override = "any client may send it (client_overrides is on)"
 	}
-	rules := []ExpiryRule{{Rule: "request " + ExpireAfterHeader, Note: override,
-		ReasonPrefix: "the request's " + ExpireAfterHeader + " header "}}
+	var rules []ExpiryRule
+	if p.CacheControl {
+		rules = append(rules, ExpiryRule{Rule: "cache_control", Note: "the upstream's " + p.targetedNames() + "Cache-Control (no-cache, immutable, max-age) or Expires",
+			ReasonPrefix: "the upstream's "})
+	}
+	rules = append(rules,
+		ExpiryRule{Rule: "request Cache-Control: max-age", Note: override, ReasonPrefix: "the request's Cache-Control: max-age "},
+		ExpiryRule{Rule: "request " + ExpireAfterHeader, Note: override, ReasonPrefix: "the request's " + ExpireAfterHeader + " header "})
 	for i := range p.URLsExpireAfter {
 		r := &p.URLsExpireAfter[i]
 		rules = append(rules, ExpiryRule{Rule: "urls_expire_after", Pattern: r.Pattern, Expire: r.Expire.String(),
 			ReasonPrefix: fmt.Sprintf("urls_expire_after pattern %q ", r.Pattern), URL: r})
-	}
-	if p.CacheControl {
-		rules = append(rules, ExpiryRule{Rule: "cache_control", Note: "the upstream's Cache-Control (no-cache, immutable, max-age) or Expires",
-			ReasonPrefix: "the upstream's "})
 	}
 	return append(rules, ExpiryRule{Rule: "expire_after", Expire: p.ExpireAfter.String(), Note: "when nothing above applies",
 		ReasonPrefix: "expire_after "})

@@ -85,7 +85,7 @@ func TestExpiryRulesOrder(t *testing.T) {
 	for _, r := range p.ExpiryRules() {
 		got = append(got, strings.TrimSpace(r.Rule+" "+r.Pattern))
 	}
-	want := "request " + cache.ExpireAfterHeader + ",urls_expire_after b*,urls_expire_after a*,cache_control,expire_after"
+	want := "cache_control,request Cache-Control: max-age,request " + cache.ExpireAfterHeader + ",urls_expire_after b*,urls_expire_after a*,expire_after"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("chain %v, want %s", got, want)
 	}

@@ -66,10 +66,10 @@ func TestBrowserUpstreams(t *testing.T) {
 	for _, v := range viewports {
 		t.Run(v.name, func(t *testing.T) {
 			run(t, b, emulate(v), chromedp.Navigate(srv.URL()+"/upstreams"), chromedp.WaitVisible(byTestID("rules"), chromedp.ByQuery))
-			if got, want := ruleCounts(t, b, "bin"), "request X-Cachegate-Expire-After=0, urls_expire_after /get*=2, urls_expire_after /json=1, urls_expire_after /status/*=0, cache_control=1, expire_after=1"; got != want {
+			if got, want := ruleCounts(t, b, "bin"), "cache_control=1, request Cache-Control: max-age=0, request X-Cachegate-Expire-After=0, urls_expire_after /get*=2, urls_expire_after /json=1, urls_expire_after /status/*=0, expire_after=1"; got != want {
 				t.Errorf("bin rules\n %s\nwant\n %s", got, want)
 			}
-			if got, want := ruleCounts(t, b, "rfc"), "Cache-Control: s-maxage=0, Cache-Control: max-age=1, Expires=0, heuristic freshness=0, no freshness information=0"; got != want {
+			if got, want := ruleCounts(t, b, "rfc"), "CDN-Cache-Control: s-maxage=0, CDN-Cache-Control: max-age=0, Cache-Control: s-maxage=0, Cache-Control: max-age=1, Expires=0, heuristic freshness=0, no freshness information=0"; got != want {
 				t.Errorf("rfc rules\n %s\nwant\n %s", got, want)
 			}
 			var href string

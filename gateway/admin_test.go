@@ -168,10 +168,10 @@ func TestExplainRuleChain(t *testing.T) {
 		url  string
 		want string
 	}{
-		{"/anything/abc", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=won, urls_expire_after /anything/*=also_matches, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
-		{"/anything/zzz", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=won, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
-		{"/static/x", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=won, expire_after=not_reached"},
-		{"/other", "request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=no_match, expire_after=won"},
+		{"/anything/abc", "request Cache-Control: max-age=no_match, request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=won, urls_expire_after /anything/*=also_matches, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
+		{"/anything/zzz", "request Cache-Control: max-age=no_match, request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=won, urls_expire_after /static/*=not_reached, expire_after=not_reached"},
+		{"/static/x", "request Cache-Control: max-age=no_match, request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=won, expire_after=not_reached"},
+		{"/other", "request Cache-Control: max-age=no_match, request X-Cachegate-Expire-After=no_match, urls_expire_after /anything/a*=no_match, urls_expire_after /anything/*=no_match, urls_expire_after /static/*=no_match, expire_after=won"},
 	}
 	for _, c := range cases {
 		x, err := e.gw.Explain(ctx, "up", c.url, "GET", nil)

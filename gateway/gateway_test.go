@@ -132,8 +132,14 @@ func TestExpiryPrecedence(t *testing.T) {
 		want       time.Duration // 0: never, -1: not stored
 		rule       string
 	}{
-		{"request header wins", "/static/a?cc=max-age=60", []string{cache.ExpireAfterHeader, "30s"}, 30 * time.Second, "request expire-after"},
-		{"url pattern beats cache-control", "/static/b?cc=max-age=60", nil, 0, "urls_expire_after"},
+		// requests-cache's order, one pair at a time: the response's
+		// headers, the request's Cache-Control, the per-request header,
+		// the URL patterns, expire_after.
+		{"response headers beat the request's Cache-Control", "/x1?cc=max-age=60", []string{"Cache-Control", "max-age=5"}, time.Minute, "Cache-Control: max-age"},
+		{"the request's Cache-Control beats the per-request header", "/x2", []string{"Cache-Control", "max-age=20", cache.ExpireAfterHeader, "30s"}, 20 * time.Second, "request Cache-Control: max-age"},
+		{"the per-request header beats a pattern", "/static/a", []string{cache.ExpireAfterHeader, "30s"}, 30 * time.Second, "request expire-after"},
+		{"response headers beat a pattern", "/static/b?cc=max-age=60", nil, time.Minute, "Cache-Control: max-age"},
+		{"a pattern beats expire_after", "/static/c", nil, 0, "urls_expire_after"},
 		{"do_not_cache pattern", "/nocache/c", nil, -1, "urls_expire_after"},
 		{"cache-control max-age", "/x?cc=max-age=60", nil, time.Minute, "Cache-Control: max-age"},
 		{"expire_after default", "/y", nil, 10 * time.Minute, "expire_after"},

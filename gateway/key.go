@@ -331,6 +331,15 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 		}
 		kr.rules.ExpireAfter = &e
 	}
+	// So is the request's Cache-Control: max-age as an expiry
+	// (requests-cache's second step); as a limit on the age it will
+	// accept, it applies to every client (Judge).
+	if up.overrides(header) {
+		if v, ok := cache.ParseCacheControl(header).Seconds("max-age"); ok {
+			e := cache.Expiry(v)
+			kr.rules.MaxAge = &e
+		}
+	}
 	kr.rules.Method = method
 	kr.rules.URL = noScheme
 	kr.rules.Header = header
@@ -467,7 +476,7 @@ func (kr *keyedRequest) forHeader(h http.Header) *keyedRequest {
 
 // memoable reports whether the key of r depends only on its method, path
 // and query: no body, no matched headers, no credentials, no per-request
-// expiry.
+// expiry (X-Cachegate-Expire-After, or Cache-Control's max-age).
 func (u *upstream) memoable(r *http.Request) bool {
 	p := &u.Policy
 	if (r.Body != nil && r.Body != http.NoBody) || p.MatchAllHeaders || (len(p.MatchHeaders) > 0 && !p.Key.IgnoreHeaders) {
@@ -475,5 +484,5 @@ func (u *upstream) memoable(r *http.Request) bool {
 	}
 	h := r.Header
 	return len(h["Authorization"]) == 0 && len(h["Cookie"]) == 0 && len(h["Proxy-Authorization"]) == 0 &&
-		len(h[cache.ExpireAfterHeader]) == 0
+		len(h[cache.ExpireAfterHeader]) == 0 && len(h["Cache-Control"]) == 0
 }

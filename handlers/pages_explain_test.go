@@ -84,9 +84,9 @@ func TestExplainPageRuleChain(t *testing.T) {
 		url  string
 		want string
 	}{
-		{"/fetch/api/repos/x", "request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=won,urls_expire_after /users/*=not_reached,urls_expire_after /static/*=not_reached,cache_control=not_reached,expire_after=not_reached"},
-		{"/fetch/api/static/x.js", "request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=no_match,urls_expire_after /users/*=no_match,urls_expire_after /static/*=won,cache_control=not_reached,expire_after=not_reached"},
-		{"/fetch/api/other", "request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=no_match,urls_expire_after /users/*=no_match,urls_expire_after /static/*=no_match,cache_control=no_match,expire_after=won"},
+		{"/fetch/api/repos/x", "cache_control=no_match,request Cache-Control: max-age=no_match,request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=won,urls_expire_after /users/*=not_reached,urls_expire_after /static/*=not_reached,expire_after=not_reached"},
+		{"/fetch/api/static/x.js", "cache_control=no_match,request Cache-Control: max-age=no_match,request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=no_match,urls_expire_after /users/*=no_match,urls_expire_after /static/*=won,expire_after=not_reached"},
+		{"/fetch/api/other", "cache_control=no_match,request Cache-Control: max-age=no_match,request X-Cachegate-Expire-After=no_match,urls_expire_after /repos/*=no_match,urls_expire_after /users/*=no_match,urls_expire_after /static/*=no_match,expire_after=won"},
 	} {
 		doc := s.get(t, explainURL("url", c.url), http.StatusOK)
 		if got := strings.Join(chainStates(doc), ","); got != c.want {
@@ -225,7 +225,7 @@ func TestAPIExplainResolvesAndChains(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &x); err != nil {
 		t.Fatal(err)
 	}
-	if x.Upstream != "api" || len(x.Chain) != 6 || !x.Chain[2].Won || x.Chain[2].Pattern != "/users/*" || x.Chain[1].State != "no_match" {
+	if x.Upstream != "api" || len(x.Chain) != 7 || !x.Chain[4].Won || x.Chain[4].Pattern != "/users/*" || x.Chain[3].State != "no_match" {
 		t.Fatalf("explanation: %s", body)
 	}
 	code, body = s.raw(t, "/api/explain?url=/items")

@@ -153,11 +153,12 @@ func TestUpstreamsPageListsRulesInOrderWithCounts(t *testing.T) {
 		rows = append(rows, row{r.AttrOr("data-rule", ""), r.AttrOr("data-pattern", ""), c.Text(), c.AttrOr("href", "")})
 	})
 	want := []row{
+		{"cache_control", "", "1", "/entries?" + url.Values{"upstream": {"api"}, "reason": {"the upstream's "}}.Encode()},
+		{"request Cache-Control: max-age", "", "0", ""},
 		{"request " + cache.ExpireAfterHeader, "", "0", ""},
 		{"urls_expire_after", "/repos/*", "2", "/entries?" + url.Values{"upstream": {"api"}, "reason": {`urls_expire_after pattern "/repos/*" `}}.Encode()},
 		{"urls_expire_after", "/users/*", "1", "/entries?" + url.Values{"upstream": {"api"}, "reason": {`urls_expire_after pattern "/users/*" `}}.Encode()},
 		{"urls_expire_after", "/static/*", "0", ""},
-		{"cache_control", "", "1", "/entries?" + url.Values{"upstream": {"api"}, "reason": {"the upstream's "}}.Encode()},
 		{"expire_after", "", "1", "/entries?" + url.Values{"upstream": {"api"}, "reason": {"expire_after "}}.Encode()},
 	}
 	if fmt.Sprint(rows) != fmt.Sprint(want) {
@@ -208,10 +209,10 @@ func TestUpstreamsPageListsRulesInOrderWithCounts(t *testing.T) {
 	testid(rfc, "rule").Each(func(_ int, r *goquery.Selection) {
 		rfcRules = append(rfcRules, r.AttrOr("data-rule", "")+"="+testid(r, "rule-count").Text())
 	})
-	if got, want := strings.Join(rfcRules, ","), "Cache-Control: s-maxage=0,Cache-Control: max-age=1,Expires=0,heuristic freshness=0,no freshness information=0"; got != want {
+	if got, want := strings.Join(rfcRules, ","), "CDN-Cache-Control: s-maxage=0,CDN-Cache-Control: max-age=0,Cache-Control: s-maxage=0,Cache-Control: max-age=1,Expires=0,heuristic freshness=0,no freshness information=0"; got != want {
 		t.Errorf("rfc rules %s, want %s", got, want)
 	}
-	if href := testid(rfc, "rule-count").Eq(1).AttrOr("href", ""); !strings.Contains(href, "backend=scratch") || !strings.Contains(href, "upstream=rfc") {
+	if href := testid(rfc, "rule-count").Eq(3).AttrOr("href", ""); !strings.Contains(href, "backend=scratch") || !strings.Contains(href, "upstream=rfc") {
 		t.Errorf("rfc max-age link %q does not name its backend and upstream", href)
 	}
 	if _, body := s.raw(t, "/upstreams"); strings.Contains(body, revalidateSecret) || strings.Contains(body, "k1") {
@@ -279,7 +280,7 @@ func TestAPIUpstreamsShowsTheWholePolicy(t *testing.T) {
 	if len(api.URLs) != 3 || api.URLs[2].Pattern != "/static/*" || api.URLs[2].ExpireAfter != "do_not_cache" {
 		t.Fatalf("urls_expire_after: %+v", api.URLs)
 	}
-	if len(api.Rules) != 6 || api.Rules[1].Prefix != `urls_expire_after pattern "/repos/*" ` {
+	if len(api.Rules) != 7 || api.Rules[3].Prefix != `urls_expire_after pattern "/repos/*" ` {
 		t.Fatalf("expiry_rules: %+v", api.Rules)
 	}
 }
