@@ -23,7 +23,22 @@ func load(tb testing.TB, file string, env map[string]string, args ...string) (we
 		path := writeFile(tb, "cachegate.yaml", file)
 		args = append([]string{"-config", path}, args...)
 	}
-	return loadConfig(args, func(k string) string { return env[k] }, os.ReadFile)
+	setEnv(tb, env)
+	return loadConfig(args, os.ReadFile)
+}
+
+// setEnv gives the test the environment env, and no other CACHEGATE_
+// variable: loadConfig reads them through ff, from the process.
+func setEnv(tb testing.TB, env map[string]string) {
+	tb.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "CACHEGATE_") {
+			tb.Setenv(k, "")
+		}
+	}
+	for k, v := range env {
+		tb.Setenv(k, v)
+	}
 }
 
 // mustLoad is load that fails the test on error.
@@ -714,7 +729,7 @@ func TestLoadConfigHelp(t *testing.T) {
 }
 
 func TestExampleConfig(t *testing.T) {
-	cfg, err := loadConfig([]string{"-config", "../../cachegate.example.yaml"}, func(string) string { return "" }, os.ReadFile)
+	cfg, err := loadConfig([]string{"-config", "../../cachegate.example.yaml"}, os.ReadFile)
 	if err != nil {
 		t.Fatalf("the example config does not load: %v", err)
 	}
