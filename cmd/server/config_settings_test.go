@@ -214,3 +214,34 @@ upstreams:
 		t.Fatalf("b = %+v, want the merged settings with its own URL", b)
 	}
 }
+
+// Every flag but -upstream is read from the variable ff derives from its
+// name, which its usage and the README promise.
+func TestLoadConfigEnvNames(t *testing.T) {
+	for _, s := range settings {
+		if s.flag == "upstream" {
+			continue
+		}
+		env := givenValue{name: s.flag, fromEnv: true}.source()[len("env "):]
+		if !strings.Contains(s.usage, "(env "+env+")") {
+			t.Errorf("-%s: usage %q does not name %s", s.flag, s.usage, env)
+		}
+	}
+	c := mustLoad(t, "", map[string]string{"CACHEGATE_CLIENT_IDLE_TIMEOUT": "7s", "CACHEGATE_ADMIN_HOSTS": "a.example", "CACHEGATE_FAST_LANE": "0"})
+	if c.ClientIdleTimeout != 7*time.Second || !reflect.DeepEqual(c.AdminHosts, []string{"a.example"}) || !c.NoFastLane {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+// CACHEGATE_UPSTREAM, the name ff gives -upstream, reads like
+// CACHEGATE_UPSTREAMS.
+func TestLoadConfigEnvUpstreamSingular(t *testing.T) {
+	c := mustLoad(t, "", map[string]string{"CACHEGATE_UPSTREAM": "a=http://a.example,b=http://b.example"})
+	if got := len(c.Upstreams); got != 2 || c.Upstreams[1].URL != "http://b.example" {
+		t.Fatalf("upstreams %+v, want a and b", c.Upstreams)
+	}
+	_, err := load(t, "", map[string]string{"CACHEGATE_UPSTREAM": "nope"})
+	if err == nil || !strings.Contains(err.Error(), `env CACHEGATE_UPSTREAM: "nope" is not NAME=URL`) {
+		t.Fatalf("err = %v", err)
+	}
+}
