@@ -113,7 +113,8 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 		FastLane:        true,
 	}
 	file := &configFile{}
-	if i := slices.IndexFunc(given, func(g givenValue) bool { return g.name == "config" }); i >= 0 {
+	// -config "" reads no file, even with CACHEGATE_CONFIG set.
+	if i := slices.IndexFunc(given, func(g givenValue) bool { return g.name == "config" }); i >= 0 && given[i].value != "" {
 		b, err := readFile(given[i].value)
 		if err != nil {
 			return web.Config{}, &configError{Source: given[i].source(), Err: fmt.Errorf("read the config file: %w", err)}

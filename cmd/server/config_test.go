@@ -268,6 +268,16 @@ upstreams:
 			},
 		},
 		{
+			name: "empty config flag over config env",
+			env:  map[string]string{"CACHEGATE_CONFIG": writeFile(t, "env.yaml", "listen: 127.0.0.1:4000\n")},
+			args: []string{"-config", ""},
+			check: func(t *testing.T, c web.Config) {
+				if got, want := c.Listen, defaultListen; got != want {
+					t.Errorf("Listen = %q, want %q", got, want)
+				}
+			},
+		},
+		{
 			name: "token file from env over token in file",
 			file: file,
 			env:  map[string]string{"CACHEGATE_ADMIN_TOKEN_FILE": writeFile(t, "token", "  s3cret\n")},
