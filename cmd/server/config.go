@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,35 +221,46 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 // CACHEGATE_CLIENT_IDLE_TIMEOUT, as ff.WithEnvVarPrefix maps them.
 const envPrefix = "CACHEGATE"
 
-// setting is a flag, also read from its CACHEGATE_ variable, and the
-// field of the file it sets; the token, -config and -upstream have none
-// and are applied by hand.
+// setting is a flag, also read from its CACHEGATE_ variable. It sets the
+// setting of the file of the same name (-expire-after, expire_after), but
+// for -config, -upstream and the token, which loadConfig applies by hand.
 type setting struct {
 	flag, def string
 	isBool    bool
 	usage     string
-	field     func(c *fileConfig) interface{ Set(string) error }
+}
+
+// field returns the field of c that the flag sets.
+func (s setting) field(c *fileConfig) interface{ Set(string) error } {
+	v := reflect.ValueOf(c).Elem()
+	key := strings.ReplaceAll(s.flag, "-", "_")
+	for i := range v.NumField() {
+		if v.Type().Field(i).Tag.Get("yaml") == key {
+			return v.Field(i).Addr().Interface().(interface{ Set(string) error })
+		}
+	}
+	panic("no setting " + key + " in the file for the flag -" + s.flag)
 }
 
 var settings = []setting{
-	{"config", "", false, "read settings from the YAML `file` (env CACHEGATE_CONFIG); see cachegate.example.yaml", nil},
-	{"listen", defaultListen, false, "serve the gateway and the admin side on `host:port` (env CACHEGATE_LISTEN)", func(c *fileConfig) interface{ Set(string) error } { return &c.Listen }},
-	{"backend", defaultBackend, false, "the default cache backend, a `DSN`: sqlite://PATH, memory://, file:///DIR, mongodb://HOST/DB (env CACHEGATE_BACKEND)", func(c *fileConfig) interface{ Set(string) error } { return &c.Backend }},
-	{"expire-after", "1h", false, "default `expiry` of upstreams that set none: a duration (90s, 1h, 1d), seconds, never, do_not_cache or expire_immediately (env CACHEGATE_EXPIRE_AFTER)", func(c *fileConfig) interface{ Set(string) error } { return &c.ExpireAfter }},
-	{"mode", string(defaultMode), false, "default caching `mode` of upstreams: requests-cache or rfc9111 (env CACHEGATE_MODE)", func(c *fileConfig) interface{ Set(string) error } { return &c.Mode }},
-	{"admin-token", "", false, "bearer `token` that guards /api/ and the dashboard; required unless listening on loopback (env CACHEGATE_ADMIN_TOKEN)", nil},
-	{"admin-token-file", "", false, "read the admin token from `file` (env CACHEGATE_ADMIN_TOKEN_FILE)", nil},
-	{"admin-hosts", "", false, "comma-separated host `names` the admin side answers to besides localhost, IP addresses and the listen host, like cache.example.com (env CACHEGATE_ADMIN_HOSTS)", func(c *fileConfig) interface{ Set(string) error } { return &c.AdminHosts }},
-	{"trusted-proxies", "", false, "comma-separated reverse proxy `addresses` (IPs or CIDRs) whose X-Forwarded-For the admin side believes (env CACHEGATE_TRUSTED_PROXIES)", func(c *fileConfig) interface{ Set(string) error } { return &c.TrustedProxies }},
-	{"shutdown-timeout", defaultShutdownTimeout.String(), false, "how long in-flight requests may take to finish on shutdown, a `duration` (env CACHEGATE_SHUTDOWN_TIMEOUT)", func(c *fileConfig) interface{ Set(string) error } { return &c.ShutdownTimeout }},
-	{"demo", "", true, `mount an in-process httpbin as the upstream "demo" (env CACHEGATE_DEMO)`, func(c *fileConfig) interface{ Set(string) error } { return &c.Demo }},
-	{"fast-lane", "true", true, "answer cache hits held in memory before net/http parses them; -fast-lane=false sends every request through net/http (env CACHEGATE_FAST_LANE)", func(c *fileConfig) interface{ Set(string) error } { return &c.FastLane }},
-	{"max-inflight-bytes", "", false, "bound the response bodies held in memory until stored to this `size` (64MiB, 1GiB); a miss beyond it streams unstored; default an eighth of memory, at most 512MiB (env CACHEGATE_MAX_INFLIGHT_BYTES)", func(c *fileConfig) interface{ Set(string) error } { return &c.MaxInflightBytes }},
-	{"client-header-timeout", web.DefaultClientHeaderTimeout.String(), false, "bound reading a request's head to this `duration` (env CACHEGATE_CLIENT_HEADER_TIMEOUT)", func(c *fileConfig) interface{ Set(string) error } { return &c.ClientHeaderTimeout }},
-	{"client-read-timeout", web.DefaultClientReadTimeout.String(), false, "bound reading a whole request, body included, to this `duration` (env CACHEGATE_CLIENT_READ_TIMEOUT)", func(c *fileConfig) interface{ Set(string) error } { return &c.ClientReadTimeout }},
-	{"client-write-timeout", web.DefaultClientWriteTimeout.String(), false, "cut a streamed answer when one write to the client makes no progress for this `duration` (env CACHEGATE_CLIENT_WRITE_TIMEOUT)", func(c *fileConfig) interface{ Set(string) error } { return &c.ClientWriteTimeout }},
-	{"client-idle-timeout", web.DefaultClientIdleTimeout.String(), false, "close a kept-alive client connection idle for this `duration` (env CACHEGATE_CLIENT_IDLE_TIMEOUT)", func(c *fileConfig) interface{ Set(string) error } { return &c.ClientIdleTimeout }},
-	{"upstream", "", false, "add the upstream `NAME=URL`, reached at /fetch/NAME/; repeatable, replaces one of the same name from the file (env CACHEGATE_UPSTREAMS=name=url,name=url)", nil},
+	{"config", "", false, "read settings from the YAML `file` (env CACHEGATE_CONFIG); see cachegate.example.yaml"},
+	{"listen", defaultListen, false, "serve the gateway and the admin side on `host:port` (env CACHEGATE_LISTEN)"},
+	{"backend", defaultBackend, false, "the default cache backend, a `DSN`: sqlite://PATH, memory://, file:///DIR, mongodb://HOST/DB (env CACHEGATE_BACKEND)"},
+	{"expire-after", "1h", false, "default `expiry` of upstreams that set none: a duration (90s, 1h, 1d), seconds, never, do_not_cache or expire_immediately (env CACHEGATE_EXPIRE_AFTER)"},
+	{"mode", string(defaultMode), false, "default caching `mode` of upstreams: requests-cache or rfc9111 (env CACHEGATE_MODE)"},
+	{"admin-token", "", false, "bearer `token` that guards /api/ and the dashboard; required unless listening on loopback (env CACHEGATE_ADMIN_TOKEN)"},
+	{"admin-token-file", "", false, "read the admin token from `file` (env CACHEGATE_ADMIN_TOKEN_FILE)"},
+	{"admin-hosts", "", false, "comma-separated host `names` the admin side answers to besides localhost, IP addresses and the listen host, like cache.example.com (env CACHEGATE_ADMIN_HOSTS)"},
+	{"trusted-proxies", "", false, "comma-separated reverse proxy `addresses` (IPs or CIDRs) whose X-Forwarded-For the admin side believes (env CACHEGATE_TRUSTED_PROXIES)"},
+	{"shutdown-timeout", defaultShutdownTimeout.String(), false, "how long in-flight requests may take to finish on shutdown, a `duration` (env CACHEGATE_SHUTDOWN_TIMEOUT)"},
+	{"demo", "", true, `mount an in-process httpbin as the upstream "demo" (env CACHEGATE_DEMO)`},
+	{"fast-lane", "true", true, "answer cache hits held in memory before net/http parses them; -fast-lane=false sends every request through net/http (env CACHEGATE_FAST_LANE)"},
+	{"max-inflight-bytes", "", false, "bound the response bodies held in memory until stored to this `size` (64MiB, 1GiB); a miss beyond it streams unstored; default an eighth of memory, at most 512MiB (env CACHEGATE_MAX_INFLIGHT_BYTES)"},
+	{"client-header-timeout", web.DefaultClientHeaderTimeout.String(), false, "bound reading a request's head to this `duration` (env CACHEGATE_CLIENT_HEADER_TIMEOUT)"},
+	{"client-read-timeout", web.DefaultClientReadTimeout.String(), false, "bound reading a whole request, body included, to this `duration` (env CACHEGATE_CLIENT_READ_TIMEOUT)"},
+	{"client-write-timeout", web.DefaultClientWriteTimeout.String(), false, "cut a streamed answer when one write to the client makes no progress for this `duration` (env CACHEGATE_CLIENT_WRITE_TIMEOUT)"},
+	{"client-idle-timeout", web.DefaultClientIdleTimeout.String(), false, "close a kept-alive client connection idle for this `duration` (env CACHEGATE_CLIENT_IDLE_TIMEOUT)"},
+	{"upstream", "", false, "add the upstream `NAME=URL`, reached at /fetch/NAME/; repeatable, replaces one of the same name from the file (env CACHEGATE_UPSTREAMS=name=url,name=url)"},
 }
 
 // flagValue is the flag.Value of every setting: it records what it was

@@ -215,12 +215,18 @@ upstreams:
 	}
 }
 
-// Every flag but -upstream is read from the variable ff derives from its
-// name, which its usage and the README promise.
+// Every flag but -upstream sets the file's setting of its name and is read
+// from the variable ff derives from its name, which its usage and the
+// README promise.
 func TestLoadConfigEnvNames(t *testing.T) {
 	for _, s := range settings {
 		if s.flag == "upstream" {
 			continue
+		}
+		switch s.flag {
+		case "config", "admin-token", "admin-token-file":
+		default:
+			s.field(&fileConfig{}) // panics when the file has no such setting
 		}
 		env := givenValue{name: s.flag, fromEnv: true}.source()[len("env "):]
 		if !strings.Contains(s.usage, "(env "+env+")") {
