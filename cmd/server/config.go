@@ -114,8 +114,9 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 		FastLane:        true,
 	}
 	file := &configFile{}
-	// -config "" reads no file, even with CACHEGATE_CONFIG set.
-	if i := slices.IndexFunc(given, func(g givenValue) bool { return g.name == "config" }); i >= 0 && given[i].value != "" {
+	// The last -config wins; -config "" reads no file, even with
+	// CACHEGATE_CONFIG set.
+	if i := lastIndex(given, "config"); i >= 0 && given[i].value != "" {
 		b, err := readFile(given[i].value)
 		if err != nil {
 			return web.Config{}, &configError{Source: given[i].source(), Err: fmt.Errorf("read the config file: %w", err)}
@@ -215,6 +216,17 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 		return web.Config{}, err
 	}
 	return c, nil
+}
+
+// lastIndex returns the index of the last value given to the flag name,
+// or -1.
+func lastIndex(given []givenValue, name string) int {
+	for i := len(given) - 1; i >= 0; i-- {
+		if given[i].name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // envPrefix names the environment variables: -client-idle-timeout is
