@@ -63,7 +63,7 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 			return nil, os.ErrNotExist
 		}
-		cfg, err := loadConfig([]string{"-config", "cachegate.yaml"}, func(string) string { return "" }, readFile)
+		cfg, err := loadConfig([]string{"-config", "cachegate.yaml"}, readFile)
 		if err != nil {
 			ce, ok := err.(*configError)
 			if !ok {

@@ -35,7 +35,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return cmd(args[1:], getenv, os.Stdin, stdout, stderr)
 		}
 	}
-	cfg, err := loadConfig(args, getenv, os.ReadFile)
+	cfg, err := loadConfig(args, os.ReadFile)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, err)
 		return 0
