@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"golang.org/x/net/http/httpguts"
+
 	"fmt"
 	"net/http"
 	"strconv"
@@ -174,6 +176,11 @@ func (p *Policy) Validate() error {
 	case ModeRequestsCache, ModeRFC9111:
 	default:
 		return fmt.Errorf("mode: unknown mode %q (accepted: requests-cache, rfc9111)", p.Mode)
+	}
+	for _, name := range p.TargetedCacheControl {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("targeted_cache_control: %q is not a header name", name)
+		}
 	}
 	if len(p.AllowableCodes) == 0 && p.Mode == ModeRequestsCache {
 		// In rfc9111 mode an empty list means "every final status the RFC

@@ -66,6 +66,7 @@ type upstreamJSON struct {
 	// The main caching rules, as configured.
 	ExpireAfter          string   `json:"expire_after"`
 	CacheControl         bool     `json:"cache_control"`
+	TargetedCacheControl []string `json:"targeted_cache_control"`
 	AllowableCodes       []int    `json:"allowable_codes"`
 	AllowableMethods     []string `json:"allowable_methods"`
 	IgnoredParameters    []string `json:"ignored_parameters"`
@@ -112,7 +113,7 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 		c := snap.Upstreams[u.Name]
 		j := upstreamJSON{
 			Name: u.Name, URL: u.URL, Backend: u.Backend, Timeout: u.Timeout, Mode: string(p.Mode),
-			ExpireAfter: p.ExpireAfter.String(), CacheControl: p.CacheControl,
+			ExpireAfter: p.ExpireAfter.String(), CacheControl: p.CacheControl, TargetedCacheControl: targetedFields(&p),
 			AllowableCodes: nonNilList(p.AllowableCodes), AllowableMethods: nonNilList(p.AllowableMethods),
 			IgnoredParameters: nonNilList(p.IgnoredParameters),
 			StaleIfError:      p.StaleIfError.String(), StaleWhileRevalidate: p.StaleWhileRevalidate.String(),
@@ -176,4 +177,12 @@ func nonNilList[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// targetedFields are the RFC 9213 fields p reads, the default included.
+func targetedFields(p *cache.Policy) []string {
+	if p.TargetedCacheControl == nil {
+		return cache.DefaultTargetedCacheControl
+	}
+	return p.TargetedCacheControl
 }

@@ -251,3 +251,28 @@ func TestLoadConfigEnvUpstreamSingular(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// targeted_cache_control names the RFC 9213 fields in order; an empty
+// list turns them off, and leaving it out keeps the default.
+func TestLoadConfigTargetedCacheControl(t *testing.T) {
+	const file = `
+upstreams:
+  a: {url: "http://a.example", targeted_cache_control: [Cachegate-Cache-Control, CDN-Cache-Control]}
+  b: {url: "http://b.example", targeted_cache_control: []}
+  c: {url: "http://c.example"}
+`
+	ups := mustLoad(t, file, nil).Upstreams
+	if got := ups[0].Policy.TargetedCacheControl; !reflect.DeepEqual(got, []string{"Cachegate-Cache-Control", "CDN-Cache-Control"}) {
+		t.Errorf("a: %q", got)
+	}
+	if got := ups[1].Policy.TargetedCacheControl; got == nil || len(got) != 0 {
+		t.Errorf("b: %#v, want an empty list (off)", got)
+	}
+	if got := ups[2].Policy.TargetedCacheControl; got != nil {
+		t.Errorf("c: %#v, want nil (the default)", got)
+	}
+	_, err := load(t, "upstreams:\n  a: {url: \"http://a.example\", targeted_cache_control: [\"not a name\"]}\n", nil)
+	if err == nil || !strings.Contains(err.Error(), `upstreams.a.targeted_cache_control: "not a name" is not a header name`) {
+		t.Fatalf("err = %v", err)
+	}
+}

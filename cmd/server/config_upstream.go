@@ -23,6 +23,7 @@ type upstreamFile struct {
 	ExpireAfter                *expiry       `yaml:"expire_after"`
 	URLsExpireAfter            urlRules      `yaml:"urls_expire_after"`
 	CacheControl               *boolean      `yaml:"cache_control"`
+	TargetedCacheControl       *strList      `yaml:"targeted_cache_control"`
 	StaleIfError               *staleness    `yaml:"stale_if_error"`
 	StaleWhileRevalidate       *staleness    `yaml:"stale_while_revalidate"`
 	AlwaysRevalidate           *boolean      `yaml:"always_revalidate"`
@@ -117,6 +118,9 @@ func (f *configFile) upstream(name string, uf upstreamFile, backends map[string]
 		p.URLsExpireAfter = uf.URLsExpireAfter
 	}
 	set(&p.CacheControl, uf.CacheControl, toBool)
+	// An empty list is kept as one: it turns the targeted fields off,
+	// where nil means the default.
+	set(&p.TargetedCacheControl, uf.TargetedCacheControl, func(l strList) []string { return append([]string{}, l...) })
 	set(&p.StaleIfError, uf.StaleIfError, toStaleness)
 	set(&p.StaleWhileRevalidate, uf.StaleWhileRevalidate, toStaleness)
 	set(&p.AlwaysRevalidate, uf.AlwaysRevalidate, toBool)
