@@ -35,11 +35,13 @@ USER 65532:65532
 VOLUME ["/data"]
 # Beyond loopback the admin side (/api/, the pages, /metrics) needs
 # CACHEGATE_ADMIN_TOKEN or CACHEGATE_ADMIN_TOKEN_FILE; /fetch/ works without.
-ENV CACHEGATE_LISTEN=0.0.0.0:8080 \
+# The config file comes through the environment, so -healthcheck reads the
+# same settings as the server it probes.
+ENV CACHEGATE_CONFIG=/etc/cachegate/cachegate.yaml \
+    CACHEGATE_LISTEN=0.0.0.0:8080 \
     CACHEGATE_BACKEND=sqlite:///data/cachegate.db
 EXPOSE 8080
 # The binary probes its own /healthz: distroless has no curl or shell.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/cachegate", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/cachegate"]
-CMD ["-config", "/etc/cachegate/cachegate.yaml"]

@@ -196,3 +196,24 @@ func TestProfilerAndMetricsAreBehindTheAdminToken(t *testing.T) {
 		t.Fatalf("/metrics holds no cachegate series: %.500s", a.body)
 	}
 }
+
+// metrics_listen serves /metrics alone, without the token, for a scraper;
+// the main address still guards it.
+func TestMetricsListenServesOnlyMetrics(t *testing.T) {
+	srv := startServer(t, web.Config{Backend: "memory://", AdminToken: "s3cret", MetricsListen: "127.0.0.1:0"})
+	m := srv.MetricsURL()
+	if m == "" {
+		t.Fatal("no metrics address")
+	}
+	if a := get(t, m+"/metrics"); a.status != http.StatusOK || !strings.Contains(a.body, "go_goroutines") {
+		t.Fatalf("GET /metrics on the metrics address: %d %.200s", a.status, a.body)
+	}
+	for _, path := range []string{"/api/stats", "/", "/fetch/x/y", "/debug/pprof/"} {
+		if a := get(t, m+path); a.status != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics address: %d, want 404", path, a.status)
+		}
+	}
+	if a := get(t, srv.URL()+"/metrics"); a.status != http.StatusUnauthorized {
+		t.Errorf("GET /metrics on the main address without the token: %d", a.status)
+	}
+}

@@ -18,6 +18,9 @@ import (
 type Config struct {
 	// Listen is the address of the gateway and admin side, host:port.
 	Listen string
+	// MetricsListen, when set, is a second address serving only /metrics,
+	// without the admin guard: for a scraper on a network of its own.
+	MetricsListen string
 	// Backend is the DSN of the default backend (sqlite://, memory://,
 	// file://, mongodb://).
 	Backend string

@@ -47,6 +47,8 @@ type Server struct {
 	adminOff string // why the admin side is off, empty when on
 	held     int64  // MemoryByDesign
 	admin    *handlers.API
+	// metricsSrv serves /metrics on cfg.MetricsListen; nil without one.
+	metricsSrv *metricsServer
 }
 
 // Open opens the backends, builds the gateway and starts listening on
@@ -96,6 +98,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if err != nil {
 		s.gateway.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if s.metricsSrv, err = s.openMetrics(cfg.MetricsListen); err != nil {
+		s.ln.Close()
+		s.gateway.Close()
+		return nil, err
 	}
 	// No WriteTimeout: it would cut every answer that takes longer, a
 	// large download to a slow but live client included. The gateway sets
@@ -334,6 +341,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // Serve answers requests until Close. It returns nil after a clean Close.
 func (s *Server) Serve() error {
+	go s.metricsSrv.serve(s.log)
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -380,6 +388,7 @@ func (s *Server) Close(ctx context.Context) error {
 		// Time is up: cut what is still running.
 		s.srv.Close()
 	}
+	s.metricsSrv.close()
 	s.closeAdmin()
 	s.gateway.Close()
 	if s.demo != nil {

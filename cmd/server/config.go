@@ -177,6 +177,7 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 
 	c := web.Config{
 		Listen:              string(cfg.Listen),
+		MetricsListen:       string(cfg.MetricsListen),
 		Backend:             string(cfg.Backend),
 		Backends:            map[string]string(cfg.Backends),
 		ExpireAfter:         cache.Expiry(cfg.ExpireAfter),
@@ -257,6 +258,7 @@ func (s setting) field(c *fileConfig) interface{ Set(string) error } {
 var settings = []setting{
 	{"config", "", false, "read settings from the YAML `file` (env CACHEGATE_CONFIG); see cachegate.example.yaml"},
 	{"listen", defaultListen, false, "serve the gateway and the admin side on `host:port` (env CACHEGATE_LISTEN)"},
+	{"metrics-listen", "", false, "also serve /metrics on `host:port`, without the admin token, for a Prometheus scraper; nothing else answers there (env CACHEGATE_METRICS_LISTEN)"},
 	{"backend", defaultBackend, false, "the default cache backend, a `DSN`: sqlite://PATH, memory://, file:///DIR, mongodb://HOST/DB (env CACHEGATE_BACKEND)"},
 	{"expire-after", "1h", false, "default `expiry` of upstreams that set none: a duration (90s, 1h, 1d), seconds, never, do_not_cache or expire_immediately (env CACHEGATE_EXPIRE_AFTER)"},
 	{"mode", string(defaultMode), false, "default caching `mode` of upstreams: requests-cache or rfc9111 (env CACHEGATE_MODE)"},

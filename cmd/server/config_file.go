@@ -34,6 +34,7 @@ type fileConfig struct {
 	ClientWriteTimeout  duration                `yaml:"client_write_timeout"`
 	ClientIdleTimeout   duration                `yaml:"client_idle_timeout"`
 	FastLane            boolean                 `yaml:"fast_lane"`
+	MetricsListen       optionalListen          `yaml:"metrics_listen"`
 	Upstreams           map[string]upstreamFile `yaml:"upstreams"`
 }
 
@@ -60,6 +61,7 @@ func yamlKeys(t reflect.Type) []string {
 var wants = map[string]string{
 	"":                      "a mapping with the keys " + strings.Join(keys[""], ", "),
 	"listen":                "a string",
+	"metrics_listen":        "a host:port, or empty for none",
 	"backend":               "a string",
 	"backends":              "a mapping of backend names to DSNs",
 	"backends.*":            "a backend DSN",

@@ -83,6 +83,21 @@ func (v *listenAddr) Set(s string) error {
 	return nil
 }
 
+// optionalListen is a listen address that may be left empty: off.
+type optionalListen string
+
+func (v *optionalListen) Set(s string) error {
+	if s != "" {
+		if err := checkListen(s); err != nil {
+			return err
+		}
+	}
+	*v = optionalListen(s)
+	return nil
+}
+
+func (v *optionalListen) UnmarshalYAML(n *yaml.Node) error { return decodeScalar(n, v.Set) }
+
 type dsn string
 
 func (v *dsn) Set(s string) error {

@@ -2,6 +2,7 @@
 // cached entries between backends.
 //
 //	cachegate [flags]                      serve (see -h)
+//	cachegate -healthcheck [flags]         probe /healthz of the server these flags describe
 //	cachegate export|import|copy [flags]   see cachegate export -h
 //
 // main only reads the configuration and starts the server that package web
@@ -35,6 +36,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return cmd(args[1:], getenv, os.Stdin, stdout, stderr)
 		}
 	}
+	args, probe := takeHealthcheck(args)
 	cfg, err := loadConfig(args, os.ReadFile)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, err)
@@ -43,6 +45,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if err != nil {
 		fmt.Fprintln(stderr, "cachegate:", err)
 		return 2
+	}
+	if probe {
+		return healthcheck(cfg, stderr)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("CACHEGATE_LOG_LEVEL"))}))
 
