@@ -474,30 +474,6 @@ func (b *Backend) Close() error {
 	return b.cold.Close()
 }
 
-// Ping checks the persistent backend when it can be checked.
-func (b *Backend) Ping(ctx context.Context) error {
-	if p, ok := b.cold.(cache.Pinger); ok {
-		return p.Ping(ctx)
-	}
-	return nil
-}
-
-// Vacuum passes through to the persistent backend when it supports it.
-func (b *Backend) Vacuum(ctx context.Context) error {
-	if v, ok := b.cold.(cache.Vacuumer); ok {
-		return v.Vacuum(ctx)
-	}
-	return nil
-}
-
-// MaxBytes reports the persistent backend's cap, if any.
-func (b *Backend) MaxBytes() int64 {
-	if s, ok := b.cold.(cache.Sizer); ok {
-		return s.MaxBytes()
-	}
-	return 0
-}
-
 // HotBytes returns the bytes the tier holds: its entries' footprints.
 func (b *Backend) HotBytes() int64 {
 	b.mu.RLock()

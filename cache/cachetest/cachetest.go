@@ -275,6 +275,7 @@ func Run(t *testing.T, open func(t *testing.T) cache.Backend) {
 		{"Concurrent", testConcurrent},
 		{"LargeBody", testLargeBody},
 		{"RequestBody", testRequestBody},
+		{"Capabilities", testCapabilities},
 		{"Close", testClose},
 	}
 	for _, c := range cases {
