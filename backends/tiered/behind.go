@@ -264,10 +264,13 @@ func (b *Backend) Flush(ctx context.Context) {
 		return
 	}
 	b.wmu.Lock()
-	ws := make([]*write, 0, len(b.pending))
+	ws := make([]*write, 0, len(b.pending)+len(b.flight))
 	for _, w := range b.pending {
 		ws = append(ws, w) // the latest of a key: done after any older one
 	}
+	// And the writer's batch: finish takes a write out of pending before
+	// it reports a failure to OnError, which Flush must wait for too.
+	ws = append(ws, b.flight...)
 	b.waiting++
 	b.wmu.Unlock()
 	b.signal()

@@ -115,7 +115,8 @@ var (
 // New returns a tier of at most maxBytes of bodies in front of cold. A hot
 // copy older than ttl is read again from cold before use; ttl <= 0 means
 // hot copies never go stale (right only when nothing writes around the
-// tier).
+// tier). Hand the tier out as Served returns it, which also offers the
+// cold backend's size cap, vacuum and health check when it has them.
 func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
 	b := &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, wnow: time.Now}
 	b.items = lru.New(maxBytes, b.dropped)
