@@ -16,43 +16,61 @@ import (
 	"github.com/dustin/go-humanize"
 )
 
-// OpenBackend opens the backend a DSN names. It is the one place that knows
-// every concrete backend:
+// OpenBackend opens the backend a DSN names, for the command line's export
+// and import: a hot tier, if any, writes every store through. It is the
+// one place that knows every concrete backend:
 //
 //	sqlite://PATH[?max_size=1GiB]   a SQLite file (default)
 //	memory://[?max_size=256MiB]     in memory, bounded, lost on restart
 //	file:///DIR                     one readable file per entry
 //	mongodb://HOST/DB, mongodb+srv://...  MongoDB, shared by several gateways
 func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
+	o, err := openBackend(ctx, dsn, nil)
+	return o.backend, err
+}
+
+// openedBackend is a backend as the server runs it.
+type openedBackend struct {
+	backend cache.Backend
+	// held is the memory it holds by design at most: its hot tier with
+	// the write-behind queue, or an in-memory backend's cap.
+	held int64
+}
+
+// openBackend opens the backend a DSN names. With storeFailed set, its hot
+// tier writes behind within the DSN's write_behind_window (a miss answers
+// without waiting for the disk) and reports there the stores that fail;
+// with nil it writes every store through.
+func openBackend(ctx context.Context, dsn string, storeFailed func(key string, err error)) (openedBackend, error) {
 	scheme, _, ok := strings.Cut(dsn, "://")
 	if !ok {
-		return nil, fmt.Errorf("backend %q: want a DSN like sqlite://cachegate.db, memory://, file:///dir or mongodb://host/db", RedactDSN(dsn))
+		return openedBackend{}, fmt.Errorf("backend %q: want a DSN like sqlite://cachegate.db, memory://, file:///dir or mongodb://host/db", RedactDSN(dsn))
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite":
 		rest, tier, err := hotTier(dsn, defaultHotSize)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
 		b, err := sqlite.Open(rest)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
-		return tier.wrap(b), nil
+		return tier.wrap(b, storeFailed), nil
 	case "memory":
 		u, err := url.Parse(dsn)
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", dsn, err)
+			return openedBackend{}, fmt.Errorf("backend %q: %w", dsn, err)
 		}
 		var max uint64 = 256 << 20
 		if v := u.Query().Get("max_size"); v != "" {
 			if max, err = humanize.ParseBytes(v); err != nil {
-				return nil, fmt.Errorf("backend %q: max_size: %w", dsn, err)
+				return openedBackend{}, fmt.Errorf("backend %q: max_size: %w", dsn, err)
 			}
 		}
-		return memory.New(int64(max)), nil
+		return openedBackend{backend: memory.New(int64(max)), held: int64(max)}, nil
 	default:
-		return openOther(ctx, scheme, dsn)
+		return openOther(ctx, scheme, dsn, storeFailed)
 	}
 }
 
@@ -74,7 +92,7 @@ func OpenBackend(ctx context.Context, dsn string) (cache.Backend, error) {
 type tierConfig struct {
 	size     int64
 	ttl      time.Duration
-	window   time.Duration // write_behind_window, see writeBehindWindow
+	window   time.Duration // write_behind_window: how long after a miss was answered its entry may be only in memory (0: written through)
 	filesDir string        // "" keeps large bodies in memory only
 	filesSet bool          // filesDir came from the DSN
 }
@@ -83,9 +101,11 @@ type tierConfig struct {
 // copying the body into the socket.
 const fileBodyMin = 32 << 10
 
-func (t tierConfig) wrap(b cache.Backend) cache.Backend {
+// wrap puts the tier in front of b, writing behind when storeFailed is
+// set (see openBackend).
+func (t tierConfig) wrap(b cache.Backend, storeFailed func(key string, err error)) openedBackend {
 	if t.size <= 0 {
-		return b
+		return openedBackend{backend: b}
 	}
 	h := tiered.New(b, t.size, t.ttl)
 	dir := t.filesDir
@@ -100,7 +120,10 @@ func (t tierConfig) wrap(b cache.Backend) cache.Backend {
 	if dir != "" {
 		h.FileBodies(dir, fileBodyMin)
 	}
-	return h
+	if storeFailed != nil {
+		h.WriteBehind(tiered.WriteBehindOptions{Window: t.window, OnError: storeFailed})
+	}
+	return openedBackend{backend: h.Served(), held: h.MemoryCap()}
 }
 
 // defaultHotSize is the hot tier of a local backend unless its DSN says.
@@ -160,15 +183,6 @@ func hotTier(dsn string, defaultSize int64) (string, tierConfig, error) {
 		return base, t, nil
 	}
 	return base + "?" + q.Encode(), t, nil
-}
-
-// writeBehindWindow returns the DSN's write_behind_window: how long after
-// a miss was answered its entry may still be only in memory (default
-// 200ms; 0 writes every miss through before it is answered). The server
-// uses it; the command line's export and import write through.
-func writeBehindWindow(dsn string) (time.Duration, error) {
-	_, t, err := hotTier(dsn, 0)
-	return t.window, err
 }
 
 // RedactDSN hides the password of a DSN for logs and the admin side.

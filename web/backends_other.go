@@ -7,7 +7,6 @@ import (
 
 	"github.com/cachegate/cachegate/backends/fs"
 	"github.com/cachegate/cachegate/backends/mongo"
-	"github.com/cachegate/cachegate/cache"
 )
 
 // openOther opens the filesystem and MongoDB backends.
@@ -16,28 +15,28 @@ import (
 // several gateways share it, and a delete through one must be gone for the
 // others at once; hot_size=64MiB turns it on where a second of staleness
 // (hot_ttl) is acceptable.
-func openOther(ctx context.Context, scheme, dsn string) (cache.Backend, error) {
+func openOther(ctx context.Context, scheme, dsn string, storeFailed func(key string, err error)) (openedBackend, error) {
 	switch strings.ToLower(scheme) {
 	case "file":
 		rest, tier, err := hotTier(dsn, defaultHotSize)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
 		b, err := fs.Open(rest)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
-		return tier.wrap(b), nil
+		return tier.wrap(b, storeFailed), nil
 	case "mongodb", "mongodb+srv":
 		rest, tier, err := hotTier(dsn, 0)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
 		b, err := mongo.Open(ctx, rest)
 		if err != nil {
-			return nil, err
+			return openedBackend{}, err
 		}
-		return tier.wrap(b), nil
+		return tier.wrap(b, storeFailed), nil
 	}
-	return nil, fmt.Errorf("backend %q: unknown scheme %q (accepted: sqlite, memory, file, mongodb, mongodb+srv)", RedactDSN(dsn), scheme)
+	return openedBackend{}, fmt.Errorf("backend %q: unknown scheme %q (accepted: sqlite, memory, file, mongodb, mongodb+srv)", RedactDSN(dsn), scheme)
 }

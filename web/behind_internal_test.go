@@ -26,16 +26,15 @@ func TestWriteBehindWindowParam(t *testing.T) {
 		{name: "not a duration", dsn: "sqlite://c.db?write_behind_window=soon", wantErr: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rest, _, err := hotTier(c.dsn, defaultHotSize)
-			got, werr := writeBehindWindow(c.dsn)
+			rest, tier, err := hotTier(c.dsn, defaultHotSize)
 			if c.wantErr {
-				if err == nil || werr == nil || !strings.Contains(err.Error(), "write_behind_window") {
-					t.Fatalf("hotTier(%q): %v, %v; want an error naming write_behind_window", c.dsn, err, werr)
+				if err == nil || !strings.Contains(err.Error(), "write_behind_window") {
+					t.Fatalf("hotTier(%q): %v; want an error naming write_behind_window", c.dsn, err)
 				}
 				return
 			}
-			if err != nil || werr != nil || rest != c.rest || got != c.want {
-				t.Fatalf("hotTier(%q) = %q, window %v (%v, %v); want %q, %v", c.dsn, rest, got, err, werr, c.rest, c.want)
+			if err != nil || rest != c.rest || tier.window != c.want {
+				t.Fatalf("hotTier(%q) = %q, window %v (%v); want %q, %v", c.dsn, rest, tier.window, err, c.rest, c.want)
 			}
 		})
 	}

@@ -18,8 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachegate/cachegate/backends/memory"
-	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/handlers"
@@ -142,32 +140,16 @@ func (s *Server) openBackends(ctx context.Context) error {
 		dsn := dsns[name]
 		b, ok := byDSN[dsn]
 		if !ok {
-			var err error
-			b, err = OpenBackend(ctx, dsn)
+			bname := name
+			o, err := openBackend(ctx, dsn, func(key string, err error) {
+				s.log.Error("cache store failed", "backend", bname, "key", key, "err", err)
+			})
 			if err != nil {
 				return fmt.Errorf("backend %s: %w", name, err)
 			}
-			if h, ok := b.(*tiered.Backend); ok {
-				// A miss answers without waiting for the disk: the entry is
-				// hot at once and stored by a background writer, within the
-				// DSN's write_behind_window (0: every miss writes through).
-				window, err := writeBehindWindow(dsn)
-				if err != nil {
-					b.Close()
-					return fmt.Errorf("backend %s: %w", name, err)
-				}
-				bname := name
-				h.WriteBehind(tiered.WriteBehindOptions{Window: window, OnError: func(key string, err error) {
-					s.log.Error("cache store failed", "backend", bname, "key", key, "err", err)
-				}})
-			}
+			b = o.backend
 			byDSN[dsn] = b
-			switch b := b.(type) {
-			case *tiered.Backend:
-				s.held += b.MemoryCap()
-			case *memory.Backend:
-				s.held += b.MaxBytes()
-			}
+			s.held += o.held
 		}
 		s.backends[name] = b
 		s.dsns[name] = RedactDSN(dsn)

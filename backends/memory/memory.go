@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/internal/lru"
 	"github.com/cachegate/cachegate/cache"
 )
 
@@ -32,26 +33,18 @@ var (
 type Backend struct {
 	maxBytes int64 // 0: unbounded; fixed at New
 
-	mu     sync.Mutex       // protects everything below
-	items  map[string]*item // by key
-	lru    item             // sentinel of a circular list, most recently used at lru.next
-	bytes  int64            // sum of Size over items
-	closed bool
-}
-
-// item is one node of the LRU list.
-type item struct {
-	e          *cache.Entry // never mutated while stored
-	prev, next *item
+	mu sync.Mutex // protects everything below
+	// entries are by key, costing their Size, most recently used first.
+	// An entry is never mutated while stored.
+	entries *lru.Cache[string, *cache.Entry]
+	closed  bool
 }
 
 // New returns an empty backend that holds at most maxBytes of bodies,
 // evicting least recently used entries first; 0 means unbounded. Put,
 // Get and RecordHits count as uses.
 func New(maxBytes int64) *Backend {
-	b := &Backend{maxBytes: maxBytes, items: make(map[string]*item)}
-	b.lru.next, b.lru.prev = &b.lru, &b.lru
-	return b
+	return &Backend{maxBytes: maxBytes, entries: lru.New[string, *cache.Entry](maxBytes, nil)}
 }
 
 // MaxBytes returns the configured cap on body bytes, 0 if none.
@@ -73,26 +66,6 @@ func (b *Backend) check(op string) error {
 	return nil
 }
 
-func (b *Backend) unlink(it *item) {
-	it.prev.next = it.next
-	it.next.prev = it.prev
-}
-
-func (b *Backend) pushFront(it *item) {
-	it.prev = &b.lru
-	it.next = b.lru.next
-	it.next.prev = it
-	b.lru.next = it
-}
-
-// remove drops it from the map, the list and the byte count. b.mu must be
-// held.
-func (b *Backend) remove(it *item) {
-	b.unlink(it)
-	delete(b.items, it.e.Key)
-	b.bytes -= it.e.Size
-}
-
 // Get returns a copy of the entry under key and marks it recently used.
 func (b *Backend) Get(ctx context.Context, key string) (*cache.Entry, bool, error) {
 	e, ok, err := b.Peek(ctx, key)
@@ -112,18 +85,9 @@ func (b *Backend) Peek(ctx context.Context, key string) (*cache.Entry, bool, err
 		b.mu.Unlock()
 		return nil, false, fmt.Errorf("memory: get %q: %w", key, cache.ErrClosed)
 	}
-	it, ok := b.items[key]
-	if !ok {
-		b.mu.Unlock()
-		return nil, false, nil
-	}
-	if b.lru.next != it {
-		b.unlink(it)
-		b.pushFront(it)
-	}
-	e := it.e
+	e, ok := b.entries.Get(key)
 	b.mu.Unlock()
-	return e, true, nil
+	return e, ok, nil
 }
 
 // PeekMemory is Peek without the error: everything here is in memory. A
@@ -169,19 +133,7 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	if err := b.check(fmt.Sprintf("put %q", e.Key)); err != nil {
 		return err
 	}
-	if old, ok := b.items[c.Key]; ok {
-		b.remove(old)
-	}
-	if b.maxBytes > 0 && c.Size > b.maxBytes {
-		return nil
-	}
-	it := &item{e: c}
-	b.items[c.Key] = it
-	b.pushFront(it)
-	b.bytes += c.Size
-	for b.maxBytes > 0 && b.bytes > b.maxBytes {
-		b.remove(b.lru.prev) // never it: it alone fits
-	}
+	b.entries.Add(c.Key, c, c.Size)
 	return nil
 }
 
@@ -192,11 +144,7 @@ func (b *Backend) Delete(ctx context.Context, key string) (bool, error) {
 	if err := b.check(fmt.Sprintf("delete %q", key)); err != nil {
 		return false, err
 	}
-	it, ok := b.items[key]
-	if ok {
-		b.remove(it)
-	}
-	return ok, nil
+	return b.entries.Remove(key), nil
 }
 
 // RecordHits adds the hits to the entries still stored and marks them
@@ -208,18 +156,16 @@ func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
 		return err
 	}
 	for _, h := range hits {
-		it, ok := b.items[h.Key]
+		e, ok := b.entries.Get(h.Key)
 		if !ok {
 			continue
 		}
-		c := *it.e // copy on write: a Get may be copying it.e right now
+		c := *e // copy on write: a Get may be copying e right now
 		c.Hits += h.Count
 		if h.Last.After(c.LastHit) {
 			c.LastHit = h.Last
 		}
-		it.e = &c
-		b.unlink(it)
-		b.pushFront(it)
+		b.entries.Add(c.Key, &c, c.Size) // the same cost: evicts nothing
 	}
 	return nil
 }
@@ -231,15 +177,15 @@ func (b *Backend) matching(f cache.Filter) []*cache.Entry {
 	var out []*cache.Entry
 	if len(f.Keys) > 0 {
 		for _, k := range f.Keys {
-			if it, ok := b.items[k]; ok && f.Match(it.e) && !slices.Contains(out, it.e) {
-				out = append(out, it.e)
+			if e, ok := b.entries.Peek(k); ok && f.Match(e) && !slices.Contains(out, e) {
+				out = append(out, e)
 			}
 		}
 		return out
 	}
-	for _, it := range b.items {
-		if f.Match(it.e) {
-			out = append(out, it.e)
+	for _, e := range b.entries.All() {
+		if f.Match(e) {
+			out = append(out, e)
 		}
 	}
 	return out
@@ -298,7 +244,7 @@ func (b *Backend) Count(ctx context.Context, f cache.Filter) (cache.Totals, erro
 		return cache.Totals{}, err
 	}
 	if f.SelectsAll() {
-		return cache.Totals{Entries: int64(len(b.items)), Bytes: b.bytes}, nil
+		return cache.Totals{Entries: int64(b.entries.Len()), Bytes: b.entries.Cost()}, nil
 	}
 	var t cache.Totals
 	for _, e := range b.matching(f) {
@@ -317,7 +263,7 @@ func (b *Backend) DeleteMatching(ctx context.Context, f cache.Filter) (int64, er
 	}
 	found := b.matching(f)
 	for _, e := range found {
-		b.remove(b.items[e.Key])
+		b.entries.Remove(e.Key)
 	}
 	return int64(len(found)), nil
 }
@@ -329,14 +275,8 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 	if err := b.check("delete expired"); err != nil {
 		return 0, err
 	}
-	var n int64
-	for _, it := range b.items {
-		if it.e.IsExpired(now) {
-			b.remove(it)
-			n++
-		}
-	}
-	return n, nil
+	n := b.entries.RemoveFunc(func(_ string, e *cache.Entry) bool { return e.IsExpired(now) })
+	return int64(n), nil
 }
 
 // Clear removes every entry.
@@ -352,9 +292,7 @@ func (b *Backend) Clear(ctx context.Context) error {
 
 // reset empties the store. b.mu must be held.
 func (b *Backend) reset() {
-	b.items = make(map[string]*item)
-	b.lru.next, b.lru.prev = &b.lru, &b.lru
-	b.bytes = 0
+	b.entries.Clear()
 }
 
 // Close drops every entry; later calls return cache.ErrClosed.

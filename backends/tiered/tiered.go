@@ -10,7 +10,6 @@ package tiered
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/internal/lru"
 	"github.com/cachegate/cachegate/cache"
 )
 
@@ -28,7 +28,7 @@ type Backend struct {
 	ttl      time.Duration
 	now      func() time.Time
 
-	// mu protects items, lru, bytes and the items' e. A hit only reads
+	// mu protects items and the items' e and file. A hit only reads
 	// (RLock): with an exclusive lock, concurrent hits queued on it (two
 	// thirds of the lock waits of a fast-lane hit, measured).
 	mu sync.RWMutex
@@ -36,10 +36,9 @@ type Backend struct {
 	// also kept in unnamed files (see FileBodies).
 	fileDir string
 	fileMin int
-	files   atomic.Int64             // body files open
-	items   map[string]*list.Element // of *item
-	lru     *list.List               // front: most recently used
-	bytes   int64                    // body bytes held
+	files   atomic.Int64 // body files open
+	// items cost their entries' footprints, bounded by maxBytes.
+	items *lru.Cache[string, *item]
 
 	// Write-behind (see WriteBehind): Put returns once the entry is hot and
 	// a background writer stores it in the persistent backend, unless the
@@ -93,7 +92,6 @@ type write struct {
 type item struct {
 	e      *cache.Entry // shared and never modified once in the tier
 	loaded time.Time
-	size   int64
 	// file holds the body too when it is large (FileBodies); closed when
 	// the item leaves the tier, unless handed on to its successor.
 	file *os.File
@@ -117,9 +115,12 @@ var (
 // New returns a tier of at most maxBytes of bodies in front of cold. A hot
 // copy older than ttl is read again from cold before use; ttl <= 0 means
 // hot copies never go stale (right only when nothing writes around the
-// tier).
+// tier). Hand the tier out as Served returns it, which also offers the
+// cold backend's size cap, vacuum and health check when it has them.
 func New(cold cache.Backend, maxBytes int64, ttl time.Duration) *Backend {
-	return &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, wnow: time.Now, items: map[string]*list.Element{}, lru: list.New()}
+	b := &Backend{cold: cold, maxBytes: maxBytes, ttl: ttl, now: time.Now, wnow: time.Now}
+	b.items = lru.New(maxBytes, b.dropped)
+	return b
 }
 
 // FileBodies makes the tier keep each body of min bytes or more in an
@@ -171,8 +172,8 @@ func (b *Backend) renew(ctx context.Context, key string, now time.Time) (e *cach
 		return nil, false
 	}
 	b.mu.RLock()
-	if el, held := b.items[key]; held {
-		e = el.Value.(*item).e
+	if it, held := b.items.Peek(key); held {
+		e = it.e
 	}
 	b.mu.RUnlock()
 	if e == nil {
@@ -184,11 +185,11 @@ func (b *Backend) renew(ctx context.Context, key string, now time.Time) (e *cach
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	el, held := b.items[key]
-	if !held || el.Value.(*item).e != e {
+	it, held := b.items.Peek(key)
+	if !held || it.e != e {
 		return nil, false // replaced or dropped meanwhile
 	}
-	el.Value.(*item).loaded = now
+	it.loaded = now
 	return e, true
 }
 
@@ -208,8 +209,7 @@ func (b *Backend) PeekMemoryFile(key string) (*cache.Entry, *os.File, bool) {
 	var e *cache.Entry
 	var f *os.File
 	move := false
-	if el, ok := b.items[key]; ok {
-		it := el.Value.(*item)
+	if it, ok := b.items.Peek(key); ok {
 		if b.ttl <= 0 || now.Sub(it.loaded) < b.ttl {
 			e, f = it.e, it.file
 			move = now.UnixNano()-it.moved.Load() >= int64(touchEvery)
@@ -258,9 +258,8 @@ func errClosed(key string) error { return fmt.Errorf("hot: put %q: %w", key, cac
 func (b *Backend) moveToFront(key string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.items[key]; ok {
-		b.lru.MoveToFront(el)
-		el.Value.(*item).moved.Store(now.UnixNano())
+	if it, ok := b.items.Get(key); ok {
+		it.moved.Store(now.UnixNano())
 	}
 }
 
@@ -314,23 +313,14 @@ func (b *Backend) insert(e *cache.Entry, loaded time.Time, file *os.File) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.items[e.Key]; ok {
-		b.unlink(el)
-	}
-	it := &item{e: e, loaded: loaded, size: size, file: file}
+	it := &item{e: e, loaded: loaded, file: file}
 	it.moved.Store(loaded.UnixNano())
-	b.items[e.Key] = b.lru.PushFront(it)
-	b.bytes += size
-	for b.bytes > b.maxBytes {
-		b.unlink(b.lru.Back())
-	}
+	b.items.Add(e.Key, it, size)
 }
 
-func (b *Backend) unlink(el *list.Element) {
-	it := el.Value.(*item)
-	b.lru.Remove(el)
-	delete(b.items, it.e.Key)
-	b.bytes -= it.size
+// dropped closes the body file of an item that left the tier. b.mu is
+// held.
+func (b *Backend) dropped(_ string, it *item) {
 	b.closeFile(it.file)
 	it.file = nil
 }
@@ -340,12 +330,10 @@ func (b *Backend) unlink(el *list.Element) {
 // bodies are compared outside the write lock: they may be large.
 func (b *Backend) takeFile(e *cache.Entry) *os.File {
 	b.mu.RLock()
-	el, ok := b.items[e.Key]
-	var it *item
+	it, ok := b.items.Peek(e.Key)
 	var f *os.File
 	var body []byte
 	if ok {
-		it = el.Value.(*item)
 		f, body = it.file, it.e.Body
 	}
 	b.mu.RUnlock()
@@ -354,7 +342,7 @@ func (b *Backend) takeFile(e *cache.Entry) *os.File {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if cur, ok := b.items[e.Key]; !ok || cur != el || it.file != f {
+	if cur, ok := b.items.Peek(e.Key); !ok || cur != it || it.file != f {
 		return nil // replaced meanwhile
 	}
 	it.file = nil // the old copy answers from memory until replaced
@@ -364,9 +352,7 @@ func (b *Backend) takeFile(e *cache.Entry) *os.File {
 func (b *Backend) remove(key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.items[key]; ok {
-		b.unlink(el)
-	}
+	b.items.Remove(key)
 }
 
 // removeEntry drops the hot copy of e's key if it is e (or e with hits
@@ -374,8 +360,8 @@ func (b *Backend) remove(key string) {
 func (b *Backend) removeEntry(e *cache.Entry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if el, ok := b.items[e.Key]; ok && (el.Value.(*item).e == e || el.Value.(*item).e.Created.Equal(e.Created)) {
-		b.unlink(el)
+	if it, ok := b.items.Peek(e.Key); ok && (it.e == e || it.e.Created.Equal(e.Created)) {
+		b.items.Remove(e.Key)
 	}
 }
 
@@ -384,11 +370,7 @@ func (b *Backend) removeEntry(e *cache.Entry) {
 func (b *Backend) removeMatching(match func(*cache.Entry) bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, el := range b.items {
-		if match == nil || match(el.Value.(*item).e) {
-			b.unlink(el)
-		}
-	}
+	b.items.RemoveFunc(func(_ string, it *item) bool { return match == nil || match(it.e) })
 }
 
 // Delete removes the entry from both tiers, and a pending store of it.
@@ -413,8 +395,7 @@ func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, h := range hits {
-		if el, ok := b.items[h.Key]; ok {
-			it := el.Value.(*item)
+		if it, ok := b.items.Peek(h.Key); ok {
 			e := *it.e
 			e.Hits += h.Count
 			if h.Last.After(e.LastHit) {
@@ -474,33 +455,9 @@ func (b *Backend) Close() error {
 	return b.cold.Close()
 }
 
-// Ping checks the persistent backend when it can be checked.
-func (b *Backend) Ping(ctx context.Context) error {
-	if p, ok := b.cold.(cache.Pinger); ok {
-		return p.Ping(ctx)
-	}
-	return nil
-}
-
-// Vacuum passes through to the persistent backend when it supports it.
-func (b *Backend) Vacuum(ctx context.Context) error {
-	if v, ok := b.cold.(cache.Vacuumer); ok {
-		return v.Vacuum(ctx)
-	}
-	return nil
-}
-
-// MaxBytes reports the persistent backend's cap, if any.
-func (b *Backend) MaxBytes() int64 {
-	if s, ok := b.cold.(cache.Sizer); ok {
-		return s.MaxBytes()
-	}
-	return 0
-}
-
 // HotBytes returns the bytes the tier holds: its entries' footprints.
 func (b *Backend) HotBytes() int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return b.bytes
+	return b.items.Cost()
 }

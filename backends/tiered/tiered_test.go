@@ -3,38 +3,67 @@ package tiered_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/fs"
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/mongo"
+	"github.com/cachegate/cachegate/backends/mongo/mongotest"
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/cache/cachetest"
 )
 
-func TestConformanceOverSQLite(t *testing.T) {
-	cachetest.Run(t, func(t *testing.T) cache.Backend {
-		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := tiered.New(cold, 1<<20, time.Minute)
-		t.Cleanup(func() { b.Close() })
-		return b
-	})
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mongotest.Shutdown()
+	os.Exit(code)
+}
+
+// Every persistent backend behind the tier, as web opens them (Served):
+// the tier behaves as a backend must and claims only the capabilities of
+// the one behind it.
+func TestConformance(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		open func(t *testing.T) cache.Backend
+	}{
+		{"sqlite", func(t *testing.T) cache.Backend { return openSQLite(t) }},
+		{"fs", func(t *testing.T) cache.Backend {
+			b, err := fs.Open("file://" + t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+		{"memory", func(t *testing.T) cache.Backend { return memory.New(0) }},
+		{"mongo", func(t *testing.T) cache.Backend {
+			b, err := mongo.Open(context.Background(), mongotest.URI(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cachetest.Run(t, func(t *testing.T) cache.Backend {
+				b := tiered.New(c.open(t), 1<<20, time.Minute)
+				t.Cleanup(func() { b.Close() })
+				return b.Served()
+			})
+		})
+	}
 }
 
 func TestConformanceWriteBehind(t *testing.T) {
 	cachetest.Run(t, func(t *testing.T) cache.Backend {
-		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := tiered.New(cold, 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
+		b := tiered.New(openSQLite(t), 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
-		return b
+		return b.Served()
 	})
 }
 
@@ -42,13 +71,9 @@ func TestConformanceWriteBehind(t *testing.T) {
 // write-behind: the tier still behaves as a backend must.
 func TestConformanceFileBodies(t *testing.T) {
 	cachetest.Run(t, func(t *testing.T) cache.Backend {
-		cold, err := sqlite.Open("sqlite://" + filepath.Join(t.TempDir(), "c.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := tiered.New(cold, 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
+		b := tiered.New(openSQLite(t), 1<<20, time.Minute).FileBodies(t.TempDir(), 1).WriteBehind(tiered.WriteBehindOptions{Window: tiered.DefaultWindow, OnError: func(key string, err error) { t.Errorf("store %s: %v", key, err) }})
 		t.Cleanup(func() { b.Close() })
-		return b
+		return b.Served()
 	})
 }
 
