@@ -80,6 +80,10 @@ var (
 		"Body bytes stored in the backend (counted at most every backend refresh interval).", []string{"backend"}, nil)
 	backendUpDesc = prometheus.NewDesc("cachegate_backend_up",
 		"1 when the backend answered its last count, 0 when it failed.", []string{"backend"}, nil)
+	queuedDesc = prometheus.NewDesc("cachegate_writebehind_queued_entries",
+		"Misses answered from memory whose write to the backend is still queued (write-behind).", []string{"backend"}, nil)
+	queuedBytesDesc = prometheus.NewDesc("cachegate_writebehind_queued_bytes",
+		"Body bytes of the queued write-behind writes.", []string{"backend"}, nil)
 	jobsDesc = prometheus.NewDesc("cachegate_jobs",
 		"Admin jobs (bulk revalidate, copy, move) the registry holds, by state.", []string{"state"}, nil)
 )
@@ -110,7 +114,7 @@ func newCollector(o Options) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc,
-		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, jobsDesc} {
+		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc, jobsDesc} {
 		ch <- d
 	}
 }
@@ -150,6 +154,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(storedDesc, prometheus.GaugeValue, float64(t.t.Bytes), name)
 		}
 		ch <- prometheus.MustNewConstMetric(backendUpDesc, prometheus.GaugeValue, up, name)
+	}
+	for name, b := range c.o.Backends {
+		// The hot tier's queue, read live: two loads under its lock.
+		if q, ok := b.(interface{ Queued() (int, int64) }); ok {
+			n, bytes := q.Queued()
+			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), name)
+			ch <- prometheus.MustNewConstMetric(queuedBytesDesc, prometheus.GaugeValue, float64(bytes), name)
+		}
 	}
 	if c.o.Jobs != nil {
 		byState := map[jobs.State]int{jobs.Running: 0, jobs.Done: 0, jobs.Failed: 0, jobs.Cancelled: 0}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/metrics"
@@ -181,5 +182,26 @@ func TestMetricsCoalescedRequestsAreNotMissesTwice(t *testing.T) {
 	t.Logf("coalesced %v, miss %v, hit %v", v[`cachegate_requests_total{outcome=coalesced,upstream=bin}`], v[`cachegate_requests_total{outcome=miss,upstream=bin}`], v[`cachegate_requests_total{outcome=hit,upstream=bin}`])
 	if got := v[`cachegate_upstream_requests_total{upstream=bin}`]; got != 1 {
 		t.Errorf("%v upstream calls for a herd of %d, want 1", got, n)
+	}
+}
+
+// A backend behind the hot tier reports its write-behind queue (empty
+// here: when a write leaves it is the tier's own pacing).
+func TestMetricsShowTheWriteBehindQueue(t *testing.T) {
+	cold := memory.New(0)
+	tier := tiered.New(cold, 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: time.Hour})
+	t.Cleanup(func() { tier.Close() })
+	served := tier.Served()
+	gw, err := gateway.New(gateway.Options{}, gateway.Upstream{Name: "x", URL: &url.URL{Scheme: "http", Host: "x.invalid"},
+		Policy: cache.DefaultPolicy(cache.Expiry(time.Hour)), Backend: served, BackendName: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	h := metrics.Handler(metrics.Options{Gateway: gw, Backends: map[string]cache.Backend{"default": served}})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `cachegate_writebehind_queued_entries{backend="default"} 0`) {
+		t.Fatalf("no write-behind queue in /metrics:\n%s", rec.Body.String())
 	}
 }
