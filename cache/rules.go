@@ -190,7 +190,11 @@ func (p *Policy) decideRequestsCache(req Request, resp Response, cc Directives, 
 		case ExpireImmediately:
 			d.Reason = why + " says expire immediately: stored, revalidated or refetched on the next request"
 		default:
-			d.Reason = fmt.Sprintf("%s gives %s", why, time.Duration(e))
+			if at, ok := e.At(); ok {
+				d.Reason = fmt.Sprintf("%s says expire at %s", why, at.Format(time.RFC3339))
+			} else {
+				d.Reason = fmt.Sprintf("%s gives %s", why, time.Duration(e))
+			}
 		}
 		return d
 	}

@@ -76,3 +76,27 @@ func TestTargetedCacheControlNamedInTheReason(t *testing.T) {
 		t.Fatalf("reason %q, want it to name CDN-Cache-Control", entries[0].Reason)
 	}
 }
+
+// An absolute expiry (requests-cache's datetime) in a pattern keeps
+// entries fresh until that time, whenever they were fetched.
+func TestAbsoluteExpiryInAPattern(t *testing.T) {
+	// The test's clock starts at the real time: two hours from now.
+	at := time.Now().Add(2 * time.Hour).Truncate(time.Second)
+	e := newEnv(t, policy(func(p *cache.Policy) {
+		p.URLsExpireAfter = []cache.URLRule{{Pattern: "/until/*", Expire: cache.ExpireAt(at)}}
+	}), &flaky{body: "v1"}, nil)
+	e.get("/until/a", "MISS")
+	e.clock.Advance(time.Hour)
+	e.get("/until/b", "MISS")
+	for _, en := range e.entries() {
+		if !en.Expires.Equal(at) || !strings.Contains(en.Reason, "says expire at") {
+			t.Errorf("%s expires %v (%s), want %v", en.URL, en.Expires, en.Reason, at)
+		}
+	}
+	e.clock.Advance(59 * time.Minute)
+	e.get("/until/a", "HIT")
+	e.clock.Advance(2 * time.Minute)
+	if r := e.do("GET", "/until/a"); r.xcache() == "HIT" {
+		t.Fatal("served fresh after the absolute expiry")
+	}
+}

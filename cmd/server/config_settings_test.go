@@ -276,3 +276,25 @@ upstreams:
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// An expiry may be an RFC 3339 date-time, unquoted in YAML too.
+func TestLoadConfigAbsoluteExpiry(t *testing.T) {
+	const file = `
+upstreams:
+  a:
+    url: http://a.example
+    expire_after: 2027-01-31T00:00:00Z
+    urls_expire_after:
+      "/x/*": "2027-06-01T12:00:00+02:00"
+`
+	u := mustLoad(t, file, nil).Upstreams[0]
+	if at, ok := u.Policy.ExpireAfter.At(); !ok || !at.Equal(time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("expire_after %v", u.Policy.ExpireAfter)
+	}
+	if at, ok := u.Policy.URLsExpireAfter[0].Expire.At(); !ok || !at.Equal(time.Date(2027, 6, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("pattern expiry %v", u.Policy.URLsExpireAfter[0].Expire)
+	}
+	if _, err := load(t, "expire_after: 2027-13-01T00:00:00Z\n", nil); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
+		t.Errorf("a bad date-time: %v", err)
+	}
+}

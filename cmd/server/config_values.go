@@ -380,7 +380,7 @@ func (v *headers) UnmarshalYAML(n *yaml.Node) error {
 }
 
 const (
-	expiryWant    = "a duration like 90s, 10m, 1h or 1d, seconds, never, do_not_cache or expire_immediately"
+	expiryWant    = "a duration like 90s, 10m, 1h or 1d, seconds, an RFC 3339 date-time, never, do_not_cache or expire_immediately"
 	stalenessWant = "true, false or a maximum staleness like 10m or 1d"
 	modeWant      = "requests-cache or rfc9111"
 	durationWant  = "a duration like 10s, 1m30s or 2h, or seconds"
