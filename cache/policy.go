@@ -2,6 +2,7 @@ package cache
 
 import (
 	"golang.org/x/net/http/httpguts"
+	"regexp"
 
 	"fmt"
 	"net/http"
@@ -28,8 +29,28 @@ const (
 // any other pattern matches the URL without its scheme, as requests-cache's
 // urls_expire_after does.
 type URLRule struct {
+	// Pattern is a glob (see Matches), or after RegexpPrefix a regular
+	// expression (Go's RE2 syntax).
 	Pattern string
 	Expire  Expiry
+	re      *regexp.Regexp // Pattern's regular expression, compiled by Validate
+}
+
+// RegexpPrefix marks a urls_expire_after pattern as a regular expression
+// rather than a glob, as requests-cache accepts a compiled re.Pattern.
+const RegexpPrefix = "re:"
+
+// regexp returns r's compiled regular expression, nil for a glob or one
+// that does not compile (Validate refuses those).
+func (r *URLRule) regexp() *regexp.Regexp {
+	expr, ok := strings.CutPrefix(r.Pattern, RegexpPrefix)
+	if !ok {
+		return nil
+	}
+	if r.re == nil {
+		r.re, _ = regexp.Compile(expr)
+	}
+	return r.re
 }
 
 // Staleness is "off", "on without limit" or "on up to Max" for
@@ -204,9 +225,17 @@ func (p *Policy) Validate() error {
 	for i, h := range p.MatchHeaders {
 		p.MatchHeaders[i] = http.CanonicalHeaderKey(h)
 	}
-	for _, r := range p.URLsExpireAfter {
-		if r.Pattern == "" {
+	for i := range p.URLsExpireAfter {
+		r := &p.URLsExpireAfter[i]
+		if r.Pattern == "" || r.Pattern == RegexpPrefix {
 			return fmt.Errorf("urls_expire_after: empty pattern")
+		}
+		if expr, ok := strings.CutPrefix(r.Pattern, RegexpPrefix); ok {
+			re, err := regexp.Compile(expr)
+			if err != nil {
+				return fmt.Errorf("urls_expire_after: pattern %q is not a regular expression: %v", r.Pattern, err)
+			}
+			r.re = re
 		}
 	}
 	if p.MaxBodySize < 0 {

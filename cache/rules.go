@@ -437,6 +437,11 @@ type ExpiryRule struct {
 // Matches reports whether r applies to req (the first matching
 // urls_expire_after pattern wins; see MatchURLRule).
 func (r URLRule) Matches(req Request) bool {
+	if re := r.regexp(); re != nil || strings.HasPrefix(r.Pattern, RegexpPrefix) {
+		// Searched, not anchored (as Python's re.search): in the URL
+		// without its scheme and in the path below the upstream's base.
+		return re != nil && (re.MatchString(req.URL) || re.MatchString(req.Path))
+	}
 	target := req.URL
 	if strings.HasPrefix(r.Pattern, "/") {
 		target = req.Path
