@@ -30,8 +30,8 @@ func TestURLRulesRegexpAndGlob(t *testing.T) {
 		{[]cache.URLRule{re, glob}, "/users/12", re.Pattern},
 		{[]cache.URLRule{re, glob}, "/users/abc", glob.Pattern},
 		{[]cache.URLRule{glob, re}, "/users/12", glob.Pattern}, // first match wins
-		{[]cache.URLRule{re}, "/users/12/repos", ""},            // anchored by the expression
-		{[]cache.URLRule{host}, "/v2/items", host.Pattern},      // searched in the URL without scheme
+		{[]cache.URLRule{re}, "/users/12/repos", ""},           // anchored by the expression
+		{[]cache.URLRule{host}, "/v2/items", host.Pattern},     // searched in the URL without scheme
 		{[]cache.URLRule{host}, "/items", ""},
 	} {
 		p := rule(c.rules...)
