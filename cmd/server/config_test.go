@@ -476,8 +476,12 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("%d upstreams, want %d", got, want)
 	}
 	gh := cfg.Upstreams[0]
-	if got, want := len(gh.Policy.URLsExpireAfter), 3; got != want {
+	if got, want := len(gh.Policy.URLsExpireAfter), 4; got != want {
 		t.Errorf("github has %d urls_expire_after rules, want %d", got, want)
+	}
+	commit := cache.Request{Method: "GET", Path: "/repos/a/b/commits/" + strings.Repeat("ab", 20), URL: "api.github.com/repos/a/b/commits/" + strings.Repeat("ab", 20)}
+	if r, ok := gh.Policy.MatchURLRule(commit); !ok || r.Expire != cache.NeverExpire {
+		t.Errorf("a commit URL matches %+v (%v), want the regular expression's never", r, ok)
 	}
 	if got, want := gh.Policy.MaxBodySize, int64(10<<20); got != want {
 		t.Errorf("github max_body_size = %d, want %d", got, want)
