@@ -26,7 +26,6 @@ type env struct {
 	metrics http.Handler
 	release chan struct{} // closed: the upstream's /held answers
 	arrived chan struct{} // a request for /held reached the upstream
-	calls   sync.WaitGroup
 }
 
 func newEnv(t *testing.T) *env {
