@@ -67,7 +67,7 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 		http.ServeContent(out, r, "", modtime, bytes.NewReader(e.Body))
 		return
 	}
-	if bodyAllowed(e.Status) {
+	if BodyAllowed(e.Status) {
 		vals[2] = strconv.Itoa(len(e.Body))
 		h["Content-Length"] = vals[2:3:3]
 	}
@@ -81,7 +81,7 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 // hitChunk); a smaller one in one write without, which costs a hit
 // nothing.
 func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File) {
-	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+	if r.Method != http.MethodHead && BodyAllowed(e.Status) {
 		var rc *http.ResponseController
 		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
 			rc = http.NewResponseController(w)
@@ -147,7 +147,9 @@ type fileBody struct {
 
 func (b *fileBody) BodyFile() (f *os.File, off, n int64) { return b.file, 0, b.size }
 
-func bodyAllowed(status int) bool {
+// BodyAllowed reports whether a response with this status may have a
+// body (RFC 9110 6.4.1). Both doors use it: the gateway and web/fastlane.
+func BodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cachegate/cachegate/gateway"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -125,7 +126,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !bodyAllowed(w.status) {
+	if !gateway.BodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if !w.sent && w.record && len(w.body) == 0 && len(w.header["Content-Type"]) > 0 && declaredLength(w.header) >= 0 {
@@ -195,7 +196,7 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.out || len(w.body) > 0 || w.written > 0 || !bodyAllowed(w.status) {
+	if w.out || len(w.body) > 0 || w.written > 0 || !gateway.BodyAllowed(w.status) {
 		return 0, false, nil
 	}
 	if w.sent {
@@ -298,7 +299,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 			date, dateSec = httpDate()
 		}
 		w.length = declaredLength(h)
-		if w.length < 0 && bodyAllowed(code) {
+		if w.length < 0 && gateway.BodyAllowed(code) {
 			switch {
 			case done && (!w.head || w.written > 0):
 				w.length = w.written
@@ -309,7 +310,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 				w.closeAfter = true
 			}
 		}
-		if _, ok := h["Content-Type"]; !ok && bodyAllowed(code) && len(first) > 0 && len(h["Content-Encoding"]) == 0 {
+		if _, ok := h["Content-Type"]; !ok && gateway.BodyAllowed(code) && len(first) > 0 && len(h["Content-Encoding"]) == 0 {
 			ctype = http.DetectContentType(first)
 		}
 		if w.closeAfter && len(h["Connection"]) == 0 {
@@ -397,12 +398,6 @@ func declaredLength(h http.Header) int64 {
 		return -1
 	}
 	return n
-}
-
-// bodyAllowed reports whether a response with this status may have a
-// body (RFC 9110 6.4.1).
-func bodyAllowed(status int) bool {
-	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 // httpDate returns the current time in the Date format, formatted once a
