@@ -299,6 +299,9 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 			date, dateSec = httpDate()
 		}
 		w.length = declaredLength(h)
+		if !gateway.BodyAllowed(code) {
+			w.length = 0
+		}
 		if w.length < 0 && gateway.BodyAllowed(code) {
 			switch {
 			case done && (!w.head || w.written > 0):
@@ -334,7 +337,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 	}
 	slices.Sort(w.keys)
 	for _, k := range w.keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) || suppressed(code, k) {
 			continue // net/http drops them too
 		}
 		for _, v := range h[k] {
@@ -360,6 +363,15 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 			w.recordedDate = dateSec
 		}
 	}
+}
+
+// suppressed reports whether net/http leaves field k out of a response
+// with this status, which has no body (its suppressedHeaders).
+func suppressed(code int, k string) bool {
+	if code < 200 || gateway.BodyAllowed(code) {
+		return false
+	}
+	return k == "Content-Length" || k == "Transfer-Encoding" || code == http.StatusNotModified && k == "Content-Type"
 }
 
 func appendField(b []byte, k, v string) []byte {
