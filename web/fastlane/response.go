@@ -382,9 +382,10 @@ func appendField(b []byte, k, v string) []byte {
 }
 
 // appendValue appends v with CR and LF made spaces and surrounding
-// whitespace trimmed, as net/http writes field values.
+// whitespace trimmed, as net/http writes field values (it replaces, then
+// trims, so a CR or LF at either end goes too).
 func appendValue(b []byte, v string) []byte {
-	v = strings.Trim(v, " \t")
+	v = strings.Trim(v, " \t\r\n")
 	if !strings.ContainsAny(v, "\r\n") {
 		return append(b, v...)
 	}
