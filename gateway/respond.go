@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -31,7 +31,7 @@ var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale},
 
 // writeEntry writes a stored (or just fetched) response. An age >= 0 is
 // sent as Age: the time the entry has spent in caches.
-func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File, header http.Header, xcache, cacheStatus string, age time.Duration) {
+func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile, header http.Header, xcache, cacheStatus string, age time.Duration) {
 	h := w.Header()
 	for k, v := range header {
 		if k == "Content-Length" {
@@ -80,7 +80,7 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os
 // A body larger than prebuffer is written under write deadlines (see
 // hitChunk); a smaller one in one write without, which costs a hit
 // nothing.
-func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile *os.File) {
+func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile) {
 	if r.Method != http.MethodHead && BodyAllowed(e.Status) {
 		var rc *http.ResponseController
 		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
@@ -141,11 +141,11 @@ const hitChunk = 256 << 10
 // it without copying (web/fastlane's).
 type fileBody struct {
 	bytes.Reader
-	file *os.File
+	file cache.BodyFile
 	size int64
 }
 
-func (b *fileBody) BodyFile() (f *os.File, off, n int64) { return b.file, 0, b.size }
+func (b *fileBody) BodyFile() (f syscall.Conn, off, n int64) { return b.file, 0, b.size }
 
 // BodyAllowed reports whether a response with this status may have a
 // body (RFC 9110 6.4.1). Both doors use it: the gateway and web/fastlane.

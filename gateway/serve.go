@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,7 +322,7 @@ func staleOnError(r *http.Request, up *upstream, stale *cache.Entry, j cache.Jud
 //
 // start is when the request arrived: the time answers from the cache take
 // is counted from there, lookup included.
-func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile cache.BodyFile, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
 	// Built in one buffer: this runs on every hit.
 	var buf [96]byte
 	b := append(buf[:0], "cachegate; "...)

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,7 +169,7 @@ func (w *writer) Write(p []byte) (int, error) {
 // memory, for when the file cannot be used.
 type fileBody interface {
 	io.Reader
-	BodyFile() (f *os.File, off, n int64)
+	BodyFile() (f syscall.Conn, off, n int64)
 }
 
 // ReadFrom sends a fileBody with sendfile, without copying it through the
