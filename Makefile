@@ -49,7 +49,8 @@ bench:
 	$(GO) run ./bench/cmd/benchrun
 
 ## fuzz: every fuzz target for FUZZTIME each (go test -fuzz takes one target per
-## run); make test runs their seed corpora already
+## run); make test runs their seed corpora already. The two-minute run of the
+## lane's differential fuzzers against net/http: make fuzz FUZZTIME=2m
 fuzz:
 	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
 		dir=$$(dirname $$file); \

@@ -3,7 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
-	"os"
+	"io"
+	"syscall"
 	"time"
 )
 
@@ -188,7 +189,14 @@ type MemoryPeeker interface {
 // close it, and be ready for it to be closed under you (the entry left
 // memory), then send e.Body.
 type BodyFilePeeker interface {
-	PeekMemoryFile(key string) (e *Entry, body *os.File, ok bool)
+	PeekMemoryFile(key string) (e *Entry, body BodyFile, ok bool)
+}
+
+// BodyFile is a file holding a body: read it with ReadAt, or send it with
+// sendfile through its descriptor (SyscallConn). An *os.File is one.
+type BodyFile interface {
+	io.ReaderAt
+	syscall.Conn
 }
 
 // BatchPutter is implemented by backends that store many entries at less

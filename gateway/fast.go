@@ -3,7 +3,6 @@ package gateway
 import (
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -64,7 +63,7 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 		return g.joinMiss(w, r, up, kr, target, start)
 	}
 	// The body's file, if the tier keeps one, goes out with sendfile.
-	var file *os.File
+	var file cache.BodyFile
 	fp, _ := mem.(cache.BodyFilePeeker)
 	entry, _ := lookupWith(kr, func(key string) (*cache.Entry, bool, error) {
 		if fp != nil {

@@ -5,10 +5,10 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,12 +113,12 @@ func TestServeHitOnlyFromMemory(t *testing.T) {
 // offered with its file through ReadFrom.
 type fileTaker struct {
 	httptest.ResponseRecorder
-	file *os.File
+	file syscall.Conn
 }
 
 func (w *fileTaker) ReadFrom(src io.Reader) (int64, error) {
 	if fb, ok := src.(interface {
-		BodyFile() (*os.File, int64, int64)
+		BodyFile() (syscall.Conn, int64, int64)
 	}); ok {
 		w.file, _, _ = fb.BodyFile()
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"os"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -69,7 +68,7 @@ func (m *headMemo) slot(fields uintptr) *atomic.Pointer[memoHead] {
 // serveHit answers a GET for a fresh entry as serveCached does for a hit,
 // sending the head memoized for the same key when there is one and
 // memoizing the head it builds otherwise.
-func (g *Gateway) serveHit(w *countingWriter, hr headReplayer, r *http.Request, up *upstream, e *cache.Entry, bodyFile *os.File, now time.Time, age time.Duration, start time.Time) string {
+func (g *Gateway) serveHit(w *countingWriter, hr headReplayer, r *http.Request, up *upstream, e *cache.Entry, bodyFile cache.BodyFile, now time.Time, age time.Duration, start time.Time) string {
 	k := headKey{
 		fields: uintptr(reflect.ValueOf(e.Header).UnsafePointer()),
 		status: e.Status,

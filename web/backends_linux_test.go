@@ -41,7 +41,7 @@ func TestHotBodyFilesLiveBesideTheCache(t *testing.T) {
 				break
 			}
 			// An unnamed file shows as "<dir>/#<inode> (deleted)".
-			link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+			link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.(*os.File).Fd()))
 			if err != nil || !strings.HasPrefix(link, c.wantDir+"/") {
 				t.Errorf("%s: body file %q, want one in %s (%v)", c.dsn, link, c.wantDir, err)
 			}

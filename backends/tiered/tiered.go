@@ -203,7 +203,7 @@ func (b *Backend) PeekMemory(key string) (*cache.Entry, bool) {
 
 // PeekMemoryFile is PeekMemory that also returns the file holding the
 // body, if the tier keeps one (FileBodies).
-func (b *Backend) PeekMemoryFile(key string) (*cache.Entry, *os.File, bool) {
+func (b *Backend) PeekMemoryFile(key string) (*cache.Entry, cache.BodyFile, bool) {
 	now := b.now()
 	b.mu.RLock()
 	var e *cache.Entry
@@ -219,6 +219,9 @@ func (b *Backend) PeekMemoryFile(key string) (*cache.Entry, *os.File, bool) {
 	if e != nil {
 		if move {
 			b.moveToFront(key, now)
+		}
+		if f == nil {
+			return e, nil, true // not a typed nil: callers test the interface
 		}
 		return e, f, true
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,7 +168,7 @@ func TestRecordedHeadOnlyWhenReplayable(t *testing.T) {
 
 // laneOnly serves requests below /fetch/ with serve on a lane in front of
 // a server that answers nothing itself, and returns its address.
-func laneOnly(t *testing.T, serve func(http.ResponseWriter, *http.Request) bool) string {
+func laneOnly(t testing.TB, serve func(http.ResponseWriter, *http.Request) bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,4 +178,68 @@ func laneOnly(t *testing.T, serve func(http.ResponseWriter, *http.Request) bool)
 	go srv.Serve(Attach(srv, ln, Options{Prefix: "/fetch/", Serve: serve}))
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// FuzzReplayedHeadAsNetHTTP varies the status, a header value and the body
+// of a cached answer: recorded once and replayed twice on one connection,
+// the lane's bytes must be net/http's.
+func FuzzReplayedHeadAsNetHTTP(f *testing.F) {
+	f.Add(203, "a\r\nb", []byte("a small body\n"))
+	f.Add(200, "  spaced  ", []byte{})
+	f.Add(404, "", []byte("<html>not found</html>"))
+	f.Add(204, "x", []byte("dropped"))
+	f.Add(304, "y", []byte("dropped too"))
+	type answer struct {
+		status int
+		value  string
+		body   []byte
+	}
+	var (
+		mu    sync.Mutex
+		cur   answer
+		heads map[string][]byte
+	)
+	write := func(w http.ResponseWriter, a answer) {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain")
+		h.Set("Content-Length", strconv.Itoa(len(a.body)))
+		h["X-Value"] = []string{a.value}
+		w.WriteHeader(a.status)
+		w.Write(a.body)
+	}
+	plain, _ := newServer(f, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		a := cur
+		mu.Unlock()
+		write(w, a)
+	}), false, nil)
+	laned := laneOnly(f, func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		mem := w.(headMemory)
+		if head, ok := heads[r.URL.Path]; ok && mem.ReplayHead(head, cur.status, int64(len(cur.body))) {
+			w.Write(cur.body)
+			return true
+		}
+		mem.RecordHead()
+		write(w, cur)
+		if head, _, ok := mem.RecordedHead(); ok {
+			heads[r.URL.Path] = head
+		}
+		return true
+	})
+	f.Fuzz(func(t *testing.T, status int, value string, body []byte) {
+		if status < 200 || status > 599 {
+			t.Skip("the gateway stores final statuses only")
+		}
+		mu.Lock()
+		cur, heads = answer{status: status, value: value, body: body}, map[string][]byte{}
+		mu.Unlock()
+		raw := []byte(strings.Repeat("GET /fetch/x HTTP/1.1\r\nHost: h\r\n\r\n", 3))
+		want := normalize(exchange(t, plain, raw, 0))
+		got := normalize(exchange(t, laned, raw, 0))
+		if got != want {
+			t.Errorf("status %d, value %q, %d-byte body: the lane answered\n%q\nnet/http\n%q", status, value, len(body), got, want)
+		}
+	})
 }

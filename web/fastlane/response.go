@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cachegate/cachegate/gateway"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -125,7 +125,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !bodyAllowed(w.status) {
+	if !gateway.BodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if !w.sent && w.record && len(w.body) == 0 && len(w.header["Content-Type"]) > 0 && declaredLength(w.header) >= 0 {
@@ -169,7 +169,7 @@ func (w *writer) Write(p []byte) (int, error) {
 // memory, for when the file cannot be used.
 type fileBody interface {
 	io.Reader
-	BodyFile() (f *os.File, off, n int64)
+	BodyFile() (f syscall.Conn, off, n int64)
 }
 
 // ReadFrom sends a fileBody with sendfile, without copying it through the
@@ -195,7 +195,7 @@ func (w *writer) sendFile(fb fileBody) (n int64, sent bool, err error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.out || len(w.body) > 0 || w.written > 0 || !bodyAllowed(w.status) {
+	if w.out || len(w.body) > 0 || w.written > 0 || !gateway.BodyAllowed(w.status) {
 		return 0, false, nil
 	}
 	if w.sent {
@@ -298,7 +298,10 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 			date, dateSec = httpDate()
 		}
 		w.length = declaredLength(h)
-		if w.length < 0 && bodyAllowed(code) {
+		if !gateway.BodyAllowed(code) {
+			w.length = 0
+		}
+		if w.length < 0 && gateway.BodyAllowed(code) {
 			switch {
 			case done && (!w.head || w.written > 0):
 				w.length = w.written
@@ -309,7 +312,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 				w.closeAfter = true
 			}
 		}
-		if _, ok := h["Content-Type"]; !ok && bodyAllowed(code) && len(first) > 0 && len(h["Content-Encoding"]) == 0 {
+		if _, ok := h["Content-Type"]; !ok && gateway.BodyAllowed(code) && len(first) > 0 && len(h["Content-Encoding"]) == 0 {
 			ctype = http.DetectContentType(first)
 		}
 		if w.closeAfter && len(h["Connection"]) == 0 {
@@ -333,7 +336,7 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 	}
 	slices.Sort(w.keys)
 	for _, k := range w.keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) || suppressed(code, k) {
 			continue // net/http drops them too
 		}
 		for _, v := range h[k] {
@@ -361,6 +364,15 @@ func (w *writer) appendHead(code int, first []byte, done bool) {
 	}
 }
 
+// suppressed reports whether net/http leaves field k out of a response
+// with this status, which has no body (its suppressedHeaders).
+func suppressed(code int, k string) bool {
+	if code < 200 || gateway.BodyAllowed(code) {
+		return false
+	}
+	return k == "Content-Length" || k == "Transfer-Encoding" || code == http.StatusNotModified && k == "Content-Type"
+}
+
 func appendField(b []byte, k, v string) []byte {
 	b = append(b, k...)
 	b = append(b, ": "...)
@@ -369,9 +381,10 @@ func appendField(b []byte, k, v string) []byte {
 }
 
 // appendValue appends v with CR and LF made spaces and surrounding
-// whitespace trimmed, as net/http writes field values.
+// whitespace trimmed, as net/http writes field values (it replaces, then
+// trims, so a CR or LF at either end goes too).
 func appendValue(b []byte, v string) []byte {
-	v = strings.Trim(v, " \t")
+	v = strings.Trim(v, " \t\r\n")
 	if !strings.ContainsAny(v, "\r\n") {
 		return append(b, v...)
 	}
@@ -397,12 +410,6 @@ func declaredLength(h http.Header) int64 {
 		return -1
 	}
 	return n
-}
-
-// bodyAllowed reports whether a response with this status may have a
-// body (RFC 9110 6.4.1).
-func bodyAllowed(status int) bool {
-	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 // httpDate returns the current time in the Date format, formatted once a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -18,7 +19,7 @@ type testFileBody struct {
 	n int64
 }
 
-func (b *testFileBody) BodyFile() (*os.File, int64, int64) { return b.f, 0, b.n }
+func (b *testFileBody) BodyFile() (syscall.Conn, int64, int64) { return b.f, 0, b.n }
 
 // A body sent from its file with sendfile reaches the client exactly as
 // net/http sends the same bytes written from memory; so does the body of
