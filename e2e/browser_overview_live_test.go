@@ -127,6 +127,27 @@ func TestBrowserOverviewLive(t *testing.T) {
 	}
 	run(t, b, emulate(desktop))
 
+	// A rule's link opens the entries it set the expiry of; the list says
+	// what it is narrowed to and keeps it through the filter form.
+	run(t, b, chromedp.Click(byTestID("rule-link"), chromedp.ByQuery), chromedp.WaitVisible(byTestID("linked-filters"), chromedp.ByQuery))
+	if got := testText(t, b, "linked-filters"); !strings.Contains(got, "expiry set by expire_after") {
+		t.Errorf("linked filters %q", got)
+	}
+	screenshot(t, b, "entries-linked-filter")
+	var listURL string
+	run(t, b, chromedp.SetValue(byTestID("filter-url"), "n=1", chromedp.ByQuery),
+		chromedp.Click(byTestID("filter-apply"), chromedp.ByQuery),
+		chromedp.Poll(`location.search.includes("n%3D1")`, nil),
+		chromedp.Location(&listURL))
+	if !strings.Contains(listURL, "reason=expire_after") {
+		t.Errorf("filtering by URL dropped the rule's reason: %s", listURL)
+	}
+	if n := testCount(t, b, byTestID("entry-row")); n != 1 {
+		t.Errorf("%d rows for the rule's entries under n=1, want 1", n)
+	}
+	run(t, b, chromedp.Navigate(base+"/"), chromedp.WaitVisible(byTestID("overview"), chromedp.ByQuery))
+	waitPage(t, b, "the socket again", open)
+
 	// The server goes away: the page says so at once and greys the
 	// figures, keeping the last ones.
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(base, "http://"))

@@ -114,7 +114,7 @@ func (v EntriesView) LinkedFilters() []LinkedFilter {
 		case "base_key":
 			label = "variants of one resource"
 		case "reason":
-			label = "expiry set by " + strings.TrimSpace(val) + "…"
+			label = "expiry set by " + strings.TrimSpace(val)
 		case "credentials":
 			label = "stored from requests with credentials"
 			if val == "false" {
