@@ -299,18 +299,14 @@ func (p *Policy) decideRFC(req Request, resp Response, cc Directives, field stri
 	return d
 }
 
-// FreshnessLifetime computes a response's freshness lifetime for a shared
+// freshnessLifetime computes a response's freshness lifetime for a shared
 // cache (RFC 9111 section 4.2.1): s-maxage, then max-age, then Expires minus
 // Date, then a heuristic of 10% of the time since Last-Modified (capped at a
 // day) for heuristically cacheable statuses or public responses. explicit
 // reports whether the lifetime came from the response's own freshness
 // information.
-func FreshnessLifetime(status int, h http.Header, responseTime time.Time) (lifetime time.Duration, explicit bool, rule string) {
-	return freshnessLifetime(status, h, ParseCacheControl(h), "Cache-Control", responseTime)
-}
-
-// freshnessLifetime is FreshnessLifetime with the directives cc of field:
-// a targeted field (RFC 9213) replaces Cache-Control and Expires.
+// cc are the directives of field: a targeted field (RFC 9213) replaces
+// Cache-Control and Expires.
 func freshnessLifetime(status int, h http.Header, cc Directives, field string, responseTime time.Time) (lifetime time.Duration, explicit bool, rule string) {
 	if v, ok := cc["s-maxage"]; ok {
 		d, _ := cc.Seconds("s-maxage")

@@ -144,9 +144,6 @@ type Stats struct {
 	history history
 }
 
-// NewStats returns counters for the named upstreams, on the wall clock.
-func NewStats(upstreams ...string) *Stats { return newStats(time.Now, upstreams...) }
-
 func newStats(now func() time.Time, upstreams ...string) *Stats {
 	s := &Stats{counters: make(map[string]*Counters, len(upstreams)), now: now}
 	for _, u := range upstreams {

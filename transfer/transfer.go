@@ -104,14 +104,6 @@ func ParseErrorMode(s string) (ErrorMode, error) {
 	return Stop, fmt.Errorf("unknown error mode %q (accepted: skip, stop)", s)
 }
 
-// String returns "stop" or "skip".
-func (m ErrorMode) String() string {
-	if m == Skip {
-		return "skip"
-	}
-	return "stop"
-}
-
 // tracker keeps a transfer's counters and reports them.
 type tracker struct {
 	res    Result

@@ -157,18 +157,6 @@ func (v EntriesView) moreFiltersSet() bool {
 // FilterValue is the value of a filter field as typed.
 func (v EntriesView) FilterValue(name string) string { return v.State.Get(name) }
 
-// FilterOnly is State without the sort and order: the filter alone, for
-// the "clear" link's opposite and the bulk bar.
-func (v EntriesView) FilterOnly() url.Values {
-	out := url.Values{}
-	for _, k := range FilterFields {
-		if s := v.State.Get(k); s != "" {
-			out.Set(k, s)
-		}
-	}
-	return out
-}
-
 // with returns State with key set to value (deleted when value is "").
 func (v EntriesView) with(pairs ...string) url.Values {
 	out := url.Values{}

@@ -341,9 +341,6 @@ func (s *Server) URL() string {
 	return "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
 }
 
-// Handler returns the router, for tests that drive it without a socket.
-func (s *Server) Handler() http.Handler { return s.router }
-
 // FastLaneAnswers returns how many requests the fast lane has answered
 // before net/http (0 when it is off).
 func (s *Server) FastLaneAnswers() int64 {

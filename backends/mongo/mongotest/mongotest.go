@@ -77,17 +77,6 @@ func URI(tb testing.TB) string {
 	return WithDatabase(baseURI, db)
 }
 
-// BaseURI returns the URI of the shared server, without a database. Most
-// tests want URI instead.
-func BaseURI(tb testing.TB) string {
-	tb.Helper()
-	once.Do(start)
-	if startErr != nil {
-		tb.Fatalf("mongotest: %v", startErr)
-	}
-	return baseURI
-}
-
 // nonAlnum matches what MongoDB does not accept (or we'd rather not have)
 // in a database name.
 var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9_]+`)
