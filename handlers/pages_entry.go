@@ -122,7 +122,7 @@ func (a *API) handleEntryDeletePage(w http.ResponseWriter, r *http.Request) {
 		a.entryMissing(w, r, e.Key)
 		return
 	}
-	l := views.Layout{Backend: name, DefaultBackend: DefaultBackend}
+	l := views.Layout{Backend: name, DefaultBackend: cache.DefaultBackendName}
 	http.Redirect(w, r, l.LinkWith("/entries", url.Values{"deleted": {"1"}, "freed": {strconv.FormatInt(e.Size, 10)}}), http.StatusSeeOther)
 }
 
