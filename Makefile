@@ -20,6 +20,7 @@ build:
 ## run once more on the in-memory and the MongoDB (in-process FerretDB) backend
 test: check
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) -C bench test -race -count=1 ./...
 	CACHEGATE_TEST_BACKEND=memory $(GO) test -count=1 ./gateway/
 	CACHEGATE_TEST_BACKEND=mongo $(GO) test -count=1 ./gateway/
 
@@ -40,13 +41,15 @@ templ-check:
 	rm -rf "$$tmp"; \
 	if [ -n "$$stale" ]; then echo "out of date with their .templ files (now regenerated, commit them):$$stale"; exit 1; fi
 
+## vet: the product module and the benchmark harness's own module (bench/go.mod)
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) -C bench vet ./...
 
 ## bench: cache-hit throughput against the upstream, nginx and Varnish (see bench/README.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./web/fastlane/ ./cache/ ./backends/memory/ ./backends/sqlite/
-	$(GO) run ./bench/cmd/benchrun
+	$(GO) -C bench run ./cmd/benchrun
 
 ## fuzz: every fuzz target for FUZZTIME each (go test -fuzz takes one target per
 ## run); make test runs their seed corpora already. The two-minute run of the

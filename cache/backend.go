@@ -15,6 +15,10 @@ var ErrInvalid = errors.New("invalid")
 // ErrClosed is returned by a backend used after Close.
 var ErrClosed = errors.New("backend closed")
 
+// DefaultBackendName is the name the server's main backend (-backend) is
+// reachable by, and the backend used when a request or an upstream names none.
+const DefaultBackendName = "default"
+
 // Backend stores entries. Implementations are safe for concurrent use.
 //
 // A cache miss is not an error: Get reports it with ok == false. Errors are

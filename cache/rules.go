@@ -100,7 +100,12 @@ func namesField(arg, name string) bool {
 // HasCredentials reports whether a request carries credentials that make
 // its response private to them.
 func HasCredentials(h http.Header) bool {
-	return h.Get("Authorization") != "" || h.Get("Cookie") != "" || h.Get("Proxy-Authorization") != ""
+	for _, name := range CredentialHeaders {
+		if h.Get(name) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Decide applies the policy to an upstream response: whether to store it

@@ -483,6 +483,10 @@ func (u *upstream) memoable(r *http.Request) bool {
 		return false
 	}
 	h := r.Header
-	return len(h["Authorization"]) == 0 && len(h["Cookie"]) == 0 && len(h["Proxy-Authorization"]) == 0 &&
-		len(h[cache.ExpireAfterHeader]) == 0 && len(h["Cache-Control"]) == 0
+	for _, name := range cache.CredentialHeaders {
+		if len(h[name]) != 0 {
+			return false
+		}
+	}
+	return len(h[cache.ExpireAfterHeader]) == 0 && len(h["Cache-Control"]) == 0
 }

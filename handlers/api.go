@@ -72,8 +72,9 @@ type Options struct {
 	Events EventOptions
 }
 
-// DefaultBackend is the backend name used when a request names none.
-const DefaultBackend = "default"
+// DefaultBackend is cache.DefaultBackendName, kept for pages_overview.go
+// until it names cache.DefaultBackendName itself.
+const DefaultBackend = cache.DefaultBackendName
 
 // API serves /api/. Create it with NewAPI, mount it with Mount, and Close
 // it before closing the backends so that running jobs stop first.
@@ -167,7 +168,7 @@ func (a *API) queryBackend(r *http.Request, accepted ...string) (url.Values, str
 
 func (a *API) backend(name string) (string, cache.Backend, error) {
 	if name == "" {
-		name = DefaultBackend
+		name = cache.DefaultBackendName
 	}
 	b, ok := a.backends[name]
 	if !ok {

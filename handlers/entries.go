@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -250,7 +251,7 @@ func (a *API) handleEntryGet(w http.ResponseWriter, r *http.Request) {
 
 // sensitive are headers whose values are never shown. The gateway never
 // stores them; entries imported from elsewhere might carry them.
-var sensitive = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"}
+var sensitive = slices.Concat(cache.CredentialHeaders, cache.SetCookieHeaders)
 
 func redact(h http.Header) http.Header {
 	h = h.Clone()

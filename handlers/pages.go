@@ -192,13 +192,13 @@ func (a *API) layout(r *http.Request, title, active string) views.Layout {
 	q := r.URL.Query()
 	current := q.Get("backend")
 	if _, ok := a.backends[current]; !ok {
-		current = DefaultBackend
+		current = cache.DefaultBackendName
 	}
 	q.Del("backend")
 	signedIn, tokenRequired := a.signedIn(r)
 	l := views.Layout{
 		Title: title, Active: active, Path: r.URL.Path, Query: q,
-		Backend: current, DefaultBackend: DefaultBackend,
+		Backend: current, DefaultBackend: cache.DefaultBackendName,
 		CSRFToken: a.csrfToken(r),
 		Auth:      views.Auth{TokenRequired: tokenRequired, SignedIn: signedIn},
 	}

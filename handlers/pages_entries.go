@@ -332,7 +332,7 @@ func (a *API) listURL(bf *bulkForm, extra url.Values) string {
 	for k, vs := range extra {
 		q[k] = vs
 	}
-	if bf.name != DefaultBackend {
+	if bf.name != cache.DefaultBackendName {
 		q.Set("backend", bf.name)
 	}
 	if len(q) == 0 {

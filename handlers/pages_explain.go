@@ -123,7 +123,7 @@ func explainModel(x gateway.Explanation, now time.Time) views.ExplainModel {
 // entryLink is the entry detail page of key on backend.
 func entryLink(backend, key string) string {
 	link := "/entries/" + url.PathEscape(key)
-	if backend != "" && backend != DefaultBackend {
+	if backend != "" && backend != cache.DefaultBackendName {
 		link += "?" + url.Values{"backend": {backend}}.Encode()
 	}
 	return link

@@ -83,7 +83,7 @@ func (a *API) handleJobCard(w http.ResponseWriter, r *http.Request) {
 	}
 	// A fragment has no header: its links and form need only the backend
 	// and the CSRF token, not the backends counted as a.layout does.
-	l := views.Layout{Backend: DefaultBackend, DefaultBackend: DefaultBackend, CSRFToken: a.csrfToken(r)}
+	l := views.Layout{Backend: cache.DefaultBackendName, DefaultBackend: cache.DefaultBackendName, CSRFToken: a.csrfToken(r)}
 	if name := v.Get("backend"); a.isBackend(name) {
 		l.Backend = name
 	}
@@ -204,7 +204,7 @@ func (a *API) jobResult(s jobs.Snapshot) (string, string) {
 		if _, to, ok := strings.Cut(s.Target, " → "); ok && a.isBackend(to) {
 			link := backendLink("/entries", to)
 			if q, err := url.ParseQuery(s.Query); err == nil && len(q) > 0 {
-				if to != DefaultBackend {
+				if to != cache.DefaultBackendName {
 					q.Set("backend", to)
 				}
 				link = "/entries?" + q.Encode()
@@ -215,7 +215,7 @@ func (a *API) jobResult(s jobs.Snapshot) (string, string) {
 		if a.isBackend(s.Target) && s.Query != "" {
 			q, err := url.ParseQuery(s.Query)
 			if err == nil {
-				if s.Target != DefaultBackend {
+				if s.Target != cache.DefaultBackendName {
 					q.Set("backend", s.Target)
 				}
 				return "/entries?" + q.Encode(), "Browse the entries it worked on"
@@ -238,7 +238,7 @@ func (a *API) isBackend(name string) bool {
 // backendLink is path on backend name, leaving the default out as the
 // pages' links do.
 func backendLink(path, name string) string {
-	if name == DefaultBackend {
+	if name == cache.DefaultBackendName {
 		return path
 	}
 	return path + "?backend=" + url.QueryEscape(name)

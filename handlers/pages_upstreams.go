@@ -86,7 +86,7 @@ func (a *API) upstreamView(ctx context.Context, u gateway.UpstreamInfo) (views.U
 
 // entriesLink is the Entries page filtered by q, on backend.
 func entriesLink(backend string, q url.Values) string {
-	if backend != "" && backend != DefaultBackend {
+	if backend != "" && backend != cache.DefaultBackendName {
 		q.Set("backend", backend)
 	}
 	return "/entries?" + q.Encode()

@@ -306,14 +306,29 @@ func TestLimiterBoundsPerKey(t *testing.T) {
 	l := jobs.NewLimiter(perKey)
 	var mu sync.Mutex
 	running, peak := map[string]int{}, map[string]int{}
+	// The first calls hold their slots until both keys have perKey
+	// running at once, so the peak does not depend on scheduling; a
+	// limiter that let a fourth call in would show it.
+	full := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	release := make(chan struct{})
+	fullA, fullB := full["a"], full["b"]
+	go func() {
+		<-fullA
+		<-fullB
+		close(release)
+	}()
 	for i := 0; i < 60; i++ {
 		key := []string{"a", "b"}[i%2]
 		err := l.Go(context.Background(), key, func() {
 			mu.Lock()
 			running[key]++
 			peak[key] = max(peak[key], running[key])
+			if running[key] == perKey && full[key] != nil {
+				close(full[key])
+				full[key] = nil
+			}
 			mu.Unlock()
-			time.Sleep(2 * time.Millisecond)
+			<-release
 			mu.Lock()
 			running[key]--
 			mu.Unlock()
@@ -324,8 +339,8 @@ func TestLimiterBoundsPerKey(t *testing.T) {
 	}
 	l.Wait()
 	for _, k := range []string{"a", "b"} {
-		if peak[k] > perKey || peak[k] < 2 {
-			t.Fatalf("key %s peaked at %d concurrent calls, want 2..%d", k, peak[k], perKey)
+		if peak[k] != perKey {
+			t.Fatalf("key %s peaked at %d concurrent calls, want %d", k, peak[k], perKey)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func TestWriteBehindWindowZeroStoresBeforePutReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.closeBackends()
-	cachetest.MustPut(t, s.backends[DefaultBackendName], cachetest.NewEntry("k"))
+	cachetest.MustPut(t, s.backends[cache.DefaultBackendName], cachetest.NewEntry("k"))
 	other, err := sqlite.Open("sqlite://" + path)
 	if err != nil {
 		t.Fatal(err)

@@ -26,8 +26,9 @@ import (
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 )
 
-// DefaultBackendName is the name the default backend is reachable by.
-const DefaultBackendName = "default"
+// DefaultBackendName is cache.DefaultBackendName, kept for cmd/server's
+// config code until its rewrite names cache.DefaultBackendName itself.
+const DefaultBackendName = cache.DefaultBackendName
 
 // Server is a running cachegate: gateway, admin side and their backends.
 type Server struct {
@@ -124,7 +125,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 }
 
 func (s *Server) openBackends(ctx context.Context) error {
-	dsns := map[string]string{DefaultBackendName: s.cfg.Backend}
+	dsns := map[string]string{cache.DefaultBackendName: s.cfg.Backend}
 	for name, dsn := range s.cfg.Backends {
 		dsns[name] = dsn
 	}
@@ -208,7 +209,7 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		}
 		bname := uc.Backend
 		if bname == "" {
-			bname = DefaultBackendName
+			bname = cache.DefaultBackendName
 		}
 		b, ok := s.backends[bname]
 		if !ok {

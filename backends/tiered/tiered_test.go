@@ -116,12 +116,15 @@ func openSQLite(t *testing.T) *sqlite.Backend {
 func TestUnchangedCopyIsRenewedByItsStamp(t *testing.T) {
 	ctx := context.Background()
 	cold := openSQLite(t)
-	b := tiered.New(cold, 1<<20, 30*time.Millisecond)
+	const ttl = 30 * time.Millisecond
+	b := tiered.New(cold, 1<<20, ttl)
 	defer b.Close()
+	now := time.Unix(1_700_000_000, 0)
+	tiered.SetNow(b, func() time.Time { return now })
 	cachetest.MustPut(t, b, cachetest.SetBody(cachetest.NewEntry("k"), []byte("one")))
 	first, _, _ := b.Peek(ctx, "k")
 	for range 3 {
-		time.Sleep(40 * time.Millisecond)
+		now = now.Add(ttl + 10*time.Millisecond)
 		if _, ok := b.PeekMemory("k"); ok {
 			t.Fatal("the copy is trusted in memory past its TTL")
 		}
@@ -139,14 +142,14 @@ func TestUnchangedCopyIsRenewedByItsStamp(t *testing.T) {
 	if err := cold.Put(ctx, two); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(40 * time.Millisecond)
+	now = now.Add(ttl + 10*time.Millisecond)
 	if e, ok, _ := b.Peek(ctx, "k"); !ok || string(e.Body) != "two" {
 		t.Fatalf("a version stored around the tier did not show past the TTL: %q", e.Body)
 	}
 	if _, err := cold.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(40 * time.Millisecond)
+	now = now.Add(ttl + 10*time.Millisecond)
 	if _, ok, _ := b.Peek(ctx, "k"); ok {
 		t.Fatal("an entry deleted around the tier is still served")
 	}

@@ -261,7 +261,7 @@ func runMillionOnly(ctx context.Context, cfg config) (err error) {
 // given) and fails when one of its checks did.
 func printSection(cfg config, step string, sec section) error {
 	var text strings.Builder
-	fmt.Fprintf(&text, "# cachegate %s\n\n`go run ./bench/cmd/benchrun -only %s` on %s; see bench/README.md.\n\n## %s\n\n%s\n", step, step, time.Now().UTC().Format("2006-01-02 15:04 MST"), sec.title, sec.body)
+	fmt.Fprintf(&text, "# cachegate %s\n\n`go -C bench run ./cmd/benchrun -only %s` on %s; see bench/README.md.\n\n## %s\n\n%s\n", step, step, time.Now().UTC().Format("2006-01-02 15:04 MST"), sec.title, sec.body)
 	for _, c := range sec.checks {
 		fmt.Fprintf(&text, "- %s\n", c)
 	}
@@ -301,19 +301,22 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-// repoRoot walks up from the working directory to the directory holding go.mod.
+// repoRoot walks up from the working directory to the product's module root:
+// the directory holding go.mod and cmd/server (bench/ has a go.mod of its own).
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		_, modErr := os.Stat(filepath.Join(dir, "go.mod"))
+		_, serverErr := os.Stat(filepath.Join(dir, "cmd", "server"))
+		if modErr == nil && serverErr == nil {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run from the repository")
+			return "", errors.New("no cachegate module (go.mod and cmd/server) above the working directory: run from the repository")
 		}
 		dir = parent
 	}

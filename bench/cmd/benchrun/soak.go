@@ -73,7 +73,7 @@ type soakResult struct {
 // in front of the upstream.
 func (b *bench) soakGateway(ctx context.Context) (*target, string, error) {
 	bin := filepath.Join(b.cfg.dir, "soakgw")
-	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", bin, "./bench/cmd/soakgw"); err != nil {
+	if out, err := runCmd(ctx, 5*time.Minute, filepath.Join(b.cfg.root, "bench"), "go", "build", "-o", bin, "./cmd/soakgw"); err != nil {
 		return nil, "", fmt.Errorf("build bench/cmd/soakgw: %s", firstLine(out, err))
 	}
 	port, err := freePort()

@@ -109,7 +109,7 @@ func (b *bench) start(ctx context.Context, t *target, supervised bool, bin strin
 func (b *bench) startUpstream(ctx context.Context) (int, error) {
 	logf("building the upstream")
 	upBin := filepath.Join(b.cfg.dir, "upstream")
-	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", upBin, "./bench/cmd/upstream"); err != nil {
+	if out, err := runCmd(ctx, 5*time.Minute, filepath.Join(b.cfg.root, "bench"), "go", "build", "-o", upBin, "./cmd/upstream"); err != nil {
 		return 0, fmt.Errorf("build bench/cmd/upstream: %w\n%s", err, out)
 	}
 	upPort, err := freePort()
@@ -231,8 +231,8 @@ func (b *bench) startFloor(ctx context.Context, p int, loop func(int) string) {
 	t := &target{name: goFloor, base: loop(p), health: "/healthz", hitsOnly: true}
 	b.targets = append(b.targets, t)
 	bin := filepath.Join(b.cfg.dir, "floor")
-	if out, err := runCmd(ctx, 5*time.Minute, b.cfg.root, "go", "build", "-o", bin, "./bench/cmd/floor"); err != nil {
-		t.skip = "SKIPPED: `go build ./bench/cmd/floor`: " + firstLine(out, err)
+	if out, err := runCmd(ctx, 5*time.Minute, filepath.Join(b.cfg.root, "bench"), "go", "build", "-o", bin, "./cmd/floor"); err != nil {
+		t.skip = "SKIPPED: `go -C bench build ./cmd/floor`: " + firstLine(out, err)
 		logf("%s: %s", goFloor, t.skip)
 		return
 	}
