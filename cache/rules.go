@@ -97,17 +97,6 @@ func namesField(arg, name string) bool {
 	return false
 }
 
-// HasCredentials reports whether a request carries credentials that make
-// its response private to them.
-func HasCredentials(h http.Header) bool {
-	for _, name := range CredentialHeaders {
-		if h.Get(name) != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // Decide applies the policy to an upstream response: whether to store it
 // and when it expires. Size may be -1 when the body has not been read yet;
 // the size limit is then checked by the caller.

@@ -72,10 +72,6 @@ type Options struct {
 	Events EventOptions
 }
 
-// DefaultBackend is cache.DefaultBackendName, kept for pages_overview.go
-// until it names cache.DefaultBackendName itself.
-const DefaultBackend = cache.DefaultBackendName
-
 // API serves /api/. Create it with NewAPI, mount it with Mount, and Close
 // it before closing the backends so that running jobs stop first.
 type API struct {

@@ -67,7 +67,7 @@ func (a *API) overview(r *http.Request, name string, b cache.Backend) (views.Lay
 			row := views.OverviewRule{Upstream: u.Name, Rule: rs.Rule, Stored: rs.Stored, Hits: rs.Hits}
 			if prefix := ruleReasonPrefix(u.Policy.Mode, rs.Rule); prefix != "" {
 				row.Link = "/entries?" + url.Values{"upstream": {u.Name}, "reason": {prefix}}.Encode()
-				if u.Backend != DefaultBackend {
+				if u.Backend != cache.DefaultBackendName {
 					row.Link += "&backend=" + url.QueryEscape(u.Backend)
 				}
 			}

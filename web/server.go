@@ -26,10 +26,6 @@ import (
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 )
 
-// DefaultBackendName is cache.DefaultBackendName, kept for cmd/server's
-// config code until its rewrite names cache.DefaultBackendName itself.
-const DefaultBackendName = cache.DefaultBackendName
-
 // Server is a running cachegate: gateway, admin side and their backends.
 type Server struct {
 	cfg      Config

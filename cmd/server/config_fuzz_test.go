@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
-	"github.com/cachegate/cachegate/web"
 )
 
 // A config file is written by hand: whatever YAML it holds, loadConfig must
@@ -84,7 +84,7 @@ func FuzzLoadConfig(f *testing.F) {
 		defer b.Close()
 		var ups []gateway.Upstream
 		for _, uc := range cfg.Upstreams {
-			if _, ok := cfg.Backends[uc.Backend]; !ok && uc.Backend != "" && uc.Backend != web.DefaultBackendName {
+			if _, ok := cfg.Backends[uc.Backend]; !ok && uc.Backend != "" && uc.Backend != cache.DefaultBackendName {
 				t.Fatalf("upstream %s: accepted unknown backend %q", uc.Name, uc.Backend)
 			}
 			u, err := url.Parse(uc.URL)

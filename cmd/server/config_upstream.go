@@ -100,7 +100,7 @@ func (f *configFile) upstream(name string, uf upstreamFile, backends map[string]
 	if u.URL == "" {
 		return u, fail("url", errors.New("missing: want an absolute http or https URL, like https://api.github.com"))
 	}
-	if u.Backend == web.DefaultBackendName {
+	if u.Backend == cache.DefaultBackendName {
 		u.Backend = ""
 	}
 	if _, ok := backends[u.Backend]; !ok && u.Backend != "" {

@@ -14,7 +14,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cachegate/cachegate/cache"
-	"github.com/cachegate/cachegate/web"
 )
 
 // The types of the settings. Each reads its value from a flag or an
@@ -302,7 +301,7 @@ func (v *backendMap) UnmarshalYAML(n *yaml.Node) error {
 	m := backendMap{}
 	for _, kv := range pairs {
 		name := kv[0].Value
-		if name == web.DefaultBackendName {
+		if name == cache.DefaultBackendName {
 			return &nodeError{kv[0], errors.New(`"default" names the -backend backend: choose another name`)}
 		}
 		if err := checkName("backend", name); err != nil {
