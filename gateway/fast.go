@@ -41,7 +41,7 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	up, err := g.upstream(name)
-	if err != nil || !up.Policy.AllowsMethod(http.MethodGet) {
+	if err != nil || !up.Policy.AllowsMethod(http.MethodGet) || up.bypassed.Load() {
 		return false
 	}
 	target, tmpl, memo, err := up.resolve(r, rest)

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -116,6 +117,10 @@ type upstream struct {
 	memo     keyMemo
 	token    adminToken // see overrides
 	refused  refusals   // why recent responses were not stored, for Explain
+	// bypassed is the runtime switch (SetBypass): while set, requests are
+	// forwarded without reading or writing the cache, as requests-cache's
+	// disabled() does.
+	bypassed atomic.Bool
 }
 
 // New validates the upstreams and returns a running Gateway; Close stops
@@ -282,6 +287,8 @@ type UpstreamInfo struct {
 	// RevalidateHeaderNames names the headers an admin revalidation adds,
 	// sorted; their values are secrets and never leave the gateway.
 	RevalidateHeaderNames []string `json:"revalidate_headers"`
+	// Bypassed reports the runtime switch SetBypass sets.
+	Bypassed bool `json:"bypassed"`
 }
 
 // Upstreams lists the configured upstreams, sorted by name.
@@ -296,9 +303,23 @@ func (g *Gateway) Upstreams() []UpstreamInfo {
 		sort.Strings(names)
 		out = append(out, UpstreamInfo{Name: n, URL: u.URL.String(), Backend: u.BackendName, Timeout: u.Timeout.String(),
 			ReadTimeout: u.ReadTimeout.String(), TotalTimeout: u.TotalTimeout.String(), Policy: u.Policy,
-			RevalidateHeaderNames: names})
+			RevalidateHeaderNames: names, Bypassed: u.bypassed.Load()})
 	}
 	return out
+}
+
+// SetBypass turns the cache off (on true) or on again for one upstream at
+// run time: while off, its requests are forwarded without reading or
+// writing the cache (X-Cache: BYPASS, Cache-Status detail=bypassed), and
+// the entries stay as they are. It lasts until the next SetBypass or a
+// restart.
+func (g *Gateway) SetBypass(name string, on bool) error {
+	up, err := g.upstream(name)
+	if err != nil {
+		return err
+	}
+	up.bypassed.Store(on)
+	return nil
 }
 
 // errUnknownUpstream is wrapped by lookups of an upstream that is not

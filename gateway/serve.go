@@ -171,6 +171,8 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	}
 	reqCC := cache.RequestDirectives(r.Header)
 	switch {
+	case up.bypassed.Load():
+		return g.passThrough(w, r, up, target, nil, "bypassed")
 	case !p.AllowsMethod(cacheMethod):
 		return g.passThrough(w, r, up, target, nil, "method")
 	case p.Mode == cache.ModeRFC9111 && !isSafe(r.Method):

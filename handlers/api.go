@@ -34,6 +34,8 @@ type Gateway interface {
 	Stats() *gateway.Stats
 	// Upstreams lists the configured upstreams.
 	Upstreams() []gateway.UpstreamInfo
+	// SetBypass switches an upstream's cache off or on at run time.
+	SetBypass(upstream string, on bool) error
 }
 
 var _ Gateway = (*gateway.Gateway)(nil)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
+	"github.com/go-chi/chi/v5"
 )
 
 // statsJSON is the answer of GET /api/stats.
@@ -96,6 +97,8 @@ type upstreamJSON struct {
 	Errors   int64   `json:"errors"`
 	HitRatio float64 `json:"hit_ratio"`
 	Healthy  bool    `json:"healthy"`
+	// Bypassed is the runtime switch of POST /api/upstreams/{name}/bypass.
+	Bypassed bool `json:"bypassed"`
 }
 
 // handleUpstreamList answers every configured upstream with its rules and
@@ -127,7 +130,7 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 			Key:               keyPartsJSON{IgnoreQuery: p.Key.IgnoreQuery, IgnoreBody: p.Key.IgnoreBody, IgnoreHeaders: p.Key.IgnoreHeaders},
 			RevalidateHeaders: nonNilList(u.RevalidateHeaderNames),
 			Requests:          c.Requests, Errors: c.Errors, HitRatio: c.HitRatio,
-			Healthy: healthy(c),
+			Healthy: healthy(c), Bypassed: u.Bypassed,
 		}
 		for _, r := range p.URLsExpireAfter {
 			j.URLsExpireAfter = append(j.URLsExpireAfter, urlRuleJSON{Pattern: r.Pattern, ExpireAfter: r.Expire.String()})
@@ -185,4 +188,36 @@ func targetedFields(p *cache.Policy) []string {
 		return cache.DefaultTargetedCacheControl
 	}
 	return p.TargetedCacheControl
+}
+
+// bypassRequest is the body of POST /api/upstreams/{name}/bypass.
+type bypassRequest struct {
+	// Bypass turns the cache off for the upstream (true) or on again.
+	Bypass *bool `json:"bypass"`
+}
+
+// handleUpstreamBypass switches an upstream's cache off or on at run time,
+// as requests-cache's disabled(): while off, its requests are forwarded
+// without reading or writing the cache. It lasts until switched again or
+// the server restarts.
+func (a *API) handleUpstreamBypass(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if _, err := queryParams(r); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var req bypassRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if req.Bypass == nil {
+		a.writeError(w, r, badRequest("bad_body", `the body must say {"bypass": true} or {"bypass": false}`))
+		return
+	}
+	if err := a.gw.SetBypass(name, *req.Bypass); err != nil {
+		a.writeError(w, r, &Error{Status: http.StatusNotFound, Code: "unknown_upstream", Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"upstream": name, "bypassed": *req.Bypass})
 }
