@@ -126,6 +126,10 @@ type Policy struct {
 	// them off. Read where Cache-Control is read (CacheControl, or
 	// ModeRFC9111).
 	TargetedCacheControl []string
+	// EntryHeaders sends what requests-cache's CachedResponse tells a
+	// Python user, on every answer from a stored entry: X-Cachegate-Key,
+	// X-Cachegate-Created and X-Cachegate-Expires (RFC 3339, or never).
+	EntryHeaders bool
 	// AllowableCodes are the statuses that may be stored.
 	AllowableCodes []int
 	// AllowableMethods are the request methods whose responses may be

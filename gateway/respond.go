@@ -25,19 +25,39 @@ func secondsLeft(e *cache.Entry, now time.Time) int64 { return wholeSeconds(e.Ex
 
 func wholeSeconds(d time.Duration) int64 { return int64(d / time.Second) }
 
+// The headers of Policy.EntryHeaders, as requests-cache's CachedResponse
+// names them: cache_key, created_at, expires.
+const (
+	EntryKeyHeader     = "X-Cachegate-Key"
+	EntryCreatedHeader = "X-Cachegate-Created"
+	EntryExpiresHeader = "X-Cachegate-Expires"
+)
+
 // xcacheValues are the X-Cache header values, shared by every response
 // (net/http only reads them) so that a hit does not allocate them.
 var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale}, Revalidated: {Revalidated}, Bypass: {Bypass}}
 
 // writeEntry writes a stored (or just fetched) response. An age >= 0 is
 // sent as Age: the time the entry has spent in caches.
-func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile, header http.Header, xcache, cacheStatus string, age time.Duration) {
+//
+// withEntry adds the entry's key and times (Policy.EntryHeaders): they are
+// the same on every answer from one entry, so a memoized head holds them.
+func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry bool) {
 	h := w.Header()
 	for k, v := range header {
 		if k == "Content-Length" {
 			continue
 		}
 		h[k] = v
+	}
+	if withEntry {
+		expires := "never"
+		if !e.Never() {
+			expires = e.Expires.UTC().Format(time.RFC3339)
+		}
+		h[EntryKeyHeader] = []string{e.Key}
+		h[EntryCreatedHeader] = []string{e.Created.UTC().Format(time.RFC3339)}
+		h[EntryExpiresHeader] = []string{expires}
 	}
 	// One backing array for the three fields we add.
 	vals := make([]string, 3)

@@ -308,7 +308,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	if res.notModified {
 		age = cache.CurrentAge(res.entry, g.now())
 	}
-	writeEntry(w, r, res.entry, nil, h, xcache, status, age)
+	writeEntry(w, r, res.entry, nil, h, xcache, status, age, up.Policy.EntryHeaders && (res.stored || res.notModified))
 	up.counters.BytesFromUpstream.Add(w.n)
 	return xcache
 }
@@ -333,7 +333,7 @@ func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, 
 		b = append(b, "; ttl="...)
 		b = strconv.AppendInt(b, secondsLeft(e, now), 10)
 	}
-	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age)
+	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age, up.Policy.EntryHeaders)
 	return g.countCached(w, up, e, xcache, now, start)
 }
 

@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // A targeted cache-control field (RFC 9213) governs caching for the
@@ -98,5 +100,48 @@ func TestAbsoluteExpiryInAPattern(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	if r := e.do("GET", "/until/a"); r.xcache() == "HIT" {
 		t.Fatal("served fresh after the absolute expiry")
+	}
+}
+
+// entry_headers sends what requests-cache's CachedResponse tells: the key,
+// created_at and expires, on hits (both doors) and on a stored miss, and
+// nothing when off or when the miss was not stored.
+func TestEntryHeaders(t *testing.T) {
+	e := newEnv(t, policy(func(p *cache.Policy) {
+		p.EntryHeaders = true
+		p.URLsExpireAfter = []cache.URLRule{{Pattern: "/forever*", Expire: cache.NeverExpire}, {Pattern: "/nostore*", Expire: cache.DoNotCache}}
+	}), &flaky{body: "v1"}, nil)
+	miss := e.get("/x", "MISS")
+	hit := e.get("/x", "HIT")
+	entries := e.entries()
+	if len(entries) != 1 {
+		t.Fatalf("%d entries", len(entries))
+	}
+	en := entries[0]
+	for _, r := range []struct {
+		name string
+		h    http.Header
+	}{{"miss", miss.header}, {"hit", hit.header}} {
+		if got := r.h.Get(gateway.EntryKeyHeader); got != en.Key {
+			t.Errorf("%s: key %q, want %q", r.name, got, en.Key)
+		}
+		if got := r.h.Get(gateway.EntryCreatedHeader); got != en.Created.UTC().Format(time.RFC3339) {
+			t.Errorf("%s: created %q, want %v", r.name, got, en.Created)
+		}
+		if got := r.h.Get(gateway.EntryExpiresHeader); got != en.Expires.UTC().Format(time.RFC3339) {
+			t.Errorf("%s: expires %q, want %v", r.name, got, en.Expires)
+		}
+	}
+	e.get("/forever", "MISS")
+	if got := e.get("/forever", "HIT").header.Get(gateway.EntryExpiresHeader); got != "never" {
+		t.Errorf("a never-expiring entry: expires %q", got)
+	}
+	if got := e.get("/nostore", "MISS").header.Get(gateway.EntryKeyHeader); got != "" {
+		t.Errorf("a miss not stored names a key %q", got)
+	}
+	off := newEnv(t, policy(), &flaky{body: "v1"}, nil)
+	off.get("/x", "MISS")
+	if got := off.get("/x", "HIT").header.Get(gateway.EntryKeyHeader); got != "" {
+		t.Errorf("entry_headers off: key %q", got)
 	}
 }

@@ -74,6 +74,7 @@ type upstreamJSON struct {
 	StaleIfError         string   `json:"stale_if_error"`
 	StaleWhileRevalidate string   `json:"stale_while_revalidate"`
 	AlwaysRevalidate     bool     `json:"always_revalidate"`
+	EntryHeaders         bool     `json:"entry_headers"`
 	// The rest of the policy.
 	ReadTimeout                string          `json:"read_timeout"`
 	TotalTimeout               string          `json:"total_timeout"`
@@ -120,8 +121,8 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 			AllowableCodes: nonNilList(p.AllowableCodes), AllowableMethods: nonNilList(p.AllowableMethods),
 			IgnoredParameters: nonNilList(p.IgnoredParameters),
 			StaleIfError:      p.StaleIfError.String(), StaleWhileRevalidate: p.StaleWhileRevalidate.String(),
-			AlwaysRevalidate: p.AlwaysRevalidate,
-			ReadTimeout:      u.ReadTimeout, TotalTimeout: u.TotalTimeout,
+			AlwaysRevalidate: p.AlwaysRevalidate, EntryHeaders: p.EntryHeaders,
+			ReadTimeout: u.ReadTimeout, TotalTimeout: u.TotalTimeout,
 			URLsExpireAfter: []urlRuleJSON{}, ExpiryRules: []expiryRuleRef{},
 			MatchHeaders: nonNilList(p.MatchHeaders), MatchAllHeaders: p.MatchAllHeaders,
 			ShareCredentialedResponses: p.ShareCredentialedResponses, PrivateCache: p.PrivateCache,

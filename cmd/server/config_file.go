@@ -91,6 +91,7 @@ var wants = map[string]string{
 	"upstreams.*.expire_after":                 expiryWant,
 	"upstreams.*.urls_expire_after":            "a mapping of URL patterns to expiries, first match wins",
 	"upstreams.*.cache_control":                boolWant,
+	"upstreams.*.entry_headers":                boolWant,
 	"upstreams.*.targeted_cache_control":       "a list of header names, like [CDN-Cache-Control]",
 	"upstreams.*.stale_if_error":               stalenessWant,
 	"upstreams.*.stale_while_revalidate":       stalenessWant,

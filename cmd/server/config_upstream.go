@@ -24,6 +24,7 @@ type upstreamFile struct {
 	URLsExpireAfter            urlRules      `yaml:"urls_expire_after"`
 	CacheControl               *boolean      `yaml:"cache_control"`
 	TargetedCacheControl       *strList      `yaml:"targeted_cache_control"`
+	EntryHeaders               *boolean      `yaml:"entry_headers"`
 	StaleIfError               *staleness    `yaml:"stale_if_error"`
 	StaleWhileRevalidate       *staleness    `yaml:"stale_while_revalidate"`
 	AlwaysRevalidate           *boolean      `yaml:"always_revalidate"`
@@ -124,6 +125,7 @@ func (f *configFile) upstream(name string, uf upstreamFile, backends map[string]
 	set(&p.StaleIfError, uf.StaleIfError, toStaleness)
 	set(&p.StaleWhileRevalidate, uf.StaleWhileRevalidate, toStaleness)
 	set(&p.AlwaysRevalidate, uf.AlwaysRevalidate, toBool)
+	set(&p.EntryHeaders, uf.EntryHeaders, toBool)
 	set(&p.AllowableCodes, uf.AllowableCodes, func(l intList) []int { return l })
 	set(&p.AllowableMethods, uf.AllowableMethods, toStrings)
 	set(&p.IgnoredParameters, uf.IgnoredParameters, toStrings)
