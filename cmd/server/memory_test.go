@@ -27,8 +27,11 @@ const (
 	// stormOverhead is what the process may hold beyond the budget: the
 	// Go runtime and its garbage (the heap may grow to twice what is live
 	// before a collection), SQLite's page cache and the blobs it writes,
-	// and a 32 KiB buffer per stream.
-	stormOverhead = 320 << 20
+	// and a 32 KiB buffer per stream. The collector lags when the test
+	// shares a busy machine (make test runs packages side by side), so the
+	// peak varies widely with the load around it; the bound still sits far
+	// below the 1.5 GB a server that holds every body whole reaches.
+	stormOverhead = 384 << 20
 )
 
 // A real cachegate process, under thirty distinct 50 MiB misses and a few
