@@ -192,3 +192,36 @@ func TestOverviewUnknownBackend(t *testing.T) {
 		t.Errorf("title %q", got)
 	}
 }
+
+// The Upstreams page shows the runtime bypass switch, and the expiry of a
+// request's own override comes from the request.
+func TestUpstreamsPageShowsBypassAndRequestRules(t *testing.T) {
+	p := newPages(t, pagesConfig{})
+	setting := func() string {
+		doc := p.get(t, "/upstreams", http.StatusOK)
+		return text(testid(doc.Find(`[data-setting="bypassed"]`), "setting-value"))
+	}
+	if got := setting(); got != "false" {
+		t.Fatalf("bypassed %q before the switch", got)
+	}
+	if err := p.gw.SetBypass("bin", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(); got != "true" {
+		t.Errorf("bypassed %q after the switch", got)
+	}
+	doc := p.get(t, "/upstreams", http.StatusOK)
+	var requestRules int
+	doc.Find(`[data-testid="rule"]`).Each(func(_ int, r *goquery.Selection) {
+		if !strings.HasPrefix(r.AttrOr("data-rule", ""), "request ") {
+			return
+		}
+		requestRules++
+		if got := text(testid(r, "rule-expire")); !strings.Contains(got, "from the request") {
+			t.Errorf("rule %s: expiry %q, want from the request", r.AttrOr("data-rule", ""), got)
+		}
+	})
+	if requestRules != 2 {
+		t.Errorf("%d request rules on the page, want the request's max-age and %s", requestRules, cache.ExpireAfterHeader)
+	}
+}
