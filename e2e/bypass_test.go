@@ -1,10 +1,15 @@
 package e2e_test
 
 import (
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/web"
 )
 
@@ -47,4 +52,47 @@ func TestUpstreamBypassSwitch(t *testing.T) {
 	c.wantError(http.MethodPost, "/api/upstreams/nope/bypass", map[string]any{"bypass": true}, http.StatusNotFound, "unknown_upstream")
 	c.wantError(http.MethodPost, "/api/upstreams/bin/bypass", map[string]any{}, http.StatusBadRequest, "bad_body", "bypass")
 	c.wantError(http.MethodPost, "/api/upstreams/bin/bypass", map[string]any{"off": true}, http.StatusBadRequest, "bad_body", "bypass")
+}
+
+// A method the router does not know (PURGE, M-SEARCH, any token) reaches
+// the gateway: it is forwarded, not stored, and in rfc9111 mode a 2xx
+// answer to it invalidates the URL, as for any unsafe method (RFC 9111
+// section 4.4).
+func TestUnknownMethodsReachTheGateway(t *testing.T) {
+	var seen []string
+	var mu sync.Mutex
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method)
+		mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, r.Method)
+	}))
+	t.Cleanup(up.Close)
+	rfc := upstream("up", up.URL)
+	rfc.Policy.Mode = cache.ModeRFC9111
+	srv := startServer(t, web.Config{Backend: "memory://", Upstreams: []web.UpstreamConfig{rfc}})
+	base := srv.URL()
+	const path = "/fetch/up/item"
+	wantCache(t, get(t, base+path), "MISS")
+	wantCache(t, get(t, base+path), "HIT")
+	for _, method := range []string{"PURGE", "M-SEARCH"} {
+		req, _ := http.NewRequest(method, base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "BYPASS" || string(body) != method {
+			t.Fatalf("%s: %d %q, X-Cache %q; want it forwarded (BYPASS)", method, resp.StatusCode, body, resp.Header.Get("X-Cache"))
+		}
+		// Invalidated: the next GET goes to the upstream again.
+		wantCache(t, get(t, base+path), "MISS")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := "GET PURGE GET M-SEARCH GET"; strings.Join(seen, " ") != want {
+		t.Errorf("the upstream saw %v, want %s", seen, want)
+	}
 }

@@ -33,7 +33,7 @@ type Server struct {
 	backends map[string]cache.Backend
 	dsns     map[string]string
 	gateway  *gateway.Gateway
-	router   chi.Router
+	router   http.Handler
 	srv      *http.Server
 	ln       net.Listener
 	lane     *fastlane.Listener // nil when the fast lane is off
@@ -88,7 +88,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 			", beyond this machine, and no admin token is set; set one with -admin-token, CACHEGATE_ADMIN_TOKEN or CACHEGATE_ADMIN_TOKEN_FILE"
 		log.Warn("admin side disabled", "reason", s.adminOff)
 	}
-	s.router = s.routes()
+	s.router = s.anyMethodFetch(s.routes())
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		s.gateway.Close()
@@ -227,6 +227,29 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		ups = append(ups, up)
 	}
 	return ups, nil
+}
+
+// chiMethods are the methods chi routes; it answers any other with an
+// empty 405 before a handler sees it.
+var chiMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
+
+// anyMethodFetch sends a /fetch/ request with a method chi does not know
+// (PURGE, M-SEARCH, any token) to the gateway through the same middleware
+// as the /fetch/* route, so the gateway decides about it (it forwards it
+// uncached, and in rfc9111 mode it invalidates the URL, RFC 9111 section
+// 4.4) rather than chi answering 405.
+func (s *Server) anyMethodFetch(router http.Handler) http.Handler {
+	fetch := s.recoverer(s.gateway)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !chiMethods[r.Method] && strings.HasPrefix(r.URL.Path, "/fetch/") {
+			fetch.ServeHTTP(w, r)
+			return
+		}
+		router.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) routes() chi.Router {
