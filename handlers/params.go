@@ -86,19 +86,22 @@ func paramError(name, value, accepted string) *Error {
 func parseFilter(v url.Values, prefix string, now time.Time) (cache.Filter, error) {
 	f := cache.Filter{Now: now}
 	get := func(name string) string { return strings.TrimSpace(v.Get(name)) }
-	switch s := get("credentials"); s {
-	case "":
-	case "true", "false":
-		f.Credentials = s == "true"
-	default:
-		return f, paramError(prefix+"credentials", s, "true, false")
+	// true or false only, as the API documents them.
+	truth := func(name string, dst *bool) error {
+		switch s := get(name); s {
+		case "":
+		case "true", "false":
+			*dst = s == "true"
+		default:
+			return paramError(prefix+name, s, "true, false")
+		}
+		return nil
 	}
-	switch s := get("set_cookie"); s {
-	case "":
-	case "true", "false":
-		f.SetCookie = s == "true"
-	default:
-		return f, paramError(prefix+"set_cookie", s, "true, false")
+	if err := truth("credentials", &f.Credentials); err != nil {
+		return f, err
+	}
+	if err := truth("set_cookie", &f.SetCookie); err != nil {
+		return f, err
 	}
 	f.VaryOn = get("vary")
 	f.Upstream = get("upstream")
