@@ -119,7 +119,12 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	up.counters.UpstreamCalls.Add(1)
 	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
 	if err != nil {
-		return &fetchResult{err: upstreamError(up.Name, unwrapURLError(err))}
+		uerr := upstreamError(up.Name, unwrapURLError(err))
+		up.counters.countUpstreamError(uerr)
+		return &fetchResult{err: uerr}
+	}
+	if resp.StatusCode >= 500 {
+		up.counters.UpstreamErrors[err5xx].Add(1)
 	}
 	respTime := g.now()
 	removeHopByHop(resp.Header)
@@ -154,6 +159,7 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	body, tooBig, err := readUpTo(resp.Body, first)
 	if err != nil {
 		resp.Body.Close()
+		up.counters.UpstreamErrors[errCutBody].Add(1)
 		return &fetchResult{err: upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err))}
 	}
 	if tooBig {
@@ -259,8 +265,13 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 			return "ERROR"
 		}
 		up.counters.Errors.Add(1)
-		writeUpstreamError(w, upstreamError(up.Name, unwrapURLError(err)), up.Name)
+		uerr := upstreamError(up.Name, unwrapURLError(err))
+		up.counters.countUpstreamError(uerr)
+		writeUpstreamError(w, uerr, up.Name)
 		return "ERROR"
+	}
+	if resp.StatusCode >= 500 {
+		up.counters.UpstreamErrors[err5xx].Add(1)
 	}
 	if up.Policy.Mode == cache.ModeRFC9111 && !isSafe(r.Method) && resp.StatusCode < 400 {
 		g.invalidate(r.Context(), up, target, resp.Header)

@@ -128,12 +128,17 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	reqTime := g.now()
 	resp, err := up.client.Do(req)
 	if err != nil {
-		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, unwrapURLError(err)).Error()+"; the entry was kept"
+		uerr := upstreamError(up.Name, unwrapURLError(err))
+		up.counters.countUpstreamError(uerr)
+		res.Outcome, res.Error = OutcomeError, uerr.Error()+"; the entry was kept"
 		return res, nil
 	}
 	defer resp.Body.Close()
 	respTime := g.now()
 	res.Status = resp.StatusCode
+	if resp.StatusCode >= 500 {
+		up.counters.UpstreamErrors[err5xx].Add(1)
+	}
 	removeHopByHop(resp.Header)
 	rewriteLocation(resp.Header, up.URL, up.Name, rp.target)
 
@@ -153,6 +158,7 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 	}
 	respBody, tooBig, err := readUpTo(resp.Body, up.Policy.MaxBodySize)
 	if err != nil {
+		up.counters.UpstreamErrors[errCutBody].Add(1)
 		res.Outcome, res.Error = OutcomeError, upstreamError(up.Name, fmt.Errorf("reading the response body: %w", err)).Error()+"; the entry was kept"
 		return res, nil
 	}

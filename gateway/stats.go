@@ -29,10 +29,36 @@ type Counters struct {
 	// the upstream cost when it was stored (see fetchLatency).
 	SavedNanos atomic.Int64
 
+	// UpstreamErrors counts failed upstream exchanges by kind
+	// (UpstreamErrorKinds): every call, the fetches of misses, admin
+	// revalidations and pass-throughs alike.
+	UpstreamErrors [len(UpstreamErrorKinds)]atomic.Int64
+
 	// hitLatency and missLatency are the answer times of hits and of
 	// upstream answers, for the history's percentiles.
 	hitLatency, missLatency histogram
 	rules                   ruleCounts
+}
+
+// UpstreamErrorKinds name the kinds of failed upstream exchange, for
+// metrics: no connection (refused, reset, DNS), a timeout, a 5xx answer,
+// a body cut off before its end.
+var UpstreamErrorKinds = [...]string{"refused", "timeout", "5xx", "cut_body"}
+
+const (
+	errRefused = iota
+	errTimeout
+	err5xx
+	errCutBody
+)
+
+// countUpstreamError counts a failed round trip by its kind.
+func (c *Counters) countUpstreamError(err *UpstreamError) {
+	if err.Timeout {
+		c.UpstreamErrors[errTimeout].Add(1)
+	} else {
+		c.UpstreamErrors[errRefused].Add(1)
+	}
 }
 
 // CounterValues is a snapshot of Counters with derived figures.

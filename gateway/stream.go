@@ -206,6 +206,7 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 		}
 		if err != nil {
 			up.counters.Errors.Add(1)
+			up.counters.UpstreamErrors[errCutBody].Add(1)
 			g.log.Warn("upstream body cut off", "upstream", up.Name, "url", kr.storedURL, "err", err)
 			if out == nil {
 				return &fetchResult{err: upstreamError(up.Name, err)}

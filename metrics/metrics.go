@@ -67,6 +67,9 @@ var (
 	upstreamSecondsDesc = prometheus.NewDesc("cachegate_upstream_request_seconds_total",
 		"Time spent waiting for the upstream's answers; divided by cachegate_upstream_requests_total, the mean upstream latency.",
 		[]string{"upstream"}, nil)
+	upstreamErrorsDesc = prometheus.NewDesc("cachegate_upstream_errors_total",
+		"Failed upstream exchanges by kind: refused (no connection: refused, reset, DNS), timeout, 5xx (the upstream answered 500 or more), cut_body (the body ended early).",
+		[]string{"upstream", "kind"}, nil)
 	bytesDesc = prometheus.NewDesc("cachegate_response_bytes_total",
 		"Body bytes sent to clients, by where they came from (cache or upstream).", []string{"upstream", "source"}, nil)
 	savedDesc = prometheus.NewDesc("cachegate_upstream_time_saved_seconds_total",
@@ -113,7 +116,7 @@ func newCollector(o Options) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc,
+	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc, upstreamErrorsDesc,
 		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc, jobsDesc} {
 		ch <- d
 	}
@@ -140,6 +143,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(bytesDesc, float64(v.BytesFromCache), name, "cache")
 		counter(bytesDesc, float64(v.BytesFromUpstream), name, "upstream")
 		counter(savedDesc, float64(v.SavedNanos)/1e9, name)
+		if c := st.Upstream(name); c != nil {
+			for i, kind := range gateway.UpstreamErrorKinds {
+				counter(upstreamErrorsDesc, float64(c.UpstreamErrors[i].Load()), name, kind)
+			}
+		}
 		if lat, ok := st.Latencies(name); ok {
 			ch <- histogram(&lat.Hit, name, "hit")
 			ch <- histogram(&lat.Miss, name, "miss")

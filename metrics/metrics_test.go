@@ -204,3 +204,50 @@ func TestMetricsShowTheWriteBehindQueue(t *testing.T) {
 		t.Fatalf("no write-behind queue in /metrics:\n%s", rec.Body.String())
 	}
 }
+
+// Failed upstream exchanges are counted by kind: a 5xx answer, a body cut
+// off before its length, an upstream that refuses the connection.
+func TestMetricsCountUpstreamErrorsByKind(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/fail":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/cut":
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("only this"))
+			conn, _, _ := http.NewResponseController(w).Hijack()
+			conn.Close()
+		}
+	}))
+	t.Cleanup(up.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close() // nothing listens there now
+	mk := func(name, raw string) gateway.Upstream {
+		u, _ := url.Parse(raw)
+		return gateway.Upstream{Name: name, URL: u, Policy: cache.DefaultPolicy(cache.Expiry(time.Hour)),
+			Backend: memory.New(0), BackendName: "default", Timeout: 5 * time.Second}
+	}
+	gw, err := gateway.New(gateway.Options{}, mk("up", up.URL), mk("gone", closedURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	for _, target := range []string{"/fetch/up/fail", "/fetch/up/cut", "/fetch/gone/x"} {
+		gw.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, target, nil))
+	}
+	e := &env{gw: gw, metrics: metrics.Handler(metrics.Options{Gateway: gw})}
+	_, v := e.scrape(t)
+	for key, want := range map[string]float64{
+		`cachegate_upstream_errors_total{kind=5xx,upstream=up}`:       1,
+		`cachegate_upstream_errors_total{kind=cut_body,upstream=up}`:  1,
+		`cachegate_upstream_errors_total{kind=refused,upstream=up}`:   0,
+		`cachegate_upstream_errors_total{kind=refused,upstream=gone}`: 1,
+		`cachegate_upstream_errors_total{kind=timeout,upstream=gone}`: 0,
+	} {
+		if got, ok := v[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+}
