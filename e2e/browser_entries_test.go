@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -60,8 +61,20 @@ func rowAttr(tb testing.TB, b *browser, cell, attr string) []string {
 func rowCount(tb testing.TB, b *browser) int { return testCount(tb, b, byTestID("entry-row")) }
 
 // waitRows waits until the table has n rows (htmx swaps it).
+//
+// A click may load a whole page rather than swap the table (before htmx
+// has loaded, the links are plain links): the poll's script context then
+// goes with the old page, and the poll starts again on the new one.
 func waitRows(n int) chromedp.Action {
-	return chromedp.Poll(fmt.Sprintf(`document.querySelectorAll('[data-testid="entry-row"]').length === %d`, n), nil, chromedp.WithPollingTimeout(20*time.Second))
+	expr := fmt.Sprintf(`document.querySelectorAll('[data-testid="entry-row"]').length === %d`, n)
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for attempt := 0; ; attempt++ {
+			err := chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(20*time.Second)).Do(ctx)
+			if err == nil || attempt == 5 || !strings.Contains(err.Error(), "Cannot find context") {
+				return err
+			}
+		}
+	})
 }
 
 // waitAriaSort waits until the column sorts in order.
