@@ -34,7 +34,7 @@ func (p *Policy) ResponseCacheControl(h http.Header) (Directives, string) {
 	if !p.CacheControl && p.Mode != ModeRFC9111 {
 		return ParseCacheControl(h), "Cache-Control"
 	}
-	for _, name := range p.targeted() {
+	for _, name := range p.TargetedFields() {
 		if d := parseDirectives(h.Values(name)); len(d) > 0 {
 			return d, name
 		}
@@ -42,8 +42,9 @@ func (p *Policy) ResponseCacheControl(h http.Header) (Directives, string) {
 	return ParseCacheControl(h), "Cache-Control"
 }
 
-// targeted returns the targeted fields the policy reads.
-func (p *Policy) targeted() []string {
+// TargetedFields returns the targeted fields the policy reads, the
+// default when it names none.
+func (p *Policy) TargetedFields() []string {
 	if p.TargetedCacheControl == nil {
 		return DefaultTargetedCacheControl
 	}
@@ -53,7 +54,7 @@ func (p *Policy) targeted() []string {
 // targetedNames lists the targeted fields for a sentence ("CDN-Cache-Control, ").
 func (p *Policy) targetedNames() string {
 	var s string
-	for _, f := range p.targeted() {
+	for _, f := range p.TargetedFields() {
 		s += f + ", "
 	}
 	return s

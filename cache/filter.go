@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"reflect"
 	"strings"
 	"time"
@@ -223,18 +224,31 @@ func HasSetCookie(h map[string][]string) bool {
 	return false
 }
 
-// VariesOn reports whether a Vary field of h lists name, without case.
-func VariesOn(h map[string][]string, name string) bool {
+// VaryNames returns the header names h's Vary fields list (the field
+// name in any case, as a backend may hand it back), canonical, in order,
+// "*" left out.
+func VaryNames(h map[string][]string) []string {
+	var names []string
 	for field, values := range h {
 		if !strings.EqualFold(field, "Vary") {
 			continue
 		}
 		for _, v := range values {
-			for _, token := range strings.Split(v, ",") {
-				if strings.EqualFold(strings.TrimSpace(token), name) {
-					return true
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" && name != "*" {
+					names = append(names, http.CanonicalHeaderKey(name))
 				}
 			}
+		}
+	}
+	return names
+}
+
+// VariesOn reports whether h's Vary lists name, without case.
+func VariesOn(h map[string][]string, name string) bool {
+	for _, n := range VaryNames(h) {
+		if strings.EqualFold(n, name) {
+			return true
 		}
 	}
 	return false

@@ -147,9 +147,7 @@ func (p *Policy) Decide(req Request, resp Response) Decision {
 	return d
 }
 
-func setsCookie(h http.Header) bool {
-	return len(h["Set-Cookie"]) > 0 || len(h["Set-Cookie2"]) > 0
-}
+func setsCookie(h http.Header) bool { return HasSetCookie(h) }
 
 // notPrivate is the decision for a response marked Cache-Control: private
 // (without field names) in a shared cache.
@@ -446,7 +444,7 @@ func (r URLRule) Matches(req Request) bool {
 func (p *Policy) ExpiryRules() []ExpiryRule {
 	if p.Mode == ModeRFC9111 {
 		var rules []ExpiryRule
-		for _, f := range p.targeted() {
+		for _, f := range p.TargetedFields() {
 			rules = append(rules,
 				ExpiryRule{Rule: f + ": s-maxage", Note: "the response's " + f + " (RFC 9213), in place of Cache-Control and Expires", ReasonPrefix: f + ": s-maxage "},
 				ExpiryRule{Rule: f + ": max-age", Note: "the response's " + f + " (RFC 9213)", ReasonPrefix: f + ": max-age "})

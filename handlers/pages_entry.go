@@ -232,7 +232,7 @@ func (a *API) entryView(r *http.Request, l views.Layout, e *cache.Entry, now tim
 	if known {
 		match = up.Policy.MatchHeaders
 	}
-	vary := varyNames(e.Header)
+	vary := cache.VaryNames(e.Header)
 	reqHeader := redact(e.RequestHeader)
 	for _, name := range sortedHeaderNames(reqHeader) {
 		role := ""
@@ -282,19 +282,6 @@ func (a *API) upstreamInfo(name string) (gateway.UpstreamInfo, bool) {
 		}
 	}
 	return gateway.UpstreamInfo{}, false
-}
-
-// varyNames are the header names a response's Vary lists, canonical.
-func varyNames(h http.Header) []string {
-	var out []string
-	for _, line := range h.Values("Vary") {
-		for _, n := range strings.Split(line, ",") {
-			if n = strings.TrimSpace(n); n != "" && n != "*" {
-				out = append(out, http.CanonicalHeaderKey(n))
-			}
-		}
-	}
-	return out
 }
 
 func sortedHeaderNames(h http.Header) []string {

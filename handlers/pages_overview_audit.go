@@ -84,7 +84,7 @@ func (a *API) audit(ctx context.Context, b cache.Backend, p *views.PrivacyAudit)
 			if cache.HasCredential(e.RequestHeader) {
 				creds++
 			}
-			if len(e.Header["Set-Cookie"]) > 0 || len(e.Header["Set-Cookie2"]) > 0 {
+			if cache.HasSetCookie(e.Header) {
 				cookies++
 			}
 			if pol := policies[e.Upstream]; pol != nil {
@@ -144,11 +144,9 @@ func (a varyFinding) compare(b varyFinding) int {
 // in canonical form.
 func varyIgnored(h http.Header, pol *cache.Policy) []string {
 	var out []string
-	for _, v := range h.Values("Vary") {
-		for _, name := range strings.Split(v, ",") {
-			if name = strings.TrimSpace(name); name != "" && name != "*" && pol.IsIgnored(name) {
-				out = append(out, http.CanonicalHeaderKey(name))
-			}
+	for _, name := range cache.VaryNames(h) {
+		if pol.IsIgnored(name) {
+			out = append(out, name)
 		}
 	}
 	return out

@@ -140,7 +140,7 @@ func settingsOf(u gateway.UpstreamInfo) []views.Setting {
 	} else {
 		flag("cache_control", p.CacheControl, "the upstream's Cache-Control and Expires decide first")
 	}
-	list("targeted_cache_control", targetedFields(&p), "none (off)", "RFC 9213 fields that govern caching in place of Cache-Control and Expires, where those are read")
+	list("targeted_cache_control", p.TargetedFields(), "none (off)", "RFC 9213 fields that govern caching in place of Cache-Control and Expires, where those are read")
 	flag("entry_headers", p.EntryHeaders, "answers from the cache carry X-Cachegate-Key, -Created and -Expires")
 	flag("always_revalidate", p.AlwaysRevalidate, "entries with a validator are revalidated on every request")
 	flag("share_credentialed_responses", p.ShareCredentialedResponses, "credential headers in ignored_parameters leave the key, so clients with different credentials share entries")

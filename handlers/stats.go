@@ -117,7 +117,7 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 		c := snap.Upstreams[u.Name]
 		j := upstreamJSON{
 			Name: u.Name, URL: u.URL, Backend: u.Backend, Timeout: u.Timeout, Mode: string(p.Mode),
-			ExpireAfter: p.ExpireAfter.String(), CacheControl: p.CacheControl, TargetedCacheControl: targetedFields(&p),
+			ExpireAfter: p.ExpireAfter.String(), CacheControl: p.CacheControl, TargetedCacheControl: p.TargetedFields(),
 			AllowableCodes: nonNilList(p.AllowableCodes), AllowableMethods: nonNilList(p.AllowableMethods),
 			IgnoredParameters: nonNilList(p.IgnoredParameters),
 			StaleIfError:      p.StaleIfError.String(), StaleWhileRevalidate: p.StaleWhileRevalidate.String(),
@@ -181,14 +181,6 @@ func nonNilList[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// targetedFields are the RFC 9213 fields p reads, the default included.
-func targetedFields(p *cache.Policy) []string {
-	if p.TargetedCacheControl == nil {
-		return cache.DefaultTargetedCacheControl
-	}
-	return p.TargetedCacheControl
 }
 
 // bypassRequest is the body of POST /api/upstreams/{name}/bypass.

@@ -128,7 +128,7 @@ func newDocument(e *cache.Entry) *document {
 		RequestHeader: fromHeader(e.RequestHeader),
 		Status:        e.Status,
 		Header:        fromHeader(e.Header),
-		Vary:          varyNames(e.Header),
+		Vary:          lowerAll(cache.VaryNames(e.Header)),
 		Size:          int64(len(e.Body)),
 		ContentType:   e.ContentType,
 		RequestTime:   optDate(e.RequestTime),
@@ -184,20 +184,10 @@ func (d *document) entry() *cache.Entry {
 	return e
 }
 
-// varyNames returns the names h's Vary fields list, lower case.
-func varyNames(h http.Header) []string {
-	var names []string
-	for field, values := range h {
-		if !strings.EqualFold(field, "Vary") {
-			continue
-		}
-		for _, v := range values {
-			for _, name := range strings.Split(v, ",") {
-				if name = strings.ToLower(strings.TrimSpace(name)); name != "" {
-					names = append(names, name)
-				}
-			}
-		}
+// lowerAll lower-cases names in place, for the vary field's exact match.
+func lowerAll(names []string) []string {
+	for i, n := range names {
+		names[i] = strings.ToLower(n)
 	}
 	return names
 }
