@@ -112,7 +112,7 @@ func settingsOf(u gateway.UpstreamInfo) []views.Setting {
 		add(name, strings.Join(vals, ", "), note, false)
 	}
 	// The runtime switch first: while it is on, nothing below applies.
-	flag("bypassed", u.Bypassed, "switched at run time with POST /api/upstreams/"+u.Name+"/bypass: requests skip the cache until it is switched back or the server restarts")
+	flag("bypassed", u.Bypassed, "the admin API's runtime switch: true skips the cache until switched back or a restart")
 	add("stale_if_error", p.StaleIfError.String(), staleNote(p.StaleIfError, "served when the upstream fails"), !p.StaleIfError.On)
 	add("stale_while_revalidate", p.StaleWhileRevalidate.String(), staleNote(p.StaleWhileRevalidate, "served at once while it is refreshed in the background"), !p.StaleWhileRevalidate.On)
 	if len(p.AllowableCodes) == 0 {
