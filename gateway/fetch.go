@@ -39,9 +39,8 @@ func (g *Gateway) fetchShared(w *countingWriter, r *http.Request, up *upstream, 
 	}
 	// The call outlives the client that started it: others may be waiting.
 	ctx := context.WithoutCancel(r.Context())
-	miss := stale == nil && !lookedUp.IsZero()
 	out := &sink{w: w, r: r, fwd: fwd, staleOnError: staleOnError}
-	res, leader := g.flights.do(key, miss, func() *fetchResult {
+	res, leader := g.flights.do(key, func() *fetchResult {
 		return g.fetch(relayInterim(ctx, w), up, kr, stale, r, out)
 	})
 	if leader {
@@ -87,7 +86,7 @@ func (g *Gateway) refreshInBackground(r *http.Request, up *upstream, kr *keyedRe
 	go func() {
 		defer g.bg.Done()
 		defer func() { <-g.bgSlots }()
-		g.flights.do(up.Name+"\x00"+kr.base, false, func() *fetchResult {
+		g.flights.do(up.Name+"\x00"+kr.base, func() *fetchResult {
 			return g.fetch(ctx, up, kr, stale, r2, nil)
 		})
 	}()

@@ -33,17 +33,11 @@ const endedFor = 10 * time.Second
 type flight struct {
 	done chan struct{}
 	res  *fetchResult
-	// miss: the call fetches a key its caller looked up and found
-	// nothing under, so any request that finds nothing may wait for it
-	// instead of looking further (see waitMiss).
-	miss bool
 }
 
 // do runs fn once for all concurrent callers with the same key and returns
-// its result to each. leader is true for the caller that ran fn. miss says
-// that the caller looked the key up and found nothing: the call is a plain
-// cache miss, which wait may join.
-func (g *flightGroup) do(key string, miss bool, fn func() *fetchResult) (res *fetchResult, leader bool) {
+// its result to each. leader is true for the caller that ran fn.
+func (g *flightGroup) do(key string, fn func() *fetchResult) (res *fetchResult, leader bool) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flight)
@@ -53,7 +47,7 @@ func (g *flightGroup) do(key string, miss bool, fn func() *fetchResult) (res *fe
 		<-f.done
 		return f.res, false
 	}
-	f := &flight{done: make(chan struct{}), miss: miss}
+	f := &flight{done: make(chan struct{})}
 	g.m[key] = f
 	g.mu.Unlock()
 
@@ -109,18 +103,3 @@ func (g *flightGroup) inFlight(key string) bool {
 	return ok
 }
 
-// waitMiss waits for a running cache-miss call for key (one started by do
-// with miss) and returns its result; ok is false, at once, when no such
-// call is running. A request that found nothing in memory joins the call
-// this way without reading the backend, whose answer the call's leader
-// has just had. A nil result means the call panicked.
-func (g *flightGroup) waitMiss(key string) (res *fetchResult, ok bool) {
-	g.mu.Lock()
-	f, running := g.m[key]
-	g.mu.Unlock()
-	if !running || !f.miss {
-		return nil, false
-	}
-	<-f.done
-	return f.res, true
-}

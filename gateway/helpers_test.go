@@ -122,9 +122,9 @@ func newEnvOpts(t testing.TB, opts gateway.Options, p cache.Policy, upstream htt
 		t.Fatal(err)
 	}
 	// Through the lane, as the server runs it: hits that the backend holds
-	// in memory are answered by ServeHit, the rest by ServeHTTP.
+	// in memory are answered from Lookup, the rest by ServeHTTP.
 	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
 	srv.Listener = lane
 	srv.Start()
 	t.Cleanup(func() {

@@ -27,7 +27,7 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 
 // Two users with different credentials never see each other's response,
 // whatever ignored_parameters says, through the fast lane (a memory
-// backend: its hits are answered by ServeHit) and without it (SQLite).
+// backend: its hits are answered from Lookup) and without it (SQLite).
 func TestCredentialsNeverShared(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -37,15 +35,20 @@ const (
 // (net/http only reads them) so that a hit does not allocate them.
 var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale}, Revalidated: {Revalidated}, Bypass: {Bypass}}
 
-// writeEntry writes a stored (or just fetched) response. An age >= 0 is
-// sent as Age: the time the entry has spent in caches.
+// setEntryFields sets on h the fields of an answer from e: header (the
+// entry's stored fields, or the upstream's whole header on a miss), the
+// entry headers when withEntry (Policy.EntryHeaders: the same on every
+// answer from one entry, so a memoized head holds them), Cache-Status,
+// Age when age >= 0 (the time the entry has spent in caches), X-Cache,
+// and with length the Content-Length of its body. Both doors build an
+// answer's fields here: ServeHTTP into its ResponseWriter, Lookup into
+// the head it renders.
 //
-// withEntry adds the entry's key and times (Policy.EntryHeaders): they are
-// the same on every answer from one entry, so a memoized head holds them.
-func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry bool) {
-	h := w.Header()
+// A stored X-Request-Id is left out: the field names the request being
+// answered, which is not the one whose response was stored.
+func setEntryFields(h http.Header, e *cache.Entry, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry, length bool) {
 	for k, v := range header {
-		if k == "Content-Length" {
+		if k == "Content-Length" || k == RequestIDHeader {
 			continue
 		}
 		h[k] = v
@@ -68,7 +71,33 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cac
 		h["Age"] = vals[1:2:2]
 	}
 	h["X-Cache"] = xcacheValues[xcache]
-	if e.Status == http.StatusOK && hasPreconditions(r) {
+	if length && BodyAllowed(e.Status) {
+		vals[2] = strconv.Itoa(len(e.Body))
+		h["Content-Length"] = vals[2:3:3]
+	}
+}
+
+// cachedStatus is the Cache-Status of an answer from the cache: detail,
+// then the entry's time to live. Built in one buffer: this runs on every
+// hit.
+func cachedStatus(e *cache.Entry, detail string, now time.Time) string {
+	var buf [96]byte
+	b := append(buf[:0], "cachegate; "...)
+	b = append(b, detail...)
+	if !e.Never() {
+		b = append(b, "; ttl="...)
+		b = strconv.AppendInt(b, secondsLeft(e, now), 10)
+	}
+	return string(b)
+}
+
+// writeEntry writes a stored (or just fetched) response through net/http;
+// see setEntryFields for the fields.
+func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry bool) {
+	h := w.Header()
+	ranged := e.Status == http.StatusOK && hasPreconditions(r)
+	setEntryFields(h, e, header, xcache, cacheStatus, age, withEntry, !ranged)
+	if ranged {
 		// The client's own conditional or range request is answered from
 		// the complete stored body.
 		var modtime time.Time
@@ -87,53 +116,34 @@ func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cac
 		http.ServeContent(out, r, "", modtime, bytes.NewReader(e.Body))
 		return
 	}
-	if BodyAllowed(e.Status) {
-		vals[2] = strconv.Itoa(len(e.Body))
-		h["Content-Length"] = vals[2:3:3]
-	}
 	w.WriteHeader(e.Status)
-	writeBody(w, r, e, bodyFile)
+	writeBody(w, r, e)
 }
 
 // writeBody writes a stored response's body, once its head is out.
 //
 // A body larger than prebuffer is written under write deadlines (see
-// hitChunk); a smaller one in one write without, which costs a hit
+// HitChunk); a smaller one in one write without, which costs a hit
 // nothing.
-func writeBody(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile) {
-	if r.Method != http.MethodHead && BodyAllowed(e.Status) {
-		var rc *http.ResponseController
-		if w.writeTimeout > 0 && len(e.Body) > prebuffer {
-			rc = http.NewResponseController(w)
-			defer rc.SetWriteDeadline(time.Time{}) // not on the connection's next answer
+func writeBody(w *countingWriter, r *http.Request, e *cache.Entry) {
+	if r.Method == http.MethodHead || !BodyAllowed(e.Status) {
+		return
+	}
+	if w.writeTimeout <= 0 || len(e.Body) <= prebuffer {
+		_, _ = w.Write(e.Body)
+		return
+	}
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // not on the connection's next answer
+	for b := e.Body; len(b) > 0; {
+		n := min(len(b), HitChunk)
+		if err := rc.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+			n = len(b) // the writer has no deadlines: all at once
 		}
-		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok && bodyFile != nil {
-			// The fast lane's writer sends the file with sendfile, or
-			// the bytes when it cannot: one call, so one deadline for it
-			// all, write_timeout per hitChunk.
-			if rc != nil {
-				_ = rc.SetWriteDeadline(time.Now().Add(w.writeTimeout * time.Duration(1+len(e.Body)/hitChunk)))
-			}
-			fb := &fileBody{file: bodyFile, size: int64(len(e.Body))}
-			fb.Reset(e.Body)
-			n, _ := rf.ReadFrom(fb)
-			w.n += n
+		if _, err := w.Write(b[:n]); err != nil {
 			return
 		}
-		if rc == nil {
-			_, _ = w.Write(e.Body)
-			return
-		}
-		for b := e.Body; len(b) > 0; {
-			n := min(len(b), hitChunk)
-			if err := rc.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
-				n = len(b) // the writer has no deadlines: all at once
-			}
-			if _, err := w.Write(b[:n]); err != nil {
-				return
-			}
-			b = b[n:]
-		}
+		b = b[n:]
 	}
 }
 
@@ -150,22 +160,11 @@ func (d *deadlinePerWrite) Write(p []byte) (int, error) {
 	return d.countingWriter.Write(p)
 }
 
-// hitChunk is the size of the writes of a large answer from the cache,
-// each under its own write deadline: a client that stops reading is cut
-// off after the gateway's WriteTimeout, one that reads at least hitChunk
-// per WriteTimeout never is.
-const hitChunk = 256 << 10
-
-// fileBody is a stored body that its backend also keeps in a file. It
-// reads as the bytes; BodyFile offers the file to a writer that can send
-// it without copying (web/fastlane's).
-type fileBody struct {
-	bytes.Reader
-	file cache.BodyFile
-	size int64
-}
-
-func (b *fileBody) BodyFile() (f syscall.Conn, off, n int64) { return b.file, 0, b.size }
+// HitChunk is the size of the writes of a large answer from the cache,
+// each under its own write deadline, whichever door writes it: a client
+// that stops reading is cut off after the gateway's WriteTimeout, one
+// that reads at least HitChunk per WriteTimeout never is.
+const HitChunk = 256 << 10
 
 // BodyAllowed reports whether a response with this status may have a
 // body (RFC 9110 6.4.1). Both doors use it: the gateway and web/fastlane.

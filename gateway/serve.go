@@ -54,6 +54,9 @@ type fetchResult struct {
 // ServeHTTP answers /fetch/<upstream>/<path>?<query>.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if id := requestID(r); id != "" {
+		w.Header()[RequestIDHeader] = []string{id}
+	}
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
@@ -87,7 +90,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
-	g.published(start, r, up, target, outcome, rw)
+	g.published(start, r.Method, up, target, outcome, rw.status, rw.n)
+	*rw = countingWriter{}
+	writers.Put(rw)
 }
 
 // refusedMethods are never forwarded, whatever the upstream's rules: each
@@ -97,9 +102,12 @@ var refusedMethods = map[string]string{
 	http.MethodConnect: "CONNECT is not forwarded: cachegate is a gateway to its configured upstreams, not a tunnel",
 }
 
-// published tells the event hub's subscribers (the dashboard) about a
-// request that has been answered, and recycles its writer.
-func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, rw *countingWriter) {
+// published ends every /fetch/ request the gateway answers, whichever
+// door it came through (ServeHTTP, or a door writing a Lookup's Answer):
+// it times answers that waited for the upstream and tells the event
+// hub's subscribers (the dashboard) about the request. status and n are
+// the answer's status and body bytes.
+func (g *Gateway) published(start time.Time, method string, up *upstream, target *url.URL, outcome string, status int, n int64) {
 	var took time.Duration
 	if outcome == Miss || outcome == Revalidated {
 		// Hits were timed by countCached; only answers that waited for
@@ -112,13 +120,11 @@ func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, targ
 			took = time.Since(start)
 		}
 		g.hub.Publish(Event{
-			Type: "request", Time: start, Upstream: up.Name, Method: r.Method,
-			target: target, policy: &up.Policy, Cache: outcome, Status: rw.status,
-			Bytes: rw.n, Duration: float64(took.Microseconds()) / 1000,
+			Type: "request", Time: start, Upstream: up.Name, Method: method,
+			target: target, policy: &up.Policy, Cache: outcome, Status: status,
+			Bytes: n, Duration: float64(took.Microseconds()) / 1000,
 		})
 	}
-	*rw = countingWriter{}
-	writers.Put(rw)
 }
 
 // resolve finds the upstream URL of a request for up, whose path below
@@ -237,15 +243,15 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 	j := p.Judge(entry, r.Header, now)
 	switch {
 	case j.Use == cache.UseFresh:
-		return g.serveCached(w, r, up, entry, nil, Hit, "hit", now, j.Age, start)
+		return g.serveCached(w, r, up, entry, Hit, "hit", now, j.Age, start)
 	case j.Use == cache.UseStale:
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=max-stale", now, j.Age, start)
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=max-stale", now, j.Age, start)
 	case reqCC.Has("only-if-cached"):
 		writeError(w, http.StatusGatewayTimeout, "not_cached", "only-if-cached: the cached entry must be revalidated first ("+j.Reason+")", up.Name)
 		return "ERROR"
 	case j.StaleWhileRevalidate:
 		g.refreshInBackground(r, up, kr, entry)
-		return g.serveCached(w, r, up, entry, nil, Stale, "hit; detail=stale-while-revalidate", now, j.Age, start)
+		return g.serveCached(w, r, up, entry, Stale, "hit; detail=stale-while-revalidate", now, j.Age, start)
 	}
 	fwd := "stale"
 	if j.Fresh {
@@ -274,7 +280,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		}
 		g.log.Warn("serving stale entry", "upstream", up.Name, "url", kr.storedURL, "reason", why)
 		now := g.now()
-		return g.serveCached(w, r, up, stale, nil, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Now())
+		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Now())
 	}
 	if res.err != nil {
 		up.counters.Errors.Add(1)
@@ -308,7 +314,7 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	if res.notModified {
 		age = cache.CurrentAge(res.entry, g.now())
 	}
-	writeEntry(w, r, res.entry, nil, h, xcache, status, age, up.Policy.EntryHeaders && (res.stored || res.notModified))
+	writeEntry(w, r, res.entry, h, xcache, status, age, up.Policy.EntryHeaders && (res.stored || res.notModified))
 	up.counters.BytesFromUpstream.Add(w.n)
 	return xcache
 }
@@ -319,33 +325,25 @@ func staleOnError(r *http.Request, up *upstream, stale *cache.Entry, j cache.Jud
 	return stale != nil && (j.StaleIfError || (j.Fresh && !cache.RequestDirectives(r.Header).Has("no-cache") && !mustValidate(up, stale)))
 }
 
-// serveCached answers from a stored entry; bodyFile, when not nil, holds
-// its body for sendfile (cache.BodyFilePeeker).
+// serveCached answers from a stored entry through net/http.
 //
 // start is when the request arrived: the time answers from the cache take
 // is counted from there, lookup included.
-func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, bodyFile cache.BodyFile, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
-	// Built in one buffer: this runs on every hit.
-	var buf [96]byte
-	b := append(buf[:0], "cachegate; "...)
-	b = append(b, detail...)
-	if !e.Never() {
-		b = append(b, "; ttl="...)
-		b = strconv.AppendInt(b, secondsLeft(e, now), 10)
-	}
-	writeEntry(w, r, e, bodyFile, e.Header, xcache, string(b), age, up.Policy.EntryHeaders)
-	return g.countCached(w, up, e, xcache, now, start)
+func (g *Gateway) serveCached(w *countingWriter, r *http.Request, up *upstream, e *cache.Entry, xcache, detail string, now time.Time, age time.Duration, start time.Time) string {
+	writeEntry(w, r, e, e.Header, xcache, cachedStatus(e, detail, now), age, up.Policy.EntryHeaders)
+	return g.countCached(w.n, up, e, xcache, now, start)
 }
 
-// countCached counts an answer from the cache.
-func (g *Gateway) countCached(w *countingWriter, up *upstream, e *cache.Entry, xcache string, now, start time.Time) string {
+// countCached counts an answer from the cache of n body bytes, whichever
+// door wrote it.
+func (g *Gateway) countCached(n int64, up *upstream, e *cache.Entry, xcache string, now, start time.Time) string {
 	took := time.Since(start)
 	if xcache == Hit {
 		up.counters.countHit(fetchLatency(e), took, e.Reason)
 	} else {
 		up.counters.Stale.Add(1)
 	}
-	up.counters.BytesFromCache.Add(w.n)
+	up.counters.BytesFromCache.Add(n)
 	up.counters.CacheAnswers.Add(1)
 	up.counters.CacheNanos.Add(int64(took))
 	up.hits.record(e.Key, now)

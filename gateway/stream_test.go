@@ -55,7 +55,7 @@ func newLimitEnv(t testing.TB, upstreamURL string, p cache.Policy, backend cache
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
 	srv.Listener = lane
 	srv.Start()
 	t.Cleanup(func() {

@@ -79,7 +79,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		inflight = DefaultMaxInflightBytes()
 	}
 	s.held += inflight
-	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)}, ups...)
+	writeTimeout := orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: writeTimeout}, ups...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	if !cfg.NoFastLane {
 		// Cache hits held in memory are answered before net/http parses
 		// them; every other request goes through the router as usual.
-		s.lane = fastlane.Attach(s.srv, s.ln, fastlane.Options{Prefix: "/fetch/", Serve: s.gateway.ServeHit, Log: log})
+		s.lane = fastlane.Attach(s.srv, s.ln, fastlane.Options{Prefix: "/fetch/", Lookup: s.gateway.Lookup, ChunkWriteTimeout: writeTimeout, Log: log})
 		s.ln = s.lane
 	}
 	return s, nil

@@ -6,17 +6,16 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"testing"
+
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // BenchmarkHit compares a 1 KiB answer through net/http alone with the
-// same answer through the lane, and through the lane with the head
-// replayed as the gateway replays a hit's (here past the second of its
-// Date, which only a benchmark may), over loopback keep-alive connections
-// (b.RunParallel, one connection per goroutine, 16 per CPU). The client
-// is a bare loop over the socket so that it costs little next to the
-// server.
+// same answer written by the lane from a gateway.Answer, over loopback
+// keep-alive connections (b.RunParallel, one connection per goroutine, 16
+// per CPU). The client is a bare loop over the socket so that it costs
+// little next to the server.
 func BenchmarkHit(b *testing.B) {
 	body := bytes.Repeat([]byte("x"), 1024)
 	h := func(w http.ResponseWriter, r *http.Request) {
@@ -24,31 +23,8 @@ func BenchmarkHit(b *testing.B) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	}
-	// replay answers as the gateway does a hit on an entry it answered in
-	// the same second: the head recorded once, then replayed.
-	var head atomic.Pointer[[]byte]
-	replay := func(w http.ResponseWriter, r *http.Request) {
-		mem := w.(interface {
-			RecordHead()
-			RecordedHead() ([]byte, int64, bool)
-			ReplayHead([]byte, int, int64) bool
-		})
-		if p := head.Load(); p == nil || !mem.ReplayHead(*p, http.StatusOK, int64(len(body))) {
-			mem.RecordHead()
-			h(w, r)
-			if rec, _, ok := mem.RecordedHead(); ok {
-				head.Store(&rec)
-			}
-			return
-		}
-		w.Write(body)
-	}
-	for _, name := range []string{"net-http", "lane", "lane-replayed-head"} {
-		lane := name != "net-http"
-		serve := h
-		if name == "lane-replayed-head" {
-			serve = replay
-		}
+	answer := answerOf(body, "application/octet-stream")
+	for _, name := range []string{"net-http", "lane"} {
 		b.Run(name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -56,10 +32,9 @@ func BenchmarkHit(b *testing.B) {
 			}
 			srv := &http.Server{Handler: http.HandlerFunc(h)}
 			var l net.Listener = ln
-			if lane {
-				l = Attach(srv, ln, Options{Prefix: "/", Serve: func(w http.ResponseWriter, r *http.Request) bool {
-					serve(w, r)
-					return true
+			if name == "lane" {
+				l = Attach(srv, ln, Options{Prefix: "/", Lookup: func(r *http.Request) (gateway.Answer, bool) {
+					return answer, true
 				}})
 			}
 			go srv.Serve(l)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // The modes of a connection.
@@ -46,8 +48,11 @@ type conn struct {
 
 	p      parsed
 	req    requestState
-	w      writer
+	out    []byte // the head (and a small body) of the answer being sent
 	remote string
+	// closeAfter: the connection must close after the answer being sent
+	// (a write failed, or a panic cut it short).
+	closeAfter bool
 
 	mu           sync.Mutex
 	busy         bool // answering a request: Close waits for the end of it
@@ -235,7 +240,7 @@ func (c *conn) intercept() error {
 			if served > 0 {
 				// The server set its deadline for the request it expected;
 				// for the ones after, the lane sets the server's.
-				c.setReadDeadline(c.start < c.end, &dl)
+				c.setReadDeadline(c.end-c.start, &dl)
 			}
 			if err := c.fill(); err != nil {
 				// Part of a head, then the end: the server tells the client
@@ -279,28 +284,33 @@ func (c *conn) intercept() error {
 		}
 		served++
 		dl.headStart = time.Time{}
-		if c.w.closeAfter {
+		if c.closeAfter {
 			return errClose
 		}
 	}
 }
 
-// setReadDeadline applies the server's timeouts between requests the
-// lane answers: IdleTimeout while none has begun, ReadHeaderTimeout from
-// the first byte of a head.
+// setReadDeadline applies the server's read timeouts between requests
+// the lane answers, as net/http's connection loop does: IdleTimeout (or
+// ReadTimeout when it is zero) until four bytes of a head have come (the
+// server's Peek(4)), then ReadHeaderTimeout (or ReadTimeout) from there.
 //
 // The idle deadline is moved at most once a second (it costs a timer
 // update), so it may fall up to a second early.
-func (c *conn) setReadDeadline(partial bool, t *deadlines) {
+func (c *conn) setReadDeadline(buffered int, t *deadlines) {
 	srv := c.lane.srv
 	switch {
-	case partial && t.headStart.IsZero():
+	case buffered >= 4 && t.headStart.IsZero():
 		t.headStart = time.Now()
 		t.idleSet = time.Time{}
-		if d := srv.ReadHeaderTimeout; d > 0 {
+		d := srv.ReadHeaderTimeout
+		if d <= 0 {
+			d = srv.ReadTimeout
+		}
+		if d > 0 {
 			c.Conn.SetReadDeadline(t.headStart.Add(d))
 		}
-	case !partial:
+	case buffered == 0:
 		now := time.Now()
 		if !t.idleSet.IsZero() && now.Sub(t.idleSet) < time.Second {
 			return
@@ -330,10 +340,10 @@ func (c *conn) hand() {
 	c.mode.Store(handing)
 }
 
-// answer offers the request at the start of the buffer to Serve and
-// sends its answer. It returns false, having sent nothing, when Serve
-// declines it (or panics before anything was sent).
-func (c *conn) answer() (ok bool) {
+// answer offers the request at the start of the buffer to Lookup and
+// sends its answer. It returns false, having sent nothing, when Lookup
+// declines it (or panics).
+func (c *conn) answer() bool {
 	b := c.buf[c.start:c.end]
 	target := b[c.p.target[0]:c.p.target[1]]
 	if len(target) < len(c.lane.opt.Prefix) || string(target[:len(c.lane.opt.Prefix)]) != c.lane.opt.Prefix {
@@ -346,38 +356,41 @@ func (c *conn) answer() (ok bool) {
 	if !ok {
 		return false
 	}
-	c.w.reset(c, r.Method == http.MethodHead)
 	c.setBusy(true)
 	defer c.setBusy(false)
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		if v != http.ErrAbortHandler && c.lane.opt.Log != nil {
-			c.lane.opt.Log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-		}
-		if v != http.ErrAbortHandler && !c.w.out {
-			ok = false // nothing sent: the server answers it
-			return
-		}
-		// Part of an answer may be out, or the handler cut it on
-		// purpose: end the connection, as net/http does.
-		c.consume(c.p.n)
-		c.w.closeAfter = true
-		ok = true
-	}()
-	if !c.lane.opt.Serve(&c.w, r) {
+	a, ok := c.lookup(r)
+	if !ok {
 		return false
 	}
 	c.consume(c.p.n)
 	// Counted before the last bytes go out, so that a client that has
 	// read the answer can rely on the count.
 	c.lane.answered.Add(1)
-	if err := c.w.finish(); err != nil {
-		c.w.closeAfter = true
+	if err := c.send(&a); err != nil {
+		c.closeAfter = true
 	}
 	return true
+}
+
+// lookup asks Lookup for the answer to r and tells the gateway it is
+// being sent. A panic in either is logged and declines r, which the
+// server then answers (through the gateway's recoverer if it panics
+// again): nothing of the answer has been sent yet.
+func (c *conn) lookup(r *http.Request) (a gateway.Answer, ok bool) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if c.lane.opt.Log != nil {
+			c.lane.opt.Log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+		}
+		ok = false
+	}()
+	if a, ok = c.lane.opt.Lookup(r); ok {
+		a.Done(int64(len(a.Body)))
+	}
+	return a, ok
 }
 
 func (c *conn) setBusy(busy bool) {

@@ -1,25 +1,47 @@
-// Package fastlane answers the plainest HTTP/1.1 requests on a connection
-// itself and leaves every other request to an http.Server, on the same
-// connection, one request at a time.
+// Package fastlane answers cache hits on a connection itself and leaves
+// every other request to an http.Server, on the same connection, one
+// request at a time.
 //
 // net/http spends more on each request than a cache hit costs: a context,
 // a background reader goroutine, two layers of buffered writers. For a
 // gateway whose answers are mostly cache hits that is most of the work, so
 // the lane sits between the listener and the server. It wraps each
 // connection; when the server is between requests and reads the next one,
-// the lane parses it first. A plain GET or HEAD that the lane's Serve
-// function answers (a cache hit held in memory) is answered right there,
-// and the lane reads on. Anything else, including every request Serve
-// declines, is handed to the server byte for byte, exactly one request,
-// and the lane stands aside until the server has answered it and is idle
-// again (http.Server.ConnState tells it). A connection the lane cannot
-// follow (a chunked request body, an upgrade, HTTP/1.0, a malformed head)
-// is the server's for good.
+// the lane parses it first. For a plain GET it asks the gateway
+// (Options.Lookup) whether the answer is decided already (a fresh entry
+// held in memory); if so it writes that gateway.Answer, whose head the
+// gateway renders as net/http would, and reads on. It is a byte pump: it
+// writes nothing of its own. Anything else, including every request
+// Lookup declines, is handed to the server byte for byte, exactly one
+// request, and the lane stands aside until the server has answered it and
+// is idle again (http.Server.ConnState tells it). A connection the lane
+// cannot follow (a chunked request body, an upgrade, HTTP/1.0, a
+// malformed head) is the server's for good.
 //
 // So the server keeps everything it does (limits, errors for malformed
 // requests, Expect, hijacking, client-gone cancellation), and a request
 // the lane answers gets the same bytes net/http would have written.
 // Plain-text HTTP/1.1 only: the lane must see the bytes as sent.
+//
+// What the lane relies on in net/http beyond its documented API (so
+// beyond the Go 1 compatibility promise), each with a test that fails
+// loudly when a Go release changes it (internals_test.go):
+//   - Between requests the server reads the next one through the
+//     connection's Read only, and waits for four bytes of it before it
+//     starts its header timer (conn.serve's Peek(4)).
+//   - The server reports StateIdle through ConnState after an answer is
+//     out and before it reads the next request, from the goroutine that
+//     reads, so the lane's mode changes before that Read.
+//   - While it answers a request the server reads ahead in the
+//     background (to notice a client that has gone), and aborts that read
+//     by setting a read deadline in the past.
+//   - On Shutdown the server closes connections it considers idle, as a
+//     connection in the lane is to it, by calling Close.
+//   - An io.EOF from Read between requests makes the server close the
+//     connection quietly, without an answer.
+//   - The head net/http writes for a handler's fields (status line, sorted
+//     fields, Date, sniffed Content-Type) is what gateway.Answer.Head
+//     holds: gateway's TestAnswerHeadAsNetHTTP and FuzzAnswerHeadAsNetHTTP.
 package fastlane
 
 import (
@@ -30,28 +52,34 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // Options configure a lane.
 type Options struct {
 	// Prefix: only request targets that start with it are offered to
-	// Serve, e.g. "/fetch/".
+	// Lookup, e.g. "/fetch/".
 	Prefix string
-	// Serve answers r and returns true, or returns false having written
-	// nothing, and then the server answers r. It must not start I/O
-	// other than its writes to w (it may wait for I/O already under way
-	// for another request), must not keep w or r, and must not use
-	// r.Body or hijack.
-	Serve func(w http.ResponseWriter, r *http.Request) bool
-	// Log gets panics recovered from Serve. Nil logs nothing.
+	// Lookup returns the answer to r, or false, and then the server
+	// answers r. It must not start I/O (it may wait for I/O already under
+	// way for another request) and must not keep r or use r.Body. The
+	// lane calls the answer's Done once, before its last bytes go out.
+	Lookup func(r *http.Request) (gateway.Answer, bool)
+	// ChunkWriteTimeout, when > 0, bounds the write of each
+	// gateway.HitChunk of a larger body, as the gateway's WriteTimeout
+	// bounds the writes of the answers net/http sends.
+	ChunkWriteTimeout time.Duration
+	// Log gets panics recovered from Lookup. Nil logs nothing.
 	Log *slog.Logger
 }
 
 // Attach makes srv's connections from ln go through a lane and returns
 // the listener srv must Serve on. It sets srv.ConnState (calling the one
 // it had) and registers a shutdown hook, so it must be called before the
-// server starts. The server's IdleTimeout and ReadHeaderTimeout apply to
-// the requests the lane reads too.
+// server starts. The server's IdleTimeout, ReadHeaderTimeout, ReadTimeout
+// and WriteTimeout apply to the requests the lane answers as net/http
+// applies them.
 func Attach(srv *http.Server, ln net.Listener, opt Options) *Listener {
 	l := &lane{opt: opt, srv: srv}
 	prev := srv.ConnState
@@ -72,7 +100,7 @@ type lane struct {
 	srv      *http.Server
 	closing  atomic.Bool  // the server is shutting down
 	answered atomic.Int64 // requests the lane answered
-	// answering counts the requests being answered now (Serve and the
+	// answering counts the requests being answered now (Lookup and the
 	// writes after it), for WaitAnswers.
 	answering atomic.Int64
 

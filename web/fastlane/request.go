@@ -20,7 +20,7 @@ type verdict int
 
 const (
 	needMore verdict = iota // no complete head yet
-	tryFast                 // a complete GET or HEAD the lane may answer
+	tryFast                 // a complete GET the lane may answer
 	handOff                 // a complete request for net/http, of known length
 	passAll                 // something the lane does not follow: net/http takes the connection
 )
@@ -65,11 +65,9 @@ func scan(b []byte, p *parsed) verdict {
 	if string(rest[sp2+1:]) != "HTTP/1.1" {
 		return passAll
 	}
-	switch string(line[:sp1]) {
-	case http.MethodGet:
+	// Only a GET may be answered here: an Answer is a whole response.
+	if string(line[:sp1]) == http.MethodGet {
 		p.method = http.MethodGet
-	case http.MethodHead:
-		p.method = http.MethodHead
 	}
 	p.target = [2]int{sp1 + 1, sp1 + 1 + sp2}
 	for _, c := range b[p.target[0]:p.target[1]] {
