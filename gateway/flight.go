@@ -102,4 +102,3 @@ func (g *flightGroup) inFlight(key string) bool {
 	_, ok := g.m[key]
 	return ok
 }
-
