@@ -189,6 +189,7 @@ func (r *report) markdown() string {
 	} else {
 		w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file (`-backend sqlite://<tmp>/cachegate-1cpu.db`), started with the environment variable `GOMAXPROCS=1` (one P: Go code runs on one CPU at a time). Measured in the cache-hit rounds only, not in the herd, miss-overhead, million-entry or streaming tests; informational, the issue 5 checks stay on cachegate-sqlite. `-no-1cpu` leaves it out.\n", gw1CPU)
 	}
+	w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file, with `-fast-lane=false`: every hit through net/http. Measured in the cache-hit rounds only; informational.\n", gwNoLane)
 	if cfg.NoFloor {
 		w("- %s: left out (`-no-floor`).\n", goFloor)
 	} else {
@@ -347,6 +348,9 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 	if line, ok := r.oneCPULine(); ok {
 		out = append(out, line)
 	}
+	if line, ok := r.noLaneLine(); ok {
+		out = append(out, line)
+	}
 	if line, ok := r.floorLine(); ok {
 		out = append(out, line)
 	}
@@ -386,9 +390,22 @@ func (r *report) bestPeer(body string) (float64, time.Duration) {
 // with cachegate-sqlite and the peers, one clause per body; false when the
 // variant was not measured. It judges nothing.
 func (r *report) oneCPULine() (string, bool) {
+	return r.variantLine(gw1CPU, "the default GOMAXPROCS = nproc; this is the same configuration started with GOMAXPROCS=1")
+}
+
+// noLaneLine is the INFO line comparing cachegate-sqlite-nolane (every hit
+// through net/http) with cachegate-sqlite (hits held in memory through the
+// fast lane) and the peers: whether the lane pays for itself.
+func (r *report) noLaneLine() (string, bool) {
+	return r.variantLine(gwNoLane, "the fast lane on; this is the same configuration with -fast-lane=false")
+}
+
+// variantLine compares a variant of cachegate-sqlite measured in the
+// cache-hit rounds with it and the peers, one clause per body.
+func (r *report) variantLine(variant, what string) (string, bool) {
 	var parts []string
 	for _, body := range bodies {
-		runs := r.throughput[gw1CPU][body.name]
+		runs := r.throughput[variant][body.name]
 		if len(runs) == 0 {
 			continue
 		}
@@ -406,8 +423,8 @@ func (r *report) oneCPULine() (string, bool) {
 	if len(parts) == 0 {
 		return "", false
 	}
-	return fmt.Sprintf("INFO %s hits, informational only (not a verdict: the PASS/FAIL lines are on %s, the default GOMAXPROCS = nproc; this is the same configuration started with GOMAXPROCS=1): %s",
-		gw1CPU, gwSQLite, strings.Join(parts, "; ")), true
+	return fmt.Sprintf("INFO %s hits, informational only (not a verdict: the PASS/FAIL lines are on %s, %s): %s",
+		variant, gwSQLite, what, strings.Join(parts, "; ")), true
 }
 
 // floorLine is the INFO line setting go-floor's p99, the least a Go server

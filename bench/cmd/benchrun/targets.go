@@ -24,6 +24,10 @@ const gwSQLite = "cachegate-sqlite"
 // gw1CPU is the target running cachegate-sqlite's configuration with GOMAXPROCS=1.
 const gw1CPU = "cachegate-sqlite-1cpu"
 
+// gwNoLane is cachegate-sqlite with -fast-lane=false: every hit through
+// net/http, so that the fast lane's worth is measured in each run.
+const gwNoLane = "cachegate-sqlite-nolane"
+
 // goFloor is the target running bench/cmd/floor: the least a Go server does per answer.
 const goFloor = "go-floor"
 
@@ -192,12 +196,14 @@ func (b *bench) startAll(ctx context.Context) error {
 	type gateway struct {
 		name, dsn string
 		env       []string
+		args      []string
 		hitsOnly  bool
 	}
 	gateways := []gateway{{name: gwSQLite, dsn: "sqlite://" + filepath.Join(dir, "cachegate.db")}}
 	if !b.cfg.No1CPU {
 		gateways = append(gateways, gateway{name: gw1CPU, dsn: "sqlite://" + filepath.Join(dir, "cachegate-1cpu.db"), env: []string{"GOMAXPROCS=1"}, hitsOnly: true})
 	}
+	gateways = append(gateways, gateway{name: gwNoLane, dsn: "sqlite://" + filepath.Join(dir, "cachegate-nolane.db"), args: []string{"-fast-lane=false"}, hitsOnly: true})
 	gateways = append(gateways, gateway{name: "cachegate-memory", dsn: "memory://"})
 	if b.cfg.MongoDB != "" {
 		gateways = append(gateways, gateway{name: "cachegate-mongodb", dsn: b.cfg.MongoDB})
@@ -211,7 +217,7 @@ func (b *bench) startAll(ctx context.Context) error {
 			continue
 		}
 		logf("starting %s on %s", g.name, t.base)
-		err := b.start(ctx, t, false, gwBin, b.gatewayArgs(p, g.dsn)...)
+		err := b.start(ctx, t, false, gwBin, append(b.gatewayArgs(p, g.dsn), g.args...)...)
 		if err != nil {
 			t.skip = "SKIPPED: " + err.Error()
 			logf("%s: %v", g.name, err)
