@@ -167,31 +167,31 @@ func upstreamError(name string, err error) *UpstreamError {
 	return &UpstreamError{Upstream: name, Timeout: timeout, Err: err}
 }
 
-// rewriteLocation maps a Location or Content-Location pointing into the
-// upstream back onto the gateway's /fetch/<name>/ path, so clients that
-// follow redirects stay behind the cache.
+// rewriteLocation maps a Location pointing into the upstream back onto the
+// gateway's /fetch/<name>/ path, so clients that follow redirects stay
+// behind the cache. Content-Location is left as the upstream sent it: it
+// names the representation, not a place to go, and RFC 9111 section 3
+// asks a cache to store and send header fields unchanged.
 func rewriteLocation(h http.Header, base *url.URL, name string, requestURL *url.URL) {
-	for _, field := range []string{"Location", "Content-Location"} {
-		v := h.Get(field)
-		if v == "" {
-			continue
-		}
-		loc, err := requestURL.Parse(v)
-		if err != nil || !strings.EqualFold(loc.Host, base.Host) || !strings.EqualFold(loc.Scheme, base.Scheme) {
-			continue
-		}
-		prefix := strings.TrimSuffix(base.EscapedPath(), "/")
-		p := loc.EscapedPath()
-		if !strings.HasPrefix(p, prefix+"/") && p != prefix {
-			continue
-		}
-		rewritten := "/fetch/" + name + "/" + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
-		if loc.RawQuery != "" {
-			rewritten += "?" + loc.RawQuery
-		}
-		if loc.Fragment != "" {
-			rewritten += "#" + loc.EscapedFragment()
-		}
-		h.Set(field, rewritten)
+	v := h.Get("Location")
+	if v == "" {
+		return
 	}
+	loc, err := requestURL.Parse(v)
+	if err != nil || !strings.EqualFold(loc.Host, base.Host) || !strings.EqualFold(loc.Scheme, base.Scheme) {
+		return
+	}
+	prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+	p := loc.EscapedPath()
+	if !strings.HasPrefix(p, prefix+"/") && p != prefix {
+		return
+	}
+	rewritten := "/fetch/" + name + "/" + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
+	if loc.RawQuery != "" {
+		rewritten += "?" + loc.RawQuery
+	}
+	if loc.Fragment != "" {
+		rewritten += "#" + loc.EscapedFragment()
+	}
+	h.Set("Location", rewritten)
 }

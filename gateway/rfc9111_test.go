@@ -488,12 +488,6 @@ func TestRFC9111Suite(t *testing.T) {
 			want.wantHeader = [][2]string{{x.name, value}}
 		}
 		c := suiteCase{id: "headers-store-" + x.name, steps: []step{{resp: resp, setup: true, pauseAfter: true, respBody: bodyFor(x.name, value)}, want}}
-		if x.name == "Content-Location" {
-			// The gateway maps a Content-Location on the upstream back
-			// onto its own /fetch/<upstream>/ path before storing it.
-			want.wantHeader = [][2]string{{x.name, "/fetch/up/bar"}}
-			c.steps[1] = want
-		}
 		if x.name == "Set-Cookie" || x.name == "Set-Cookie2" {
 			// cachegate does not store a response that sets a cookie (see
 			// decideRFC): the suite's expected_type is a setup check here,
@@ -553,7 +547,35 @@ func TestRFC9111Suite(t *testing.T) {
 		{reqHeader: []string{"Range", "bytes=0-1"}, expect: cached, wantStatus: 206, wantHeader: [][2]string{{"A", "1"}}},
 	}})
 
-	// tests/cc-stale.mjs
+	// tests/partial.mjs: partial-use-headers asks for a cached 206 that
+	// carries a header only the origin's next answer has; a cache that
+	// answers from its store cannot see it (see TestRFC9111KnownFailures).
+
+	// tests/cdn-cache-control.mjs (cdn_only: cachegate reads
+	// CDN-Cache-Control by default).
+	cases = append(cases,
+		storedThenReused("cdn-max-age-age", notCached, h("Date", "@0"), hNoCheck("CDN-Cache-Control", "max-age=3600"), h("Age", "7200")),
+		storedThenReused("cdn-max-age-0", notCached, hNoCheck("CDN-Cache-Control", "max-age=0")),
+		storedThenReused("cdn-max-age-0-expires", notCached, hNoCheck("CDN-Cache-Control", "max-age=0"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-max-age-long-cc-max-age", notCached, h("Cache-Control", "max-age=3600"), hNoCheck("CDN-Cache-Control", "max-age=1")),
+		storedNoPause("cdn-private", notCached, h("CDN-Cache-Control", "private"), h("Cache-Control", "max-age=10000"), h("Expires", "@10000"), h("Date", "@0")),
+		storedNoPause("cdn-no-cache", notCached, h("CDN-Cache-Control", "no-cache"), h("Cache-Control", "max-age=10000"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-no-store-cc-fresh", notCached, h("Cache-Control", "max-age=10000"), hNoCheck("CDN-Cache-Control", "no-store"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-fresh-cc-nostore", cached, h("Cache-Control", "no-store"), hNoCheck("CDN-Cache-Control", "max-age=10000")),
+		storedThenReused("cdn-cc-invalid-sh-type-unknown", notCached, hNoCheck("CDN-Cache-Control", "max-age=10000, &&&&&"), h("Cache-Control", "no-store")),
+		storedThenReused("cdn-cc-invalid-sh-type-wrong", notCached, hNoCheck("CDN-Cache-Control", `max-age="10000"`), h("Cache-Control", "no-store")),
+	)
+	cases = append(cases, staleAuthOtherCases()...)
+
+	runSuiteCases(t, cases)
+}
+
+// TestRFC9111RetiredStaleIfError runs two tests of the suite's former
+// tests/cc-stale.mjs, which its current index no longer lists; they are
+// kept because stale_if_error must still honour them, but they do not
+// count among the suite's required tests.
+func TestRFC9111RetiredStaleIfError(t *testing.T) {
+	var cases []suiteCase
 	cases = append(cases,
 		suiteCase{id: "stale-if-error-cc-response-expired", steps: []step{
 			{resp: []hdr{h("Cache-Control", "max-age=0, stale-if-error=1")}, setup: true, pauseAfter: true},
@@ -565,6 +587,13 @@ func TestRFC9111Suite(t *testing.T) {
 		}},
 	)
 
+	runSuiteCases(t, cases)
+}
+
+// staleAuthOtherCases are the required tests of tests/stale.mjs,
+// authorization.mjs, other.mjs and interim.mjs.
+func staleAuthOtherCases() []suiteCase {
+	var cases []suiteCase
 	// tests/stale.mjs
 	cases = append(cases, suiteCase{id: "stale-while-revalidate-window", steps: []step{
 		{resp: []hdr{h("Cache-Control", "max-age=1, stale-while-revalidate=4"), h("ETag", `"abc"`)}, setup: true, pauseAfter: true},
@@ -625,7 +654,7 @@ func TestRFC9111Suite(t *testing.T) {
 		{expect: cached},
 	}})
 
-	runSuiteCases(t, cases)
+	return cases
 }
 
 // suiteHeaderList is the suite's tests/lib/header-list.mjs.
