@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -148,10 +149,18 @@ func newTransport(timeout time.Duration, dial func(ctx context.Context, network,
 type UpstreamError struct {
 	Upstream string
 	Timeout  bool
-	Err      error
+	// TransferEncoding is set when the upstream's response had a
+	// Transfer-Encoding other than a lone chunked: its value.
+	TransferEncoding string
+	Err              error
 }
 
 func (e *UpstreamError) Error() string {
+	if e.TransferEncoding != "" {
+		return fmt.Sprintf("upstream %q answered with Transfer-Encoding: %s, which cachegate cannot read: "+
+			"its HTTP client (Go's net/http) accepts chunked as the only transfer coding (RFC 9112 section 6.1 allows others)",
+			e.Upstream, e.TransferEncoding)
+	}
 	if e.Timeout {
 		return fmt.Sprintf("upstream %q timed out: %v", e.Upstream, e.Err)
 	}
@@ -164,7 +173,28 @@ func upstreamError(name string, err error) *UpstreamError {
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
-	return &UpstreamError{Upstream: name, Timeout: timeout, Err: err}
+	return &UpstreamError{Upstream: name, Timeout: timeout, TransferEncoding: unreadableTransferEncoding(err), Err: err}
+}
+
+// unreadableTransferEncoding returns the Transfer-Encoding that made Go's
+// HTTP/1 client refuse a response, or "". net/http reads only a lone
+// "chunked" (transfer.go) and reports anything else in an unexported error,
+// so its text is all there is to go by.
+func unreadableTransferEncoding(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	for _, prefix := range []string{"unsupported transfer encoding: ", "too many transfer encodings "} {
+		if i := strings.Index(msg, prefix); i >= 0 {
+			rest := msg[i+len(prefix):]
+			if v, err := strconv.QuotedPrefix(rest); err == nil {
+				rest, _ = strconv.Unquote(v)
+			}
+			return rest
+		}
+	}
+	return ""
 }
 
 // rewriteLocation maps a Location pointing into the upstream back onto the

@@ -290,8 +290,14 @@ func storedNoPause(id string, want string, resp ...hdr) suiteCase {
 
 func strp(s string) *string { return &s }
 
-// TestRFC9111Suite runs the suite's required tests.
+// TestRFC9111Suite runs the suite's required tests that cachegate passes.
 func TestRFC9111Suite(t *testing.T) {
+	runSuiteCases(t, rfc9111SuiteCases())
+}
+
+// rfc9111SuiteCases are the suite's required tests, but those in
+// rfc9111KnownFailures, as Go cases.
+func rfc9111SuiteCases() []suiteCase {
 	var cases []suiteCase
 
 	// tests/cc-freshness.mjs
@@ -487,12 +493,19 @@ func TestRFC9111Suite(t *testing.T) {
 		} else {
 			want.wantHeader = [][2]string{{x.name, value}}
 		}
-		c := suiteCase{id: "headers-store-" + x.name, steps: []step{{resp: resp, setup: true, pauseAfter: true, respBody: bodyFor(x.name, value)}, want}}
+		id := "headers-store-" + x.name
+		if x.name == "Transfer-Encoding" {
+			// Not the suite's test, which sends an unknown coding (see
+			// rfc9111KnownFailures): chunked is not stored either.
+			id = "cachegate-headers-store-Transfer-Encoding-chunked"
+		}
+		c := suiteCase{id: id, steps: []step{{resp: resp, setup: true, pauseAfter: true, respBody: bodyFor(x.name, value)}, want}}
 		if x.name == "Set-Cookie" || x.name == "Set-Cookie2" {
 			// cachegate does not store a response that sets a cookie (see
-			// decideRFC): the suite's expected_type is a setup check here,
-			// so the test is then not run; what counts is that no stored
-			// response ever drops or replays the cookie.
+			// decideRFC), so the suite's test fails its setup check
+			// (rfc9111KnownFailures); this one pins that the cookie still
+			// reaches the client that caused it.
+			c.id = "cachegate-headers-" + x.name + "-not-stored"
 			c.steps[1] = step{resp: resp, expect: notCached, wantHeader: [][2]string{{x.name, value}}}
 		}
 		cases = append(cases, c)
@@ -566,8 +579,7 @@ func TestRFC9111Suite(t *testing.T) {
 		storedThenReused("cdn-cc-invalid-sh-type-wrong", notCached, hNoCheck("CDN-Cache-Control", `max-age="10000"`), h("Cache-Control", "no-store")),
 	)
 	cases = append(cases, staleAuthOtherCases()...)
-
-	runSuiteCases(t, cases)
+	return cases
 }
 
 // TestRFC9111RetiredStaleIfError runs two tests of the suite's former
@@ -688,8 +700,8 @@ var suiteHeaderList = []struct {
 	{name: "Set-Cookie", valA: "a=b", valB: "a=c"},
 	{name: "Set-Cookie2", valA: "a=b", valB: "a=c"},
 	{name: "TE", noStore: true},
-	// The suite sends a made-up transfer coding; Go's server and client
-	// only speak chunked, so that is what the origin here sends.
+	// The suite sends a made-up transfer coding, which Go's client cannot
+	// read (rfc9111KnownFailures); chunked is what the origin here sends.
 	{name: "Transfer-Encoding", valB: "chunked", noStore: true},
 	{name: "Upgrade", noStore: true},
 	{name: "X-Frame-Options", valA: "deny", valB: "sameorigin"},
