@@ -25,7 +25,7 @@ func writeError(w http.ResponseWriter, status int, code, msg, upstream string) {
 }
 
 // writeUpstreamError answers 504 for a timeout and 502 for anything else
-// (code upstream_transfer_encoding for a response Go's client cannot read).
+// (code upstream_transfer_encoding for a transfer coding cachegate cannot read).
 func writeUpstreamError(w http.ResponseWriter, err error, name string) {
 	var ue *UpstreamError
 	if errors.As(err, &ue) && ue.Timeout {

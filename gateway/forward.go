@@ -150,7 +150,8 @@ type UpstreamError struct {
 	Upstream string
 	Timeout  bool
 	// TransferEncoding is set when the upstream's response had a
-	// Transfer-Encoding other than a lone chunked: its value.
+	// Transfer-Encoding cachegate cannot read (see codingTransport): its
+	// value.
 	TransferEncoding string
 	Err              error
 }
@@ -158,7 +159,8 @@ type UpstreamError struct {
 func (e *UpstreamError) Error() string {
 	if e.TransferEncoding != "" {
 		return fmt.Sprintf("upstream %q answered with Transfer-Encoding: %s, which cachegate cannot read: "+
-			"its HTTP client (Go's net/http) accepts chunked as the only transfer coding (RFC 9112 section 6.1 allows others)",
+			"it reads chunked, and gzip or deflate (under chunked or ended by the connection) on a GET or HEAD, "+
+			"not other transfer codings (RFC 9112 section 6.1)",
 			e.Upstream, e.TransferEncoding)
 	}
 	if e.Timeout {

@@ -2,7 +2,11 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +22,7 @@ import (
 
 // rawEnv is a gateway whose upstream "up" answers GET /te with response,
 // written to the socket as it is.
-func rawEnv(t *testing.T, response string, mode string) *env {
+func rawEnv(t *testing.T, response string, mode string) (*env, *rawUpstream) {
 	t.Helper()
 	raw := startRaw(t, map[string]rawHandler{"/te": func(c net.Conn, _ *bufio.Reader, _ int) {
 		io.WriteString(c, response)
@@ -45,23 +49,69 @@ func rawEnv(t *testing.T, response string, mode string) *env {
 		g.Close()
 		backend.Close()
 	})
-	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, lane: lane}
+	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, lane: lane}, raw
 }
 
-// An upstream response whose Transfer-Encoding is anything but a lone
-// chunked cannot be read by Go's HTTP client (net/http accepts no other
-// transfer coding, RFC 9112 section 6.1 notwithstanding): the gateway
-// answers 502 with a JSON error that says so, and stores nothing.
-func TestUpstreamTransferEncodingOtherThanChunked(t *testing.T) {
+// Transfer codings Go's HTTP client refuses but cachegate can undo (gzip
+// or deflate, under chunked or ended by the connection, RFC 9112 section
+// 6.1) are read on a second request of the upstream's own, decoded, stored
+// and served plainly; the client never sees the Transfer-Encoding.
+func TestUpstreamTransferEncodingDecoded(t *testing.T) {
+	const body = "a body the upstream transfer-coded"
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(body))
+	zw.Close()
+	lw := zlib.NewWriter(&zl)
+	lw.Write([]byte(body))
+	lw.Close()
+	chunked := func(b []byte) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(b), b) }
 	for _, c := range []struct{ name, te, body string }{
-		{"gzip then chunked", "gzip, chunked", "5\r\nhello\r\n0\r\n\r\n"},
+		{"gzip then chunked", "gzip, chunked", chunked(gz.Bytes())},
+		{"deflate then chunked", "deflate, chunked", chunked(zl.Bytes())},
+		{"gzip, ended by the connection", "gzip", gz.String()},
+		{"x-gzip in upper case, with a Content-Length to ignore", "X-GZIP", gz.String()},
+	} {
+		for _, mode := range []string{"requests-cache", "rfc9111"} {
+			t.Run(c.name+"/"+mode, func(t *testing.T) {
+				resp := "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Type: text/plain\r\nTransfer-Encoding: " + c.te + "\r\n"
+				if strings.Contains(c.name, "Content-Length") {
+					resp += "Content-Length: 3\r\n"
+				}
+				resp += "Connection: close\r\n\r\n" + c.body
+				e, raw := rawEnv(t, resp, mode)
+				for _, want := range []string{"MISS", "HIT"} {
+					r := e.get("/te", want)
+					if r.status != http.StatusOK || r.body != body {
+						t.Errorf("%s: status %d body %q, want 200 %q", want, r.status, r.body, body)
+					}
+					if te := r.header.Get("Transfer-Encoding"); te != "" {
+						t.Errorf("%s: the client got Transfer-Encoding %q", want, te)
+					}
+				}
+				// Refused once by net/http, then read here.
+				if n := raw.callsOf("/te"); n != 2 {
+					t.Errorf("the upstream saw %d requests, want 2", n)
+				}
+			})
+		}
+	}
+}
+
+// A transfer coding cachegate cannot undo, or chunked applied twice, gets
+// a 502 with a JSON error that names it; the upstream is not asked again
+// and nothing is stored.
+func TestUpstreamTransferEncodingUnreadable(t *testing.T) {
+	for _, c := range []struct{ name, te, body string }{
 		{"an unknown coding, read until close", "x-cachegate-test", "hello"},
+		{"an unknown coding under chunked", "br, chunked", "5\r\nhello\r\n0\r\n\r\n"},
 		{"chunked twice", "chunked, chunked", "5\r\nhello\r\n0\r\n\r\n"},
+		{"chunked before gzip", "chunked, gzip", "5\r\nhello\r\n0\r\n\r\n"},
 	} {
 		for _, mode := range []string{"requests-cache", "rfc9111"} {
 			t.Run(c.name+"/"+mode, func(t *testing.T) {
 				resp := "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nTransfer-Encoding: " + c.te + "\r\nConnection: close\r\n\r\n" + c.body
-				e := rawEnv(t, resp, mode)
+				e, raw := rawEnv(t, resp, mode)
 				r := e.do(http.MethodGet, "/te")
 				if r.status != http.StatusBadGateway {
 					t.Fatalf("status %d, want 502 (body %q)", r.status, r.body)
@@ -76,15 +126,25 @@ func TestUpstreamTransferEncodingOtherThanChunked(t *testing.T) {
 				if n := len(e.entries()); n != 0 {
 					t.Errorf("%d entries stored, want none", n)
 				}
+				if n := raw.callsOf("/te"); n != 1 {
+					t.Errorf("the upstream saw %d requests, want 1", n)
+				}
 			})
 		}
 	}
 	// A lone chunked is read as ever.
-	e := rawEnv(t, "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "rfc9111")
+	e, _ := rawEnv(t, "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "rfc9111")
 	if r := e.get("/te", "MISS"); r.body != "hello" {
 		t.Errorf("chunked body %q, want hello", r.body)
 	}
 	if r := e.get("/te", "HIT"); r.body != "hello" {
 		t.Errorf("chunked body from the cache %q, want hello", r.body)
 	}
+}
+
+// callsOf counts the requests the upstream got for path.
+func (u *rawUpstream) callsOf(path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[path]
 }
