@@ -148,3 +148,41 @@ func (u *rawUpstream) callsOf(path string) int {
 	defer u.mu.Unlock()
 	return u.calls[path]
 }
+
+// The second request's response head is bounded as net/http bounds one:
+// an upstream that answers it with endless header lines gets a 502.
+func TestUpstreamTransferEncodingRetryHeadBounded(t *testing.T) {
+	raw := startRaw(t, map[string]rawHandler{"/te": func(c net.Conn, _ *bufio.Reader, call int) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nTransfer-Encoding: gzip, chunked\r\n")
+		if call > 0 {
+			line := "X-Filler: " + strings.Repeat("x", 1000) + "\r\n"
+			for range 2000 {
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		}
+		io.WriteString(c, "Connection: close\r\n\r\n0\r\n\r\n")
+	}})
+	u, _ := url.Parse(raw.URL())
+	backend := testBackend(t)
+	g, err := gateway.New(gateway.Options{}, gateway.Upstream{
+		Name: "up", URL: u, Policy: policy(rfc), Backend: backend, BackendName: "default", Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() {
+		srv.Close()
+		g.Close()
+		backend.Close()
+	})
+	e := &env{t: t, gw: g, srv: srv, backend: backend, clock: newClock()}
+	if r := e.do(http.MethodGet, "/te"); r.status != http.StatusBadGateway || !strings.Contains(r.body, "1 MiB") {
+		t.Errorf("status %d body %q, want 502 naming the head bound", r.status, r.body)
+	}
+	if n := raw.callsOf("/te"); n != 2 {
+		t.Errorf("the upstream saw %d requests, want 2", n)
+	}
+}

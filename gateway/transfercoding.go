@@ -96,11 +96,14 @@ func (t *codingTransport) roundTripDecoding(req *http.Request) (*http.Response, 
 	if t.base.ResponseHeaderTimeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(t.base.ResponseHeaderTimeout))
 	}
-	br := bufio.NewReader(conn)
+	// The head is bounded as net/http bounds it; the body by the timeouts.
+	limited := &headLimit{r: conn, left: maxResponseHead}
+	br := bufio.NewReader(limited)
 	resp, err := readResponseHead(br, req)
 	if err != nil {
 		return fail(err)
 	}
+	limited.left = -1
 	conn.SetReadDeadline(time.Time{})
 	te := strings.Join(resp.Header.Values("Transfer-Encoding"), ", ")
 	codings, ok := decodableCodings(te)
@@ -224,6 +227,30 @@ func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, erro
 			Header: h, ContentLength: -1, Close: true, Request: req,
 		}, nil
 	}
+}
+
+// maxResponseHead is net/http's default bound on a response head.
+const maxResponseHead = 1 << 20
+
+// headLimit fails reads past left bytes; left < 0 lifts the bound.
+type headLimit struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		return 0, errors.New("the upstream's response head is larger than 1 MiB")
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // connCloser closes the connection of a decoded body once.
