@@ -35,7 +35,7 @@ func (p *Policy) ResponseCacheControl(h http.Header) (Directives, string) {
 		return ParseCacheControl(h), "Cache-Control"
 	}
 	for _, name := range p.TargetedFields() {
-		if d := parseDirectives(h.Values(name)); len(d) > 0 {
+		if d, ok := parseTargeted(h.Values(name)); ok && len(d) > 0 {
 			return d, name
 		}
 	}

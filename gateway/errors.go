@@ -24,11 +24,16 @@ func writeError(w http.ResponseWriter, status int, code, msg, upstream string) {
 	_ = json.NewEncoder(w).Encode(apiError{Error: msg, Code: code, Upstream: upstream})
 }
 
-// writeUpstreamError answers 504 for a timeout and 502 for anything else.
+// writeUpstreamError answers 504 for a timeout and 502 for anything else
+// (code upstream_transfer_encoding for a transfer coding cachegate cannot read).
 func writeUpstreamError(w http.ResponseWriter, err error, name string) {
 	var ue *UpstreamError
 	if errors.As(err, &ue) && ue.Timeout {
 		writeError(w, http.StatusGatewayTimeout, "upstream_timeout", ue.Error(), name)
+		return
+	}
+	if ue != nil && ue.TransferEncoding != "" {
+		writeError(w, http.StatusBadGateway, "upstream_transfer_encoding", ue.Error(), name)
 		return
 	}
 	writeError(w, http.StatusBadGateway, "upstream_unreachable", err.Error(), name)

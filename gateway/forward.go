@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -148,10 +149,20 @@ func newTransport(timeout time.Duration, dial func(ctx context.Context, network,
 type UpstreamError struct {
 	Upstream string
 	Timeout  bool
-	Err      error
+	// TransferEncoding is set when the upstream's response had a
+	// Transfer-Encoding cachegate cannot read (see codingTransport): its
+	// value.
+	TransferEncoding string
+	Err              error
 }
 
 func (e *UpstreamError) Error() string {
+	if e.TransferEncoding != "" {
+		return fmt.Sprintf("upstream %q answered with Transfer-Encoding: %s, which cachegate cannot read: "+
+			"it reads chunked, and gzip or deflate (under chunked or ended by the connection) on a GET or HEAD, "+
+			"not other transfer codings (RFC 9112 section 6.1)",
+			e.Upstream, e.TransferEncoding)
+	}
 	if e.Timeout {
 		return fmt.Sprintf("upstream %q timed out: %v", e.Upstream, e.Err)
 	}
@@ -164,34 +175,55 @@ func upstreamError(name string, err error) *UpstreamError {
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
-	return &UpstreamError{Upstream: name, Timeout: timeout, Err: err}
+	return &UpstreamError{Upstream: name, Timeout: timeout, TransferEncoding: unreadableTransferEncoding(err), Err: err}
 }
 
-// rewriteLocation maps a Location or Content-Location pointing into the
-// upstream back onto the gateway's /fetch/<name>/ path, so clients that
-// follow redirects stay behind the cache.
-func rewriteLocation(h http.Header, base *url.URL, name string, requestURL *url.URL) {
-	for _, field := range []string{"Location", "Content-Location"} {
-		v := h.Get(field)
-		if v == "" {
-			continue
-		}
-		loc, err := requestURL.Parse(v)
-		if err != nil || !strings.EqualFold(loc.Host, base.Host) || !strings.EqualFold(loc.Scheme, base.Scheme) {
-			continue
-		}
-		prefix := strings.TrimSuffix(base.EscapedPath(), "/")
-		p := loc.EscapedPath()
-		if !strings.HasPrefix(p, prefix+"/") && p != prefix {
-			continue
-		}
-		rewritten := "/fetch/" + name + "/" + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
-		if loc.RawQuery != "" {
-			rewritten += "?" + loc.RawQuery
-		}
-		if loc.Fragment != "" {
-			rewritten += "#" + loc.EscapedFragment()
-		}
-		h.Set(field, rewritten)
+// unreadableTransferEncoding returns the Transfer-Encoding that made Go's
+// HTTP/1 client refuse a response, or "". net/http reads only a lone
+// "chunked" (transfer.go) and reports anything else in an unexported error,
+// so its text is all there is to go by.
+func unreadableTransferEncoding(err error) string {
+	if err == nil {
+		return ""
 	}
+	msg := err.Error()
+	for _, prefix := range []string{"unsupported transfer encoding: ", "too many transfer encodings "} {
+		if i := strings.Index(msg, prefix); i >= 0 {
+			rest := msg[i+len(prefix):]
+			if v, err := strconv.QuotedPrefix(rest); err == nil {
+				rest, _ = strconv.Unquote(v)
+			}
+			return rest
+		}
+	}
+	return ""
+}
+
+// rewriteLocation maps a Location pointing into the upstream back onto the
+// gateway's /fetch/<name>/ path, so clients that follow redirects stay
+// behind the cache. Content-Location is left as the upstream sent it: it
+// names the representation, not a place to go, and RFC 9111 section 3
+// asks a cache to store and send header fields unchanged.
+func rewriteLocation(h http.Header, base *url.URL, name string, requestURL *url.URL) {
+	v := h.Get("Location")
+	if v == "" {
+		return
+	}
+	loc, err := requestURL.Parse(v)
+	if err != nil || !strings.EqualFold(loc.Host, base.Host) || !strings.EqualFold(loc.Scheme, base.Scheme) {
+		return
+	}
+	prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+	p := loc.EscapedPath()
+	if !strings.HasPrefix(p, prefix+"/") && p != prefix {
+		return
+	}
+	rewritten := "/fetch/" + name + "/" + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
+	if loc.RawQuery != "" {
+		rewritten += "?" + loc.RawQuery
+	}
+	if loc.Fragment != "" {
+		rewritten += "#" + loc.EscapedFragment()
+	}
+	h.Set("Location", rewritten)
 }

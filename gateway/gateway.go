@@ -193,7 +193,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 		g.upstreams[u.Name] = &upstream{
 			Upstream: u,
 			client: &http.Client{
-				Transport: &timeoutTransport{base: newTransport(u.Timeout, u.Dial), read: u.ReadTimeout, total: u.TotalTimeout},
+				Transport: &timeoutTransport{base: &codingTransport{base: newTransport(u.Timeout, u.Dial)}, read: u.ReadTimeout, total: u.TotalTimeout},
 				// Redirects are the client's business: pass them on.
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			},

@@ -8,9 +8,12 @@ package gateway_test
 // that are cheap to keep (see rfc9111Optional).
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +58,9 @@ type step struct {
 	respBody *string // default: a body naming the step
 	// disconnect makes the origin cut the connection without answering.
 	disconnect bool
+	// interim are the fields of a 103 Early Hints the origin sends before
+	// its answer.
+	interim []hdr
 
 	// setup steps only prepare the cache: their outcome is not checked.
 	setup  bool
@@ -65,6 +71,8 @@ type step struct {
 	wantMissing   []string
 	wantReqHeader [][2]string // the origin saw these on this step's request
 	wantAgeOver   int         // Age must be greater than this
+	// wantInterim, when set, is how many 1xx responses the client must get.
+	wantInterim *int
 
 	pauseAfter bool
 	// waitOrigin waits until the origin has answered this many requests
@@ -102,6 +110,15 @@ func (o *scriptedOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if len(s.interim) > 0 {
+		for _, x := range s.interim {
+			w.Header().Add(x.name, x.value)
+		}
+		w.WriteHeader(http.StatusEarlyHints)
+		for _, x := range s.interim {
+			w.Header().Del(x.name)
+		}
+	}
 	for _, x := range s.resp {
 		v := x.value
 		switch {
@@ -127,6 +144,36 @@ func (o *scriptedOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		fmt.Fprintf(w, "body of step %d", idx)
 	}
+}
+
+// doTraced is env.doBody that also counts the 1xx responses the client
+// gets before the final one.
+func doTraced(t *testing.T, e *env, method, path string, body io.Reader, header ...string) (result, int) {
+	t.Helper()
+	var interim atomic.Int64
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			interim.Add(1)
+			return nil
+		},
+	})
+	req, err := http.NewRequestWithContext(ctx, method, e.srv.URL+"/fetch/up"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}, int(interim.Load())
 }
 
 // render gives the value a header line had when sent at the clock's now.
@@ -167,12 +214,15 @@ func runSuiteCases(t *testing.T, cases []suiteCase) {
 				if s.body != "" {
 					body = strings.NewReader(s.body)
 				}
-				r := e.doBody(method, path, body, s.reqHeader...)
+				r, interim := doTraced(t, e, method, path, body, s.reqHeader...)
 				got := o.n.Load() - before
 				o.mu.Lock()
 				seen := o.seen
 				o.mu.Unlock()
 				where := fmt.Sprintf("step %d (%s %s): X-Cache %s, Cache-Status %q, status %d", i, method, path, r.xcache(), r.header.Get("Cache-Status"), r.status)
+				if s.wantInterim != nil && interim != *s.wantInterim {
+					t.Errorf("%s: the client got %d interim responses, want %d", where, interim, *s.wantInterim)
+				}
 				if !s.setup {
 					checkStep(t, o, s, r, got, seen, where)
 				}
@@ -290,8 +340,14 @@ func storedNoPause(id string, want string, resp ...hdr) suiteCase {
 
 func strp(s string) *string { return &s }
 
-// TestRFC9111Suite runs the suite's required tests.
+// TestRFC9111Suite runs the suite's required tests that cachegate passes.
 func TestRFC9111Suite(t *testing.T) {
+	runSuiteCases(t, rfc9111SuiteCases())
+}
+
+// rfc9111SuiteCases are the suite's required tests, but those in
+// rfc9111KnownFailures, as Go cases.
+func rfc9111SuiteCases() []suiteCase {
 	var cases []suiteCase
 
 	// tests/cc-freshness.mjs
@@ -487,18 +543,19 @@ func TestRFC9111Suite(t *testing.T) {
 		} else {
 			want.wantHeader = [][2]string{{x.name, value}}
 		}
-		c := suiteCase{id: "headers-store-" + x.name, steps: []step{{resp: resp, setup: true, pauseAfter: true, respBody: bodyFor(x.name, value)}, want}}
-		if x.name == "Content-Location" {
-			// The gateway maps a Content-Location on the upstream back
-			// onto its own /fetch/<upstream>/ path before storing it.
-			want.wantHeader = [][2]string{{x.name, "/fetch/up/bar"}}
-			c.steps[1] = want
+		id := "headers-store-" + x.name
+		if x.name == "Transfer-Encoding" {
+			// Not the suite's test, which sends an unknown coding (see
+			// rfc9111KnownFailures): chunked is not stored either.
+			id = "cachegate-headers-store-Transfer-Encoding-chunked"
 		}
+		c := suiteCase{id: id, steps: []step{{resp: resp, setup: true, pauseAfter: true, respBody: bodyFor(x.name, value)}, want}}
 		if x.name == "Set-Cookie" || x.name == "Set-Cookie2" {
 			// cachegate does not store a response that sets a cookie (see
-			// decideRFC): the suite's expected_type is a setup check here,
-			// so the test is then not run; what counts is that no stored
-			// response ever drops or replays the cookie.
+			// decideRFC), so the suite's test fails its setup check
+			// (rfc9111KnownFailures); this one pins that the cookie still
+			// reaches the client that caused it.
+			c.id = "cachegate-headers-" + x.name + "-not-stored"
 			c.steps[1] = step{resp: resp, expect: notCached, wantHeader: [][2]string{{x.name, value}}}
 		}
 		cases = append(cases, c)
@@ -553,7 +610,34 @@ func TestRFC9111Suite(t *testing.T) {
 		{reqHeader: []string{"Range", "bytes=0-1"}, expect: cached, wantStatus: 206, wantHeader: [][2]string{{"A", "1"}}},
 	}})
 
-	// tests/cc-stale.mjs
+	// tests/partial.mjs: partial-use-headers asks for a cached 206 that
+	// carries a header only the origin's next answer has; a cache that
+	// answers from its store cannot see it (see TestRFC9111KnownFailures).
+
+	// tests/cdn-cache-control.mjs (cdn_only: cachegate reads
+	// CDN-Cache-Control by default).
+	cases = append(cases,
+		storedThenReused("cdn-max-age-age", notCached, h("Date", "@0"), hNoCheck("CDN-Cache-Control", "max-age=3600"), h("Age", "7200")),
+		storedThenReused("cdn-max-age-0", notCached, hNoCheck("CDN-Cache-Control", "max-age=0")),
+		storedThenReused("cdn-max-age-0-expires", notCached, hNoCheck("CDN-Cache-Control", "max-age=0"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-max-age-long-cc-max-age", notCached, h("Cache-Control", "max-age=3600"), hNoCheck("CDN-Cache-Control", "max-age=1")),
+		storedNoPause("cdn-private", notCached, h("CDN-Cache-Control", "private"), h("Cache-Control", "max-age=10000"), h("Expires", "@10000"), h("Date", "@0")),
+		storedNoPause("cdn-no-cache", notCached, h("CDN-Cache-Control", "no-cache"), h("Cache-Control", "max-age=10000"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-no-store-cc-fresh", notCached, h("Cache-Control", "max-age=10000"), hNoCheck("CDN-Cache-Control", "no-store"), h("Expires", "@10000"), h("Date", "@0")),
+		storedThenReused("cdn-fresh-cc-nostore", cached, h("Cache-Control", "no-store"), hNoCheck("CDN-Cache-Control", "max-age=10000")),
+		storedThenReused("cdn-cc-invalid-sh-type-unknown", notCached, hNoCheck("CDN-Cache-Control", "max-age=10000, &&&&&"), h("Cache-Control", "no-store")),
+		storedThenReused("cdn-cc-invalid-sh-type-wrong", notCached, hNoCheck("CDN-Cache-Control", `max-age="10000"`), h("Cache-Control", "no-store")),
+	)
+	cases = append(cases, staleAuthOtherCases()...)
+	return cases
+}
+
+// TestRFC9111RetiredStaleIfError runs two tests of the suite's former
+// tests/cc-stale.mjs, which its current index no longer lists; they are
+// kept because stale_if_error must still honour them, but they do not
+// count among the suite's required tests.
+func TestRFC9111RetiredStaleIfError(t *testing.T) {
+	var cases []suiteCase
 	cases = append(cases,
 		suiteCase{id: "stale-if-error-cc-response-expired", steps: []step{
 			{resp: []hdr{h("Cache-Control", "max-age=0, stale-if-error=1")}, setup: true, pauseAfter: true},
@@ -565,6 +649,13 @@ func TestRFC9111Suite(t *testing.T) {
 		}},
 	)
 
+	runSuiteCases(t, cases)
+}
+
+// staleAuthOtherCases are the required tests of tests/stale.mjs,
+// authorization.mjs, other.mjs and interim.mjs.
+func staleAuthOtherCases() []suiteCase {
+	var cases []suiteCase
 	// tests/stale.mjs
 	cases = append(cases, suiteCase{id: "stale-while-revalidate-window", steps: []step{
 		{resp: []hdr{h("Cache-Control", "max-age=1, stale-while-revalidate=4"), h("ETag", `"abc"`)}, setup: true, pauseAfter: true},
@@ -618,14 +709,17 @@ func TestRFC9111Suite(t *testing.T) {
 		}},
 	)
 
-	// tests/interim.mjs: interim-not-cached. A 103 before the final
-	// response must not be stored with it.
+	// tests/interim.mjs: interim-not-cached. The 103 before the final
+	// response reaches the client that caused it, and is not stored with
+	// the response: the hit sends none.
+	one, none := 1, 0
 	cases = append(cases, suiteCase{id: "interim-not-cached", steps: []step{
-		{resp: []hdr{h("Cache-Control", "max-age=100000"), h("Date", "@0")}, setup: true, pauseAfter: true},
-		{expect: cached},
+		{interim: []hdr{h("Link", "</styles.css>; rel=preload; as=style")}, wantInterim: &one,
+			resp: []hdr{h("Cache-Control", "max-age=100000"), h("Date", "@0")}, setup: true, pauseAfter: true},
+		{expect: cached, wantInterim: &none},
 	}})
 
-	runSuiteCases(t, cases)
+	return cases
 }
 
 // suiteHeaderList is the suite's tests/lib/header-list.mjs.
@@ -659,8 +753,8 @@ var suiteHeaderList = []struct {
 	{name: "Set-Cookie", valA: "a=b", valB: "a=c"},
 	{name: "Set-Cookie2", valA: "a=b", valB: "a=c"},
 	{name: "TE", noStore: true},
-	// The suite sends a made-up transfer coding; Go's server and client
-	// only speak chunked, so that is what the origin here sends.
+	// The suite sends a made-up transfer coding, which Go's client cannot
+	// read (rfc9111KnownFailures); chunked is what the origin here sends.
 	{name: "Transfer-Encoding", valB: "chunked", noStore: true},
 	{name: "Upgrade", noStore: true},
 	{name: "X-Frame-Options", valA: "deny", valB: "sameorigin"},
