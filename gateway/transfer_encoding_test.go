@@ -41,7 +41,7 @@ func rawEnv(t *testing.T, response string, mode string) (*env, *rawUpstream) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Serve: g.ServeHit})
+	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
 	srv.Listener = lane
 	srv.Start()
 	t.Cleanup(func() {
