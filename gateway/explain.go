@@ -269,15 +269,16 @@ func (g *Gateway) ResolveURL(raw string) (name, rawURL string, err error) {
 			pathQuery += "?" + abs.RawQuery
 		}
 	}
+	set := g.upstreams.Load()
 	if n, _, ok := splitFetchPath(pathQuery); ok {
-		if _, known := g.upstreams[n]; known {
+		if _, known := set.byName[n]; known {
 			return n, pathQuery, nil
 		}
 	}
 	if abs != nil {
 		best, bestLen := "", -1
-		for _, n := range g.names {
-			u := g.upstreams[n].URL
+		for _, n := range set.names {
+			u := set.byName[n].URL
 			if !strings.EqualFold(u.Scheme, abs.Scheme) || !strings.EqualFold(hostWithoutDefaultPort(u), hostWithoutDefaultPort(abs)) {
 				continue
 			}
@@ -297,12 +298,13 @@ func (g *Gateway) ResolveURL(raw string) (name, rawURL string, err error) {
 // describeUpstreams lists the upstreams as "name (base URL)", for
 // messages that should say what would have matched.
 func (g *Gateway) describeUpstreams() string {
-	if len(g.names) == 0 {
+	set := g.upstreams.Load()
+	if len(set.names) == 0 {
 		return "none (add one under upstreams: in the config file)"
 	}
-	parts := make([]string, len(g.names))
-	for i, n := range g.names {
-		parts[i] = fmt.Sprintf("%s (%s, or /fetch/%s/...)", n, g.upstreams[n].URL, n)
+	parts := make([]string, len(set.names))
+	for i, n := range set.names {
+		parts[i] = fmt.Sprintf("%s (%s, or /fetch/%s/...)", n, set.byName[n].URL, n)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -91,15 +91,23 @@ type Options struct {
 type Gateway struct {
 	log       *slog.Logger
 	now       func() time.Time
-	wallClock bool                 // now is time.Now: a time.Now taken already may stand in
-	upstreams map[string]*upstream // fixed at construction
-	names     []string
+	wallClock bool // now is time.Now: a time.Now taken already may stand in
+	// upstreams is the set in force; Reload swaps in a new one whole, so
+	// a request looks its upstream up without a lock and keeps the one it
+	// found until it ends.
+	upstreams atomic.Pointer[upstreamSet]
 	stats     *Stats
 	hub       *Hub
 	flights   flightGroup
 	heads     headMemo
-	recorders []*hitRecorder
 	inflight  *budget
+	token     adminToken
+	// reloadMu serializes Reload and SetBypass, so a switch set during a
+	// reload is neither lost nor applied to a set already replaced, and
+	// protects recorders and config.
+	reloadMu  sync.Mutex
+	recorders map[cache.Backend]*hitRecorder // one per backend in use
+	config    ConfigStatus
 	// writeTimeout is Options.WriteTimeout.
 	writeTimeout time.Duration
 
@@ -123,15 +131,23 @@ type upstream struct {
 	bypassed atomic.Bool
 }
 
+// upstreamSet is the upstreams in force. It is never changed once
+// published: Reload builds a new one.
+type upstreamSet struct {
+	byName map[string]*upstream
+	names  []string // sorted
+}
+
 // New validates the upstreams and returns a running Gateway; Close stops
 // its background work.
 func New(opts Options, ups ...Upstream) (*Gateway, error) {
 	g := &Gateway{
 		log:       opts.Logger,
 		now:       opts.Now,
-		upstreams: make(map[string]*upstream, len(ups)),
 		hub:       &Hub{},
 		stop:      make(chan struct{}),
+		token:     newAdminToken(opts.AdminToken),
+		recorders: map[cache.Backend]*hitRecorder{},
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -151,67 +167,16 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 	}
 	g.inflight = newBudget(limit)
 	g.writeTimeout = opts.WriteTimeout
-	recorders := map[cache.Backend]*hitRecorder{}
-	for _, u := range ups {
-		if u.Name == "" || strings.ContainsAny(u.Name, "/?#%") {
-			return nil, fmt.Errorf("upstream %q: the name must be a plain path segment", u.Name)
-		}
-		if _, dup := g.upstreams[u.Name]; dup {
-			return nil, fmt.Errorf("upstream %q: configured twice", u.Name)
-		}
-		if u.URL == nil || (u.URL.Scheme != "http" && u.URL.Scheme != "https") || u.URL.Host == "" {
-			return nil, fmt.Errorf("upstream %q: url must be an absolute http or https URL", u.Name)
-		}
-		if u.Backend == nil {
-			return nil, fmt.Errorf("upstream %q: no backend", u.Name)
-		}
-		if err := u.Policy.Validate(); err != nil {
-			return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
-		}
-		if u.Timeout <= 0 {
-			u.Timeout = 30 * time.Second
-		}
-		if len(u.RevalidateHeaders) > 0 {
-			h := make(http.Header, len(u.RevalidateHeaders))
-			for k, v := range u.RevalidateHeaders {
-				h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
-			}
-			u.RevalidateHeaders = h
-		}
-		if u.ReadTimeout <= 0 {
-			u.ReadTimeout = DefaultReadTimeout
-		}
-		if u.TotalTimeout <= 0 {
-			u.TotalTimeout = DefaultTotalTimeout
-		}
-		rec, ok := recorders[u.Backend]
-		if !ok {
-			rec = newHitRecorder(u.Backend, g.log)
-			recorders[u.Backend] = rec
-			g.recorders = append(g.recorders, rec)
-		}
-		g.upstreams[u.Name] = &upstream{
-			Upstream: u,
-			client: &http.Client{
-				Transport: &timeoutTransport{base: &codingTransport{base: newTransport(u.Timeout, u.Dial)}, read: u.ReadTimeout, total: u.TotalTimeout},
-				// Redirects are the client's business: pass them on.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			},
-			hits:  rec,
-			token: newAdminToken(opts.AdminToken),
-		}
-		for _, w := range u.Policy.Warnings() {
-			// Logged once here, where the policy is validated; loading
-			// the config stays free of side effects.
-			g.log.Warn("config warning", "field", "upstreams."+u.Name+"."+w.Field, "warning", w.Message)
-		}
-		g.names = append(g.names, u.Name)
+	set, err := g.buildSet(ups, nil)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(g.names)
-	g.stats = newStats(g.now, g.names...)
-	for name, u := range g.upstreams {
+	g.stats = newStats(g.now, set.names...)
+	for name, u := range set.byName {
 		u.counters = g.stats.Upstream(name)
 	}
+	g.upstreams.Store(set)
+	g.config.LoadedAt = g.now()
 	g.startLoops(opts)
 	return g, nil
 }
@@ -248,7 +213,13 @@ func (g *Gateway) startLoops(opts Options) {
 
 // FlushHits hands the batched hit counts to the backends now.
 func (g *Gateway) FlushHits(ctx context.Context) {
+	g.reloadMu.Lock()
+	recs := make([]*hitRecorder, 0, len(g.recorders))
 	for _, r := range g.recorders {
+		recs = append(recs, r)
+	}
+	g.reloadMu.Unlock()
+	for _, r := range recs {
 		r.flush(ctx)
 	}
 }
@@ -262,7 +233,7 @@ func (g *Gateway) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		g.FlushHits(ctx)
-		for _, u := range g.upstreams {
+		for _, u := range g.upstreams.Load().byName {
 			u.client.CloseIdleConnections()
 		}
 	})
@@ -293,9 +264,10 @@ type UpstreamInfo struct {
 
 // Upstreams lists the configured upstreams, sorted by name.
 func (g *Gateway) Upstreams() []UpstreamInfo {
-	out := make([]UpstreamInfo, 0, len(g.names))
-	for _, n := range g.names {
-		u := g.upstreams[n]
+	set := g.upstreams.Load()
+	out := make([]UpstreamInfo, 0, len(set.names))
+	for _, n := range set.names {
+		u := set.byName[n]
 		names := make([]string, 0, len(u.RevalidateHeaders))
 		for k := range u.RevalidateHeaders {
 			names = append(names, k)
@@ -312,8 +284,10 @@ func (g *Gateway) Upstreams() []UpstreamInfo {
 // run time: while off, its requests are forwarded without reading or
 // writing the cache (X-Cache: BYPASS, Cache-Status detail=bypassed), and
 // the entries stay as they are. It lasts until the next SetBypass or a
-// restart.
+// restart, and through a Reload that keeps the upstream.
 func (g *Gateway) SetBypass(name string, on bool) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	up, err := g.upstream(name)
 	if err != nil {
 		return err
@@ -327,9 +301,10 @@ func (g *Gateway) SetBypass(name string, on bool) error {
 var errUnknownUpstream = errors.New("unknown upstream")
 
 func (g *Gateway) upstream(name string) (*upstream, error) {
-	u, ok := g.upstreams[name]
+	set := g.upstreams.Load()
+	u, ok := set.byName[name]
 	if !ok {
-		return nil, fmt.Errorf("%w %q; configured upstreams: %s", errUnknownUpstream, name, strings.Join(g.names, ", "))
+		return nil, fmt.Errorf("%w %q; configured upstreams: %s", errUnknownUpstream, name, strings.Join(set.names, ", "))
 	}
 	return u, nil
 }

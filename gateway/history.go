@@ -111,6 +111,20 @@ func (h *history) init(names []string) {
 	h.prev = make([]prevState, len(names))
 }
 
+// grow makes room for one more upstream, zero in every sample held
+// (callers hold mu). Its point goes after the others, before the total.
+func (h *history) grow(name string) {
+	n := len(h.names)
+	h.names = append(h.names[:n:n], name)
+	for i := range h.ring {
+		pts := make([]Point, n+2)
+		copy(pts, h.ring[i].pts[:n])
+		pts[n+1] = h.ring[i].pts[n]
+		h.ring[i].pts = pts
+	}
+	h.prev = append(h.prev, prevState{})
+}
+
 // Tick takes the sample of the second ending at now: what was counted
 // since the previous tick (the first holds everything before it). The
 // gateway ticks once at start and then every second.
@@ -123,8 +137,9 @@ func (s *Stats) Tick(now time.Time) Sample {
 	total := &rs.pts[len(h.names)]
 	*total = Point{}
 	var hitAll, missAll [histBuckets]int64
+	counters := *s.counters.Load()
 	for i, name := range h.names {
-		c := s.counters[name]
+		c := counters[name]
 		v := c.Values()
 		p := &h.prev[i]
 		var hit, miss [histBuckets]int64

@@ -33,7 +33,7 @@ func LatencyMid(i int) time.Duration {
 // Latencies returns the answer-time histograms of upstream since start;
 // ok is false for an upstream the gateway does not know.
 func (s *Stats) Latencies(upstream string) (LatencyCounts, bool) {
-	c := s.counters[upstream]
+	c := s.Upstream(upstream)
 	if c == nil {
 		return LatencyCounts{}, false
 	}

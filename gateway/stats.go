@@ -163,33 +163,61 @@ type Snapshot struct {
 // Stats holds the counters of every upstream and the history of
 // one-second samples for charts.
 type Stats struct {
-	names    []string             // sorted; a sample's points are in this order
-	counters map[string]*Counters // fixed at construction: read without a lock
+	// counters is replaced whole, never changed, so readers load it
+	// without a lock; addUpstream, under history.mu, is its only writer.
+	counters atomic.Pointer[map[string]*Counters]
 	now      func() time.Time
 
 	history history
 }
 
 func newStats(now func() time.Time, upstreams ...string) *Stats {
-	s := &Stats{counters: make(map[string]*Counters, len(upstreams)), now: now}
+	counters := make(map[string]*Counters, len(upstreams))
+	var names []string
 	for _, u := range upstreams {
-		if _, dup := s.counters[u]; dup {
+		if _, dup := counters[u]; dup {
 			continue
 		}
-		s.counters[u] = &Counters{}
-		s.names = append(s.names, u)
+		counters[u] = &Counters{}
+		names = append(names, u)
 	}
-	s.history.init(s.names)
+	s := &Stats{now: now}
+	s.counters.Store(&counters)
+	s.history.init(names)
 	return s
 }
 
 // Upstream returns the counters of one upstream, nil if unknown.
-func (s *Stats) Upstream(name string) *Counters { return s.counters[name] }
+func (s *Stats) Upstream(name string) *Counters { return (*s.counters.Load())[name] }
+
+// addUpstream returns the counters of name, adding them (and a place in
+// the history, zero in the samples already taken) when the name is new:
+// an upstream a reload adds. Counters are never removed: those of an
+// upstream a reload drops stay, still, until the process ends.
+func (s *Stats) addUpstream(name string) *Counters {
+	h := &s.history
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *s.counters.Load()
+	if c, ok := old[name]; ok {
+		return c
+	}
+	counters := make(map[string]*Counters, len(old)+1)
+	for n, c := range old {
+		counters[n] = c
+	}
+	c := &Counters{}
+	counters[name] = c
+	h.grow(name)
+	s.counters.Store(&counters)
+	return c
+}
 
 // Snapshot returns the current values.
 func (s *Stats) Snapshot() Snapshot {
-	snap := Snapshot{Time: s.now(), Upstreams: make(map[string]CounterValues, len(s.counters))}
-	for name, c := range s.counters {
+	counters := *s.counters.Load()
+	snap := Snapshot{Time: s.now(), Upstreams: make(map[string]CounterValues, len(counters))}
+	for name, c := range counters {
 		v := c.Values()
 		snap.Upstreams[name] = v
 		snap.Total.add(v)
@@ -208,7 +236,7 @@ type RuleStats struct {
 
 // Rules returns the per-rule counts of one upstream, most hits first.
 func (s *Stats) Rules(upstream string) []RuleStats {
-	c := s.counters[upstream]
+	c := s.Upstream(upstream)
 	if c == nil {
 		return nil
 	}

@@ -36,6 +36,9 @@ type Gateway interface {
 	Upstreams() []gateway.UpstreamInfo
 	// SetBypass switches an upstream's cache off or on at run time.
 	SetBypass(upstream string, on bool) error
+	// ConfigStatus tells when the upstream rules were loaded and how
+	// reloads went.
+	ConfigStatus() gateway.ConfigStatus
 }
 
 var _ Gateway = (*gateway.Gateway)(nil)
@@ -65,6 +68,9 @@ type Options struct {
 	// Now is the clock of sessions and of the sign-in limit; nil means
 	// time.Now.
 	Now func() time.Time
+	// Reload reads the configuration again and puts its upstream rules in
+	// force, for POST /api/reload; nil when the server cannot reload.
+	Reload func() error
 	// RevalidateConcurrency bounds concurrent upstream requests of a bulk
 	// revalidation, per upstream (default 4).
 	RevalidateConcurrency int
@@ -86,6 +92,7 @@ type API struct {
 	token       string
 	disabled    string
 	concurrency int
+	reload      func() error // Options.Reload
 	jobs        *jobs.Registry
 	events      *events      // the /ws clients' shared state
 	liveFigures *figureCache // backend sizes for the overview and /ws, counted at most every few seconds
@@ -105,6 +112,7 @@ func NewAPI(log *slog.Logger, gw Gateway, opts Options) *API {
 	a := &API{
 		log: log, gw: gw, backends: opts.Backends, dsns: opts.DSNs, token: opts.Token, disabled: opts.Disabled,
 		concurrency: opts.RevalidateConcurrency, canonical: map[cache.Backend]string{}, jobs: jobs.New(opts.Jobs),
+		reload: opts.Reload,
 	}
 	if a.concurrency <= 0 {
 		a.concurrency = 4

@@ -20,7 +20,8 @@ func (a *API) handleUpstreamsPage(w http.ResponseWriter, r *http.Request) {
 	if _, _, _, ok := a.pageQuery(w, r); !ok {
 		return
 	}
-	var v views.UpstreamsView
+	conf := a.gw.ConfigStatus()
+	v := views.UpstreamsView{LoadedAgo: views.Ago(conf.LoadedAt, a.now()), Reloads: conf.Reloads, ReloadError: conf.LastError}
 	for _, u := range a.gw.Upstreams() {
 		uv, err := a.upstreamView(r.Context(), u)
 		if err != nil {

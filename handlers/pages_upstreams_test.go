@@ -301,3 +301,39 @@ func TestBulkDeleteByReason(t *testing.T) {
 		t.Fatalf("after deleting the /repos/* entries: %q, want 4 entries", got)
 	}
 }
+
+// The page says when its rules were loaded, and when the last reload
+// failed, that the rules shown are the ones from before it.
+func TestUpstreamsPageShowsReloads(t *testing.T) {
+	s := newRuleSite(t)
+	doc := s.get(t, "/upstreams", http.StatusOK)
+	if got := testid(doc, "config-loaded").Text(); !strings.Contains(got, "at start") {
+		t.Errorf("config line before any reload: %q", got)
+	}
+	if testid(doc, "config-reload-error").Length() != 0 {
+		t.Error("a reload error shown before any reload")
+	}
+
+	if _, err := s.gw.Reload(gateway.Upstream{Name: "api", Backend: s.db}); err == nil {
+		t.Fatal("an upstream without a URL reloaded")
+	}
+	doc = s.get(t, "/upstreams", http.StatusOK)
+	if got := testid(doc, "config-reload-error").Text(); !strings.Contains(got, `upstream "api": url`) {
+		t.Errorf("reload error shown: %q", got)
+	}
+	if n := testid(doc, "upstream").Length(); n != 2 {
+		t.Errorf("%d upstreams after a failed reload, want the 2 from before", n)
+	}
+
+	base, _ := url.Parse(s.upstream)
+	if _, err := s.gw.Reload(gateway.Upstream{Name: "api", URL: base, Policy: cache.DefaultPolicy(cache.Expiry(time.Minute)), Backend: s.db, BackendName: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	doc = s.get(t, "/upstreams", http.StatusOK)
+	if got := testid(doc, "config-loaded").Text(); !strings.Contains(got, "by a reload (1 since start") {
+		t.Errorf("config line after a reload: %q", got)
+	}
+	if testid(doc, "config-reload-error").Length() != 0 || testid(doc, "upstream").Length() != 1 {
+		t.Error("after a reload that succeeded: an error still shown, or the old upstreams")
+	}
+}

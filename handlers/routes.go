@@ -33,6 +33,7 @@ func (a *API) Mount(r chi.Router) {
 		r.Get("/stats", a.handleStats)
 		r.Get("/upstreams", a.handleUpstreamList)
 		r.Post("/upstreams/{name}/bypass", a.handleUpstreamBypass)
+		r.Post("/reload", a.handleReload)
 		r.Get("/backends", a.handleBackendList)
 		r.Get("/explain", a.handleExplain)
 	})

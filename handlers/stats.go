@@ -141,7 +141,26 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, j)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
+	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out, "config": a.gw.ConfigStatus()})
+}
+
+// handleReload reads the configuration again, as SIGHUP does, and answers
+// with the upstream rules then in force; a configuration that fails
+// leaves the running one and answers 422 with the reason.
+func (a *API) handleReload(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryParams(r); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if a.reload == nil {
+		a.writeError(w, r, &Error{Status: http.StatusConflict, Code: "reload_unavailable", Message: "this server has no configuration to read again"})
+		return
+	}
+	if err := a.reload(); err != nil {
+		a.writeError(w, r, &Error{Status: http.StatusUnprocessableEntity, Code: "reload_failed", Message: err.Error()})
+		return
+	}
+	a.handleUpstreamList(w, r)
 }
 
 // healthy judges an upstream by its counters: unhealthy when more than

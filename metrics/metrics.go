@@ -89,6 +89,10 @@ var (
 		"Body bytes of the queued write-behind writes.", []string{"backend"}, nil)
 	jobsDesc = prometheus.NewDesc("cachegate_jobs",
 		"Admin jobs (bulk revalidate, copy, move) the registry holds, by state.", []string{"state"}, nil)
+	reloadsDesc = prometheus.NewDesc("cachegate_config_reloads_total",
+		"Configuration reloads (SIGHUP, POST /api/reload) by result: ok, or error (the running configuration stayed).", []string{"result"}, nil)
+	loadedDesc = prometheus.NewDesc("cachegate_config_loaded_timestamp_seconds",
+		"When the upstream rules in force were loaded, at start or by the last reload that succeeded (Unix time).", nil, nil)
 )
 
 // collector reads the gateway's counters at each scrape.
@@ -117,7 +121,8 @@ func newCollector(o Options) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc, upstreamErrorsDesc,
-		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc, jobsDesc} {
+		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc, jobsDesc,
+		reloadsDesc, loadedDesc} {
 		ch <- d
 	}
 }
@@ -154,6 +159,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(gw.InFlight()))
+	conf := gw.ConfigStatus()
+	counter(reloadsDesc, float64(conf.Reloads), "ok")
+	counter(reloadsDesc, float64(conf.ReloadErrors), "error")
+	ch <- prometheus.MustNewConstMetric(loadedDesc, prometheus.GaugeValue, float64(conf.LoadedAt.UnixNano())/1e9)
 	for name, t := range c.backendTotals() {
 		up := 0.0
 		if t.ok {

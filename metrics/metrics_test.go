@@ -251,3 +251,46 @@ func TestMetricsCountUpstreamErrorsByKind(t *testing.T) {
 		}
 	}
 }
+
+// Reloads are counted by result, and an upstream a reload adds has its
+// series from its first request.
+func TestMetricsCountReloads(t *testing.T) {
+	e := newEnv(t)
+	up := e.gw.Upstreams()[0]
+	u, _ := url.Parse(up.URL)
+	b := memory.New(0)
+	ups := func(expire time.Duration, names ...string) []gateway.Upstream {
+		var out []gateway.Upstream
+		for _, n := range names {
+			out = append(out, gateway.Upstream{Name: n, URL: u, Policy: cache.DefaultPolicy(cache.Expiry(expire)), Backend: b, BackendName: "default"})
+		}
+		return out
+	}
+	if _, err := e.gw.Reload(ups(time.Minute, "bin", "added")...); err != nil {
+		t.Fatal(err)
+	}
+	bad := ups(time.Minute, "bin")
+	bad[0].Policy.AllowableCodes = []int{1000}
+	if _, err := e.gw.Reload(bad...); err == nil {
+		t.Fatal("a bad policy reloaded")
+	}
+	rec := httptest.NewRecorder()
+	e.gw.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fetch/added/x", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the added upstream answered %d", rec.Code)
+	}
+	_, v := e.scrape(t)
+	for key, want := range map[string]float64{
+		`cachegate_config_reloads_total{result=ok}`:             1,
+		`cachegate_config_reloads_total{result=error}`:          1,
+		`cachegate_requests_total{outcome=miss,upstream=added}`: 1,
+		`cachegate_upstream_requests_total{upstream=added}`:     1,
+	} {
+		if v[key] != want {
+			t.Errorf("%s = %v, want %v", key, v[key], want)
+		}
+	}
+	if loaded := v["cachegate_config_loaded_timestamp_seconds{}"]; loaded < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("config loaded at %v, want a moment ago", loaded)
+	}
+}

@@ -4,6 +4,12 @@ package views
 // rules in force, in the order the gateway lists them.
 type UpstreamsView struct {
 	Upstreams []UpstreamView
+	// Config says when the rules shown were loaded ("5 min ago") and how
+	// many reloads put them in force; ReloadError is why the last reload
+	// failed, empty when it did not.
+	LoadedAgo   string
+	Reloads     int64
+	ReloadError string
 }
 
 // UpstreamView is one upstream on the Upstreams page.
@@ -46,4 +52,13 @@ type Setting struct {
 	Name, Value, Note string
 	// Off marks a setting at its default or disabled, shown muted.
 	Off bool
+}
+
+// configNote says when the rules shown were loaded, and how to load them
+// again.
+func configNote(v UpstreamsView) string {
+	if v.Reloads == 0 {
+		return "Rules loaded " + v.LoadedAgo + ", at start. SIGHUP or POST /api/reload reads the configuration again."
+	}
+	return "Rules loaded " + v.LoadedAgo + " by a reload (" + Count(v.Reloads) + " since start: SIGHUP or POST /api/reload)."
 }

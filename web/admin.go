@@ -22,6 +22,7 @@ func (s *Server) mountAdmin(r chi.Router) {
 		DSNs:     s.dsns,
 		Token:    s.cfg.AdminToken,
 		Disabled: s.adminOff,
+		Reload:   s.reloader(),
 
 		AdminHosts:     s.cfg.AdminHosts,
 		ListenHost:     listenHost(s.cfg.Listen),
@@ -42,6 +43,15 @@ func (s *Server) mountAdmin(r chi.Router) {
 // admin side's jobs.
 func (s *Server) metrics() http.Handler {
 	return metrics.Handler(metrics.Options{Gateway: s.gateway, Backends: s.admin.UniqueBackends(), Jobs: s.admin.Jobs()})
+}
+
+// reloader is Reload for the admin API, nil when there is no
+// configuration to read again.
+func (s *Server) reloader() func() error {
+	if s.cfg.Load == nil {
+		return nil
+	}
+	return s.Reload
 }
 
 // closeAdmin stops the admin side's running jobs, before the backends they

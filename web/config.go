@@ -69,6 +69,10 @@ type Config struct {
 	ClientReadTimeout   time.Duration
 	ClientWriteTimeout  time.Duration
 	ClientIdleTimeout   time.Duration
+	// Load reads the configuration again from where this one came from,
+	// for Server.Reload (SIGHUP, POST /api/reload); nil when there is
+	// nothing to read again.
+	Load func() (Config, error)
 }
 
 // The defaults of the client connection timeouts.

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -39,11 +40,15 @@ type Server struct {
 	lane     *fastlane.Listener // nil when the fast lane is off
 	demo     *http.Server
 	demoAddr string // where the demo httpbin listens
+	demoDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	adminOff string // why the admin side is off, empty when on
 	held     int64  // MemoryByDesign
 	admin    *handlers.API
 	// metricsSrv serves /metrics on cfg.MetricsListen; nil without one.
 	metricsSrv *metricsServer
+	// reloadMu serializes reloads (SIGHUP, POST /api/reload) and protects
+	// cfg's upstream rules, which they replace.
+	reloadMu sync.Mutex
 }
 
 // Open opens the backends, builds the gateway and starts listening on
@@ -70,7 +75,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 			return nil, err
 		}
 	}
-	ups, err := s.upstreams()
+	ups, err := s.upstreams(s.cfg.Upstreams)
 	if err != nil {
 		return nil, err
 	}
@@ -186,20 +191,33 @@ func (s *Server) startDemo() error {
 	s.demo = &http.Server{Handler: httpbin.New().Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.demo.Serve(ln) }()
 	s.demoAddr = ln.Addr().String()
-	p := cache.DefaultPolicy(s.cfg.ExpireAfter)
+	addr := s.demoAddr
+	// One function for the life of the server: a reload gives the gateway
+	// this same one, which it takes as reaching the same place.
+	s.demoDial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	s.cfg.Upstreams = append(s.cfg.Upstreams, demoUpstream(s.cfg.ExpireAfter))
+	return nil
+}
+
+// demoUpstream is the demo upstream's configuration under the server's
+// default expiry.
+func demoUpstream(expireAfter cache.Expiry) UpstreamConfig {
+	p := cache.DefaultPolicy(expireAfter)
 	// The README's examples set X-Cachegate-Expire-After on the demo: a
 	// toy upstream on loopback has no shared policy worth protecting.
 	p.ClientOverrides = true
-	s.cfg.Upstreams = append(s.cfg.Upstreams, UpstreamConfig{Name: "demo", URL: demoURL, Policy: p})
-	return nil
+	return UpstreamConfig{Name: "demo", URL: demoURL, Policy: p}
 }
 
 // demoURL is the demo upstream's fixed URL; see startDemo.
 const demoURL = "http://httpbin.demo"
 
-func (s *Server) upstreams() ([]gateway.Upstream, error) {
+func (s *Server) upstreams(list []UpstreamConfig) ([]gateway.Upstream, error) {
 	var ups []gateway.Upstream
-	for _, uc := range s.cfg.Upstreams {
+	for _, uc := range list {
 		u, err := url.Parse(uc.URL)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: url: %w", uc.Name, err)
@@ -218,12 +236,8 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 		}
 		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
 			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout}
-		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
-			addr := s.demoAddr
-			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			}
+		if uc.Name == "demo" && uc.URL == demoURL && s.demoDial != nil {
+			up.Dial = s.demoDial
 		}
 		ups = append(ups, up)
 	}

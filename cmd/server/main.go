@@ -50,6 +50,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return healthcheck(cfg, stderr)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("CACHEGATE_LOG_LEVEL"))}))
+	// SIGHUP and POST /api/reload read the same flags, environment and
+	// file again.
+	cfg.Load = func() (web.Config, error) { return loadConfig(args, os.ReadFile) }
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -72,6 +78,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	go reloads(ctx, hup, srv)
 	select {
 	case err = <-served:
 	case <-ctx.Done():
@@ -92,6 +99,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	return 0
+}
+
+// reloads reloads srv on every signal from hup until ctx is done.
+// Reload logs what it did. A SIGHUP that comes before the server is open
+// waits in hup and is served once it is.
+func reloads(ctx context.Context, hup <-chan os.Signal, srv *web.Server) {
+	for {
+		select {
+		case <-hup:
+			_ = srv.Reload()
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // memoryBase is the soft memory limit's allowance beyond what the server
