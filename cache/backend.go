@@ -210,3 +210,16 @@ type BodyFile interface {
 type BatchPutter interface {
 	PutMany(ctx context.Context, entries []*Entry) error
 }
+
+// EvictionCounter is implemented by backends with a size cap: Evictions
+// returns how many entries the backend removed to make room since it was
+// opened (by this process). Metrics read it at each scrape.
+type EvictionCounter interface {
+	Evictions() int64
+}
+
+// PurgeCounter is implemented by backends that count the expired entries
+// DeleteExpired removed since they were opened (by this process).
+type PurgeCounter interface {
+	Purged() int64
+}

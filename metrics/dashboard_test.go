@@ -1,11 +1,21 @@
 package metrics_test
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/tiered"
+	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/cache/cachetest"
+	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/metrics"
 )
 
 // Every series the Grafana dashboard in deploy/ queries is one /metrics
@@ -30,6 +40,9 @@ func TestDashboardQueriesExistingSeries(t *testing.T) {
 	e.fetch(t, "/a", "MISS")
 	e.fetch(t, "/a", "HIT")
 	body, _ := e.scrape(t)
+	// And a backend behind a hot tier that writes behind, for the series
+	// only such a backend has.
+	body += tieredScrape(t)
 	series := regexp.MustCompile(`cachegate_[a-z_]+`)
 	if len(dash.Panels) == 0 {
 		t.Fatal("the dashboard has no panels")
@@ -46,4 +59,26 @@ func TestDashboardQueriesExistingSeries(t *testing.T) {
 			}
 		}
 	}
+}
+
+// tieredScrape returns /metrics of a gateway whose backend is a hot tier
+// writing behind to a memory backend, after one write went through.
+func tieredScrape(t *testing.T) string {
+	t.Helper()
+	tier := tiered.New(memory.New(0), 1<<20, time.Minute).WriteBehind(tiered.WriteBehindOptions{Window: time.Hour})
+	t.Cleanup(func() { tier.Close() })
+	served := tier.Served()
+	if err := served.Put(context.Background(), cachetest.NewEntry("k")); err != nil {
+		t.Fatal(err)
+	}
+	tier.Flush(context.Background())
+	gw, err := gateway.New(gateway.Options{}, gateway.Upstream{Name: "x", URL: &url.URL{Scheme: "http", Host: "x.invalid"},
+		Policy: cache.DefaultPolicy(cache.Expiry(time.Hour)), Backend: served, BackendName: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	e := &env{gw: gw, metrics: metrics.Handler(metrics.Options{Gateway: gw, Backends: map[string]cache.Backend{"default": served}})}
+	body, _ := e.scrape(t)
+	return body
 }

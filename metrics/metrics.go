@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/jobs"
@@ -87,6 +88,16 @@ var (
 		"Misses answered from memory whose write to the backend is still queued (write-behind).", []string{"backend"}, nil)
 	queuedBytesDesc = prometheus.NewDesc("cachegate_writebehind_queued_bytes",
 		"Body bytes of the queued write-behind writes.", []string{"backend"}, nil)
+	evictionsDesc = prometheus.NewDesc("cachegate_backend_evictions_total",
+		"Entries the backend evicted to stay under its size cap (memory, or SQLite with a max size).", []string{"backend"}, nil)
+	hotEvictionsDesc = prometheus.NewDesc("cachegate_hot_tier_evictions_total",
+		"Entries the in-memory tier in front of the backend evicted to stay within its size; they stay in the backend.", []string{"backend"}, nil)
+	purgedDesc = prometheus.NewDesc("cachegate_backend_purged_total",
+		"Expired entries removed from the backend by purge-expired.", []string{"backend"}, nil)
+	flushDesc = prometheus.NewDesc("cachegate_writebehind_flush_duration_seconds",
+		"Time the write-behind writer took to store one batch of queued writes in the backend; the count is the batches stored.", []string{"backend"}, nil)
+	flushedDesc = prometheus.NewDesc("cachegate_writebehind_flushed_entries_total",
+		"Entries the write-behind writer stored in the backend, in its batches.", []string{"backend"}, nil)
 	jobsDesc = prometheus.NewDesc("cachegate_jobs",
 		"Admin jobs (bulk revalidate, copy, move) the registry holds, by state.", []string{"state"}, nil)
 	reloadsDesc = prometheus.NewDesc("cachegate_config_reloads_total",
@@ -121,8 +132,8 @@ func newCollector(o Options) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{requestsDesc, durationDesc, upstreamCallsDesc, upstreamSecondsDesc, upstreamErrorsDesc,
-		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc, jobsDesc,
-		reloadsDesc, loadedDesc} {
+		bytesDesc, savedDesc, inFlightDesc, entriesDesc, storedDesc, backendUpDesc, queuedDesc, queuedBytesDesc,
+		evictionsDesc, hotEvictionsDesc, purgedDesc, flushDesc, flushedDesc, jobsDesc, reloadsDesc, loadedDesc} {
 		ch <- d
 	}
 }
@@ -178,6 +189,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			n, bytes := q.Queued()
 			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), name)
 			ch <- prometheus.MustNewConstMetric(queuedBytesDesc, prometheus.GaugeValue, float64(bytes), name)
+		}
+		// The counters below are atomics the backends keep as they go.
+		if e, ok := b.(cache.EvictionCounter); ok {
+			counter(evictionsDesc, float64(e.Evictions()), name)
+		}
+		if h, ok := b.(interface{ HotEvictions() int64 }); ok {
+			counter(hotEvictionsDesc, float64(h.HotEvictions()), name)
+		}
+		if p, ok := b.(cache.PurgeCounter); ok {
+			counter(purgedDesc, float64(p.Purged()), name)
+		}
+		if f, ok := b.(interface {
+			FlushStats() (tiered.FlushStats, bool)
+		}); ok {
+			if fs, on := f.FlushStats(); on {
+				ch <- prometheus.MustNewConstHistogram(flushDesc, fs.Batches, fs.Seconds, fs.Buckets, name)
+				counter(flushedDesc, float64(fs.Entries), name)
+			}
 		}
 	}
 	if c.o.Jobs != nil {

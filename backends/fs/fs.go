@@ -78,9 +78,14 @@ type Backend struct {
 	// locks serialise writers of one key within this process (Put,
 	// Delete, RecordHits each read, then replace, the metadata).
 	locks [64]sync.Mutex
+	// purged counts the expired entries DeleteExpired removed, for metrics.
+	purged atomic.Int64
 }
 
-var _ cache.Backend = (*Backend)(nil)
+var (
+	_ cache.Backend      = (*Backend)(nil)
+	_ cache.PurgeCounter = (*Backend)(nil)
+)
 
 // ParseDSN returns the directory a file:// DSN names: file:///abs/dir or
 // file://./relative/dir (also file://relative/dir).

@@ -62,6 +62,7 @@ func (b *Backend) DeleteExpired(_ context.Context, now time.Time) (int64, error)
 		return 0, fmt.Errorf("fs: delete expired: %w", err)
 	}
 	n, err := b.deleteMatching(cache.Filter{Freshness: cache.Expired, Now: now})
+	b.purged.Add(n)
 	if err != nil {
 		return n, fmt.Errorf("fs: delete expired: %w", err)
 	}
@@ -70,6 +71,9 @@ func (b *Backend) DeleteExpired(_ context.Context, now time.Time) (int64, error)
 	}
 	return n, nil
 }
+
+// Purged returns how many expired entries DeleteExpired removed.
+func (b *Backend) Purged() int64 { return b.purged.Load() }
 
 // Clear removes every entry.
 func (b *Backend) Clear(_ context.Context) error {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachegate/cachegate/backends/internal/lru"
@@ -21,7 +22,10 @@ var (
 	_ cache.Backend = (*Backend)(nil)
 	_ cache.Sizer   = (*Backend)(nil)
 	_ cache.Pinger  = (*Backend)(nil)
-	_ cache.Peeker  = (*Backend)(nil)
+
+	_ cache.EvictionCounter = (*Backend)(nil)
+	_ cache.PurgeCounter    = (*Backend)(nil)
+	_ cache.Peeker          = (*Backend)(nil)
 )
 
 // Backend stores entries in memory. It is safe for concurrent use.
@@ -38,6 +42,7 @@ type Backend struct {
 	// An entry is never mutated while stored.
 	entries *lru.Cache[string, *cache.Entry]
 	closed  bool
+	purged  atomic.Int64 // expired entries DeleteExpired removed
 }
 
 // New returns an empty backend that holds at most maxBytes of bodies,
@@ -276,8 +281,15 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 		return 0, err
 	}
 	n := b.entries.RemoveFunc(func(_ string, e *cache.Entry) bool { return e.IsExpired(now) })
+	b.purged.Add(int64(n))
 	return int64(n), nil
 }
+
+// Evictions returns how many entries were evicted to stay under the cap.
+func (b *Backend) Evictions() int64 { return b.entries.Evictions() }
+
+// Purged returns how many expired entries DeleteExpired removed.
+func (b *Backend) Purged() int64 { return b.purged.Load() }
 
 // Clear removes every entry.
 func (b *Backend) Clear(ctx context.Context) error {

@@ -441,6 +441,7 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 		return 0, wrap("delete expired", err)
 	}
 	n, err := b.deleteWhere(ctx, query(cache.Filter{Freshness: cache.Expired, Now: now}))
+	b.purged.Add(n)
 	if err != nil {
 		return n, wrap("delete expired", err)
 	}
@@ -449,6 +450,9 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 	}
 	return n, nil
 }
+
+// Purged returns how many expired entries DeleteExpired removed.
+func (b *Backend) Purged() int64 { return b.purged.Load() }
 
 // sweepOrphans deletes GridFS files uploaded before cutoff that no entry
 // names.

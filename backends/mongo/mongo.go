@@ -63,11 +63,15 @@ type Backend struct {
 	// findAndModify (FerretDB v1 does); Put and Delete then read the whole
 	// old document to learn its GridFS file.
 	noFAMProjection atomic.Bool
+	// purged counts the expired entries DeleteExpired removed (through
+	// this process), for metrics.
+	purged atomic.Int64
 }
 
 var (
-	_ cache.Backend = (*Backend)(nil)
-	_ cache.Pinger  = (*Backend)(nil)
+	_ cache.Backend      = (*Backend)(nil)
+	_ cache.Pinger       = (*Backend)(nil)
+	_ cache.PurgeCounter = (*Backend)(nil)
 )
 
 // Config is what Open reads from a DSN.

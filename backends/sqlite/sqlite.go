@@ -43,6 +43,9 @@ var (
 	_ cache.BatchPutter = (*Backend)(nil)
 	_ cache.Vacuumer    = (*Backend)(nil)
 	_ cache.Pinger      = (*Backend)(nil)
+
+	_ cache.EvictionCounter = (*Backend)(nil)
+	_ cache.PurgeCounter    = (*Backend)(nil)
 )
 
 // Backend stores entries in one SQLite database file. It is safe for
@@ -71,6 +74,10 @@ type Backend struct {
 	onBatch atomic.Pointer[func(op string, held time.Duration)]
 
 	closed atomic.Bool
+
+	// evictions and purged count, for metrics, the entries removed for
+	// the size cap (once their transaction committed) and by DeleteExpired.
+	evictions, purged atomic.Int64
 }
 
 // pragmas are applied by the driver to every new connection of both pools.

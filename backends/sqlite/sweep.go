@@ -28,8 +28,16 @@ func (b *Backend) DeleteExpired(ctx context.Context, now time.Time) (int64, erro
 	if err := b.check("delete expired"); err != nil {
 		return 0, err
 	}
-	return b.deleteWhere(ctx, "delete expired", "e.expires <= ?", now.UnixNano())
+	n, err := b.deleteWhere(ctx, "delete expired", "e.expires <= ?", now.UnixNano())
+	b.purged.Add(n) // what was marked deleted, even when a later batch failed
+	return n, err
 }
+
+// Evictions returns how many entries were evicted to stay under the cap.
+func (b *Backend) Evictions() int64 { return b.evictions.Load() }
+
+// Purged returns how many expired entries DeleteExpired removed.
+func (b *Backend) Purged() int64 { return b.purged.Load() }
 
 // markBatchRows is how many entries one transaction of a bulk delete
 // marks deleted: some 25 ms of the writer at a million entries, after

@@ -42,12 +42,17 @@ func (b *Backend) Put(ctx context.Context, e *cache.Entry) error {
 	if _, err := tx.ExecContext(ctx, upsertBody, id, nonNil(e.Body), requestBody(e.RequestBody)); err != nil {
 		return b.fail(op, err)
 	}
+	var evicted int64
 	if b.maxBytes > 0 {
-		if err := b.evict(ctx, tx, id); err != nil {
+		if evicted, err = b.evict(ctx, tx, id); err != nil {
 			return b.fail(op, err)
 		}
 	}
-	return b.commit(tx, op)
+	if err := b.commit(tx, op); err != nil {
+		return err
+	}
+	b.evictions.Add(evicted)
+	return nil
 }
 
 // PutMany stores entries as Put would, in one transaction and a hundred
@@ -71,10 +76,15 @@ func (b *Backend) PutMany(ctx context.Context, entries []*cache.Entry) error {
 		return b.fail(op, err)
 	}
 	defer tx.Rollback()
-	if _, err := b.putEach(ctx, tx, op, slices.Values(entries)); err != nil {
+	_, evicted, err := b.putEach(ctx, tx, op, slices.Values(entries))
+	if err != nil {
 		return err
 	}
-	return b.commit(tx, op)
+	if err := b.commit(tx, op); err != nil {
+		return err
+	}
+	b.evictions.Add(evicted)
+	return nil
 }
 
 // loadCacheSize is the page cache of the writer connection during Load, in
@@ -131,7 +141,7 @@ func (b *Backend) Load(ctx context.Context, entries iter.Seq[*cache.Entry]) (int
 			return 0, b.fail(op, err)
 		}
 	}
-	n, err := b.putEach(ctx, tx, op, entries)
+	n, evicted, err := b.putEach(ctx, tx, op, entries)
 	if err != nil {
 		return 0, err
 	}
@@ -143,6 +153,7 @@ func (b *Backend) Load(ctx context.Context, entries iter.Seq[*cache.Entry]) (int
 	if err := tx.Commit(); err != nil {
 		return 0, b.fail(op, err)
 	}
+	b.evictions.Add(evicted)
 	b.wakeCheckpointer()
 	return n, nil
 }
@@ -159,8 +170,9 @@ func quoteIdent(s string) string {
 const putChunk = 100
 
 // putEach upserts the entries in tx, putChunk rows per statement, and, with
-// a cap, evicts once at the end. It returns how many entries it stored.
-func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries iter.Seq[*cache.Entry]) (int, error) {
+// a cap, evicts once at the end. It returns how many entries it stored
+// and how many it evicted.
+func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries iter.Seq[*cache.Entry]) (stored int, evicted int64, err error) {
 	var (
 		full                [2]*sqlx.Stmt // entries and bodies statements for a full chunk
 		entryArgs, bodyArgs []any
@@ -206,22 +218,22 @@ func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries i
 	for e := range entries {
 		r, err := toRow(e)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: %s: %q: %w", op, e.Key, err)
+			return 0, 0, fmt.Errorf("sqlite: %s: %q: %w", op, e.Key, err)
 		}
 		// A key seen again goes to the next statement, so that the later
 		// entry wins as it would with Puts one by one.
 		if keys[e.Key] {
 			if err := flush(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		if b.maxBytes > 0 && r.Size > b.maxBytes {
 			// Too large to keep at all; the entry it replaces is outdated.
 			if err := flush(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			if err := b.markKey(ctx, tx, e.Key); err != nil {
-				return 0, b.fail(op, err)
+				return 0, 0, b.fail(op, err)
 			}
 			continue
 		}
@@ -230,20 +242,20 @@ func (b *Backend) putEach(ctx context.Context, tx *sqlx.Tx, op string, entries i
 		bodyArgs = append(bodyArgs, e.Key, nonNil(e.Body), requestBody(e.RequestBody))
 		if len(keys) == putChunk {
 			if err := flush(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if b.maxBytes > 0 {
 		// No id is 0 (rowids start at 1), so any entry may be evicted.
-		if err := b.evict(ctx, tx, 0); err != nil {
-			return 0, b.fail(op, err)
+		if evicted, err = b.evict(ctx, tx, 0); err != nil {
+			return 0, 0, b.fail(op, err)
 		}
 	}
-	return n, nil
+	return n, evicted, nil
 }
 
 // commit commits tx and has the log checkpointed.
@@ -278,26 +290,28 @@ const evictVictims = `SELECT id, size FROM entries
 	WHERE deleted = 0 AND id != ? ORDER BY last_used, id LIMIT 256`
 
 // evict deletes least recently used entries other than keep until the
-// stored bytes fit the cap, taking exactly as many as needed.
-func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
+// stored bytes fit the cap, taking exactly as many as needed. It returns
+// how many it evicted; the caller counts them once tx commits.
+func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) (int64, error) {
+	var evicted int64
 	for {
 		var total int64
 		if err := tx.GetContext(ctx, &total, `SELECT bytes FROM totals WHERE id = 1`); err != nil {
-			return err
+			return 0, err
 		}
 		excess := total - b.maxBytes
 		if excess <= 0 {
-			return nil
+			return evicted, nil
 		}
 		var victims []struct {
 			ID   int64 `db:"id"`
 			Size int64 `db:"size"`
 		}
 		if err := tx.SelectContext(ctx, &victims, evictVictims, keep); err != nil {
-			return err
+			return 0, err
 		}
 		if len(victims) == 0 {
-			return nil // only keep is left, and it fits by itself
+			return evicted, nil // only keep is left, and it fits by itself
 		}
 		var ids []int64
 		for _, v := range victims {
@@ -309,11 +323,12 @@ func (b *Backend) evict(ctx context.Context, tx *sqlx.Tx, keep int64) error {
 		}
 		query, args, err := sqlx.In(`UPDATE entries SET deleted = 1 WHERE id IN (?)`, ids)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return err
+			return 0, err
 		}
+		evicted += int64(len(ids))
 		b.wakeSweeper() // it waits for the writer, and so for tx
 	}
 }

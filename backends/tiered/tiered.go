@@ -63,8 +63,9 @@ type Backend struct {
 	// batch counts at once, a faster one bit by bit. It tells how long
 	// what is queued will take.
 	perEntry time.Duration
-	paced    bool // perEntry was measured
-	waiting  int  // Puts and Flushes waiting for a write: no gathering
+	paced    bool       // perEntry was measured
+	waiting  int        // Puts and Flushes waiting for a write: no gathering
+	flushes  flushStats // the writer's batches, for metrics
 	// testHookWait, if set, is called when a Put starts waiting for its
 	// write.
 	testHookWait func()

@@ -176,6 +176,7 @@ func (b *Backend) takeLocked(may func(*write) bool) []*write {
 // keeps the writer's pace per entry.
 func (b *Backend) measured(start time.Time, n int) {
 	took := b.wnow().Sub(start)
+	b.flushes.record(took, n)
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	// A slower pace counts at once, a faster one only bit by bit: the

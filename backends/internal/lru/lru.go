@@ -7,7 +7,10 @@
 // call those may share a read lock.
 package lru
 
-import "iter"
+import (
+	"iter"
+	"sync/atomic"
+)
 
 // Cache holds values by key, most recently used first.
 type Cache[K comparable, V any] struct {
@@ -16,6 +19,9 @@ type Cache[K comparable, V any] struct {
 	items    map[K]*node[K, V]
 	root     node[K, V] // sentinel of a circular list: root.next is the most recently used
 	cost     int64      // sum of the costs of items
+	// evicted counts the values Add pushed out to fit the bound. It is
+	// atomic so that a scrape reads it without its user's lock.
+	evicted atomic.Int64
 }
 
 type node[K comparable, V any] struct {
@@ -53,6 +59,7 @@ func (c *Cache[K, V]) Add(key K, v V, cost int64) bool {
 	c.cost += cost
 	for c.maxCost > 0 && c.cost > c.maxCost {
 		c.removeNode(c.root.prev) // never n: it alone fits
+		c.evicted.Add(1)
 	}
 	return true
 }
@@ -119,6 +126,11 @@ func (c *Cache[K, V]) All() iter.Seq2[K, V] {
 		}
 	}
 }
+
+// Evictions returns how many values Add has evicted to fit the bound
+// (not those replaced, removed or cleared). Unlike the other methods it
+// may be called concurrently with anything.
+func (c *Cache[K, V]) Evictions() int64 { return c.evicted.Load() }
 
 // Len returns the number of values held.
 func (c *Cache[K, V]) Len() int { return len(c.items) }

@@ -111,3 +111,25 @@ func TestRemoveAndRemoveFunc(t *testing.T) {
 		t.Fatalf("after Clear: len %d, cost %d, %d removed", c.Len(), c.Cost(), removed)
 	}
 }
+
+// Evictions counts what Add pushed out, not what was replaced, removed
+// or cleared.
+func TestEvictionsCountsOnlyEvictions(t *testing.T) {
+	c := lru.New[string, int](10, nil)
+	c.Add("a", 1, 4)
+	c.Add("a", 2, 4) // replaced
+	c.Add("b", 3, 4)
+	c.Remove("b")
+	c.Add("b", 3, 4)
+	if n := c.Evictions(); n != 0 {
+		t.Fatalf("evictions %d after replace and remove, want 0", n)
+	}
+	c.Add("c", 4, 8) // 16 > 10: a and b go
+	if n := c.Evictions(); n != 2 {
+		t.Fatalf("evictions %d, want 2", n)
+	}
+	c.Clear()
+	if n := c.Evictions(); n != 2 {
+		t.Fatalf("evictions %d after Clear, want still 2", n)
+	}
+}

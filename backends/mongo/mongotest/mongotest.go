@@ -110,6 +110,14 @@ func WithDatabase(uri, database string) string {
 func start() {
 	if uri := os.Getenv(EnvURI); uri != "" {
 		baseURI = uri
+	} else if os.Getenv(EnvPostgres) == "1" {
+		s, err := startOnPostgres()
+		if err != nil {
+			startErr = err
+			return
+		}
+		shared = s
+		baseURI = s.URI()
 	} else {
 		dir, err := os.MkdirTemp("", "cachegate-ferretdb-")
 		if err != nil {
@@ -141,6 +149,9 @@ func Shutdown() {
 	}
 	if shared != nil {
 		shared.Stop()
+		if sharedPostgres != nil {
+			sharedPostgres.Stop()
+		}
 		os.RemoveAll(shared.dir)
 	}
 	if binDir != "" {
@@ -153,6 +164,9 @@ func Shutdown() {
 type Server struct {
 	dir  string
 	addr string
+	// postgresURL, when set, is the PostgreSQL that FerretDB stores in
+	// (its postgresql handler) instead of SQLite files in dir.
+	postgresURL string
 
 	mu   sync.Mutex    // protects stop and done
 	stop func()        // nil while stopped
@@ -235,14 +249,18 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) runInProcess() (func(), chan struct{}, error) {
-	f, err := ferretdb.New(&ferretdb.Config{
+	cfg := &ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: s.addr},
 		// FerretDB logs every failed command at warning level with a dump
 		// of the message; errors are what a failing test wants to see.
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + s.dir + "/",
-	})
+	}
+	if s.postgresURL != "" {
+		cfg.Handler, cfg.SQLiteURL, cfg.PostgreSQLURL = "postgresql", "", s.postgresURL
+	}
+	f, err := ferretdb.New(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start FerretDB: %w", err)
 	}
@@ -286,7 +304,7 @@ func (s *Server) runChild() (func(), chan struct{}, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(bin, "-listen", s.addr, "-dir", s.dir)
+	cmd := exec.Command(bin, "-listen", s.addr, "-dir", s.dir, "-postgres", s.postgresURL)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe() // the child exits when it closes
 	if err != nil {
