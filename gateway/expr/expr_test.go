@@ -1,0 +1,124 @@
+package expr_test
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/cachegate/cachegate/gateway/expr"
+)
+
+func mustURL(tb testing.TB, s string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+func TestKey(t *testing.T) {
+	u := mustURL(t, "https://api.example.com/v1/items?id=1&x=2&id=9")
+	h := http.Header{"X-Tenant": {"a", "b"}}
+	tests := []struct {
+		name, src, want string
+		headers         bool
+	}{
+		{name: "issue example", src: `request.url.path + "?" + request.query["id"]`, want: "/v1/items?1"},
+		{name: "url parts", src: `request.method + " " + request.url.scheme + "://" + request.url.host + "?" + request.url.query`, want: "GET https://api.example.com?id=1&x=2&id=9"},
+		{name: "header", src: `request.url.path + "|" + request.headers["x-tenant"]`, want: "/v1/items|a, b", headers: true},
+		{name: "optional", src: `request.query.?missing.orValue("none")`, want: "none"},
+		{name: "in", src: `"x-tenant" in request.headers ? "t" : "n"`, want: "t", headers: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := expr.CompileKey(tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := k.Eval("GET", u, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if k.ReadsHeaders() != tt.headers {
+				t.Errorf("ReadsHeaders = %v, want %v", k.ReadsHeaders(), tt.headers)
+			}
+		})
+	}
+}
+
+func TestKeyRuntimeError(t *testing.T) {
+	k, err := expr.CompileKey(`request.query["id"]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Eval("GET", mustURL(t, "http://h/p?x=1"), nil); err == nil {
+		t.Fatal("missing key: want an error")
+	}
+}
+
+func TestFilter(t *testing.T) {
+	f, err := expr.CompileFilter(`response.status == 200 && !("x-debug" in request.headers) && response.size < 10 && response.headers["content-type"] == "text/plain"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := mustURL(t, "http://h/p")
+	ct := http.Header{"Content-Type": {"text/plain"}}
+	for _, tt := range []struct {
+		name   string
+		h      http.Header
+		status int
+		size   int64
+		want   bool
+	}{
+		{"stores", nil, 200, 5, true},
+		{"debug header", http.Header{"X-Debug": {"1"}}, 200, 5, false},
+		{"status", nil, 404, 5, false},
+		{"size", nil, 200, 50, false},
+	} {
+		got, err := f.Eval("GET", u, tt.h, tt.status, ct, tt.size)
+		if err != nil {
+			t.Fatal(tt.name, err)
+		}
+		if got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name, src string
+		filter    bool
+		line, col int
+	}{
+		{name: "syntax", src: `request.url.path +`, line: 1, col: 19},
+		{name: "unknown field", src: `request.url.pth`, line: 1, col: 12},
+		{name: "unknown variable", src: "request.url.path +\n  nope", line: 2, col: 3},
+		{name: "key gives int", src: `size(request.url.path)`, line: 1, col: 1},
+		{name: "filter gives string", src: `request.method`, filter: true, line: 1, col: 1},
+		{name: "key reads response", src: `string(response.status)`, line: 1, col: 1},
+		{name: "empty", src: ` `, line: 1, col: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.filter {
+				_, err = expr.CompileFilter(tt.src)
+			} else {
+				_, err = expr.CompileKey(tt.src)
+			}
+			var e *expr.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("got %v, want an *expr.Error", err)
+			}
+			if e.Line != tt.line || e.Column != tt.col {
+				t.Errorf("at %d:%d (%v), want %d:%d", e.Line, e.Column, e, tt.line, tt.col)
+			}
+		})
+	}
+}
