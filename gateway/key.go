@@ -40,6 +40,10 @@ type keyedRequest struct {
 	// reqMethod is the client's method, for the key memo (HEAD and GET
 	// share a cache method but not a memo entry).
 	reqMethod string
+	// keyExpr is what the upstream's key expression gave, and keyErr why
+	// it failed (the default key is then used), for Explain.
+	keyExpr string
+	keyErr  error
 }
 
 // normalizeURL returns u as cachegate keys and stores it: scheme and host
@@ -352,6 +356,19 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	}
 
 	parts := []string{up.Name, method, keyURL}
+	if up.KeyExpr != nil {
+		// The expression stands in for the URL only: the method, the
+		// body, matched headers, credentials and Vary still count, so
+		// it can merge URLs but never answers one client with another's
+		// credentialed or varied response. "key" keeps its keys apart
+		// from default ones; a request it fails on keeps the default.
+		if v, err := up.KeyExpr.Eval(method, target, header); err != nil {
+			kr.keyErr = err
+		} else {
+			kr.keyExpr = v
+			parts = []string{up.Name, method, "key", v}
+		}
+	}
 	if len(body) > 0 && !p.Key.IgnoreBody {
 		parts = append(parts, "body", string(normalizeBody(body, header.Get("Content-Type"), p)))
 	}
@@ -475,11 +492,15 @@ func (kr *keyedRequest) forHeader(h http.Header) *keyedRequest {
 }
 
 // memoable reports whether the key of r depends only on its method, path
-// and query: no body, no matched headers, no credentials, no per-request
-// expiry (X-Cachegate-Expire-After, or Cache-Control's max-age).
+// and query: no body, no matched headers, no key expression that reads
+// headers, no credentials, no per-request expiry (X-Cachegate-Expire-After,
+// or Cache-Control's max-age).
 func (u *upstream) memoable(r *http.Request) bool {
 	p := &u.Policy
 	if (r.Body != nil && r.Body != http.NoBody) || p.MatchAllHeaders || (len(p.MatchHeaders) > 0 && !p.Key.IgnoreHeaders) {
+		return false
+	}
+	if u.KeyExpr != nil && u.KeyExpr.ReadsHeaders() {
 		return false
 	}
 	h := r.Header

@@ -163,6 +163,7 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 		return res, nil
 	}
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(respBody))})
+	dec = up.filter(kr, dec, resp.StatusCode, resp.Header, int64(len(respBody)))
 	if tooBig {
 		dec = cache.Decision{Rule: "max_body_size", Reason: "the new body is larger than max_body_size"}
 	}

@@ -216,7 +216,8 @@ func (s *Server) upstreams() ([]gateway.Upstream, error) {
 			timeout = DefaultUpstreamTimeout
 		}
 		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
-			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout}
+			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout,
+			KeyExpr: uc.KeyExpr, FilterExpr: uc.FilterExpr}
 		if uc.Name == "demo" && uc.URL == demoURL && s.demoAddr != "" {
 			addr := s.demoAddr
 			up.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {

@@ -69,7 +69,7 @@ func (e *Error) Error() string { return fmt.Sprintf("at %d:%d: %s", e.Line, e.Co
 // needs says which parts of the request and response an expression reads,
 // so the maps it does not read are never built.
 type needs struct {
-	query, reqHeaders, respHeaders bool
+	query, reqHeaders, respHeaders, size bool
 }
 
 // program is a compiled, checked expression.
@@ -178,6 +178,9 @@ func references(a *ast.AST) (n needs, usesResponse bool) {
 			if field == "" || field == "headers" {
 				n.respHeaders = true
 			}
+			if field == "" || field == "size" {
+				n.size = true
+			}
 			continue
 		}
 		switch field {
@@ -193,18 +196,30 @@ func references(a *ast.AST) (n needs, usesResponse bool) {
 	return n, usesResponse
 }
 
-// String returns the expression's source.
-func (p *program) String() string {
-	if p == nil {
+// String returns the expression's source; "" for a nil Key.
+func (k *Key) String() string {
+	if k == nil {
 		return ""
 	}
-	return p.src
+	return k.src
+}
+
+// String returns the expression's source; "" for a nil Filter.
+func (f *Filter) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.src
 }
 
 // ReadsHeaders reports whether the expression reads the request's headers:
 // a key that does not depends on nothing but the method and URL, so it may
 // be memoized by request line.
 func (p *program) ReadsHeaders() bool { return p.needs.reqHeaders }
+
+// ReadsSize reports whether the filter reads response.size: when the size
+// is not known before the body is read, it must wait for the body.
+func (f *Filter) ReadsSize() bool { return f.needs.size }
 
 // state is the per-evaluation scratch space, pooled: its maps keep their
 // buckets between evaluations.
