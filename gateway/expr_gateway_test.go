@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/gateway/expr"
 	"github.com/cachegate/cachegate/web/fastlane"
@@ -19,6 +20,12 @@ import (
 // ("" for none), in front of a counted upstream that answers each request
 // with its path and query, and a status from ?status=.
 func newExprEnv(t testing.TB, key, filter string) (*env, *counting) {
+	t.Helper()
+	return newExprEnvOn(t, key, filter, testBackend(t))
+}
+
+// newExprEnvOn is newExprEnv on the given backend.
+func newExprEnvOn(t testing.TB, key, filter string, backend cache.Backend) (*env, *counting) {
 	t.Helper()
 	up := gateway.Upstream{Name: "up", Policy: policy(), BackendName: "default", Timeout: 2 * time.Second}
 	var err error
@@ -49,7 +56,6 @@ func newExprEnv(t testing.TB, key, filter string) (*env, *counting) {
 	us := httptest.NewServer(handler)
 	t.Cleanup(us.Close)
 	up.URL, _ = url.Parse(us.URL)
-	backend := testBackend(t)
 	up.Backend = backend
 	c := newClock()
 	g, err := gateway.New(gateway.Options{Now: c.Now}, up)

@@ -1,0 +1,49 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
+)
+
+// BenchmarkServeHitExpression measures a hit through ServeHit (the fast
+// lane's entry) on the production default backend, without and with a key
+// expression: one that reads only the URL is evaluated once per request
+// line and memoized; one that reads a header runs on every request.
+func BenchmarkServeHitExpression(b *testing.B) {
+	for _, c := range []struct{ name, key string }{
+		{"none", ""},
+		{"key-url", `request.url.path + "?" + request.query["id"]`},
+		{"key-header", `request.url.path + "|" + request.headers[?"x-tenant"].orValue("")`},
+		{"key-header-query", `request.url.path + "?" + request.query["id"] + "|" + request.headers[?"x-tenant"].orValue("")`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cold, err := sqlite.Open("sqlite://" + filepath.Join(b.TempDir(), "bench.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, _ := newExprEnvOn(b, c.key, "", tiered.New(cold, 64<<20, time.Second))
+			const path = "/b?id=1&x=2"
+			e.get(path, "MISS", "X-Tenant", "a", "Accept", "*/*", "User-Agent", "bench")
+			req := httptest.NewRequest("GET", "/fetch/up"+path, nil)
+			req.Header = http.Header{"X-Tenant": {"a"}, "Accept": {"*/*"}, "User-Agent": {"bench"}}
+			w := &discard{h: http.Header{}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				clear(w.h)
+				if !e.gw.ServeHit(w, req) {
+					e.gw.ServeHTTP(w, req)
+				}
+			}
+			if got := w.h.Get("X-Cache"); got != "HIT" {
+				b.Fatalf("X-Cache %q", got)
+			}
+		})
+	}
+}
