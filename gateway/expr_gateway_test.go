@@ -234,4 +234,3 @@ func TestUpstreamsListExpressions(t *testing.T) {
 		t.Fatalf("upstream info key %q filter %q", u.Key, u.Filter)
 	}
 }
-
