@@ -25,9 +25,9 @@ func newExprEnv(t testing.TB, key, filter string) (*env, *counting) {
 }
 
 // newExprEnvOn is newExprEnv on the given backend.
-func newExprEnvOn(t testing.TB, key, filter string, backend cache.Backend) (*env, *counting) {
+func newExprEnvOn(t testing.TB, key, filter string, backend cache.Backend, mut ...func(*cache.Policy)) (*env, *counting) {
 	t.Helper()
-	up := gateway.Upstream{Name: "up", Policy: policy(), BackendName: "default", Timeout: 2 * time.Second}
+	up := gateway.Upstream{Name: "up", Policy: policy(mut...), BackendName: "default", Timeout: 2 * time.Second}
 	var err error
 	if key != "" {
 		if up.KeyExpr, err = expr.CompileKey(key); err != nil {

@@ -14,13 +14,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
 )
@@ -70,6 +73,10 @@ func (e *Error) Error() string { return fmt.Sprintf("at %d:%d: %s", e.Line, e.Co
 // so the maps it does not read are never built.
 type needs struct {
 	query, reqHeaders, respHeaders, size bool
+	// headerNames, when not nil, are the only request headers read
+	// (lower case, with canonical names beside them): the map holds
+	// just them, rather than every header lower-cased.
+	headerNames, canonical []string
 }
 
 // program is a compiled, checked expression.
@@ -187,13 +194,74 @@ func references(a *ast.AST) (n needs, usesResponse bool) {
 		case "query":
 			n.query = true
 		case "headers":
-			n.reqHeaders = true
+			if !n.reqHeaders {
+				n.reqHeaders = true
+				n.headerNames = []string{}
+			}
+			if n.headerNames == nil {
+				continue // every header is read already
+			}
+			name, ok := constantKey(id)
+			if !ok {
+				n.headerNames = nil
+				continue
+			}
+			// Names are lower case in the map: another is never there.
+			if name == strings.ToLower(name) && !slices.Contains(n.headerNames, name) {
+				n.headerNames = append(n.headerNames, name)
+				n.canonical = append(n.canonical, textproto.CanonicalMIMEHeaderKey(name))
+			}
 		case "method", "url":
 		default:
-			n.query, n.reqHeaders = true, true
+			n.query, n.reqHeaders, n.headerNames = true, true, nil
 		}
 	}
+	if n.headerNames == nil {
+		n.canonical = nil
+	}
 	return n, usesResponse
+}
+
+// constantKey returns the header name when the request.headers that the
+// identifier id starts is only looked up by a constant: headers["x-a"],
+// headers[?"x-a"], "x-a" in headers, headers.x_a, headers.?x_a.
+func constantKey(id ast.NavigableExpr) (string, bool) {
+	sel, ok := id.Parent()
+	if !ok {
+		return "", false
+	}
+	use, ok := sel.Parent()
+	if !ok {
+		return "", false
+	}
+	literal := func(e ast.Expr) (string, bool) {
+		if e.Kind() != ast.LiteralKind {
+			return "", false
+		}
+		s, ok := e.AsLiteral().Value().(string)
+		return s, ok
+	}
+	switch use.Kind() {
+	case ast.SelectKind:
+		return use.AsSelect().FieldName(), true
+	case ast.CallKind:
+		c := use.AsCall()
+		args := c.Args()
+		if len(args) != 2 {
+			return "", false
+		}
+		switch c.FunctionName() {
+		case operators.Index, operators.OptIndex, operators.OptSelect:
+			if args[0].ID() == sel.ID() {
+				return literal(args[1])
+			}
+		case operators.In:
+			if args[1].ID() == sel.ID() {
+				return literal(args[0])
+			}
+		}
+	}
+	return "", false
 }
 
 // String returns the expression's source; "" for a nil Key.
@@ -255,7 +323,11 @@ func getState(n needs, method string, u *url.URL, h http.Header) *state {
 	s.req.Method = method
 	s.req.URL = URL{Scheme: u.Scheme, Host: u.Host, Path: u.EscapedPath(), Query: u.RawQuery}
 	s.req.Query = fillQuery(s.req.Query, n.query, u.RawQuery)
-	s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, h)
+	if n.headerNames != nil {
+		s.req.Headers = fillNamed(s.req.Headers, n.headerNames, n.canonical, h)
+	} else {
+		s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, h)
+	}
 	return s
 }
 
@@ -290,6 +362,20 @@ func fillQuery(m map[string]string, need bool, raw string) map[string]string {
 		}
 		if _, seen := m[k]; !seen {
 			m[k] = v
+		}
+	}
+	return m
+}
+
+// fillNamed refills m with the headers named, and no others.
+func fillNamed(m map[string]string, names, canonical []string, h http.Header) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	clear(m)
+	for i, name := range names {
+		if v := h[canonical[i]]; len(v) > 0 {
+			m[name] = strings.Join(v, ", ")
 		}
 	}
 	return m

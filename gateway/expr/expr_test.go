@@ -20,7 +20,7 @@ func mustURL(tb testing.TB, s string) *url.URL {
 
 func TestKey(t *testing.T) {
 	u := mustURL(t, "https://api.example.com/v1/items?id=1&x=2&id=9")
-	h := http.Header{"X-Tenant": {"a", "b"}}
+	h := http.Header{"X-Tenant": {"a", "b"}, "Accept": {"*/*"}}
 	tests := []struct {
 		name, src, want string
 		headers         bool
@@ -30,6 +30,12 @@ func TestKey(t *testing.T) {
 		{name: "header", src: `request.url.path + "|" + request.headers["x-tenant"]`, want: "/v1/items|a, b", headers: true},
 		{name: "optional", src: `request.query.?missing.orValue("none")`, want: "none"},
 		{name: "in", src: `"x-tenant" in request.headers ? "t" : "n"`, want: "t", headers: true},
+		{name: "absent", src: `"x-other" in request.headers ? "t" : "n"`, want: "n", headers: true},
+		{name: "names are lower case", src: `"X-Tenant" in request.headers ? "t" : "n"`, want: "n", headers: true},
+		{name: "has", src: `has(request.headers.accept) ? request.headers.accept : "none"`, want: "*/*", headers: true},
+		{name: "every header", src: `request.headers.exists(k, k == "accept") ? "yes" : "no"`, want: "yes", headers: true},
+		{name: "size", src: `string(size(request.headers))`, want: "2", headers: true},
+		{name: "two names", src: `request.headers[?"accept"].orValue("") + request.headers[?"x-nope"].orValue("-")`, want: "*/*-", headers: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
