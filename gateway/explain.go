@@ -236,7 +236,8 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 			size = entry.Size
 		}
 		r := ExpressionResult{Field: "filter", Expression: up.FilterExpr.String(), Input: x.Assumed}
-		if ok, err := up.FilterExpr.Eval(kr.method, kr.target, kr.header, status, respHeader, size); err != nil {
+		in := exprInput(up, kr.method, kr.target, kr.storedURL, kr.header)
+		if ok, err := up.FilterExpr.Eval(&in, status, respHeader, size); err != nil {
 			r.Error = err.Error() + " (the response is not stored)"
 		} else {
 			r.Result = ok

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -232,5 +233,31 @@ func TestUpstreamsListExpressions(t *testing.T) {
 	u := e.gw.Upstreams()[0]
 	if u.Key != `request.url.path` || u.Filter != `response.status == 200` {
 		t.Fatalf("upstream info key %q filter %q", u.Key, u.Filter)
+	}
+}
+
+// An expression sees ignored parameters and credentials REDACTED, so what
+// it gives (shown by Explain) never holds a secret; credentials still
+// count in the key, hashed, as without an expression.
+func TestKeyExpressionSeesSecretsRedacted(t *testing.T) {
+	e, calls := newExprEnvOn(t, `request.url.path + "?" + request.url.query + "|" + request.headers[?"authorization"].orValue("-")`, "", testBackend(t),
+		func(p *cache.Policy) { p.IgnoredParameters = []string{"token"} })
+	e.get("/p?token=s3cret&b=1", gateway.Miss)
+	e.get("/p?b=1&token=other", gateway.Hit)
+	e.get("/p?b=1&token=other", gateway.Miss, "Authorization", "Bearer s3cret")
+	e.get("/p?b=1&token=other", gateway.Miss, "Authorization", "Bearer another")
+	if got, want := calls.n.Load(), int64(3); got != want {
+		t.Fatalf("upstream calls %d, want %d", got, want)
+	}
+	x, err := e.gw.Explain(context.Background(), "up", "/p?token=s3cret&b=1", "GET", http.Header{"Authorization": {"Bearer s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(x)
+	if strings.Contains(string(b), "s3cret") {
+		t.Fatalf("explain shows a secret: %s", b)
+	}
+	if got, want := x.Expressions[0].Result, "/p?b=1&token=REDACTED|REDACTED"; got != want {
+		t.Fatalf("key gave %q, want %q", got, want)
 	}
 }

@@ -19,7 +19,8 @@ func (up *upstream) filter(kr *keyedRequest, dec cache.Decision, status int, h h
 	if up.FilterExpr == nil || !dec.Store {
 		return dec
 	}
-	ok, err := up.FilterExpr.Eval(kr.method, kr.target, kr.header, status, h, size)
+	in := exprInput(up, kr.method, kr.target, kr.storedURL, kr.header)
+	ok, err := up.FilterExpr.Eval(&in, status, h, size)
 	switch {
 	case err != nil:
 		return cache.Decision{Rule: FilterRule, Reason: "the filter expression failed: " + err.Error()}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway/expr"
 )
 
 // Redacted replaces the value of ignored parameters and credentials in
@@ -362,7 +363,8 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 		// it can merge URLs but never answers one client with another's
 		// credentialed or varied response. "key" keeps its keys apart
 		// from default ones; a request it fails on keeps the default.
-		if v, err := up.KeyExpr.Eval(method, target, header); err != nil {
+		in := exprInput(up, method, target, storedURL, header)
+		if v, err := up.KeyExpr.Eval(&in); err != nil {
 			kr.keyErr = err
 		} else {
 			kr.keyExpr = v
@@ -377,6 +379,15 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	kr.base = cache.MakeKey(parts...)
 	kr.storedHeader = stored
 	return kr, nil
+}
+
+// exprInput is the request as the upstream's expressions see it: the query
+// as stored (sorted, ignored parameters REDACTED), and ignored parameters
+// and credentials REDACTED in the query and header maps too, since what a
+// key expression gives is shown by /api/explain.
+func exprInput(up *upstream, method string, target *url.URL, storedURL string, header http.Header) expr.Input {
+	_, query, _ := strings.Cut(storedURL, "?")
+	return expr.Input{Method: method, URL: target, Query: query, Header: header, Secret: up.secret}
 }
 
 // newEntry builds the entry for a response to kr. Set-Cookie is never

@@ -28,6 +28,25 @@ import (
 	"github.com/google/cel-go/interpreter"
 )
 
+// Redacted is what an expression sees in place of a secret's value.
+const Redacted = "REDACTED"
+
+// Input is the request an expression is evaluated for.
+type Input struct {
+	// Method is the method as cached.
+	Method string
+	// URL is the upstream URL; Query, when not empty, is the raw query an
+	// expression sees in its place (normalized, secrets redacted).
+	URL   *url.URL
+	Query string
+	// Header is the client's request header.
+	Header http.Header
+	// Secret, when set, names the query parameters and headers whose
+	// values an expression sees as Redacted: what it gives is shown by
+	// the admin API, and a secret must never be.
+	Secret func(name string) bool
+}
+
 // Request is what an expression sees as request.
 type Request struct {
 	// Method is the client's method, upper case.
@@ -318,15 +337,20 @@ var states = sync.Pool{New: func() any {
 	return s
 }}
 
-func getState(n needs, method string, u *url.URL, h http.Header) *state {
+func getState(n needs, in *Input) *state {
 	s := states.Get().(*state)
-	s.req.Method = method
-	s.req.URL = URL{Scheme: u.Scheme, Host: u.Host, Path: u.EscapedPath(), Query: u.RawQuery}
-	s.req.Query = fillQuery(s.req.Query, n.query, u.RawQuery)
+	u := in.URL
+	s.req.Method = in.Method
+	query := in.Query
+	if query == "" {
+		query = u.RawQuery
+	}
+	s.req.URL = URL{Scheme: u.Scheme, Host: u.Host, Path: u.EscapedPath(), Query: query}
+	s.req.Query = fillQuery(s.req.Query, n.query, u.RawQuery, in.Secret)
 	if n.headerNames != nil {
-		s.req.Headers = fillNamed(s.req.Headers, n.headerNames, n.canonical, h)
+		s.req.Headers = fillNamed(s.req.Headers, n.headerNames, n.canonical, in.Header, in.Secret)
 	} else {
-		s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, h)
+		s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, in.Header, in.Secret)
 	}
 	return s
 }
@@ -339,7 +363,7 @@ func putState(s *state) {
 
 // fillQuery refills m with the first value of each parameter of raw, or
 // empties it when the expression does not read the query.
-func fillQuery(m map[string]string, need bool, raw string) map[string]string {
+func fillQuery(m map[string]string, need bool, raw string, secret func(string) bool) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}
@@ -361,6 +385,9 @@ func fillQuery(m map[string]string, need bool, raw string) map[string]string {
 			v = dv
 		}
 		if _, seen := m[k]; !seen {
+			if secret != nil && secret(k) {
+				v = Redacted
+			}
 			m[k] = v
 		}
 	}
@@ -368,21 +395,28 @@ func fillQuery(m map[string]string, need bool, raw string) map[string]string {
 }
 
 // fillNamed refills m with the headers named, and no others.
-func fillNamed(m map[string]string, names, canonical []string, h http.Header) map[string]string {
+func fillNamed(m map[string]string, names, canonical []string, h http.Header, secret func(string) bool) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}
 	clear(m)
 	for i, name := range names {
 		if v := h[canonical[i]]; len(v) > 0 {
-			m[name] = strings.Join(v, ", ")
+			m[name] = headerValue(canonical[i], v, secret)
 		}
 	}
 	return m
 }
 
+func headerValue(name string, v []string, secret func(string) bool) string {
+	if secret != nil && secret(name) {
+		return Redacted
+	}
+	return strings.Join(v, ", ")
+}
+
 // fillHeaders refills m with h by lower-cased name, values joined.
-func fillHeaders(m map[string]string, need bool, h http.Header) map[string]string {
+func fillHeaders(m map[string]string, need bool, h http.Header, secret func(string) bool) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}
@@ -391,16 +425,15 @@ func fillHeaders(m map[string]string, need bool, h http.Header) map[string]strin
 		return m
 	}
 	for k, v := range h {
-		m[strings.ToLower(k)] = strings.Join(v, ", ")
+		m[strings.ToLower(k)] = headerValue(k, v, secret)
 	}
 	return m
 }
 
-// Eval gives the key for a request with this method, upstream URL and
-// header. An error is the expression's failure at run time (a missing map
-// key, say).
-func (k *Key) Eval(method string, u *url.URL, h http.Header) (string, error) {
-	s := getState(k.needs, method, u, h)
+// Eval gives the key for a request. An error is the expression's failure
+// at run time (a missing map key, say).
+func (k *Key) Eval(in *Input) (string, error) {
+	s := getState(k.needs, in)
 	defer putState(s)
 	out, _, err := k.prg.Eval(s)
 	if err != nil {
@@ -415,12 +448,13 @@ func (k *Key) Eval(method string, u *url.URL, h http.Header) (string, error) {
 
 // Eval says whether a response with this status, header and body size to
 // the request may be stored. An error is the expression's failure at run
-// time.
-func (f *Filter) Eval(method string, u *url.URL, h http.Header, status int, respHeader http.Header, size int64) (bool, error) {
-	s := getState(f.needs, method, u, h)
+// time. The response's headers are seen as they are: a filter gives only
+// a bool.
+func (f *Filter) Eval(in *Input, status int, respHeader http.Header, size int64) (bool, error) {
+	s := getState(f.needs, in)
 	defer putState(s)
 	s.resp.Status, s.resp.Size = status, size
-	s.resp.Headers = fillHeaders(s.resp.Headers, f.needs.respHeaders, respHeader)
+	s.resp.Headers = fillHeaders(s.resp.Headers, f.needs.respHeaders, respHeader, nil)
 	out, _, err := f.prg.Eval(s)
 	if err != nil {
 		return false, err

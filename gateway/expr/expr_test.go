@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/cachegate/cachegate/gateway/expr"
@@ -43,7 +44,7 @@ func TestKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := k.Eval("GET", u, h)
+			got, err := k.Eval(&expr.Input{Method: "GET", URL: u, Header: h})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,12 +58,39 @@ func TestKey(t *testing.T) {
 	}
 }
 
+func TestKeySeesSecretsRedacted(t *testing.T) {
+	secret := func(name string) bool {
+		return strings.EqualFold(name, "token") || strings.EqualFold(name, "authorization")
+	}
+	in := &expr.Input{
+		Method: "GET", URL: mustURL(t, "http://h/p?token=s3cret&id=1"), Query: "id=1&token=REDACTED",
+		Header: http.Header{"Authorization": {"Bearer s3cret"}, "X-A": {"1"}}, Secret: secret,
+	}
+	for _, src := range []string{
+		`request.query["token"] + request.url.query`,
+		`request.headers["authorization"]`,
+		`request.headers.exists(k, k == "authorization") ? request.headers["authorization"] : ""`,
+	} {
+		k, err := expr.CompileKey(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.Eval(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(got, "s3cret") || !strings.Contains(got, "REDACTED") {
+			t.Errorf("%s gave %q, want the secret redacted", src, got)
+		}
+	}
+}
+
 func TestKeyRuntimeError(t *testing.T) {
 	k, err := expr.CompileKey(`request.query["id"]`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Eval("GET", mustURL(t, "http://h/p?x=1"), nil); err == nil {
+	if _, err := k.Eval(&expr.Input{Method: "GET", URL: mustURL(t, "http://h/p?x=1")}); err == nil {
 		t.Fatal("missing key: want an error")
 	}
 }
@@ -86,7 +114,7 @@ func TestFilter(t *testing.T) {
 		{"status", nil, 404, 5, false},
 		{"size", nil, 200, 50, false},
 	} {
-		got, err := f.Eval("GET", u, tt.h, tt.status, ct, tt.size)
+		got, err := f.Eval(&expr.Input{Method: "GET", URL: u, Header: tt.h}, tt.status, ct, tt.size)
 		if err != nil {
 			t.Fatal(tt.name, err)
 		}
