@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ func TestAPIExpressions(t *testing.T) {
 	api := handlers.NewAPI(nil, gw, handlers.Options{Backends: map[string]cache.Backend{"default": backend}})
 	r := chi.NewRouter()
 	api.Mount(r)
+	api.MountPages(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() {
 		srv.Close()
@@ -89,5 +91,19 @@ func TestAPIExpressions(t *testing.T) {
 	if len(x.Expressions) != 2 || x.Expressions[0].Field != "key" || x.Expressions[0].Result != "/items?7" ||
 		x.Expressions[1].Field != "filter" || x.Expressions[1].Result != true {
 		t.Fatalf("/api/explain expressions %+v", x.Expressions)
+	}
+
+	// The Explain page shows them too.
+	p := &pages{router: r, gw: gw}
+	doc := p.get(t, "/explain?"+url.Values{"upstream": {"up"}, "url": {"/items?x=1"}}.Encode(), http.StatusOK)
+	rows := testid(doc, "expression")
+	if rows.Length() != 2 {
+		t.Fatalf("%d expression rows, want 2", rows.Length())
+	}
+	if got := testid(rows.Eq(0), "expression-error").Text(); !strings.Contains(got, "no such key") {
+		t.Errorf("key row error %q, want the missing key", got)
+	}
+	if got := testid(rows.Eq(1), "expression-result").Text(); got != "true" {
+		t.Errorf("filter row %q, want true", got)
 	}
 }
