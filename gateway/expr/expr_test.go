@@ -2,9 +2,12 @@ package expr_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cachegate/cachegate/gateway/expr"
@@ -154,5 +157,36 @@ func TestCompileErrors(t *testing.T) {
 				t.Errorf("at %d:%d (%v), want %d:%d", e.Line, e.Column, e, tt.line, tt.col)
 			}
 		})
+	}
+}
+
+// Evaluations share pooled state: concurrent ones must not see each
+// other's request.
+func TestKeyConcurrent(t *testing.T) {
+	k, err := expr.CompileKey(`request.url.path + "|" + request.query["id"] + "|" + request.headers["x-tenant"]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				id := strconv.Itoa(g*1000 + i)
+				in := &expr.Input{Method: "GET", URL: mustURL(t, "http://h/p"+id+"?id="+id), Header: http.Header{"X-Tenant": {id}}}
+				got, err := k.Eval(in)
+				if want := "/p" + id + "|" + id + "|" + id; err != nil || got != want {
+					errs <- fmt.Errorf("got %q (%v), want %q", got, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
