@@ -106,4 +106,13 @@ func TestAPIExpressions(t *testing.T) {
 	if got := testid(rows.Eq(1), "expression-result").Text(); got != "true" {
 		t.Errorf("filter row %q, want true", got)
 	}
+
+	// The Upstreams page lists them with the other settings.
+	doc = p.get(t, "/upstreams", http.StatusOK)
+	for name, want := range map[string]string{"key.expression": key.String(), "filter": filter.String()} {
+		got := doc.Find(`[data-testid="setting"][data-setting="` + name + `"] [data-testid="setting-value"]`).Text()
+		if got != want {
+			t.Errorf("upstreams page %s %q, want %q", name, got, want)
+		}
+	}
 }
