@@ -45,6 +45,14 @@ func newExprEnvOn(t testing.TB, key, filter string, backend cache.Backend, mut .
 		if s := r.URL.Query().Get("status"); s != "" {
 			fmt.Sscan(s, &status)
 		}
+		if r.URL.Query().Has("etag") {
+			w.Header().Set("ETag", `"v1"`)
+			if r.Header.Get("If-None-Match") == `"v1"` {
+				w.Header().Set("X-Keep", "no")
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
 		if r.URL.Query().Has("chunked") {
 			// No Content-Length: the size is known only once the body is read.
 			w.WriteHeader(status)
@@ -106,6 +114,18 @@ func TestFilterExpression(t *testing.T) {
 	if got, want := calls.n.Load(), int64(8); got != want {
 		t.Fatalf("upstream calls %d, want %d", got, want)
 	}
+}
+
+// A 304 that refreshes an entry is judged by the filter too, on the
+// entry's headers as the 304 updates them: an entry exists only while the
+// filter accepts it.
+func TestFilterExpressionOnRevalidation(t *testing.T) {
+	e, _ := newExprEnv(t, "", `response.headers[?"x-keep"].orValue("yes") == "yes"`)
+	e.get("/a?etag", gateway.Miss)
+	e.get("/a?etag", gateway.Hit)
+	e.clock.Advance(2 * time.Hour)
+	e.get("/a?etag", gateway.Revalidated) // says X-Keep: no
+	e.get("/a?etag", gateway.Miss)
 }
 
 func TestFilterExpressionRuntimeError(t *testing.T) {

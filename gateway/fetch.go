@@ -215,6 +215,7 @@ func (g *Gateway) refreshed(ctx context.Context, up *upstream, kr *keyedRequest,
 	}
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)
 	e.Expires, e.Reason = dec.Expires, dec.Reason
 	res := &fetchResult{entry: e, notModified: true, decision: dec, shareable: true}
 	if !dec.Store {

@@ -210,6 +210,7 @@ func (g *Gateway) confirmed(ctx context.Context, b cache.Backend, up *upstream, 
 	}
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)
 	e.Expires, e.Reason = dec.Expires, dec.Reason
 	res.Outcome, res.Reason = OutcomeNotModified, dec.Reason
 	if !dec.Store {
