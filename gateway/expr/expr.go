@@ -124,6 +124,7 @@ func environment() (*cel.Env, error) {
 			cel.Variable("request", cel.ObjectType("expr.Request")),
 			cel.Variable("response", cel.ObjectType("expr.Response")),
 			cel.OptionalTypes(),
+			ext.Strings(),
 		)
 	})
 	return env, envErr

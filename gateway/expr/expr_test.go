@@ -23,15 +23,16 @@ func mustURL(tb testing.TB, s string) *url.URL {
 }
 
 func TestKey(t *testing.T) {
-	u := mustURL(t, "https://api.example.com/v1/items?id=1&x=2&id=9")
+	u := mustURL(t, "https://api.example.com/v1/Items?id=1&x=2&id=9")
 	h := http.Header{"X-Tenant": {"a", "b"}, "Accept": {"*/*"}}
 	tests := []struct {
 		name, src, want string
 		headers         bool
 	}{
-		{name: "issue example", src: `request.url.path + "?" + request.query["id"]`, want: "/v1/items?1"},
+		{name: "issue example", src: `request.url.path + "?" + request.query["id"]`, want: "/v1/Items?1"},
 		{name: "url parts", src: `request.method + " " + request.url.scheme + "://" + request.url.host + "?" + request.url.query`, want: "GET https://api.example.com?id=1&x=2&id=9"},
-		{name: "header", src: `request.url.path + "|" + request.headers["x-tenant"]`, want: "/v1/items|a, b", headers: true},
+		{name: "header", src: `request.url.path + "|" + request.headers["x-tenant"]`, want: "/v1/Items|a, b", headers: true},
+		{name: "string extensions", src: `request.url.path.lowerAscii().split("/")[2]`, want: "items"},
 		{name: "optional", src: `request.query.?missing.orValue("none")`, want: "none"},
 		{name: "in", src: `"x-tenant" in request.headers ? "t" : "n"`, want: "t", headers: true},
 		{name: "absent", src: `"x-other" in request.headers ? "t" : "n"`, want: "n", headers: true},
