@@ -124,9 +124,6 @@ type upstream struct {
 	memo     keyMemo
 	token    adminToken // see overrides
 	refused  refusals   // why recent responses were not stored, for Explain
-	// secret says which query parameters and headers expressions see
-	// REDACTED: the ignored parameters and the credentials.
-	secret func(name string) bool
 	// bypassed is the runtime switch (SetBypass): while set, requests are
 	// forwarded without reading or writing the cache, as requests-cache's
 	// disabled() does.
@@ -200,7 +197,7 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 			recorders[u.Backend] = rec
 			g.recorders = append(g.recorders, rec)
 		}
-		nu := &upstream{
+		g.upstreams[u.Name] = &upstream{
 			Upstream: u,
 			client: &http.Client{
 				Transport: &timeoutTransport{base: newTransport(u.Timeout, u.Dial), read: u.ReadTimeout, total: u.TotalTimeout},
@@ -210,8 +207,6 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 			hits:  rec,
 			token: newAdminToken(opts.AdminToken),
 		}
-		nu.secret = func(name string) bool { return cache.IsCredential(name) || nu.Policy.IsIgnored(name) }
-		g.upstreams[u.Name] = nu
 		for _, w := range u.Policy.Warnings() {
 			// Logged once here, where the policy is validated; loading
 			// the config stays free of side effects.

@@ -387,8 +387,12 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 // key expression gives is shown by /api/explain.
 func exprInput(up *upstream, method string, target *url.URL, storedURL string, header http.Header) expr.Input {
 	_, query, _ := strings.Cut(storedURL, "?")
-	return expr.Input{Method: method, URL: target, Query: query, Header: header, Secret: up.secret}
+	return expr.Input{Method: method, URL: target, Query: query, Header: header, Secrets: up}
 }
+
+// Secret reports whether expressions see the value of the query parameter
+// or header name as REDACTED: an ignored parameter or a credential.
+func (u *upstream) Secret(name string) bool { return cache.IsCredential(name) || u.Policy.IsIgnored(name) }
 
 // newEntry builds the entry for a response to kr. Set-Cookie is never
 // stored (it belongs to the client that caused it), and in a shared cache

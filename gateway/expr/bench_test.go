@@ -12,7 +12,7 @@ import (
 func BenchmarkKeyEval(b *testing.B) {
 	u := mustURL(b, "https://api.example.com/v1/items?id=1&x=2")
 	h := http.Header{"X-Tenant": {"a"}, "Accept": {"*/*"}, "User-Agent": {"bench"}}
-	in := &expr.Input{Method: "GET", URL: u, Header: h, Secret: func(string) bool { return false }}
+	in := &expr.Input{Method: "GET", URL: u, Header: h, Secrets: secretNames{"token"}}
 	for _, c := range []struct{ name, src string }{
 		{"path", `request.url.path`},
 		{"path-query", `request.url.path + "?" + request.query["id"]`},

@@ -41,10 +41,16 @@ type Input struct {
 	Query string
 	// Header is the client's request header.
 	Header http.Header
-	// Secret, when set, names the query parameters and headers whose
+	// Secrets, when set, names the query parameters and headers whose
 	// values an expression sees as Redacted: what it gives is shown by
 	// the admin API, and a secret must never be.
-	Secret func(name string) bool
+	Secrets Secrets
+}
+
+// Secrets says which names are secret. An interface rather than a func,
+// so that the gateway's upstream passes itself without allocating.
+type Secrets interface {
+	Secret(name string) bool
 }
 
 // Request is what an expression sees as request.
@@ -347,11 +353,11 @@ func getState(n needs, in *Input) *state {
 		query = u.RawQuery
 	}
 	s.req.URL = URL{Scheme: u.Scheme, Host: u.Host, Path: u.EscapedPath(), Query: query}
-	s.req.Query = fillQuery(s.req.Query, n.query, u.RawQuery, in.Secret)
+	s.req.Query = fillQuery(s.req.Query, n.query, u.RawQuery, in.Secrets)
 	if n.headerNames != nil {
-		s.req.Headers = fillNamed(s.req.Headers, n.headerNames, n.canonical, in.Header, in.Secret)
+		s.req.Headers = fillNamed(s.req.Headers, n.headerNames, n.canonical, in.Header, in.Secrets)
 	} else {
-		s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, in.Header, in.Secret)
+		s.req.Headers = fillHeaders(s.req.Headers, n.reqHeaders, in.Header, in.Secrets)
 	}
 	return s
 }
@@ -364,7 +370,7 @@ func putState(s *state) {
 
 // fillQuery refills m with the first value of each parameter of raw, or
 // empties it when the expression does not read the query.
-func fillQuery(m map[string]string, need bool, raw string, secret func(string) bool) map[string]string {
+func fillQuery(m map[string]string, need bool, raw string, secret Secrets) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}
@@ -386,7 +392,7 @@ func fillQuery(m map[string]string, need bool, raw string, secret func(string) b
 			v = dv
 		}
 		if _, seen := m[k]; !seen {
-			if secret != nil && secret(k) {
+			if secret != nil && secret.Secret(k) {
 				v = Redacted
 			}
 			m[k] = v
@@ -396,7 +402,7 @@ func fillQuery(m map[string]string, need bool, raw string, secret func(string) b
 }
 
 // fillNamed refills m with the headers named, and no others.
-func fillNamed(m map[string]string, names, canonical []string, h http.Header, secret func(string) bool) map[string]string {
+func fillNamed(m map[string]string, names, canonical []string, h http.Header, secret Secrets) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}
@@ -409,15 +415,15 @@ func fillNamed(m map[string]string, names, canonical []string, h http.Header, se
 	return m
 }
 
-func headerValue(name string, v []string, secret func(string) bool) string {
-	if secret != nil && secret(name) {
+func headerValue(name string, v []string, secret Secrets) string {
+	if secret != nil && secret.Secret(name) {
 		return Redacted
 	}
 	return strings.Join(v, ", ")
 }
 
 // fillHeaders refills m with h by lower-cased name, values joined.
-func fillHeaders(m map[string]string, need bool, h http.Header, secret func(string) bool) map[string]string {
+func fillHeaders(m map[string]string, need bool, h http.Header, secret Secrets) map[string]string {
 	if m == nil {
 		m = map[string]string{}
 	}

@@ -62,13 +62,22 @@ func TestKey(t *testing.T) {
 	}
 }
 
-func TestKeySeesSecretsRedacted(t *testing.T) {
-	secret := func(name string) bool {
-		return strings.EqualFold(name, "token") || strings.EqualFold(name, "authorization")
+// secretNames are secret in any case.
+type secretNames []string
+
+func (s secretNames) Secret(name string) bool {
+	for _, n := range s {
+		if strings.EqualFold(n, name) {
+			return true
+		}
 	}
+	return false
+}
+
+func TestKeySeesSecretsRedacted(t *testing.T) {
 	in := &expr.Input{
 		Method: "GET", URL: mustURL(t, "http://h/p?token=s3cret&id=1"), Query: "id=1&token=REDACTED",
-		Header: http.Header{"Authorization": {"Bearer s3cret"}, "X-A": {"1"}}, Secret: secret,
+		Header: http.Header{"Authorization": {"Bearer s3cret"}, "X-A": {"1"}}, Secrets: secretNames{"token", "authorization"},
 	}
 	for _, src := range []string{
 		`request.query["token"] + request.url.query`,
