@@ -41,6 +41,9 @@ type Explanation struct {
 	// Cached describes the stored entry, if any, and what a request would
 	// get from it now.
 	Cached *CachedExplanation `json:"cached,omitempty"`
+	// Expressions says what the upstream's key and filter expressions
+	// gave for this request; absent when it has none.
+	Expressions []ExpressionResult `json:"expressions,omitempty"`
 	// LastNotStored says why the last response fetched for this key was
 	// not stored, when the gateway remembers one (recent keys only).
 	LastNotStored *Refusal `json:"last_not_stored,omitempty"`
@@ -91,6 +94,19 @@ func ruleChain(p *cache.Policy, req cache.Request, dec cache.Decision) []ChainSt
 		steps[i] = st
 	}
 	return steps
+}
+
+// ExpressionResult is what one of an upstream's expressions gave.
+type ExpressionResult struct {
+	// Field is the config field: "key" or "filter".
+	Field      string `json:"field"`
+	Expression string `json:"expression"`
+	// Result is the key's string or the filter's bool; absent on error.
+	Result any `json:"result,omitempty"`
+	// Error is why evaluation failed, and then what the gateway does.
+	Error string `json:"error,omitempty"`
+	// Input says which response a filter was given.
+	Input string `json:"input,omitempty"`
 }
 
 // KeyPart is one ingredient of the cache key.
@@ -153,7 +169,21 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 		URL: kr.storedURL, Key: kr.base, Cacheable: p.AllowsMethod(cacheMethod),
 	}
 	keyURL, _, _ := normalizeURL(target, p)
-	x.KeyParts = append(x.KeyParts, KeyPart{"upstream", up.Name}, KeyPart{"method", cacheMethod}, KeyPart{"url", keyURL})
+	x.KeyParts = append(x.KeyParts, KeyPart{"upstream", up.Name}, KeyPart{"method", cacheMethod})
+	if up.KeyExpr != nil {
+		r := ExpressionResult{Field: "key", Expression: up.KeyExpr.String()}
+		if kr.keyErr != nil {
+			r.Error = kr.keyErr.Error() + " (the default key, from the url, is used)"
+		} else {
+			r.Result = kr.keyExpr
+		}
+		x.Expressions = append(x.Expressions, r)
+	}
+	if up.KeyExpr != nil && kr.keyErr == nil {
+		x.KeyParts = append(x.KeyParts, KeyPart{"key expression (in place of the url)", kr.keyExpr})
+	} else {
+		x.KeyParts = append(x.KeyParts, KeyPart{"url", keyURL})
+	}
 	var left, kept []string
 	for _, name := range p.IgnoredParameters {
 		if isCredential(name) && p.KeysCredential(name) {
@@ -200,6 +230,21 @@ func (g *Gateway) Explain(ctx context.Context, upstreamName, rawURL, method stri
 		x.Assumed = "the headers of the cached response"
 	}
 	dec := p.Decide(kr.rules, cache.Response{Status: status, Header: respHeader, RequestTime: now, ResponseTime: now, Size: -1})
+	if up.FilterExpr != nil {
+		var size int64
+		if entry != nil {
+			size = entry.Size
+		}
+		r := ExpressionResult{Field: "filter", Expression: up.FilterExpr.String(), Input: x.Assumed}
+		in := exprInput(up, kr.method, kr.target, kr.storedURL, kr.header)
+		if ok, err := up.FilterExpr.Eval(&in, status, respHeader, size); err != nil {
+			r.Error = err.Error() + " (the response is not stored)"
+		} else {
+			r.Result = ok
+		}
+		x.Expressions = append(x.Expressions, r)
+		dec = up.filter(kr, dec, status, respHeader, size)
+	}
 	if ref, ok := up.refused.get(kr.base); ok {
 		x.LastNotStored = &ref
 		if entry == nil {

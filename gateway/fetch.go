@@ -142,6 +142,10 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	}
 
 	dec := p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: resp.ContentLength})
+	if up.filterNow(resp.ContentLength) {
+		// Judged before the body, so a refused one streams unstored.
+		dec = up.filter(kr, dec, resp.StatusCode, resp.Header, resp.ContentLength)
+	}
 	up.refused.note(kr.base, resp.StatusCode, dec, respTime)
 	x := &exchange{resp: resp, dec: dec, reqTime: reqTime, respTime: respTime}
 	defer x.releaseTo(g.inflight)
@@ -176,6 +180,10 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 	resp, dec, reqTime, respTime := x.resp, x.dec, x.reqTime, x.respTime
 	if dec.Store {
 		dec = p.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(body))})
+		dec = up.filter(kr, dec, resp.StatusCode, resp.Header, int64(len(body)))
+		if !dec.Store {
+			up.refused.note(kr.base, resp.StatusCode, dec, respTime)
+		}
 	}
 	e := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
 	res := &fetchResult{entry: e, header: resp.Header, decision: dec}
@@ -206,6 +214,7 @@ func (g *Gateway) refreshed(ctx context.Context, up *upstream, kr *keyedRequest,
 	}
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)
 	e.Expires, e.Reason = dec.Expires, dec.Reason
 	res := &fetchResult{entry: e, notModified: true, decision: dec, shareable: true}
 	if !dec.Store {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway/expr"
 )
 
 // Upstream is one configured upstream as the gateway needs it.
@@ -53,6 +54,12 @@ type Upstream struct {
 	// credential), or a header the upstream wants. They are secrets: the
 	// gateway never stores, logs or shows them.
 	RevalidateHeaders http.Header
+	// KeyExpr, when set, gives the part of the cache key that the
+	// normalized URL is otherwise (requests-cache's key_fn); FilterExpr,
+	// when set, must say true for a response the policy would store to be
+	// stored (filter_fn).
+	KeyExpr    *expr.Key
+	FilterExpr *expr.Filter
 }
 
 // Options tune a Gateway. The zero value is usable.
@@ -260,6 +267,10 @@ type UpstreamInfo struct {
 	RevalidateHeaderNames []string `json:"revalidate_headers"`
 	// Bypassed reports the runtime switch SetBypass sets.
 	Bypassed bool `json:"bypassed"`
+	// Key and Filter are the sources of the key and filter expressions,
+	// empty when there are none.
+	Key    string `json:"key_expression,omitempty"`
+	Filter string `json:"filter_expression,omitempty"`
 }
 
 // Upstreams lists the configured upstreams, sorted by name.
@@ -275,7 +286,7 @@ func (g *Gateway) Upstreams() []UpstreamInfo {
 		sort.Strings(names)
 		out = append(out, UpstreamInfo{Name: n, URL: u.URL.String(), Backend: u.BackendName, Timeout: u.Timeout.String(),
 			ReadTimeout: u.ReadTimeout.String(), TotalTimeout: u.TotalTimeout.String(), Policy: u.Policy,
-			RevalidateHeaderNames: names, Bypassed: u.bypassed.Load()})
+			RevalidateHeaderNames: names, Bypassed: u.bypassed.Load(), Key: u.KeyExpr.String(), Filter: u.FilterExpr.String()})
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway/expr"
 )
 
 // Redacted replaces the value of ignored parameters and credentials in
@@ -40,6 +41,10 @@ type keyedRequest struct {
 	// reqMethod is the client's method, for the key memo (HEAD and GET
 	// share a cache method but not a memo entry).
 	reqMethod string
+	// keyExpr is what the upstream's key expression gave, and keyErr why
+	// it failed (the default key is then used), for Explain.
+	keyExpr string
+	keyErr  error
 }
 
 // normalizeURL returns u as cachegate keys and stores it: scheme and host
@@ -352,6 +357,20 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	}
 
 	parts := []string{up.Name, method, keyURL}
+	if up.KeyExpr != nil {
+		// The expression stands in for the URL only: the method, the
+		// body, matched headers, credentials and Vary still count, so
+		// it can merge URLs but never answers one client with another's
+		// credentialed or varied response. "key" keeps its keys apart
+		// from default ones; a request it fails on keeps the default.
+		in := exprInput(up, method, target, storedURL, header)
+		if v, err := up.KeyExpr.Eval(&in); err != nil {
+			kr.keyErr = err
+		} else {
+			kr.keyExpr = v
+			parts = []string{up.Name, method, "key", v}
+		}
+	}
 	if len(body) > 0 && !p.Key.IgnoreBody {
 		parts = append(parts, "body", string(normalizeBody(body, header.Get("Content-Type"), p)))
 	}
@@ -361,6 +380,19 @@ func newKeyedRequest(up *upstream, method string, target *url.URL, header http.H
 	kr.storedHeader = stored
 	return kr, nil
 }
+
+// exprInput is the request as the upstream's expressions see it: the query
+// as stored (sorted, ignored parameters REDACTED), and ignored parameters
+// and credentials REDACTED in the query and header maps too, since what a
+// key expression gives is shown by /api/explain.
+func exprInput(up *upstream, method string, target *url.URL, storedURL string, header http.Header) expr.Input {
+	_, query, _ := strings.Cut(storedURL, "?")
+	return expr.Input{Method: method, URL: target, Query: query, Header: header, Secrets: up}
+}
+
+// Secret reports whether expressions see the value of the query parameter
+// or header name as REDACTED: an ignored parameter or a credential.
+func (u *upstream) Secret(name string) bool { return cache.IsCredential(name) || u.Policy.IsIgnored(name) }
 
 // newEntry builds the entry for a response to kr. Set-Cookie is never
 // stored (it belongs to the client that caused it), and in a shared cache
@@ -475,11 +507,15 @@ func (kr *keyedRequest) forHeader(h http.Header) *keyedRequest {
 }
 
 // memoable reports whether the key of r depends only on its method, path
-// and query: no body, no matched headers, no credentials, no per-request
-// expiry (X-Cachegate-Expire-After, or Cache-Control's max-age).
+// and query: no body, no matched headers, no key expression that reads
+// headers, no credentials, no per-request expiry (X-Cachegate-Expire-After,
+// or Cache-Control's max-age).
 func (u *upstream) memoable(r *http.Request) bool {
 	p := &u.Policy
 	if (r.Body != nil && r.Body != http.NoBody) || p.MatchAllHeaders || (len(p.MatchHeaders) > 0 && !p.Key.IgnoreHeaders) {
+		return false
+	}
+	if u.KeyExpr != nil && u.KeyExpr.ReadsHeaders() {
 		return false
 	}
 	h := r.Header

@@ -163,6 +163,7 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 		return res, nil
 	}
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: resp.StatusCode, Header: resp.Header, RequestTime: reqTime, ResponseTime: respTime, Size: int64(len(respBody))})
+	dec = up.filter(kr, dec, resp.StatusCode, resp.Header, int64(len(respBody)))
 	if tooBig {
 		dec = cache.Decision{Rule: "max_body_size", Reason: "the new body is larger than max_body_size"}
 	}
@@ -209,6 +210,7 @@ func (g *Gateway) confirmed(ctx context.Context, b cache.Backend, up *upstream, 
 	}
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
+	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)
 	e.Expires, e.Reason = dec.Expires, dec.Reason
 	res.Outcome, res.Reason = OutcomeNotModified, dec.Reason
 	if !dec.Store {

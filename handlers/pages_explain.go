@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -97,6 +98,16 @@ func explainModel(x gateway.Explanation, now time.Time) views.ExplainModel {
 	}
 	for _, p := range x.KeyParts {
 		m.KeyParts = append(m.KeyParts, views.KeyPartRow{Part: p.Part, Value: p.Value})
+	}
+	for _, e := range x.Expressions {
+		row := views.ExpressionRow{Field: e.Field, Expression: e.Expression, Error: e.Error, Input: e.Input}
+		if e.Error == "" {
+			row.Result = fmt.Sprint(e.Result)
+			if str, ok := e.Result.(string); ok {
+				row.Result = strconv.Quote(str)
+			}
+		}
+		m.Expressions = append(m.Expressions, row)
 	}
 	for _, s := range x.Chain {
 		m.Chain = append(m.Chain, views.ChainRow{Rule: s.Rule, Pattern: s.Pattern, Expire: s.Expire, Note: s.Note, State: s.State, Won: s.Won})

@@ -164,6 +164,12 @@ func settingsOf(u gateway.UpstreamInfo) []views.Setting {
 		keyOff = append(keyOff, "ignore_headers")
 	}
 	list("key", keyOff, "method, URL, query, body and match_headers", "what the cache key leaves out")
+	if u.Key != "" {
+		add("key.expression", u.Key, "gives the part of the cache key the URL is otherwise", false)
+	}
+	if u.Filter != "" {
+		add("filter", u.Filter, "a response the rules would store is stored only when this gives true", false)
+	}
 	list("revalidate_headers", u.RevalidateHeaderNames, "none", "added to admin revalidations only; their values are secret and never shown")
 	return out
 }

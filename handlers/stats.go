@@ -89,6 +89,8 @@ type upstreamJSON struct {
 	ContentTypes               []string        `json:"content_types"`
 	ExcludeContentTypes        []string        `json:"exclude_content_types"`
 	Key                        keyPartsJSON    `json:"key"`
+	// Filter is the filter expression; "" when there is none.
+	Filter string `json:"filter"`
 	// RevalidateHeaders names the headers an admin revalidation adds;
 	// their values are secrets and never shown.
 	RevalidateHeaders []string `json:"revalidate_headers"`
@@ -128,7 +130,8 @@ func (a *API) handleUpstreamList(w http.ResponseWriter, r *http.Request) {
 			ShareCredentialedResponses: p.ShareCredentialedResponses, PrivateCache: p.PrivateCache,
 			ClientOverrides: p.ClientOverrides, MaxBodySize: p.MaxBodySize,
 			ContentTypes: nonNilList(p.ContentTypes), ExcludeContentTypes: nonNilList(p.ExcludeContentTypes),
-			Key:               keyPartsJSON{IgnoreQuery: p.Key.IgnoreQuery, IgnoreBody: p.Key.IgnoreBody, IgnoreHeaders: p.Key.IgnoreHeaders},
+			Key:               keyPartsJSON{IgnoreQuery: p.Key.IgnoreQuery, IgnoreBody: p.Key.IgnoreBody, IgnoreHeaders: p.Key.IgnoreHeaders, Expression: u.Key},
+			Filter:            u.Filter,
 			RevalidateHeaders: nonNilList(u.RevalidateHeaderNames),
 			Requests:          c.Requests, Errors: c.Errors, HitRatio: c.HitRatio,
 			Healthy: healthy(c), Bypassed: u.Bypassed,
@@ -191,6 +194,9 @@ type keyPartsJSON struct {
 	IgnoreQuery   bool `json:"ignore_query"`
 	IgnoreBody    bool `json:"ignore_body"`
 	IgnoreHeaders bool `json:"ignore_headers"`
+	// Expression is the key expression, which stands in for the URL;
+	// "" when there is none.
+	Expression string `json:"expression"`
 }
 
 // nonNilList answers an unset list as [] rather than null, so clients

@@ -52,6 +52,9 @@ type ExplainModel struct {
 	Never        bool
 	// Chain is the expiry rules in the order they are tried.
 	Chain []ChainRow
+	// Expressions is what the upstream's key and filter expressions
+	// gave; empty when it has none.
+	Expressions []ExpressionRow
 	// LastNotStored is the last response fetched for this key that was
 	// not stored, if the gateway remembers one.
 	LastNotStored *RefusalRow
@@ -62,6 +65,16 @@ type ExplainModel struct {
 	// Embedded is set on an entry's own page, which shows the request and
 	// is the entry: the explanation leaves out both.
 	Embedded bool
+}
+
+// ExpressionRow is what one of an upstream's expressions gave.
+type ExpressionRow struct {
+	// Field is "key" or "filter".
+	Field, Expression string
+	// Result is what it gave, as text; Error why it failed instead.
+	Result, Error string
+	// Input says which response a filter was given.
+	Input string
 }
 
 // KeyPartRow is one ingredient of a cache key.

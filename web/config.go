@@ -11,6 +11,7 @@ import (
 
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
+	"github.com/cachegate/cachegate/gateway/expr"
 )
 
 // Config is everything the server needs, already parsed and validated by
@@ -142,6 +143,10 @@ type UpstreamConfig struct {
 	// a header the upstream wants (see gateway.Upstream). Secrets: never
 	// stored, logged or shown.
 	RevalidateHeaders http.Header
+	// KeyExpr and FilterExpr are the upstream's compiled key and filter
+	// expressions, nil when it has none (see gateway.Upstream).
+	KeyExpr    *expr.Key
+	FilterExpr *expr.Filter
 }
 
 // DefaultUpstreamTimeout bounds an upstream exchange when none is set.

@@ -235,7 +235,8 @@ func (s *Server) upstreams(list []UpstreamConfig) ([]gateway.Upstream, error) {
 			timeout = DefaultUpstreamTimeout
 		}
 		up := gateway.Upstream{Name: uc.Name, URL: u, Policy: uc.Policy, Backend: b, BackendName: bname, Timeout: timeout,
-			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout}
+			RevalidateHeaders: uc.RevalidateHeaders, ReadTimeout: uc.ReadTimeout, TotalTimeout: uc.TotalTimeout,
+			KeyExpr: uc.KeyExpr, FilterExpr: uc.FilterExpr}
 		if uc.Name == "demo" && uc.URL == demoURL && s.demoDial != nil {
 			up.Dial = s.demoDial
 		}

@@ -131,7 +131,18 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "upstream exclude_content_types", file: up("    exclude_content_types: image/"), want: []string{`upstreams.github.exclude_content_types: bad value "image/": want a list of media types`}},
 		{name: "upstream key unknown", file: up("    key: {ignore_path: true}"), want: []string{`cachegate.yaml:4: upstreams.github.key.ignore_path: unknown setting: want one of ignore_query, ignore_body, ignore_headers`}},
 		{name: "upstream key value", file: up("    key: {ignore_query: maybe}"), want: []string{`upstreams.github.key.ignore_query: bad value "maybe": want true or false`}},
-		{name: "upstream key scalar", file: up("    key: query"), want: []string{`upstreams.github.key: bad value "query": want a mapping with the keys ignore_query`}},
+		{name: "upstream key scalar", file: up("    key: query"), want: []string{`cachegate.yaml:4: upstreams.github.key: bad expression at 1:1: undeclared reference to 'query'`}},
+		{name: "upstream key list", file: up("    key: [a]"), want: []string{`upstreams.github.key: bad value ["a"]: want a mapping with the keys ignore_query`}},
+		{name: "key expression syntax", file: up(`    key: 'request.url.path +'`), want: []string{`cachegate.yaml:4: upstreams.github.key: bad expression at 1:19: Syntax error`}},
+		{name: "key expression unknown field", file: up(`    key: 'request.url.pth'`), want: []string{`cachegate.yaml:4: upstreams.github.key: bad expression at 1:12: `, `pth`}},
+		{name: "key expression gives int", file: up(`    key: 'size(request.url.path)'`), want: []string{`upstreams.github.key: bad expression at 1:1: the expression gives int, want string`}},
+		{name: "key expression in mapping", file: up("    key:\n      ignore_body: true\n      expression: |\n        request.url.path +\n          nope"), want: []string{`cachegate.yaml:6: upstreams.github.key.expression: bad expression at 2:3: undeclared reference to 'nope'`}},
+		{name: "key expression reads response", file: up(`    key: 'string(response.status)'`), want: []string{`upstreams.github.key: bad expression at 1:1: a key expression cannot read response`}},
+		{name: "key mapping unknown", file: up("    key: {expresion: x}"), want: []string{`cachegate.yaml:4: upstreams.github.key.expresion: unknown setting: want one of ignore_query, ignore_body, ignore_headers, expression`}},
+		{name: "filter gives string", file: up(`    filter: 'request.method'`), want: []string{`cachegate.yaml:4: upstreams.github.filter: bad expression at 1:1: the expression gives string, want bool`}},
+		{name: "filter unknown variable", file: up(`    filter: 'response.status == 200 && reqest.method == "GET"'`), want: []string{`cachegate.yaml:4: upstreams.github.filter: bad expression at 1:27: undeclared reference to 'reqest'`}},
+		{name: "filter empty", file: up(`    filter: ""`), want: []string{`upstreams.github.filter: bad expression at 1:1: the expression is empty`}},
+		{name: "filter not scalar", file: up(`    filter: [a]`), want: []string{`upstreams.github.filter: bad value ["a"]: want a filter expression`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

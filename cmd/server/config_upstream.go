@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway/expr"
 	"github.com/cachegate/cachegate/web"
+	"gopkg.in/yaml.v3"
 )
 
 // upstreamFile is one upstream of the file. Its policy settings are
@@ -40,13 +42,41 @@ type upstreamFile struct {
 	ExcludeContentTypes        *strList      `yaml:"exclude_content_types"`
 	RevalidateHeaders          headers       `yaml:"revalidate_headers"`
 	Key                        keyFile       `yaml:"key"`
+	Filter                     *text         `yaml:"filter"`
 }
 
-// keyFile is an upstream's key settings.
+// keyFile is an upstream's key settings: a mapping, or on its own the key
+// expression (key: 'request.url.path'), as issue 17 and requests-cache's
+// key_fn users write it.
 type keyFile struct {
 	IgnoreQuery   *boolean `yaml:"ignore_query"`
 	IgnoreBody    *boolean `yaml:"ignore_body"`
 	IgnoreHeaders *boolean `yaml:"ignore_headers"`
+	Expression    *text    `yaml:"expression"`
+}
+
+func (v *keyFile) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var t text
+		if err := t.UnmarshalYAML(n); err != nil {
+			return err
+		}
+		*v = keyFile{Expression: &t}
+		return nil
+	}
+	kvs, err := entries(n)
+	if err != nil {
+		return err
+	}
+	// A custom decoder loses the file decoder's KnownFields.
+	known := keys["upstreams.*.key"]
+	for _, kv := range kvs {
+		if !slices.Contains(known, kv[0].Value) {
+			return &nodeError{kv[0], fmt.Errorf("unknown setting: want one of %s", strings.Join(known, ", "))}
+		}
+	}
+	type plain keyFile
+	return n.Decode((*plain)(v))
 }
 
 // upstreams returns the file's upstreams in the file's order, each from
@@ -141,6 +171,9 @@ func (f *configFile) upstream(name string, uf upstreamFile, backends map[string]
 	set(&p.Key.IgnoreQuery, uf.Key.IgnoreQuery, toBool)
 	set(&p.Key.IgnoreBody, uf.Key.IgnoreBody, toBool)
 	set(&p.Key.IgnoreHeaders, uf.Key.IgnoreHeaders, toBool)
+	if err := f.expressions(&u, name, uf); err != nil {
+		return u, err
+	}
 	if err := p.Validate(); err != nil {
 		// Validate's errors start with the setting's name.
 		if setting, rest, ok := strings.Cut(err.Error(), ": "); ok {
@@ -149,6 +182,34 @@ func (f *configFile) upstream(name string, uf upstreamFile, backends map[string]
 		return u, fail("", err)
 	}
 	return u, nil
+}
+
+// expressions compiles an upstream's key and filter expressions; an error
+// names the setting, its line in the file and the position in the
+// expression.
+func (f *configFile) expressions(u *web.UpstreamConfig, name string, uf upstreamFile) error {
+	bad := func(path []string, err error) error {
+		return f.errorf(f.line(path...), joinPath(path), fmt.Errorf("bad expression %w", err))
+	}
+	if e := uf.Key.Expression; e != nil {
+		path := []string{"upstreams", name, "key"}
+		if n := f.lookup(path...); n != nil && n.Kind == yaml.MappingNode {
+			path = append(path, "expression")
+		}
+		k, err := expr.CompileKey(string(*e))
+		if err != nil {
+			return bad(path, err)
+		}
+		u.KeyExpr = k
+	}
+	if e := uf.Filter; e != nil {
+		fl, err := expr.CompileFilter(string(*e))
+		if err != nil {
+			return bad([]string{"upstreams", name, "filter"}, err)
+		}
+		u.FilterExpr = fl
+	}
+	return nil
 }
 
 // set sets *dst to the converted *v, if the file gave v.

@@ -17,6 +17,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad flag value", []string{"-expire-after", "soon"}, 2, "-expire-after", ""},
 		{"unknown flag", []string{"-nope"}, 2, "-nope", ""},
 		{"bad upstream", []string{"-upstream", "x"}, 2, "-upstream", ""},
+		{"bad key expression", []string{"-config", writeFile(t, "cel.yaml", "upstreams:\n  api:\n    url: http://x\n    key: 'request.url.path + nope'\n")}, 2, "cel.yaml:4: upstreams.api.key: bad expression at 1:20: undeclared reference to 'nope'", ""},
 		{"help", []string{"-h"}, 0, "", "-listen"},
 	}
 	for _, tc := range cases {
