@@ -27,6 +27,11 @@ func writeError(w http.ResponseWriter, status int, code, msg, upstream string) {
 // writeUpstreamError answers 504 for a timeout and 502 for anything else.
 func writeUpstreamError(w http.ResponseWriter, err error, name string) {
 	var ue *UpstreamError
+	var ee *encodingError
+	if errors.As(err, &ee) {
+		writeError(w, http.StatusBadGateway, "bad_upstream_encoding", err.Error(), name)
+		return
+	}
 	if errors.As(err, &ue) && ue.Timeout {
 		writeError(w, http.StatusGatewayTimeout, "upstream_timeout", ue.Error(), name)
 		return

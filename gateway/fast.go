@@ -77,6 +77,9 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	if entry == nil {
 		return g.joinMiss(w, r, up, kr, target, start)
 	}
+	if needsDecoding(r, entry) {
+		return false
+	}
 	// Reading the clock costs more than it should on some VMs (3.5% of
 	// a hit's CPU for four reads, measured): the start stands in for now.
 	now := start

@@ -43,6 +43,12 @@ var xcacheValues = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale},
 // withEntry adds the entry's key and times (Policy.EntryHeaders): they are
 // the same on every answer from one entry, so a memoized head holds them.
 func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, bodyFile cache.BodyFile, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry bool) {
+	if needsDecoding(r, e) {
+		if e, header = decodeForClient(w, e, header); e == nil {
+			return
+		}
+		bodyFile = nil
+	}
 	h := w.Header()
 	for k, v := range header {
 		if k == "Content-Length" {
