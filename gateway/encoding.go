@@ -146,6 +146,10 @@ func contentCodings(h http.Header) []string {
 // decoded (decodeForClient) and not as stored. Every path that answers
 // from an entry asks it; it costs one map lookup for an entry stored
 // without Content-Encoding.
+//
+// A coding the gateway cannot decode (compress, or one it does not know)
+// is sent as stored, as the upstream chose to: there is nothing else to
+// send.
 func needsDecoding(r *http.Request, e *cache.Entry) bool {
 	lines := e.Header["Content-Encoding"]
 	if len(lines) == 0 {
@@ -153,12 +157,25 @@ func needsDecoding(r *http.Request, e *cache.Entry) bool {
 	}
 	if len(lines) == 1 && !strings.Contains(lines[0], ",") {
 		// The usual one coding: no slice to build.
-		return !acceptsCoding(r.Header, strings.ToLower(strings.TrimSpace(lines[0])))
+		c := strings.ToLower(strings.TrimSpace(lines[0]))
+		return decodable(c) && !acceptsCoding(r.Header, c)
 	}
-	for _, c := range contentCodings(e.Header) {
-		if !acceptsCoding(r.Header, c) {
-			return true
+	codings := contentCodings(e.Header)
+	need := false
+	for _, c := range codings {
+		if !decodable(c) {
+			return false
 		}
+		need = need || !acceptsCoding(r.Header, c)
+	}
+	return need
+}
+
+// decodable reports whether the gateway can undo a content coding.
+func decodable(coding string) bool {
+	switch coding {
+	case "gzip", "x-gzip", "br", "zstd", "deflate":
+		return true
 	}
 	return false
 }
@@ -247,9 +264,17 @@ func decodeOne(coding string, body []byte, limit int64) ([]byte, error) {
 // header lists, before it is stored: a damaged body is never stored. A
 // body that decodes to more than maxDecodedBody is stored (clients that
 // accept its coding can use it) and refused only to those that do not.
+//
+// A coding the gateway cannot decode is stored unchecked, and is sent as
+// stored (see needsDecoding).
 func checkEncoding(h http.Header, body []byte) error {
 	if len(h["Content-Encoding"]) == 0 {
 		return nil
+	}
+	for _, c := range contentCodings(h) {
+		if !decodable(c) {
+			return nil
+		}
 	}
 	_, err := decodeBody(h, body)
 	if err != nil && errors.Is(err, errDecodedTooLarge) {
