@@ -30,12 +30,6 @@ const (
 // codingSet is a set of the served content codings.
 type codingSet uint8
 
-// servedCodings lists the served codings in the order of their names.
-var servedCodings = [...]struct {
-	name string
-	bit  codingSet
-}{{"br", codingBr}, {"gzip", codingGzip}, {"zstd", codingZstd}}
-
 // codingSetNames is each set's Accept-Encoding as the gateway normalises
 // it: the names sorted, or identity for none. Constants, so that
 // normalising allocates nothing on the hit path.
@@ -49,13 +43,43 @@ var codingSetNames = [8]string{
 // an empty one, accepts none (identity only): RFC 9110 section 12.5.3 lets a
 // server use any coding then, but promises no client can read it.
 func acceptedCodings(h http.Header) codingSet {
-	var set codingSet
-	for _, c := range servedCodings {
-		if acceptsCoding(h, c.name) {
-			set |= c.bit
+	// One pass over the field: this runs twice per hit on an entry that
+	// varies on Accept-Encoding.
+	var named, accepted codingSet
+	star := false
+	for _, line := range h["Accept-Encoding"] {
+		for line != "" {
+			var elem string
+			elem, line, _ = strings.Cut(line, ",")
+			name, params, _ := strings.Cut(elem, ";")
+			name = strings.TrimSpace(name)
+			var bit codingSet
+			switch {
+			case name == "*":
+				star = !zeroQ(params)
+				continue
+			case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
+				bit = codingGzip
+			case strings.EqualFold(name, "br"):
+				bit = codingBr
+			case strings.EqualFold(name, "zstd"):
+				bit = codingZstd
+			default:
+				continue
+			}
+			if named&bit != 0 {
+				continue // the first element for a coding decides, as in acceptsCoding
+			}
+			named |= bit
+			if !zeroQ(params) {
+				accepted |= bit
+			}
 		}
 	}
-	return set
+	if star {
+		accepted |= (codingBr | codingGzip | codingZstd) &^ named
+	}
+	return accepted
 }
 
 // normalizedAcceptEncoding is the Accept-Encoding the gateway keys on and
@@ -73,6 +97,9 @@ func normalizedAcceptEncoding(h http.Header) string {
 func acceptsCoding(h http.Header, coding string) bool {
 	if coding == "identity" || coding == "" {
 		return true
+	}
+	if coding == "x-gzip" {
+		coding = "gzip"
 	}
 	star := false
 	for _, line := range h["Accept-Encoding"] {
