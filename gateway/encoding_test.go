@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/andybalholm/brotli"
+	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 )
@@ -197,10 +198,26 @@ func TestEquivalentAcceptEncodingsShareOneEntry(t *testing.T) {
 }
 
 func TestClientWithoutTheCodingGetsTheBodyDecoded(t *testing.T) {
-	for _, coding := range []string{"gzip", "br"} {
-		t.Run(coding, func(t *testing.T) {
+	for _, tc := range []struct {
+		coding  string
+		backend func() cache.Backend // nil: the tests' default
+	}{
+		{"gzip", nil},
+		{"br", nil},
+		// Hits held in memory are answered by the fast lane (ServeHit),
+		// which must hand these to ServeHTTP.
+		{"gzip", func() cache.Backend { return memory.New(0) }},
+	} {
+		coding := tc.coding
+		name := coding
+		var backend cache.Backend
+		if tc.backend != nil {
+			backend = tc.backend()
+			name += " in memory"
+		}
+		t.Run(name, func(t *testing.T) {
 			up := &codingUpstream{always: coding}
-			e := newEnv(t, policy(), up, nil)
+			e := newEnv(t, policy(), up, backend)
 			r := e.raw(http.MethodGet, "/text", "Accept-Encoding", "gzip, br")
 			if r.xcache() != gateway.Miss || r.header.Get("Content-Encoding") != coding {
 				t.Fatalf("first answer: X-Cache %q, Content-Encoding %q", r.xcache(), r.header.Get("Content-Encoding"))
