@@ -51,7 +51,8 @@ type answered struct {
 // /fetch/ for a fresh entry that the upstream's backend holds in memory
 // (cache.MemoryPeeker), from a request without directives, conditionals,
 // ranges or gateway headers that could make the answer anything but the
-// stored response. The answer, its counters and its events are those
+// stored response, and whose Accept-Encoding takes the stored coding (a
+// body to decode for the client is ServeHTTP's). The answer, its counters and its events are those
 // ServeHTTP gives the same request, once Done is called.
 //
 // It never starts I/O and counts nothing when it returns false; the door
@@ -98,7 +99,7 @@ func (g *Gateway) Lookup(r *http.Request) (Answer, bool) {
 		e, ok := mem.PeekMemory(key)
 		return e, ok, nil
 	})
-	if entry == nil || !headRenderable(entry) {
+	if entry == nil || !headRenderable(entry) || needsDecoding(r, entry) {
 		return Answer{}, false
 	}
 	// Reading the clock costs more than it should on some VMs: the start

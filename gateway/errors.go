@@ -28,6 +28,11 @@ func writeError(w http.ResponseWriter, status int, code, msg, upstream string) {
 // (code upstream_transfer_encoding for a transfer coding cachegate cannot read).
 func writeUpstreamError(w http.ResponseWriter, err error, name string) {
 	var ue *UpstreamError
+	var ee *encodingError
+	if errors.As(err, &ee) {
+		writeError(w, http.StatusBadGateway, "bad_upstream_encoding", err.Error(), name)
+		return
+	}
 	if errors.As(err, &ue) && ue.Timeout {
 		writeError(w, http.StatusGatewayTimeout, "upstream_timeout", ue.Error(), name)
 		return

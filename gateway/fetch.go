@@ -185,6 +185,12 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 			up.refused.note(kr.base, resp.StatusCode, dec, respTime)
 		}
 	}
+	if dec.Store {
+		if err := checkEncoding(resp.Header, body); err != nil {
+			up.counters.Errors.Add(1)
+			return &fetchResult{err: upstreamError(up.Name, err)}
+		}
+	}
 	e := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
 	res := &fetchResult{entry: e, header: resp.Header, decision: dec}
 	if dec.Store {

@@ -83,6 +83,9 @@ func outgoing(ctx context.Context, r *http.Request, target *url.URL, method stri
 		for _, name := range conditionalHeaders {
 			out.Header.Del(name)
 		}
+		// Only codings the gateway can decode again for a client that
+		// lacks them may end up in the cache.
+		out.Header.Set("Accept-Encoding", normalizedAcceptEncoding(r.Header))
 	}
 	if body != nil {
 		out.Body = nopCloser{strings.NewReader(string(body))}

@@ -184,6 +184,9 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 			continue
 		}
 		v := strings.Join(h.Values(name), ", ")
+		if isAcceptEncoding(name) {
+			v = normalizedAcceptEncoding(h)
+		}
 		if ignoredHeader(name, p) {
 			if v != "" {
 				stored.Set(name, Redacted)
@@ -192,9 +195,12 @@ func keyHeaders(h http.Header, p *cache.Policy) (parts []string, stored http.Hea
 		}
 		parts = append(parts, name, v)
 		if v != "" {
-			if isCredential(name) {
+			switch {
+			case isCredential(name):
 				stored.Set(name, Redacted)
-			} else {
+			case isAcceptEncoding(name):
+				stored.Set(name, v) // as sent upstream
+			default:
 				stored[name] = h.Values(name)
 			}
 		}
@@ -273,6 +279,11 @@ func varyNames(h http.Header) []string {
 // varyValue is a request header's value as Vary compares it: every field
 // line joined, white space around commas removed (RFC 9111 section 4.1).
 func varyValue(h http.Header, name string) string {
+	if name == "Accept-Encoding" && first(h, name) != Redacted {
+		// Only the codings the gateway serves count: "gzip, deflate, br"
+		// and "br, gzip" select one variant.
+		return normalizedAcceptEncoding(h)
+	}
 	vals := h.Values(name)
 	if len(vals) == 0 {
 		return "\x00absent"
@@ -392,7 +403,9 @@ func exprInput(up *upstream, method string, target *url.URL, storedURL string, h
 
 // Secret reports whether expressions see the value of the query parameter
 // or header name as REDACTED: an ignored parameter or a credential.
-func (u *upstream) Secret(name string) bool { return cache.IsCredential(name) || u.Policy.IsIgnored(name) }
+func (u *upstream) Secret(name string) bool {
+	return cache.IsCredential(name) || u.Policy.IsIgnored(name)
+}
 
 // newEntry builds the entry for a response to kr. Set-Cookie is never
 // stored (it belongs to the client that caused it), and in a shared cache
@@ -422,6 +435,8 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 		case len(vals) == 0:
 		case isCredential(name) || ignoredHeader(name, &up.Policy):
 			reqHeader.Set(name, Redacted)
+		case name == "Accept-Encoding":
+			reqHeader.Set(name, normalizedAcceptEncoding(kr.header)) // as sent upstream
 		default:
 			reqHeader[name] = vals
 		}

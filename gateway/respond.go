@@ -94,6 +94,11 @@ func cachedStatus(e *cache.Entry, detail string, now time.Time) string {
 // writeEntry writes a stored (or just fetched) response through net/http;
 // see setEntryFields for the fields.
 func writeEntry(w *countingWriter, r *http.Request, e *cache.Entry, header http.Header, xcache, cacheStatus string, age time.Duration, withEntry bool) {
+	if needsDecoding(r, e) {
+		if e, header = decodeForClient(w, e, header); e == nil {
+			return
+		}
+	}
 	h := w.Header()
 	ranged := e.Status == http.StatusOK && hasPreconditions(r)
 	setEntryFields(h, e, header, xcache, cacheStatus, age, withEntry, !ranged)
