@@ -89,7 +89,8 @@ func (g *Gateway) ServeHit(w http.ResponseWriter, r *http.Request) bool {
 	}
 	up.counters.Requests.Add(1)
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
+	// The ID goes to the access log; the lane sends the header.
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout, requestID: g.RequestID(r.Header)}
 	var outcome string
 	if hr, ok := w.(headReplayer); ok && r.Method == http.MethodGet {
 		outcome = g.serveHit(rw, hr, r, up, entry, file, now, j.Age, start)
@@ -119,7 +120,7 @@ func (g *Gateway) joinMiss(w http.ResponseWriter, r *http.Request, up *upstream,
 	up.counters.Requests.Add(1)
 	up.counters.Coalesced.Add(1)
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout, requestID: g.RequestID(r.Header), coalesced: true}
 	outcome := g.answer(rw, r, up, kr, shared, nil, "uri-miss", cache.Judgement{})
 	g.published(start, r, up, target, outcome, rw)
 	return true

@@ -84,6 +84,9 @@ type Options struct {
 	// by write, so a long download to a client that keeps reading is
 	// never cut.
 	WriteTimeout time.Duration
+	// AccessLog says which /fetch/ requests get an access log line;
+	// the zero value logs them all to Logger.
+	AccessLog AccessLogOptions
 }
 
 // Gateway is the caching reverse proxy. It is an http.Handler for paths
@@ -102,6 +105,8 @@ type Gateway struct {
 	inflight  *budget
 	// writeTimeout is Options.WriteTimeout.
 	writeTimeout time.Duration
+	access       *accessLog // nil: no access log
+	requestIDs   *requestIDs
 
 	bg        sync.WaitGroup // background refreshes and loops
 	bgSlots   chan struct{}  // bounds background refreshes
@@ -151,6 +156,11 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 	}
 	g.inflight = newBudget(limit)
 	g.writeTimeout = opts.WriteTimeout
+	if err := opts.AccessLog.validate(); err != nil {
+		return nil, err
+	}
+	g.access = newAccessLog(opts.AccessLog, g.log)
+	g.requestIDs = newRequestIDs()
 	recorders := map[cache.Backend]*hitRecorder{}
 	for _, u := range ups {
 		if u.Name == "" || strings.ContainsAny(u.Name, "/?#%") {

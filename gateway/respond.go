@@ -180,11 +180,27 @@ type countingWriter struct {
 	n      int64
 	// writeTimeout is the gateway's Options.WriteTimeout, for writeBody.
 	writeTimeout time.Duration
+	// For the access log: the request's ID, how long the upstream took
+	// to answer when it was called, and whether the answer came from
+	// another request's call (coalesced).
+	requestID    string
+	upstreamTook time.Duration
+	coalesced    bool
+	// requestIDHeader, when set, is sent as X-Request-Id (ServeHTTP;
+	// the fast lane sends its own).
+	requestIDHeader []string
 }
 
 func (c *countingWriter) WriteHeader(status int) {
-	if c.status == 0 {
+	// A 1xx relayed from the upstream (relayInterim) is not the status
+	// of the answer.
+	if c.status == 0 && status >= 200 {
 		c.status = status
+		if c.requestIDHeader != nil {
+			// The request's ID wins over one in the upstream's header:
+			// a stored one belongs to a request long gone.
+			c.Header()[RequestIDHeader] = c.requestIDHeader
+		}
 	}
 	c.ResponseWriter.WriteHeader(status)
 }

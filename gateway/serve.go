@@ -54,6 +54,9 @@ type fetchResult struct {
 // ServeHTTP answers /fetch/<upstream>/<path>?<query>.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := g.RequestID(r.Header)
+	idHeader := []string{id}
+	w.Header()[RequestIDHeader] = idHeader
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
@@ -85,7 +88,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout, requestID: id, requestIDHeader: idHeader}
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
 	g.published(start, r, up, target, outcome, rw)
 }
@@ -97,8 +100,9 @@ var refusedMethods = map[string]string{
 	http.MethodConnect: "CONNECT is not forwarded: cachegate is a gateway to its configured upstreams, not a tunnel",
 }
 
-// published tells the event hub's subscribers (the dashboard) about a
-// request that has been answered, and recycles its writer.
+// published tells the event hub's subscribers (the dashboard) and the
+// access log about a request that has been answered, and recycles its
+// writer.
 func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, rw *countingWriter) {
 	var took time.Duration
 	if outcome == Miss || outcome == Revalidated {
@@ -116,6 +120,9 @@ func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, targ
 			target: target, policy: &up.Policy, Cache: outcome, Status: rw.status,
 			Bytes: rw.n, Duration: float64(took.Microseconds()) / 1000,
 		})
+	}
+	if g.access != nil {
+		g.access.record(start, r, up, target, outcome, rw, took)
 	}
 	*rw = countingWriter{}
 	writers.Put(rw)
