@@ -79,7 +79,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 		inflight = DefaultMaxInflightBytes()
 	}
 	s.held += inflight
-	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)}, ups...)
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout),
+		AccessLog: gateway.AccessLogOptions{Logger: cfg.AccessLogger, Mode: cfg.AccessLog, SampleHits: cfg.AccessLogSampleHits}}, ups...)
 	if err != nil {
 		return nil, err
 	}

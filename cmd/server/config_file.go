@@ -35,6 +35,9 @@ type fileConfig struct {
 	ClientIdleTimeout   duration                `yaml:"client_idle_timeout"`
 	FastLane            boolean                 `yaml:"fast_lane"`
 	MetricsListen       optionalListen          `yaml:"metrics_listen"`
+	LogFormat           logFormat               `yaml:"log_format"`
+	AccessLog           accessLogMode           `yaml:"access_log"`
+	AccessLogSampleHits sampleRate              `yaml:"access_log_sample_hits"`
 	Upstreams           map[string]upstreamFile `yaml:"upstreams"`
 }
 
@@ -59,27 +62,30 @@ func yamlKeys(t reflect.Type) []string {
 // mapping needs a value: an empty one would silently become zero
 // (expire_immediately, false).
 var wants = map[string]string{
-	"":                      "a mapping with the keys " + strings.Join(keys[""], ", "),
-	"listen":                "a string",
-	"metrics_listen":        "a host:port, or empty for none",
-	"backend":               "a string",
-	"backends":              "a mapping of backend names to DSNs",
-	"backends.*":            "a backend DSN",
-	"expire_after":          expiryWant,
-	"mode":                  modeWant,
-	"admin_token":           "a string",
-	"admin_token_file":      "a file name",
-	"demo":                  boolWant,
-	"shutdown_timeout":      durationWant,
-	"admin_hosts":           "a list of host names, like [cache.example.com]",
-	"trusted_proxies":       "a list of IP addresses or CIDRs, like [127.0.0.1, 10.0.0.0/8]",
-	"max_inflight_bytes":    sizeWant,
-	"client_header_timeout": durationWant,
-	"client_read_timeout":   durationWant,
-	"client_write_timeout":  durationWant,
-	"client_idle_timeout":   durationWant,
-	"fast_lane":             boolWant,
-	"upstreams":             "a mapping of upstream names to settings",
+	"":                       "a mapping with the keys " + strings.Join(keys[""], ", "),
+	"listen":                 "a string",
+	"metrics_listen":         "a host:port, or empty for none",
+	"backend":                "a string",
+	"backends":               "a mapping of backend names to DSNs",
+	"backends.*":             "a backend DSN",
+	"expire_after":           expiryWant,
+	"mode":                   modeWant,
+	"admin_token":            "a string",
+	"admin_token_file":       "a file name",
+	"demo":                   boolWant,
+	"shutdown_timeout":       durationWant,
+	"admin_hosts":            "a list of host names, like [cache.example.com]",
+	"trusted_proxies":        "a list of IP addresses or CIDRs, like [127.0.0.1, 10.0.0.0/8]",
+	"max_inflight_bytes":     sizeWant,
+	"client_header_timeout":  durationWant,
+	"client_read_timeout":    durationWant,
+	"client_write_timeout":   durationWant,
+	"client_idle_timeout":    durationWant,
+	"fast_lane":              boolWant,
+	"log_format":             logFormatWant,
+	"access_log":             accessLogWant,
+	"access_log_sample_hits": sampleHitsWant,
+	"upstreams":              "a mapping of upstream names to settings",
 
 	"upstreams.*":                              "a mapping with the keys " + strings.Join(keys["upstreams.*"], ", "),
 	"upstreams.*.url":                          "an absolute http or https URL",

@@ -49,7 +49,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if probe {
 		return healthcheck(cfg, stderr)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("CACHEGATE_LOG_LEVEL"))}))
+	log, accessLog := newLoggers(stderr, cfg.LogFormat, logLevel(getenv("CACHEGATE_LOG_LEVEL")))
+	cfg.AccessLogger = accessLog
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
