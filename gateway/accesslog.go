@@ -97,11 +97,19 @@ func (a *accessLog) record(start time.Time, r *http.Request, up *upstream, targe
 	// The URL as the gateway stores it: credentials are never part of
 	// it, and ignored parameters read REDACTED. Request headers (cookies,
 	// tokens) are not logged at all.
+	redacted := ""
+	if t := up.memo.get(keyMemoKey(r.RequestURI)); t != nil && t.target == target {
+		// A memoized request (most hits) has it already: redacting
+		// again would cost more than the rest of the line.
+		redacted = t.storedURL
+	} else {
+		redacted = RedactURL(target, &up.Policy)
+	}
 	var buf [10]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("upstream", up.Name),
 		slog.String("method", r.Method),
-		slog.String("url", RedactURL(target, &up.Policy)),
+		slog.String("url", redacted),
 		slog.String("cache", outcome),
 		slog.Bool("coalesced", rw.coalesced),
 		slog.Int("status", rw.status),

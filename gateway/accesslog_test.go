@@ -3,9 +3,11 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
+	"github.com/cachegate/cachegate/backends/sqlite"
+	"github.com/cachegate/cachegate/backends/tiered"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 )
@@ -362,5 +366,57 @@ func TestAccessLogText(t *testing.T) {
 	}
 	if strings.Contains(line, "secret-cookie") {
 		t.Errorf("line %q holds the cookie", line)
+	}
+}
+
+// BenchmarkAccessLog measures what the access log costs a 1 KiB hit, on
+// the production default (the hot tier over SQLite), through ServeHTTP
+// and through ServeHit: off, every hit as JSON or text to io.Discard, and
+// one hit in 100.
+func BenchmarkAccessLog(b *testing.B) {
+	modes := []struct {
+		name string
+		opts func() gateway.AccessLogOptions
+	}{
+		{"off", func() gateway.AccessLogOptions { return gateway.AccessLogOptions{Mode: gateway.AccessLogOff} }},
+		{"json", func() gateway.AccessLogOptions {
+			return gateway.AccessLogOptions{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+		}},
+		{"text", func() gateway.AccessLogOptions {
+			return gateway.AccessLogOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		}},
+		{"json-sample100", func() gateway.AccessLogOptions {
+			return gateway.AccessLogOptions{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), SampleHits: 100}
+		}},
+	}
+	body := strings.Repeat("x", 1<<10)
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, body)
+	})
+	for _, entry := range []string{"ServeHTTP", "ServeHit"} {
+		for _, m := range modes {
+			b.Run(entry+"/"+m.name, func(b *testing.B) {
+				cold, err := sqlite.Open("sqlite://" + filepath.Join(b.TempDir(), "bench.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				e := newEnvOpts(b, gateway.Options{AccessLog: m.opts()}, policy(), up, tiered.New(cold, 64<<20, time.Second))
+				e.get("/b?page=1", "MISS")
+				req := httptest.NewRequest("GET", "/fetch/up/b?page=1", nil)
+				w := &discard{h: http.Header{}}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					clear(w.h)
+					if entry != "ServeHit" || !e.gw.ServeHit(w, req) {
+						e.gw.ServeHTTP(w, req)
+					}
+				}
+				if got := w.h.Get("X-Cache"); got != "HIT" {
+					b.Fatalf("X-Cache %q", got)
+				}
+			})
+		}
 	}
 }
