@@ -122,3 +122,32 @@ func (a *accessLog) record(start time.Time, r *http.Request, up *upstream, targe
 	attrs = append(attrs, slog.String("request_id", rw.requestID))
 	a.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }
+
+// refuse answers a /fetch/ request refused before an upstream's rules
+// apply (an unknown upstream, a bad path or token, a refused method) with
+// writeError's JSON, and logs it as an ERROR.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, start time.Time, id string, status int, code, msg, upstream string) {
+	cw := countingWriter{ResponseWriter: w}
+	writeError(&cw, status, code, msg, upstream)
+	if g.access == nil || !g.access.wants("ERROR", cw.status) {
+		return
+	}
+	ctx := context.Background()
+	if !g.access.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	// No URL: without a valid path and an upstream's rules there is
+	// nothing to redact it by, so the path goes alone, without the query
+	// that could carry a secret.
+	g.access.log.LogAttrs(ctx, slog.LevelInfo, "request",
+		slog.String("upstream", upstream),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.EscapedPath()),
+		slog.String("cache", "ERROR"),
+		slog.Bool("coalesced", false),
+		slog.Int("status", cw.status),
+		slog.Int64("bytes", cw.n),
+		slog.Duration("latency", time.Since(start)),
+		slog.String("request_id", id),
+	)
+}

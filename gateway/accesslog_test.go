@@ -420,3 +420,36 @@ func BenchmarkAccessLog(b *testing.B) {
 		}
 	}
 }
+
+// Requests refused before an upstream's rules apply are logged as ERROR,
+// with their path and without their query, which could hold a secret.
+func TestAccessLogRefused(t *testing.T) {
+	p := policy(func(p *cache.Policy) { p.IgnoredParameters = []string{"access_token"} })
+	e, lines := accessEnv(t, gateway.AccessLogOptions{Mode: gateway.AccessLogErrors}, p, nil, memory.New(0))
+	for _, c := range []struct {
+		name, method, target string
+		header               []string
+		status               int
+	}{
+		{"unknown upstream", "GET", "/fetch/nope/get?access_token=5ecret", nil, 404},
+		{"bad path", "GET", "/fetch/up/%2e%2e/x?access_token=5ecret", nil, 400},
+		{"trace", "TRACE", "/fetch/up/get?access_token=5ecret", nil, 405},
+		{"bad token", "GET", "/fetch/up/get?access_token=5ecret", []string{"X-Cachegate-Token", "wrong-5ecret"}, 403},
+	} {
+		req := httptest.NewRequest(c.method, c.target, nil)
+		for i := 0; i+1 < len(c.header); i += 2 {
+			req.Header.Set(c.header[i], c.header[i+1])
+		}
+		w := httptest.NewRecorder()
+		e.gw.ServeHTTP(w, req)
+		if w.Code != c.status {
+			t.Fatalf("%s: status %d, want %d", c.name, w.Code, c.status)
+		}
+		m, line := lines.next(t)
+		wantFields(t, m, map[string]any{"cache": "ERROR", "status": float64(c.status), "method": c.method,
+			"bytes": float64(w.Body.Len()), "request_id": w.Header().Get("X-Request-Id")})
+		if strings.Contains(line, "5ecret") || !strings.HasPrefix(m["path"].(string), "/fetch/") {
+			t.Errorf("%s: %s", c.name, line)
+		}
+	}
+}

@@ -59,32 +59,32 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()[RequestIDHeader] = idHeader
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
 		return
 	}
 	up, err := g.upstream(name)
 	if err != nil {
-		writeError(w, http.StatusNotFound, "unknown_upstream", err.Error(), "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "unknown_upstream", err.Error(), "")
 		return
 	}
 	up.counters.Requests.Add(1)
 	if msg, refused := refusedMethods[r.Method]; refused {
 		up.counters.Errors.Add(1)
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
+		g.refuse(w, r, start, id, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
 		return
 	}
 	if sent, valid := up.tokenSent(r.Header); sent && !valid {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
 		up.counters.Errors.Add(1)
-		writeError(w, http.StatusForbidden, "bad_token", up.badToken(), name)
+		g.refuse(w, r, start, id, http.StatusForbidden, "bad_token", up.badToken(), name)
 		return
 	}
 	target, tmpl, memo, err := up.resolve(r, rest)
 	if err != nil {
 		up.counters.Errors.Add(1)
-		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
+		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
 	rw := writers.Get().(*countingWriter)
