@@ -41,10 +41,11 @@ type answered struct {
 	g      *Gateway
 	up     *upstream
 	entry  *cache.Entry
-	method string
+	req    *http.Request
 	target *url.URL
 	start  time.Time
 	now    time.Time
+	served served
 }
 
 // Lookup returns the answer to r when it is a plain cache hit: a GET below
@@ -113,9 +114,10 @@ func (g *Gateway) Lookup(r *http.Request) (Answer, bool) {
 		return Answer{}, false
 	}
 	up.counters.Requests.Add(1)
-	a := Answer{Body: entry.Body, File: file, RequestID: requestID(r)}
+	a := Answer{Body: entry.Body, File: file, RequestID: g.RequestID(r.Header)}
 	a.Head, a.IDAt = g.hitHead(up, entry, now, j.Age, start)
-	a.done = answered{g: g, up: up, entry: entry, method: r.Method, target: target, start: start, now: now}
+	a.done = answered{g: g, up: up, entry: entry, req: r, target: target, start: start, now: now,
+		served: served{status: entry.Status, requestID: a.RequestID}}
 	return a, true
 }
 
@@ -131,7 +133,8 @@ func (a *Answer) Done(n int64) {
 		return
 	}
 	d.g.countCached(n, d.up, d.entry, Hit, d.now, d.start)
-	d.g.published(d.start, d.method, d.up, d.target, Hit, d.entry.Status, n)
+	d.served.n = n
+	d.g.published(d.start, d.req, d.up, d.target, Hit, &d.served)
 	*d = answered{}
 }
 

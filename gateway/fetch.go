@@ -48,6 +48,7 @@ func (g *Gateway) fetchShared(w *countingWriter, r *http.Request, up *upstream, 
 	}
 	if shared, ok := forWaiter(res, kr); ok {
 		up.counters.Coalesced.Add(1)
+		w.coalesced = true
 		return shared
 	}
 	return g.fetch(r.Context(), up, kr, stale, r, out)
@@ -115,8 +116,12 @@ func (g *Gateway) fetch(ctx context.Context, up *upstream, kr *keyedRequest, sta
 	reqTime := g.now()
 	start := time.Now()
 	resp, err := up.client.Do(req)
+	took := time.Since(start)
 	up.counters.UpstreamCalls.Add(1)
-	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
+	up.counters.UpstreamNanos.Add(int64(took))
+	if out != nil {
+		out.w.upstreamTook = took
+	}
 	if err != nil {
 		uerr := upstreamError(up.Name, unwrapURLError(err))
 		up.counters.countUpstreamError(uerr)
@@ -269,8 +274,9 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 	}
 	start := time.Now()
 	resp, err := up.client.Do(out)
+	w.upstreamTook = time.Since(start)
 	up.counters.UpstreamCalls.Add(1)
-	up.counters.UpstreamNanos.Add(int64(time.Since(start)))
+	up.counters.UpstreamNanos.Add(int64(w.upstreamTook))
 	if err != nil {
 		if berr := cb.failure(); berr != nil {
 			// The client sent a body that cannot be read (a malformed

@@ -91,6 +91,9 @@ type Options struct {
 	// by write, so a long download to a client that keeps reading is
 	// never cut.
 	WriteTimeout time.Duration
+	// AccessLog says which /fetch/ requests get an access log line;
+	// the zero value logs them all to Logger.
+	AccessLog AccessLogOptions
 }
 
 // Gateway is the caching reverse proxy. It is an http.Handler for paths
@@ -117,6 +120,8 @@ type Gateway struct {
 	config    ConfigStatus
 	// writeTimeout is Options.WriteTimeout.
 	writeTimeout time.Duration
+	access       *accessLog // nil: no access log
+	requestIDs   *requestIDs
 
 	bg        sync.WaitGroup // background refreshes and loops
 	bgSlots   chan struct{}  // bounds background refreshes
@@ -174,6 +179,11 @@ func New(opts Options, ups ...Upstream) (*Gateway, error) {
 	}
 	g.inflight = newBudget(limit)
 	g.writeTimeout = opts.WriteTimeout
+	if err := opts.AccessLog.validate(); err != nil {
+		return nil, err
+	}
+	g.access = newAccessLog(opts.AccessLog, g.log)
+	g.requestIDs = newRequestIDs()
 	set, err := g.buildSet(ups, nil)
 	if err != nil {
 		return nil, err

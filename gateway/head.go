@@ -14,9 +14,6 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// RequestIDHeader carries a request's ID in both directions.
-const RequestIDHeader = "X-Request-Id"
-
 // headMemo keeps the rendered heads of recent hits, so that the next hit
 // on the same entry in the same second sends the same bytes without
 // setting, sorting, checking and rendering its fields again.

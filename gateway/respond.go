@@ -177,18 +177,39 @@ func BodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
+// served is what the end of a request (published) reports of its answer
+// to the dashboard and the access log, whichever door wrote it.
+type served struct {
+	status int
+	n      int64 // body bytes written
+	// The request's ID, how long the upstream took to answer when it was
+	// called, and whether the answer came from another request's call.
+	requestID    string
+	upstreamTook time.Duration
+	coalesced    bool
+}
+
 // countingWriter remembers the status and counts body bytes written.
 type countingWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	served
 	// writeTimeout is the gateway's Options.WriteTimeout, for writeBody.
 	writeTimeout time.Duration
+	// requestIDHeader, when set, is sent as X-Request-Id (ServeHTTP;
+	// the fast lane sends its own).
+	requestIDHeader []string
 }
 
 func (c *countingWriter) WriteHeader(status int) {
-	if c.status == 0 {
+	// A 1xx relayed from the upstream (relayInterim) is not the status
+	// of the answer.
+	if c.status == 0 && status >= 200 {
 		c.status = status
+		if c.requestIDHeader != nil {
+			// The request's ID wins over one in the upstream's header:
+			// a stored one belongs to a request long gone.
+			c.Header()[RequestIDHeader] = c.requestIDHeader
+		}
 	}
 	c.ResponseWriter.WriteHeader(status)
 }

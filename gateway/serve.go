@@ -54,43 +54,44 @@ type fetchResult struct {
 // ServeHTTP answers /fetch/<upstream>/<path>?<query>.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if id := requestID(r); id != "" {
-		w.Header()[RequestIDHeader] = []string{id}
-	}
+	id := g.RequestID(r.Header)
+	idHeader := []string{id}
+	w.Header()[RequestIDHeader] = idHeader
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
 		return
 	}
 	up, err := g.upstream(name)
 	if err != nil {
-		writeError(w, http.StatusNotFound, "unknown_upstream", err.Error(), "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "unknown_upstream", err.Error(), "")
 		return
 	}
 	up.counters.Requests.Add(1)
 	if msg, refused := refusedMethods[r.Method]; refused {
 		up.counters.Errors.Add(1)
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
+		g.refuse(w, r, start, id, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
 		return
 	}
 	if sent, valid := up.tokenSent(r.Header); sent && !valid {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
 		up.counters.Errors.Add(1)
-		writeError(w, http.StatusForbidden, "bad_token", up.badToken(), name)
+		g.refuse(w, r, start, id, http.StatusForbidden, "bad_token", up.badToken(), name)
 		return
 	}
 	target, tmpl, memo, err := up.resolve(r, rest)
 	if err != nil {
 		up.counters.Errors.Add(1)
-		writeError(w, http.StatusBadRequest, "bad_path", err.Error(), name)
+		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
 	rw := writers.Get().(*countingWriter)
-	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout}
+	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout, requestIDHeader: idHeader}
+	rw.requestID = id
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)
-	g.published(start, r.Method, up, target, outcome, rw.status, rw.n)
+	g.published(start, r, up, target, outcome, &rw.served)
 	*rw = countingWriter{}
 	writers.Put(rw)
 }
@@ -104,10 +105,9 @@ var refusedMethods = map[string]string{
 
 // published ends every /fetch/ request the gateway answers, whichever
 // door it came through (ServeHTTP, or a door writing a Lookup's Answer):
-// it times answers that waited for the upstream and tells the event
-// hub's subscribers (the dashboard) about the request. status and n are
-// the answer's status and body bytes.
-func (g *Gateway) published(start time.Time, method string, up *upstream, target *url.URL, outcome string, status int, n int64) {
+// it times answers that waited for the upstream, and tells the event
+// hub's subscribers (the dashboard) and the access log about the request.
+func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, res *served) {
 	var took time.Duration
 	if outcome == Miss || outcome == Revalidated {
 		// Hits were timed by countCached; only answers that waited for
@@ -120,10 +120,13 @@ func (g *Gateway) published(start time.Time, method string, up *upstream, target
 			took = time.Since(start)
 		}
 		g.hub.Publish(Event{
-			Type: "request", Time: start, Upstream: up.Name, Method: method,
-			target: target, policy: &up.Policy, Cache: outcome, Status: status,
-			Bytes: n, Duration: float64(took.Microseconds()) / 1000,
+			Type: "request", Time: start, Upstream: up.Name, Method: r.Method,
+			target: target, policy: &up.Policy, Cache: outcome, Status: res.status,
+			Bytes: res.n, Duration: float64(took.Microseconds()) / 1000,
 		})
+	}
+	if g.access != nil {
+		g.access.record(start, r, up, target, outcome, res, took)
 	}
 }
 

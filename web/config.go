@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -74,6 +75,16 @@ type Config struct {
 	// for Server.Reload (SIGHUP, POST /api/reload); nil when there is
 	// nothing to read again.
 	Load func() (Config, error)
+	// LogFormat is how cmd/server writes log lines, "text" (or "") or
+	// "json"; Open logs through the logger it is given.
+	LogFormat string
+	// AccessLog is which /fetch/ requests get an access log line:
+	// gateway.AccessLogAll (or ""), AccessLogErrors or AccessLogOff.
+	// AccessLogSampleHits, above 1, logs one in that many cache hits.
+	// AccessLogger receives the lines; nil means the server's logger.
+	AccessLog           string
+	AccessLogSampleHits int
+	AccessLogger        *slog.Logger
 }
 
 // The defaults of the client connection timeouts.

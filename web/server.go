@@ -85,7 +85,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err err
 	}
 	s.held += inflight
 	writeTimeout := orDefault(cfg.ClientWriteTimeout, DefaultClientWriteTimeout)
-	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: writeTimeout}, ups...)
+	s.gateway, err = gateway.New(gateway.Options{Logger: log, AdminToken: cfg.AdminToken, MaxInflightBytes: inflight, WriteTimeout: writeTimeout,
+		AccessLog: gateway.AccessLogOptions{Logger: cfg.AccessLogger, Mode: cfg.AccessLog, SampleHits: cfg.AccessLogSampleHits}}, ups...)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/web"
 )
 
@@ -191,6 +192,9 @@ func loadConfig(args []string, readFile func(string) ([]byte, error)) (web.Confi
 		ClientReadTimeout:   time.Duration(cfg.ClientReadTimeout),
 		ClientWriteTimeout:  time.Duration(cfg.ClientWriteTimeout),
 		ClientIdleTimeout:   time.Duration(cfg.ClientIdleTimeout),
+		LogFormat:           string(cfg.LogFormat),
+		AccessLog:           string(cfg.AccessLog),
+		AccessLogSampleHits: int(cfg.AccessLogSampleHits),
 	}
 	if c.Backends == nil {
 		c.Backends = map[string]string{}
@@ -274,6 +278,9 @@ var settings = []setting{
 	{"client-read-timeout", web.DefaultClientReadTimeout.String(), false, "bound reading a whole request, body included, to this `duration` (env CACHEGATE_CLIENT_READ_TIMEOUT)"},
 	{"client-write-timeout", web.DefaultClientWriteTimeout.String(), false, "cut a streamed answer when one write to the client makes no progress for this `duration` (env CACHEGATE_CLIENT_WRITE_TIMEOUT)"},
 	{"client-idle-timeout", web.DefaultClientIdleTimeout.String(), false, "close a kept-alive client connection idle for this `duration` (env CACHEGATE_CLIENT_IDLE_TIMEOUT)"},
+	{"log-format", "text", false, "write log lines, the access log's included, as `text` (key=value) or json (env CACHEGATE_LOG_FORMAT)"},
+	{"access-log", gateway.AccessLogAll, false, "which /fetch/ requests get an access log line: `all`, errors (X-Cache ERROR or a 5xx) or off (env CACHEGATE_ACCESS_LOG)"},
+	{"access-log-sample-hits", "0", false, "log one in `N` cache hits (HIT); misses, stale answers and errors are always logged; 0 and 1 log every hit (env CACHEGATE_ACCESS_LOG_SAMPLE_HITS)"},
 	{"upstream", "", false, "add the upstream `NAME=URL`, reached at /fetch/NAME/; repeatable, replaces one of the same name from the file (env CACHEGATE_UPSTREAMS=name=url,name=url)"},
 }
 

@@ -35,6 +35,9 @@ type fileConfig struct {
 	ClientIdleTimeout   duration                `yaml:"client_idle_timeout"`
 	FastLane            boolean                 `yaml:"fast_lane"`
 	MetricsListen       optionalListen          `yaml:"metrics_listen"`
+	LogFormat           logFormat               `yaml:"log_format"`
+	AccessLog           accessLogMode           `yaml:"access_log"`
+	AccessLogSampleHits sampleRate              `yaml:"access_log_sample_hits"`
 	Upstreams           map[string]upstreamFile `yaml:"upstreams"`
 }
 
@@ -80,6 +83,11 @@ var wants = map[string]string{
 	"client_idle_timeout":   durationWant,
 	"fast_lane":             boolWant,
 	"upstreams":             "a mapping of upstream names to settings",
+
+	// The logs (config_log.go).
+	"log_format":             logFormatWant,
+	"access_log":             accessLogWant,
+	"access_log_sample_hits": sampleHitsWant,
 
 	"upstreams.*":                              "a mapping with the keys " + strings.Join(keys["upstreams.*"], ", "),
 	"upstreams.*.url":                          "an absolute http or https URL",

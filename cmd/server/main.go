@@ -49,7 +49,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if probe {
 		return healthcheck(cfg, stderr)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("CACHEGATE_LOG_LEVEL"))}))
+	log, accessLog := newLoggers(stderr, cfg.LogFormat, logLevel(getenv("CACHEGATE_LOG_LEVEL")))
+	cfg.AccessLogger = accessLog
 	// SIGHUP and POST /api/reload read the same flags, environment and
 	// file again.
 	cfg.Load = func() (web.Config, error) { return loadConfig(args, os.ReadFile) }
