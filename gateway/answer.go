@@ -60,6 +60,12 @@ type answered struct {
 // then hands r to ServeHTTP, which decides everything else (a miss, a
 // herd joining a fetch under way, an entry only on disk, HEAD).
 func (g *Gateway) Lookup(r *http.Request) (Answer, bool) {
+	// A recovered panic returns the zero Answer: declined.
+	defer g.recoverLookup(r)
+	return g.lookupHit(r)
+}
+
+func (g *Gateway) lookupHit(r *http.Request) (Answer, bool) {
 	if r.Method != http.MethodGet || hasDirectives(r.Header) || hasPreconditions(r) {
 		return Answer{}, false
 	}
@@ -132,6 +138,7 @@ func (a *Answer) Done(n int64) {
 	if d.g == nil {
 		return
 	}
+	defer d.g.recoverDone(d)
 	d.g.countCached(n, d.up, d.entry, Hit, d.now, d.start)
 	d.served.n = n
 	d.g.published(d.start, d.req, d.up, d.target, Hit, &d.served)

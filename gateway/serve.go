@@ -57,6 +57,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := g.RequestID(r.Header)
 	idHeader := []string{id}
 	w.Header()[RequestIDHeader] = idHeader
+	var rw *countingWriter
+	defer func() {
+		if v := recover(); v != nil {
+			// rw goes unpooled: the panic may have left it mid-use.
+			g.recoverServe(w, r, start, id, v, rw != nil && rw.status != 0)
+		}
+	}()
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
 		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
@@ -87,7 +94,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
-	rw := writers.Get().(*countingWriter)
+	rw = writers.Get().(*countingWriter)
 	*rw = countingWriter{ResponseWriter: w, writeTimeout: g.writeTimeout, requestIDHeader: idHeader}
 	rw.requestID = id
 	outcome := g.serve(rw, r, up, target, tmpl, memo, start)

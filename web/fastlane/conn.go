@@ -373,9 +373,10 @@ func (c *conn) answer() bool {
 }
 
 // lookup asks Lookup for the answer to r and tells the gateway it is
-// being sent. A panic in either is logged and declines r, which the
-// server then answers (through the gateway's recoverer if it panics
-// again): nothing of the answer has been sent yet.
+// being sent. The gateway's Lookup and Done recover their own panics
+// (gateway/recover.go); this guard is for any other Options.Lookup, since
+// a panic here, outside net/http's handlers, would end the process. It
+// declines r, which the server then answers: nothing has been sent yet.
 func (c *conn) lookup(r *http.Request) (a gateway.Answer, ok bool) {
 	defer func() {
 		v := recover()
