@@ -179,7 +179,7 @@ func (r *report) markdown() string {
 	w("- upstream: bench/upstream (Go net/http, bodies from memory, `Cache-Control: public, max-age=3600`), GOMAXPROCS = nproc.\n")
 	w("- nginx: worker_processes %d, `proxy_cache` (keys in a 64 MiB zone, bodies in files), `proxy_cache_lock on`, keepalive 64 to the upstream, access_log off (bench/configs/nginx.conf.tmpl).\n", cfg.Workers)
 	w("- Varnish: thread_pools=1, thread_pool_min=%d, thread_pool_max=%d, `-s malloc,256m`, grace 1h (bench/configs/varnish.vcl.tmpl).\n", cfg.VarnishMin, max(1000, cfg.VarnishMin))
-	w("- cachegate: `-backend sqlite://<tmp>/cachegate.db` or `memory://`, `-upstream bench=<upstream>`, `-expire-after 1h`, GOMAXPROCS = nproc; requests go to `/fetch/bench/...`.\n")
+	w("- cachegate: `-backend sqlite://<tmp>/cachegate.db` or `memory://`, `-upstream bench=<upstream>`, `-expire-after 1h`, `-access-log off` (as nginx's access_log; %s measures the log), GOMAXPROCS = nproc; requests go to `/fetch/bench/...`.\n", gwLog)
 	if cfg.MongoDB != "" {
 		// The URI itself is left out: it may carry credentials.
 		w("- cachegate-mongodb: `-backend` the `-mongodb` URI, on %s.\n", r.mongoServer)
@@ -190,6 +190,7 @@ func (r *report) markdown() string {
 		w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file (`-backend sqlite://<tmp>/cachegate-1cpu.db`), started with the environment variable `GOMAXPROCS=1` (one P: Go code runs on one CPU at a time). Measured in the cache-hit rounds only, not in the herd, miss-overhead, million-entry or streaming tests; informational, the issue 5 checks stay on cachegate-sqlite. `-no-1cpu` leaves it out.\n", gw1CPU)
 	}
 	w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file, with `-fast-lane=false`: every hit through net/http. Measured in the cache-hit rounds only; informational.\n", gwNoLane)
+	w("- %s: the same binary and flags as cachegate-sqlite on its own SQLite file, with `-access-log all`, the server's default: a text access-log line per request to its log file. Measured in the cache-hit rounds only; informational.\n", gwLog)
 	if cfg.NoFloor {
 		w("- %s: left out (`-no-floor`).\n", goFloor)
 	} else {
@@ -349,6 +350,9 @@ func (r *report) checks(base map[string]summary, direct time.Duration) []string 
 		out = append(out, line)
 	}
 	if line, ok := r.noLaneLine(); ok {
+		out = append(out, line)
+	}
+	if line, ok := r.variantLine(gwLog, "the access log off; this is the same configuration logging every request"); ok {
 		out = append(out, line)
 	}
 	if line, ok := r.floorLine(); ok {

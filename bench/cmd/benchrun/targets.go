@@ -28,6 +28,12 @@ const gw1CPU = "cachegate-sqlite-1cpu"
 // net/http, so that the fast lane's worth is measured in each run.
 const gwNoLane = "cachegate-sqlite-nolane"
 
+// gwLog is cachegate-sqlite with its access log on, as a server runs by
+// default (one text line per request, to the log file), where the other
+// cachegate targets keep it off as nginx does: the log's cost per hit,
+// measured in each run.
+const gwLog = "cachegate-sqlite-log"
+
 // goFloor is the target running bench/cmd/floor: the least a Go server does per answer.
 const goFloor = "go-floor"
 
@@ -204,6 +210,7 @@ func (b *bench) startAll(ctx context.Context) error {
 		gateways = append(gateways, gateway{name: gw1CPU, dsn: "sqlite://" + filepath.Join(dir, "cachegate-1cpu.db"), env: []string{"GOMAXPROCS=1"}, hitsOnly: true})
 	}
 	gateways = append(gateways, gateway{name: gwNoLane, dsn: "sqlite://" + filepath.Join(dir, "cachegate-nolane.db"), args: []string{"-fast-lane=false"}, hitsOnly: true})
+	gateways = append(gateways, gateway{name: gwLog, dsn: "sqlite://" + filepath.Join(dir, "cachegate-log.db"), args: []string{"-access-log", "all"}, hitsOnly: true})
 	gateways = append(gateways, gateway{name: "cachegate-memory", dsn: "memory://"})
 	if b.cfg.MongoDB != "" {
 		gateways = append(gateways, gateway{name: "cachegate-mongodb", dsn: b.cfg.MongoDB})
@@ -257,6 +264,9 @@ func (b *bench) gatewayArgs(port int, dsn string) []string {
 		"-backend", dsn,
 		"-upstream", "bench=" + b.upstream.base,
 		"-expire-after", "1h",
+		// Off like nginx's access_log in its configuration; gwLog turns
+		// it back on (a later flag wins).
+		"-access-log", "off",
 	}
 }
 
