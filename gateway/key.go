@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cachegate/cachegate/cache"
@@ -261,77 +260,6 @@ func normalizeBody(body []byte, contentType string, p *cache.Policy) []byte {
 	return body
 }
 
-// varyNames returns the header names listed in a response's Vary, canonical
-// and sorted.
-func varyNames(h http.Header) []string {
-	var names []string
-	for _, line := range h["Vary"] {
-		for _, n := range strings.Split(line, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				names = append(names, http.CanonicalHeaderKey(n))
-			}
-		}
-	}
-	sort.Strings(names)
-	return names
-}
-
-// varyValue is a request header's value as Vary compares it: every field
-// line joined, white space around commas removed (RFC 9111 section 4.1).
-func varyValue(h http.Header, name string) string {
-	if name == "Accept-Encoding" && first(h, name) != Redacted {
-		// Only the codings the gateway serves count: "gzip, deflate, br"
-		// and "br, gzip" select one variant.
-		return normalizedAcceptEncoding(h)
-	}
-	vals := h.Values(name)
-	if len(vals) == 0 {
-		return "\x00absent"
-	}
-	parts := make([]string, 0, len(vals))
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			parts = append(parts, strings.TrimSpace(p))
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// varyMatches reports whether the request header agrees with the stored
-// request header on every name the stored response's Vary lists.
-//
-// A redacted credential cannot be compared, and need not be: the entry
-// was found by a key that holds the request's credential (hashed), or the
-// operator chose share_credentialed_responses, which leaves it out as
-// requests-cache leaves ignored headers out of Vary. Without this,
-// responses that say Vary: Cookie or Vary: Authorization would never be
-// hits. Other redacted values (ignored headers) never match.
-func varyMatches(e *cache.Entry, reqHeader http.Header) bool {
-	for _, name := range varyNames(e.Header) {
-		if name == "*" {
-			return false
-		}
-		stored := varyValue(e.RequestHeader, name)
-		if stored == Redacted && isCredential(name) {
-			continue
-		}
-		if stored == Redacted || stored != varyValue(reqHeader, name) {
-			return false
-		}
-	}
-	return true
-}
-
-// variantKey is the key of the variant of base selected by the request's
-// values of the Vary header names.
-func variantKey(base string, names []string, reqHeader http.Header) string {
-	parts := []string{base, "vary"}
-	for _, n := range names {
-		parts = append(parts, n, varyValue(reqHeader, n))
-	}
-	return cache.MakeKey(parts...)
-}
-
 // newKeyedRequest computes the cache key of a request to up and everything
 // stored alongside it.
 func newKeyedRequest(up *upstream, method string, target *url.URL, header http.Header, body []byte) (*keyedRequest, error) {
@@ -475,69 +403,4 @@ func first(h http.Header, canonical string) string {
 		return v[0]
 	}
 	return ""
-}
-
-// keyMemo remembers the keys of recent requests that depend on nothing but
-// their method, path and query, so a repeated request skips parsing,
-// normalizing and hashing. It holds at most keyMemoSize keys and starts
-// afresh when full: a crude bound, but the memo only saves work, it never
-// decides anything. A plain map under a read-write lock: a lookup
-// allocates nothing, unlike a sync.Map's boxed key.
-type keyMemo struct {
-	mu sync.RWMutex                 // protects m
-	m  map[keyMemoKey]*keyedRequest // shared, read-only entries
-}
-
-// keyMemoKey is the request line's target (path and query as sent).
-type keyMemoKey string
-
-const keyMemoSize = 16384
-
-func (k *keyMemo) get(key keyMemoKey) *keyedRequest {
-	k.mu.RLock()
-	kr := k.m[key]
-	k.mu.RUnlock()
-	return kr
-}
-
-func (k *keyMemo) put(key keyMemoKey, kr *keyedRequest, reqMethod string) {
-	t := *kr
-	t.header = nil
-	t.rules.Header = nil
-	t.reqMethod = reqMethod
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.m == nil || len(k.m) >= keyMemoSize {
-		k.m = make(map[keyMemoKey]*keyedRequest)
-	}
-	k.m[key] = &t
-}
-
-// forHeader returns a copy of a memoized key for a request with header h.
-func (kr *keyedRequest) forHeader(h http.Header) *keyedRequest {
-	c := *kr
-	c.header = h
-	c.rules.Header = h
-	return &c
-}
-
-// memoable reports whether the key of r depends only on its method, path
-// and query: no body, no matched headers, no key expression that reads
-// headers, no credentials, no per-request expiry (X-Cachegate-Expire-After,
-// or Cache-Control's max-age).
-func (u *upstream) memoable(r *http.Request) bool {
-	p := &u.Policy
-	if (r.Body != nil && r.Body != http.NoBody) || p.MatchAllHeaders || (len(p.MatchHeaders) > 0 && !p.Key.IgnoreHeaders) {
-		return false
-	}
-	if u.KeyExpr != nil && u.KeyExpr.ReadsHeaders() {
-		return false
-	}
-	h := r.Header
-	for _, name := range cache.CredentialHeaders {
-		if len(h[name]) != 0 {
-			return false
-		}
-	}
-	return len(h[cache.ExpireAfterHeader]) == 0 && len(h["Cache-Control"]) == 0
 }
