@@ -258,7 +258,7 @@ func (b *Backend) RecordHits(ctx context.Context, hits []cache.Hit) error {
 	if len(models) == 0 {
 		return nil
 	}
-	if _, err := b.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+	if err := b.bulkWrite(ctx, models); err != nil {
 		return wrap(fmt.Sprintf("record %d hits", len(hits)), err)
 	}
 	return nil

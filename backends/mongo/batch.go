@@ -67,10 +67,7 @@ func (b *Backend) PutMany(ctx context.Context, entries []*cache.Entry) error {
 	if err := cur.Close(ctx); err != nil {
 		return wrap(op, err)
 	}
-	write := func() error {
-		_, err := b.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		return err
-	}
+	write := func() error { return b.bulkWrite(ctx, models) }
 	err = write()
 	if mongodrv.IsDuplicateKeyError(err) {
 		// Two upserts of a new key raced (MongoDB retries these itself,

@@ -63,6 +63,9 @@ type Backend struct {
 	// findAndModify (FerretDB v1 does); Put and Delete then read the whole
 	// old document to learn its GridFS file.
 	noFAMProjection atomic.Bool
+	// writesPerCommand, when positive, splits bulk writes (see
+	// ferretDBWritesPerCommand).
+	writesPerCommand int
 	// purged counts the expired entries DeleteExpired removed (through
 	// this process), for metrics.
 	purged atomic.Int64
@@ -185,6 +188,7 @@ func Open(ctx context.Context, dsn string) (*Backend, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
+	b.detectFerretDB(ctx)
 	return b, nil
 }
 
