@@ -12,9 +12,11 @@ import (
 //
 // The zero value is ready to use.
 type flightGroup struct {
-	mu    sync.Mutex         // protects m and ended
-	m     map[string]*flight // in-flight calls by key
-	ended map[string]time.Time
+	mu sync.Mutex         // protects m, ended and waiting
+	m  map[string]*flight // in-flight calls by key
+	// waiting counts the callers waiting for another's call.
+	waiting int
+	ended   map[string]time.Time
 	// endedOrder[endedHead:] lists ended in the order calls ended, for
 	// pruning.
 	endedOrder []endedCall
@@ -43,8 +45,12 @@ func (g *flightGroup) do(key string, fn func() *fetchResult) (res *fetchResult, 
 		g.m = make(map[string]*flight)
 	}
 	if f, ok := g.m[key]; ok {
+		g.waiting++
 		g.mu.Unlock()
 		<-f.done
+		g.mu.Lock()
+		g.waiting--
+		g.mu.Unlock()
 		return f.res, false
 	}
 	f := &flight{done: make(chan struct{})}
@@ -101,4 +107,11 @@ func (g *flightGroup) inFlight(key string) bool {
 	defer g.mu.Unlock()
 	_, ok := g.m[key]
 	return ok
+}
+
+// followers returns how many callers are waiting for another's call.
+func (g *flightGroup) followers() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // slowSecondGet is a real backend whose second Get answers late (after
@@ -94,10 +95,10 @@ func TestHerdThroughTheLaneCostsOneCall(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); results[i] = e.do(http.MethodGet, "/herd") }()
 	}
-	// Every follower has reached the gateway, which counts a request as
-	// it enters, before the call may end: each then finds nothing stored
-	// and waits for the call.
-	for e.gw.Stats().Snapshot().Upstreams["up"].Requests < n {
+	// Every follower waits for the leader's call before the call may end;
+	// counting requests as they enter is not enough, since one that has
+	// not yet looked up would find the stored answer and HIT.
+	for gateway.FollowersWaiting(e.gw) < n-1 {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
