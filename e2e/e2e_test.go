@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -153,24 +154,46 @@ func TestHealthzAndReadyz(t *testing.T) {
 }
 
 func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
-	bin := startHTTPBin(t)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		io.WriteString(w, "finished")
+	}))
+	t.Cleanup(slow.Close)
 	srv, err := web.Open(context.Background(), web.Config{Listen: "127.0.0.1:0", Backend: sqliteDSN(t), ExpireAfter: cache.Expiry(time.Hour),
-		Upstreams: []web.UpstreamConfig{upstream("bin", bin)}}, nil)
+		Upstreams: []web.UpstreamConfig{upstream("slow", slow.URL)}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve()
 	got := make(chan answer, 1)
-	go func() { got <- get(t, srv.URL()+"/fetch/bin/delay/1") }()
-	time.Sleep(300 * time.Millisecond) // the request is in flight
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Close(ctx); err != nil {
+	go func() { got <- get(t, srv.URL()+"/fetch/slow/once") }()
+	<-arrived // the request is in flight
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- srv.Close(ctx)
+	}()
+	// The shutdown has begun once the listener refuses new connections;
+	// only then may the upstream answer.
+	addr := strings.TrimPrefix(srv.URL(), "http://")
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-closed; err != nil {
 		t.Fatalf("close: %v", err)
 	}
 	a := <-got
-	if a.status != 200 {
-		t.Fatalf("in-flight request got %d, want 200", a.status)
+	if a.status != 200 || a.body != "finished" {
+		t.Fatalf("in-flight request got %d %q, want 200 \"finished\"", a.status, a.body)
 	}
 }
 

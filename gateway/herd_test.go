@@ -152,7 +152,9 @@ func TestHerdFollowerOfAnUnsharedCallFetchesItself(t *testing.T) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); results[1] = e.do(http.MethodGet, "/ns") }()
-	time.Sleep(50 * time.Millisecond)
+	for gateway.FollowersWaiting(e.gw) == 0 {
+		time.Sleep(time.Millisecond) // the second waits for the first's call
+	}
 	close(release)
 	wg.Wait()
 	if got := calls.Load(); got != 2 {

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cachegate/cachegate/gateway"
 )
 
 // pause is the suite's pause_after: three seconds.
@@ -231,8 +233,10 @@ func runSuiteCases(t *testing.T, cases []suiteCase) {
 					for o.n.Load() < s.waitOrigin && time.Now().Before(deadline) {
 						time.Sleep(5 * time.Millisecond)
 					}
-					// Let the gateway store what the origin sent.
-					time.Sleep(100 * time.Millisecond)
+					// Until the refresh has stored what the origin sent.
+					for gateway.RefreshesRunning(e.gw) > 0 && time.Now().Before(deadline) {
+						time.Sleep(time.Millisecond)
+					}
 				}
 				if s.pauseAfter {
 					e.clock.Advance(pause)

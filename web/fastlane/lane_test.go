@@ -323,10 +323,12 @@ func TestHijackAfterLane(t *testing.T) {
 
 func TestClientGoneCancelsHandedRequest(t *testing.T) {
 	cancelled := make(chan time.Duration, 1)
+	started := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", echo)
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		close(started)
 		select {
 		case <-r.Context().Done():
 			cancelled <- time.Since(start)
@@ -338,7 +340,7 @@ func TestClientGoneCancelsHandedRequest(t *testing.T) {
 	c, br := dialLaned(t, addr)
 	roundTrip(t, c, br, get)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	time.Sleep(100 * time.Millisecond)
+	<-started
 	c.Close()
 	if d := <-cancelled; d < 0 || d > 2*time.Second {
 		t.Fatalf("the handler's context was not cancelled when the client went (%v)", d)
