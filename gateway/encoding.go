@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
@@ -178,7 +179,14 @@ func contentCodings(h http.Header) []string {
 // is sent as stored, as the upstream chose to: there is nothing else to
 // send.
 func needsDecoding(r *http.Request, e *cache.Entry) bool {
-	lines := e.Header["Content-Encoding"]
+	return codedAgainst(r, e.Header)
+}
+
+// codedAgainst reports whether a response with header h is encoded with a
+// content coding that r does not accept and that the gateway can decode:
+// needsDecoding for a response not yet stored.
+func codedAgainst(r *http.Request, h http.Header) bool {
+	lines := h["Content-Encoding"]
 	if len(lines) == 0 {
 		return false
 	}
@@ -187,7 +195,7 @@ func needsDecoding(r *http.Request, e *cache.Entry) bool {
 		c := strings.ToLower(strings.TrimSpace(lines[0]))
 		return decodable(c) && !acceptsCoding(r.Header, c)
 	}
-	codings := contentCodings(e.Header)
+	codings := contentCodings(h)
 	need := false
 	for _, c := range codings {
 		if !decodable(c) {
@@ -246,37 +254,11 @@ func decodeBody(h http.Header, body []byte) ([]byte, error) {
 
 // decodeOne decodes body from one content coding, to at most limit bytes.
 func decodeOne(coding string, body []byte, limit int64) ([]byte, error) {
-	var r io.Reader
-	switch coding {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r = zr
-	case "br":
-		r = brotli.NewReader(bytes.NewReader(body))
-	case "zstd":
-		// One goroutine and a bounded window: decoding runs per request.
-		zr, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r = zr
-	case "deflate":
-		// RFC 9110 section 8.4.1.2: the zlib format; some servers send a
-		// raw deflate stream instead, which browsers accept too.
-		zr, err := zlib.NewReader(bytes.NewReader(body))
-		if err != nil {
-			zr = flate.NewReader(bytes.NewReader(body))
-		}
-		defer zr.Close()
-		r = zr
-	default:
-		return nil, errUnsupportedCoding
+	r, err := codingReader(coding, bytes.NewReader(body), limit)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
 	out, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
@@ -285,6 +267,89 @@ func decodeOne(coding string, body []byte, limit int64) ([]byte, error) {
 		return nil, errDecodedTooLarge
 	}
 	return out, nil
+}
+
+// decoder returns a reader of the identity body of src, a body encoded
+// with the content codings h lists (all decodable), last applied first.
+func decoder(h http.Header, src io.Reader) (io.ReadCloser, error) {
+	codings := contentCodings(h)
+	r := io.NopCloser(src)
+	var closers []io.Closer
+	for i := len(codings) - 1; i >= 0; i-- {
+		next, err := codingReader(codings[i], r, maxDecodedBody)
+		var up *bodyReadError
+		if errors.As(err, &up) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, &encodingError{Coding: strings.Join(codings, ", "), Err: err}
+		}
+		closers = append(closers, next)
+		r = next
+	}
+	return &decoded{ReadCloser: r, closers: closers, coding: strings.Join(codings, ", ")}, nil
+}
+
+// decoded is the output of a chain of decoders; a read error is an
+// encodingError and Close closes every decoder of the chain.
+type decoded struct {
+	io.ReadCloser
+	closers []io.Closer
+	coding  string
+}
+
+func (d *decoded) Read(p []byte) (int, error) {
+	n, err := d.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		var up *bodyReadError
+		if !errors.As(err, &up) {
+			err = &encodingError{Coding: d.coding, Err: err}
+		}
+	}
+	return n, err
+}
+
+func (d *decoded) Close() error {
+	for _, c := range d.closers {
+		c.Close()
+	}
+	return nil
+}
+
+// bodyReadError is an upstream body that failed to read, as opposed to
+// one that read but did not decode.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// codingReader returns a reader that decodes src from one content coding;
+// window is the most memory a zstd frame may ask for.
+func codingReader(coding string, src io.Reader, window int64) (io.ReadCloser, error) {
+	switch coding {
+	case "gzip", "x-gzip":
+		return gzip.NewReader(src)
+	case "br":
+		return io.NopCloser(brotli.NewReader(src)), nil
+	case "zstd":
+		// One goroutine and a bounded window: decoding runs per request.
+		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(window)))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	case "deflate":
+		// RFC 9110 section 8.4.1.2: the zlib format; some servers send a
+		// raw deflate stream instead, which browsers accept too. A zlib
+		// stream starts with a header whose two bytes are a multiple of
+		// 31 and name the deflate method.
+		br := bufio.NewReader(src)
+		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+			return zlib.NewReader(br)
+		}
+		return flate.NewReader(br), nil
+	}
+	return nil, errUnsupportedCoding
 }
 
 // checkEncoding reports a body that does not decode from the codings its

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -129,52 +130,53 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 		return &fetchResult{decision: x.dec}
 	}
 
-	var body []byte
+	col := &collector{g: g, up: up, x: x, url: kr.storedURL, max: p.MaxBodySize, on: collect}
 	if collect {
 		if n >= 0 {
-			body = make([]byte, 0, n)
-			body = append(body, x.body...)
+			col.body = make([]byte, 0, n)
+			col.body = append(col.body, x.body...)
 		} else {
-			body = x.body
+			col.body = x.body
 		}
 	}
-	// grow makes room in body for m more bytes, within max_body_size and
-	// the budget; false means the body is no longer collected.
-	grow := func(m int) bool {
-		if len(body)+m <= cap(body) && int64(cap(body)) <= x.grant {
-			return true
-		}
-		need := int64(len(body) + m)
-		if need > p.MaxBodySize {
-			x.why = "too-large"
-			return false
-		}
-		newCap := min(max(2*int64(cap(body)), need, reserveStep), p.MaxBodySize)
-		// The old buffer is held until the copy is made.
-		if !g.inflight.acquire(newCap) {
-			x.why = "inflight-budget"
-			return false
-		}
-		nb := make([]byte, len(body), newCap)
-		copy(nb, body)
-		g.inflight.release(x.grant)
-		x.grant, body = newCap, nb
-		return true
+	// raw is the rest of the upstream's body, collected as it is read.
+	var raw io.Reader = &upstreamBody{r: resp.Body}
+	if collect {
+		raw = io.TeeReader(raw, col)
 	}
+	// A client that does not accept the body's coding gets it decoded as
+	// it arrives, never bytes it cannot read.
+	decode := out != nil && codedAgainst(out.r, resp.Header)
 
 	var dw *deadlineWriter
 	clientGone := true
 	if out != nil {
-		dw = g.startStream(out.w, resp, g.streamStatus(out.fwd, resp, x, collect))
+		clientGone = out.r.Method == http.MethodHead
+	}
+	// client is what the client is sent, after the head and x.body when
+	// the body is sent as it came.
+	client := raw
+	if decode && !clientGone {
+		d, err := decoder(resp.Header, io.MultiReader(bytes.NewReader(x.body), raw))
+		if err != nil {
+			// Nothing has been sent yet: the caller answers the error,
+			// or from a stale entry.
+			col.drop()
+			return &fetchResult{err: upstreamError(up.Name, err)}
+		}
+		defer d.Close()
+		client = d
+	}
+	if out != nil {
+		dw = g.startStream(out.w, resp, g.streamStatus(out.fwd, resp, x, collect), decode)
 		defer dw.done()
 		up.counters.Misses.Add(1)
-		clientGone = out.r.Method == http.MethodHead
 	}
 	if clientGone && !collect {
 		up.counters.BytesFromUpstream.Add(out.w.n)
 		return &fetchResult{written: true, outcome: Miss, decision: x.dec}
 	}
-	if !clientGone && len(x.body) > 0 {
+	if !clientGone && !decode && len(x.body) > 0 {
 		clientGone = dw.write(x.body) != nil
 	}
 	if !collect {
@@ -183,31 +185,39 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 	}
 	buf := make([]byte, streamChunk)
 	for {
-		if clientGone && !collect {
+		if clientGone && !col.on {
 			break
 		}
-		nr, err := resp.Body.Read(buf)
-		if nr > 0 {
-			if collect {
-				if grow(nr) {
-					body = append(body, buf[:nr]...)
-				} else {
-					collect, body = false, nil
-					x.releaseTo(g.inflight)
-					g.log.Debug("not storing a streamed body", "upstream", up.Name, "url", kr.storedURL, "reason", x.why)
-				}
-			}
-			if !clientGone {
+		var nr int
+		var err error
+		if clientGone {
+			// Read on for the backend alone.
+			nr, err = raw.Read(buf)
+		} else {
+			nr, err = client.Read(buf)
+			if nr > 0 {
 				clientGone = dw.write(buf[:nr]) != nil
+			}
+			if decode && errors.Is(err, io.EOF) && col.on {
+				// Whatever follows the coded body is the backend's.
+				clientGone, err = true, nil
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		var bad *encodingError
+		if errors.As(err, &bad) {
+			up.counters.Errors.Add(1)
+			g.log.Warn("upstream body does not decode from its Content-Encoding", "upstream", up.Name, "url", kr.storedURL, "err", err)
+			col.drop()
+			return &fetchResult{written: true, abort: true, outcome: Miss, err: upstreamError(up.Name, err)}
+		}
 		if err != nil {
 			up.counters.Errors.Add(1)
 			up.counters.UpstreamErrors[errCutBody].Add(1)
 			g.log.Warn("upstream body cut off", "upstream", up.Name, "url", kr.storedURL, "err", err)
+			col.drop()
 			if out == nil {
 				return &fetchResult{err: upstreamError(up.Name, err)}
 			}
@@ -217,12 +227,82 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 	if out != nil {
 		up.counters.BytesFromUpstream.Add(out.w.n)
 	}
-	if !collect {
+	if !col.on {
 		return &fetchResult{written: out != nil, outcome: Miss, decision: x.dec}
 	}
-	res := g.complete(ctx, up, kr, x, body)
+	res := g.complete(ctx, up, kr, x, col.body)
 	res.written, res.outcome = out != nil, Miss
 	return res
+}
+
+// upstreamBody marks the errors of reading an upstream's body, so that a
+// decoder's reader can tell them from a body that does not decode.
+type upstreamBody struct{ r io.Reader }
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err}
+	}
+	return n, err
+}
+
+// collector gathers a streamed body for the backend, within max_body_size
+// and the in-flight budget; once it cannot, it lets go of what it holds
+// and gathers nothing more. It never fails a write: the client's copy of
+// the body goes on either way.
+type collector struct {
+	g    *Gateway
+	up   *upstream
+	x    *exchange
+	url  string
+	max  int64
+	body []byte
+	on   bool
+}
+
+func (c *collector) Write(p []byte) (int, error) {
+	if !c.on {
+		return len(p), nil
+	}
+	if c.grow(len(p)) {
+		c.body = append(c.body, p...)
+	} else {
+		c.drop()
+		c.g.log.Debug("not storing a streamed body", "upstream", c.up.Name, "url", c.url, "reason", c.x.why)
+	}
+	return len(p), nil
+}
+
+// drop stops collecting and gives the body's share of the budget back.
+func (c *collector) drop() {
+	c.on, c.body = false, nil
+	c.x.releaseTo(c.g.inflight)
+}
+
+// grow makes room in the body for m more bytes, within max_body_size and
+// the budget; false means it cannot.
+func (c *collector) grow(m int) bool {
+	x, b := c.x, c.g.inflight
+	if len(c.body)+m <= cap(c.body) && int64(cap(c.body)) <= x.grant {
+		return true
+	}
+	need := int64(len(c.body) + m)
+	if need > c.max {
+		x.why = "too-large"
+		return false
+	}
+	newCap := min(max(2*int64(cap(c.body)), need, reserveStep), c.max)
+	// The old buffer is held until the copy is made.
+	if !b.acquire(newCap) {
+		x.why = "inflight-budget"
+		return false
+	}
+	nb := make([]byte, len(c.body), newCap)
+	copy(nb, c.body)
+	b.release(x.grant)
+	x.grant, c.body = newCap, nb
+	return true
 }
 
 // streamStatus is the Cache-Status of a miss whose body streams.
@@ -244,15 +324,20 @@ func (g *Gateway) streamStatus(fwd string, resp *http.Response, x *exchange, col
 }
 
 // startStream sends the head of an upstream response whose body follows
-// as it arrives, and returns the writer for the body.
-func (g *Gateway) startStream(w *countingWriter, resp *http.Response, cacheStatus string) *deadlineWriter {
+// as it arrives, decoded or as it came, and returns the writer for the
+// body.
+func (g *Gateway) startStream(w *countingWriter, resp *http.Response, cacheStatus string, decoded bool) *deadlineWriter {
 	h := w.Header()
-	for k, v := range resp.Header {
+	src := resp.Header
+	if decoded {
+		src = decodedHeader(src)
+	}
+	for k, v := range src {
 		h[k] = v
 	}
 	h["X-Cache"] = xcacheValues[Miss]
 	h.Set("Cache-Status", cacheStatus)
-	if resp.ContentLength >= 0 {
+	if resp.ContentLength >= 0 && !decoded {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	} else {
 		h.Del("Content-Length")
