@@ -135,13 +135,18 @@ func TestExpiryPrecedence(t *testing.T) {
 		// requests-cache's order, one pair at a time: the response's
 		// headers, the request's Cache-Control, the per-request header,
 		// the URL patterns, expire_after.
-		{"response headers beat the request's Cache-Control", "/x1?cc=max-age=60", []string{"Cache-Control", "max-age=5"}, time.Minute, "Cache-Control: max-age"},
-		{"the request's Cache-Control beats the per-request header", "/x2", []string{"Cache-Control", "max-age=20", cache.ExpireAfterHeader, "30s"}, 20 * time.Second, "request Cache-Control: max-age"},
-		{"the per-request header beats a pattern", "/static/a", []string{cache.ExpireAfterHeader, "30s"}, 30 * time.Second, "request expire-after"},
-		{"response headers beat a pattern", "/static/b?cc=max-age=60", nil, time.Minute, "Cache-Control: max-age"},
+		{"response headers beat the request's Cache-Control", "/x1?cc=max-age=60", []string{"Cache-Control", "max-age=5"}, time.Minute, "the upstream's Cache-Control"},
+		{"the request's Cache-Control beats the per-request header", "/x2", []string{"Cache-Control", "max-age=20", cache.ExpireAfterHeader, "30s"}, 20 * time.Second, "the request's Cache-Control"},
+		{"the per-request header beats a pattern", "/static/a", []string{cache.ExpireAfterHeader, "30s"}, 30 * time.Second, "the request's X-Cachegate-Expire-After"},
+		{"response headers beat a pattern", "/static/b?cc=max-age=60", nil, time.Minute, "the upstream's Cache-Control"},
 		{"a pattern beats expire_after", "/static/c", nil, 0, "urls_expire_after"},
+		// and the pairs further apart.
+		{"response headers beat the per-request header", "/x3?cc=max-age=60", []string{cache.ExpireAfterHeader, "30s"}, time.Minute, "the upstream's Cache-Control"},
+		{"the request's Cache-Control beats a pattern", "/static/d", []string{"Cache-Control", "max-age=20"}, 20 * time.Second, "the request's Cache-Control"},
+		{"the request's Cache-Control beats expire_after", "/x4", []string{"Cache-Control", "max-age=20"}, 20 * time.Second, "the request's Cache-Control"},
+		{"the per-request header beats expire_after", "/x5", []string{cache.ExpireAfterHeader, "30s"}, 30 * time.Second, "the request's X-Cachegate-Expire-After"},
 		{"do_not_cache pattern", "/nocache/c", nil, -1, "urls_expire_after"},
-		{"cache-control max-age", "/x?cc=max-age=60", nil, time.Minute, "Cache-Control: max-age"},
+		{"cache-control max-age", "/x?cc=max-age=60", nil, time.Minute, "the upstream's Cache-Control"},
 		{"expire_after default", "/y", nil, 10 * time.Minute, "expire_after"},
 	}
 	for _, tc := range cases {
@@ -161,6 +166,9 @@ func TestExpiryPrecedence(t *testing.T) {
 			}
 			if found == nil {
 				t.Fatalf("not stored (Cache-Status %q)", r.header.Get("Cache-Status"))
+			}
+			if !strings.HasPrefix(found.Reason, tc.rule) {
+				t.Errorf("reason %q, want it to credit %q", found.Reason, tc.rule)
 			}
 			if tc.want == 0 {
 				if !found.Never() {
