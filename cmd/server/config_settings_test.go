@@ -298,3 +298,27 @@ upstreams:
 		t.Errorf("a bad date-time: %v", err)
 	}
 }
+
+// The fifth step of the expiry order, as the README's example has it: an
+// upstream's own expire_after, else the server's.
+func TestUpstreamExpireAfterFallsBackToTheServers(t *testing.T) {
+	const file = `
+expire_after: 10m
+upstreams:
+  demo:
+    url: http://demo.example
+    expire_after: 1h
+  other:
+    url: http://other.example
+`
+	byName := map[string]cache.Expiry{}
+	for _, u := range mustLoad(t, file, nil).Upstreams {
+		byName[u.Name] = u.Policy.ExpireAfter
+	}
+	if got, want := byName["demo"], cache.Expiry(time.Hour); got != want {
+		t.Errorf("demo expire_after %v, want its own %v", got, want)
+	}
+	if got, want := byName["other"], cache.Expiry(10*time.Minute); got != want {
+		t.Errorf("other expire_after %v, want the server's %v", got, want)
+	}
+}
