@@ -14,7 +14,6 @@ import (
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
 	"github.com/cachegate/cachegate/gateway/expr"
-	"github.com/cachegate/cachegate/web/fastlane"
 )
 
 // newExprEnv is newEnv for an upstream with key and filter expressions
@@ -71,15 +70,7 @@ func newExprEnvOn(t testing.TB, key, filter string, backend cache.Backend, mut .
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
-	srv.Listener = lane
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Close()
-		backend.Close()
-	})
+	srv, lane := serveThroughLane(t, g, backend)
 	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, upstream: us, lane: lane}, handler
 }
 

@@ -121,8 +121,15 @@ func newEnvOpts(t testing.TB, opts gateway.Options, p cache.Policy, upstream htt
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Through the lane, as the server runs it: hits that the backend holds
-	// in memory are answered from Lookup, the rest by ServeHTTP.
+	srv, lane := serveThroughLane(t, g, backend)
+	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, upstream: us, lane: lane}
+}
+
+// serveThroughLane serves g as the server does: hits the backend holds in
+// memory are answered from Lookup by the lane, the rest by ServeHTTP. The
+// test's cleanup closes the server, g and backend.
+func serveThroughLane(t testing.TB, g *gateway.Gateway, backend cache.Backend) (*httptest.Server, *fastlane.Listener) {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(g)
 	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
 	srv.Listener = lane
@@ -132,7 +139,7 @@ func newEnvOpts(t testing.TB, opts gateway.Options, p cache.Policy, upstream htt
 		g.Close()
 		backend.Close()
 	})
-	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, upstream: us, lane: lane}
+	return srv, lane
 }
 
 type result struct {

@@ -18,7 +18,6 @@ import (
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
 	"github.com/cachegate/cachegate/gateway"
-	"github.com/cachegate/cachegate/web/fastlane"
 )
 
 // limitEnv is a gateway with chosen Options and upstream settings in front
@@ -54,15 +53,7 @@ func newLimitEnv(t testing.TB, upstreamURL string, p cache.Policy, backend cache
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
-	srv.Listener = lane
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Close()
-		backend.Close()
-	})
+	srv, lane := serveThroughLane(t, g, backend)
 	return &limitEnv{&env{t: t, gw: g, srv: srv, backend: backend, clock: c, lane: lane}}
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cachegate/cachegate/gateway"
-	"github.com/cachegate/cachegate/web/fastlane"
 )
 
 // rawEnv is a gateway whose upstream "up" answers GET /te with response,
@@ -40,15 +39,7 @@ func rawEnv(t *testing.T, response string, mode string) (*env, *rawUpstream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(g)
-	lane := fastlane.Attach(srv.Config, srv.Listener, fastlane.Options{Prefix: "/fetch/", Lookup: g.Lookup})
-	srv.Listener = lane
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Close()
-		backend.Close()
-	})
+	srv, lane := serveThroughLane(t, g, backend)
 	return &env{t: t, gw: g, srv: srv, backend: backend, clock: c, lane: lane}, raw
 }
 
