@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -104,23 +103,7 @@ var rawTransport = &http.Transport{DisableCompression: true}
 // (and no Accept-Encoding unless given).
 func (e *env) raw(method, path string, header ...string) result {
 	e.t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), method, e.srv.URL+"/fetch/up"+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
-	resp, err := rawTransport.RoundTrip(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatalf("%s %s: reading body: %v", method, path, err)
-	}
-	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return e.roundTrip(rawTransport, method, path, nil, header...)
 }
 
 // plainOf decodes a response body as its Content-Encoding says.

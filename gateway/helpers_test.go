@@ -158,6 +158,12 @@ func (e *env) do(method, path string, header ...string) result {
 
 func (e *env) doBody(method, path string, body io.Reader, header ...string) result {
 	e.t.Helper()
+	return e.roundTrip(http.DefaultTransport, method, path, body, header...)
+}
+
+// roundTrip sends one request through the gateway by transport t.
+func (e *env) roundTrip(t http.RoundTripper, method, path string, body io.Reader, header ...string) result {
+	e.t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), method, e.srv.URL+"/fetch/up"+path, body)
 	if err != nil {
 		e.t.Fatal(err)
@@ -165,7 +171,7 @@ func (e *env) doBody(method, path string, body io.Reader, header ...string) resu
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := t.RoundTrip(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}

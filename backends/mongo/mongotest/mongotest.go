@@ -188,7 +188,11 @@ func NewServer(tb testing.TB) *Server {
 }
 
 func startServer(dir, addr string) (*Server, error) {
-	s := &Server{dir: dir}
+	return (&Server{dir: dir}).startOn(addr)
+}
+
+// startOn starts s on addr, "127.0.0.1:0" for a free port.
+func (s *Server) startOn(addr string) (*Server, error) {
 	if addr == "127.0.0.1:0" {
 		// FerretDB binds its own listener, so find a free port first. The
 		// port could in theory be taken between Close and FerretDB's

@@ -169,20 +169,7 @@ func (p *Postgres) Stop() {
 // in a -race build, as for SQLite) on addr ("127.0.0.1:0" for a free port) with its PostgreSQL handler on
 // pgURL.
 func StartServerOnPostgres(pgURL, addr string) (*Server, error) {
-	s := &Server{postgresURL: pgURL}
-	if addr == "127.0.0.1:0" {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		addr = l.Addr().String()
-		l.Close()
-	}
-	s.addr = addr
-	if err := s.Start(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return (&Server{postgresURL: pgURL}).startOn(addr)
 }
 
 // IDLookupPlan returns what the server's explain says of finding the
