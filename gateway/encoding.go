@@ -50,10 +50,8 @@ func acceptedCodings(h http.Header) codingSet {
 	star := false
 	for _, line := range h["Accept-Encoding"] {
 		for line != "" {
-			var elem string
-			elem, line, _ = strings.Cut(line, ",")
-			name, params, _ := strings.Cut(elem, ";")
-			name = strings.TrimSpace(name)
+			var name, params string
+			name, params, line = nextCoding(line)
 			var bit codingSet
 			switch {
 			case name == "*":
@@ -90,6 +88,14 @@ func normalizedAcceptEncoding(h http.Header) string {
 	return codingSetNames[acceptedCodings(h)]
 }
 
+// nextCoding splits the first element off an Accept-Encoding line: the
+// coding's name, its parameters, and the rest of the line.
+func nextCoding(line string) (name, params, rest string) {
+	elem, rest, _ := strings.Cut(line, ",")
+	name, params, _ = strings.Cut(elem, ";")
+	return strings.TrimSpace(name), params, rest
+}
+
 // acceptsCoding reports whether a request's Accept-Encoding allows the
 // content coding (lower case; x-gzip stands for gzip, RFC 9110 section
 // 8.4.1.3). The coding's own element decides; failing that, "*". identity
@@ -105,10 +111,8 @@ func acceptsCoding(h http.Header, coding string) bool {
 	star := false
 	for _, line := range h["Accept-Encoding"] {
 		for line != "" {
-			var elem string
-			elem, line, _ = strings.Cut(line, ",")
-			name, params, _ := strings.Cut(elem, ";")
-			name = strings.TrimSpace(name)
+			var name, params string
+			name, params, line = nextCoding(line)
 			if name == "" {
 				continue
 			}
