@@ -216,13 +216,7 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 // computed anew, the body is kept.
 func (g *Gateway) refreshed(ctx context.Context, up *upstream, kr *keyedRequest, stale *cache.Entry, h http.Header, reqTime, respTime time.Time) *fetchResult {
 	e := stale.Clone()
-	for k, v := range h {
-		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Set-Cookie":
-			continue
-		}
-		e.Header[k] = v
-	}
+	mergeNotModified(e, h)
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
 	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)

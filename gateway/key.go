@@ -335,17 +335,18 @@ func (u *upstream) Secret(name string) bool {
 	return cache.IsCredential(name) || u.Policy.IsIgnored(name)
 }
 
-// newEntry builds the entry for a response to kr. Set-Cookie is never
-// stored (it belongs to the client that caused it), and in a shared cache
-// neither are the fields a response names in private="...".
-func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body []byte, reqTime, respTime time.Time, dec cache.Decision) *cache.Entry {
+// storableHeader is what a shared cache may keep of response header h:
+// without the cookies it sets (they belong to the client that caused
+// them), the length (the stored body has its own), the fields specific
+// to the proxy that answered (RFC 9111 section 3.1; Proxy-Authenticate
+// and Proxy-Authorization are hop-by-hop, and gone already), and the
+// fields h names in private="..." or no-cache="...".
+func storableHeader(h http.Header) http.Header {
 	stored := h.Clone()
-	stored.Del("Set-Cookie")
-	stored.Del("Set-Cookie2")
+	for _, name := range cache.SetCookieHeaders {
+		stored.Del(name)
+	}
 	stored.Del("Content-Length")
-	// RFC 9111 section 3.1: fields specific to the proxy that answered
-	// must not be stored (Proxy-Authenticate and Proxy-Authorization are
-	// hop-by-hop, and gone already).
 	stored.Del("Proxy-Authentication-Info")
 	if cc := cache.ParseCacheControl(h); cc != nil {
 		for _, d := range []string{"private", "no-cache"} {
@@ -356,6 +357,30 @@ func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body [
 			}
 		}
 	}
+	return stored
+}
+
+// mergeNotModified updates the stored header of e with those of a 304
+// (RFC 9111 section 4.3.4), except the fields that describe the body it
+// did not send and those a shared cache never keeps (storableHeader).
+func mergeNotModified(e *cache.Entry, h http.Header) {
+	if e.Header == nil {
+		e.Header = http.Header{} // imported without headers
+	}
+	for k, v := range storableHeader(h) {
+		switch k {
+		case "Content-Encoding", "Content-Range", "Transfer-Encoding":
+			continue
+		}
+		e.Header[k] = v
+	}
+}
+
+// newEntry builds the entry for a response to kr. Set-Cookie is never
+// stored (it belongs to the client that caused it), and in a shared cache
+// neither are the fields a response names in private="...".
+func (kr *keyedRequest) newEntry(up *upstream, status int, h http.Header, body []byte, reqTime, respTime time.Time, dec cache.Decision) *cache.Entry {
+	stored := storableHeader(h)
 	reqHeader := kr.storedHeader.Clone()
 	for _, name := range varyNames(h) {
 		vals := kr.header.Values(name)

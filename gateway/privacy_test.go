@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/cache"
@@ -476,4 +477,61 @@ func TestControlHeadersNeverForwarded(t *testing.T) {
 	if len(seen) > 0 {
 		t.Fatalf("the upstream saw %v", seen)
 	}
+}
+
+// A 304 that sets a cookie updates the stored entry's headers but never
+// with its cookies, in a revalidation on the way to a client and in an
+// admin revalidation alike: the next client must not get them.
+func TestNotModifiedCookiesAreNotStored(t *testing.T) {
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.Header().Set("Set-Cookie", "sid=from-304")
+			w.Header().Set("Set-Cookie2", "sid2=from-304")
+			w.Header().Set("X-Refreshed", "yes")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write([]byte("body"))
+	})
+	e := newEnv(t, policy(func(p *cache.Policy) { p.CacheControl = true }), upstream, nil)
+	e.get("/c", "MISS")
+	e.clock.Advance(2 * time.Minute)
+	r := e.get("/c", "REVALIDATED")
+	if r.body != "body" {
+		t.Fatalf("revalidated body %q", r.body)
+	}
+	check := func(when string) {
+		t.Helper()
+		r := e.get("/c", "HIT")
+		if r.header.Get("X-Refreshed") != "yes" {
+			t.Errorf("%s: the 304's other fields were not stored", when)
+		}
+		for _, name := range cache.SetCookieHeaders {
+			if got := r.header.Get(name); got != "" {
+				t.Errorf("%s: another client got the 304's %s %q", when, name, got)
+			}
+		}
+		en := e.entries()
+		if len(en) != 1 {
+			t.Fatalf("%d entries", len(en))
+		}
+		stored, _, err := e.backend.Get(context.Background(), en[0].Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range cache.SetCookieHeaders {
+			if got := stored.Header.Get(name); got != "" {
+				t.Errorf("%s: the entry stores the 304's %s %q", when, name, got)
+			}
+		}
+	}
+	check("after a revalidation for a client")
+	e.clock.Advance(2 * time.Minute)
+	key := e.entries()[0].Key
+	if _, err := e.gw.Revalidate(context.Background(), e.backend, key); err != nil {
+		t.Fatal(err)
+	}
+	check("after an admin revalidation")
 }

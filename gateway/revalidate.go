@@ -198,16 +198,7 @@ func (g *Gateway) Revalidate(ctx context.Context, b cache.Backend, key string) (
 // storing, the entry is removed.
 func (g *Gateway) confirmed(ctx context.Context, b cache.Backend, up *upstream, kr *keyedRequest, stale *cache.Entry, h http.Header, reqTime, respTime time.Time, res Revalidation) (Revalidation, error) {
 	e := stale.Clone()
-	if e.Header == nil {
-		e.Header = http.Header{} // imported without headers
-	}
-	for k, v := range h {
-		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Set-Cookie", "Set-Cookie2":
-			continue
-		}
-		e.Header[k] = v
-	}
+	mergeNotModified(e, h)
 	e.RequestTime, e.Created = reqTime, respTime
 	dec := up.Policy.Decide(kr.rules, cache.Response{Status: e.Status, Header: e.Header, RequestTime: reqTime, ResponseTime: respTime, Size: e.Size})
 	dec = up.filter(kr, dec, e.Status, e.Header, e.Size)
