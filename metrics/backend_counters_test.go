@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachegate/cachegate/backends/fs"
 	"github.com/cachegate/cachegate/backends/memory"
 	"github.com/cachegate/cachegate/backends/sqlite"
 	"github.com/cachegate/cachegate/backends/tiered"
@@ -111,5 +112,32 @@ func TestMetricsCountEvictionsPurgesAndFlushes(t *testing.T) {
 	}
 	if got := after[`cachegate_backend_purged_total{backend=disk}`]; got != float64(diskGone) || diskGone != 4 {
 		t.Errorf("disk purged %v, DeleteExpired said %d, want 4", got, diskGone)
+	}
+}
+
+// A tier reports the counters of the backend it wraps, and no others: in
+// front of a directory, which has no size cap, there is no evictions
+// series to read as "none evicted".
+func TestMetricsShowOnlyTheCountersTheBackendKeeps(t *testing.T) {
+	dir, err := fs.Open("file://" + t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := tiered.New(dir, 1<<20, time.Minute)
+	t.Cleanup(func() { tier.Close() })
+	gw, err := gateway.New(gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	e := &env{gw: gw, metrics: metrics.Handler(metrics.Options{Gateway: gw, Backends: map[string]cache.Backend{"files": tier.Served()}})}
+	_, v := e.scrape(t)
+	if got, ok := v[`cachegate_backend_evictions_total{backend=files}`]; ok {
+		t.Errorf("evictions %v reported for a directory behind a tier, which evicts nothing", got)
+	}
+	for _, key := range []string{`cachegate_backend_purged_total{backend=files}`, `cachegate_hot_tier_evictions_total{backend=files}`} {
+		if _, ok := v[key]; !ok {
+			t.Errorf("%s missing", key)
+		}
 	}
 }

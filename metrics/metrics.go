@@ -191,13 +191,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(queuedBytesDesc, prometheus.GaugeValue, float64(bytes), name)
 		}
 		// The counters below are atomics the backends keep as they go.
-		if e, ok := b.(cache.EvictionCounter); ok {
+		if e, ok := counterOf[cache.EvictionCounter](b); ok {
 			counter(evictionsDesc, float64(e.Evictions()), name)
 		}
 		if h, ok := b.(interface{ HotEvictions() int64 }); ok {
 			counter(hotEvictionsDesc, float64(h.HotEvictions()), name)
 		}
-		if p, ok := b.(cache.PurgeCounter); ok {
+		if p, ok := counterOf[cache.PurgeCounter](b); ok {
 			counter(purgedDesc, float64(p.Purged()), name)
 		}
 		if f, ok := b.(interface {
@@ -274,4 +274,22 @@ func (c *collector) backendTotals() map[string]backendTotals {
 	}
 	c.totals, c.counted = out, now
 	return out
+}
+
+// counterOf returns b as the counter T or, when b wraps another backend
+// (a tier wraps its persistent one), the first backend down the chain
+// that keeps it. A wrapper does not claim the counters itself: one that
+// answered 0 for a backend that counts nothing would be believed.
+func counterOf[T any](b cache.Backend) (T, bool) {
+	for {
+		if c, ok := any(b).(T); ok {
+			return c, true
+		}
+		u, ok := b.(interface{ Unwrap() cache.Backend })
+		if !ok {
+			var none T
+			return none, false
+		}
+		b = u.Unwrap()
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"time"
-
-	"github.com/cachegate/cachegate/cache"
 )
 
 // Counters for metrics, read at each scrape without the tier's locks.
@@ -13,25 +11,6 @@ import (
 // HotEvictions returns how many entries the hot tier evicted to stay
 // within its size: entries that left memory, not the persistent backend.
 func (b *Backend) HotEvictions() int64 { return b.items.Evictions() }
-
-// Evictions returns how many entries the persistent backend evicted for
-// its own size cap; 0 when it has none (or does not count).
-func (b *Backend) Evictions() int64 {
-	if c, ok := b.cold.(cache.EvictionCounter); ok {
-		return c.Evictions()
-	}
-	return 0
-}
-
-// Purged returns how many expired entries DeleteExpired removed from the
-// persistent backend (hot copies dropped with them are not counted
-// again); 0 when it does not count.
-func (b *Backend) Purged() int64 {
-	if c, ok := b.cold.(cache.PurgeCounter); ok {
-		return c.Purged()
-	}
-	return 0
-}
 
 // flushBuckets is the number of buckets of the flush latency histogram:
 // bucket i holds batches that took less than flushBucketBase << i, the

@@ -27,12 +27,15 @@ var passedThrough = []struct {
 	{"cache.Pinger", func(b cache.Backend) bool { _, ok := b.(cache.Pinger); return ok }},
 	{"cache.Stamper", func(b cache.Backend) bool { _, ok := b.(cache.Stamper); return ok }},
 	{"cache.BatchPutter", func(b cache.Backend) bool { _, ok := b.(cache.BatchPutter); return ok }},
+	{"cache.EvictionCounter", func(b cache.Backend) bool { _, ok := b.(cache.EvictionCounter); return ok }},
+	{"cache.PurgeCounter", func(b cache.Backend) bool { _, ok := b.(cache.PurgeCounter); return ok }},
 }
 
 // mayDrop are the passed-through interfaces a wrapper need not offer:
-// they make the backend cheaper to use, and a wrapper that serves reads
-// and batches writes itself has no use for passing them on.
-var mayDrop = map[string]bool{"cache.Stamper": true, "cache.BatchPutter": true}
+// Stamper and BatchPutter make the backend cheaper to use, and a wrapper
+// that serves reads and batches writes itself has no use for passing
+// them on; the counters are read down the chain of Unwrap.
+var mayDrop = map[string]bool{"cache.Stamper": true, "cache.BatchPutter": true, "cache.EvictionCounter": true, "cache.PurgeCounter": true}
 
 // testCapabilities checks that the optional interfaces a backend claims
 // work, and that a wrapper claims those of the backend it wraps, no more
