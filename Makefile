@@ -5,6 +5,9 @@ CONFIG  ?= cachegate.example.yaml
 PKGS    := ./...
 
 FUZZTIME ?= 1m
+# The fuzzers that check an answer's bytes against what net/http writes.
+DIFF_FUZZ := FuzzSameAsNetHTTP FuzzAnswerHeadAsNetHTTP FuzzPlainTargetAsParseRequestURI
+DIFF_FUZZTIME ?= 2m
 
 .PHONY: run build test check fmt vet templ templ-check bench fuzz clean
 
@@ -51,15 +54,17 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/ ./web/fastlane/ ./cache/ ./backends/memory/ ./backends/sqlite/
 	$(GO) -C bench run ./cmd/benchrun
 
-## fuzz: every fuzz target for FUZZTIME each (go test -fuzz takes one target per
-## run); make test runs their seed corpora already. The two-minute run of the
-## lane's differential fuzzers against net/http: make fuzz FUZZTIME=2m
+## fuzz: every fuzz target (go test -fuzz takes one target per run): the
+## differential fuzzers of the lane and the gateway against net/http for
+## DIFF_FUZZTIME each, the others for FUZZTIME; make test runs their seed
+## corpora already
 fuzz:
 	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
 		dir=$$(dirname $$file); \
 		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
-			echo "== $$dir $$target"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir/; \
+			case " $(DIFF_FUZZ) " in *" $$target "*) t=$(DIFF_FUZZTIME);; *) t=$(FUZZTIME);; esac; \
+			echo "== $$dir $$target ($$t)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $$t $$dir/; \
 		done; \
 	done
 
