@@ -62,9 +62,10 @@ type Options struct {
 	// Lookup, e.g. "/fetch/".
 	Prefix string
 	// Lookup returns the answer to r, or false, and then the server
-	// answers r. It must not start I/O (it may wait for I/O already under
-	// way for another request) and must not keep r or use r.Body. The
-	// lane calls the answer's Done once, before its last bytes go out.
+	// answers r. It must not wait for I/O (the lane answers from the
+	// connection's goroutine, between requests) and must not keep r or
+	// use r.Body. The lane calls the answer's Done once, before its last
+	// bytes go out.
 	Lookup func(r *http.Request) (gateway.Answer, bool)
 	// ChunkWriteTimeout, when > 0, bounds the write of each
 	// gateway.HitChunk of a larger body, as the gateway's WriteTimeout
@@ -148,8 +149,9 @@ func (l *Listener) Answered() int64 { return l.lane.answered.Load() }
 // WaitAnswers stops the lane from answering more requests and waits until
 // the answers under way are written, or ctx is done. Call it after the
 // server's Shutdown, which does not wait for them: to the server their
-// connections look idle. Most take microseconds; one that waits for a
-// fetch another request makes lasts until that fetch ends.
+// connections look idle. Most take microseconds; a large body to a slow
+// client lasts as long as its writes, each bounded by the server's
+// WriteTimeout and Options.ChunkWriteTimeout.
 func (l *Listener) WaitAnswers(ctx context.Context) error {
 	l.lane.shutdown()
 	t := time.NewTicker(5 * time.Millisecond)
