@@ -442,3 +442,30 @@ func TestAccessLogRefused(t *testing.T) {
 		}
 	}
 }
+
+// An answer cut after its head went out (the upstream's body broke off)
+// still gets its line, with the bytes that went out.
+func TestAccessLogLinesForCutAnswers(t *testing.T) {
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "200000")
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 100000))
+		w.(http.Flusher).Flush()
+		c, _, _ := w.(http.Hijacker).Hijack()
+		c.Close()
+	})
+	e, lines := accessEnv(t, gateway.AccessLogOptions{}, policy(), upstream, memory.New(0))
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, _ := http.NewRequest(method, e.srv.URL+"/fetch/up/cut", nil)
+		if resp, err := http.DefaultTransport.RoundTrip(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		m, line := lines.next(t)
+		want := map[string]any{"method": method, "cache": map[string]string{http.MethodGet: "MISS", http.MethodPost: "BYPASS"}[method], "status": float64(200)}
+		wantFields(t, m, want)
+		if n, _ := m["bytes"].(float64); n <= 0 || n >= 200000 {
+			t.Errorf("%s: bytes %v, want what went out of the 200000: %s", method, m["bytes"], line)
+		}
+	}
+}

@@ -47,7 +47,6 @@ func (g *Gateway) fetchShared(w *countingWriter, r *http.Request, up *upstream, 
 		return res
 	}
 	if shared, ok := forWaiter(res, kr); ok {
-		up.counters.Coalesced.Add(1)
 		w.coalesced = true
 		return shared
 	}
@@ -192,7 +191,6 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 	}
 	if dec.Store {
 		if err := checkEncoding(resp.Header, body); err != nil {
-			up.counters.Errors.Add(1)
 			return &fetchResult{err: upstreamError(up.Name, err)}
 		}
 	}
@@ -278,7 +276,6 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 			writeError(w, http.StatusBadRequest, "bad_request_body", "reading the request body: "+berr.Error(), up.Name)
 			return "ERROR"
 		}
-		up.counters.Errors.Add(1)
 		uerr := upstreamError(up.Name, unwrapURLError(err))
 		up.counters.countUpstreamError(uerr)
 		writeUpstreamError(w, uerr, up.Name)
@@ -292,7 +289,6 @@ func (g *Gateway) passThrough(w *countingWriter, r *http.Request, up *upstream, 
 	}
 	removeHopByHop(resp.Header)
 	rewriteLocation(resp.Header, up.URL, up.Name, target)
-	up.counters.Bypass.Add(1)
 	return g.streamThrough(w, r, up, resp, nil, "cachegate; fwd=bypass; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail="+reason)
 }
 
@@ -337,7 +333,6 @@ func (g *Gateway) streamThrough(w *countingWriter, r *http.Request, up *upstream
 	xcache := Bypass
 	if !strings.Contains(cacheStatus, "fwd=bypass") {
 		xcache = Miss
-		up.counters.Misses.Add(1)
 	}
 	h.Set("X-Cache", xcache)
 	h.Set("Cache-Status", cacheStatus)
@@ -365,6 +360,7 @@ func (g *Gateway) streamThrough(w *countingWriter, r *http.Request, up *upstream
 			if !errors.Is(err, io.EOF) {
 				// Headers are gone already: all we can do is cut the
 				// connection so the client sees the answer is incomplete.
+				up.counters.UpstreamErrors[errCutBody].Add(1)
 				g.log.Warn("upstream body cut off", "upstream", up.Name, "err", err)
 				panic(http.ErrAbortHandler)
 			}

@@ -2,13 +2,11 @@ package gateway
 
 import "time"
 
-// LatencyCounts are the counts of one upstream's answer-time histograms:
-// hits (answers from the cache) and misses (answers that waited for the
-// upstream). Bucket i holds the answers of at least LatencyLowerBound(i)
-// and less than LatencyLowerBound(i+1); the last is open.
-type LatencyCounts struct {
-	Hit, Miss [histBuckets]int64
-}
+// LatencyCounts are the counts of one upstream's answer-time histograms,
+// one per outcome, indexed as Outcomes. Bucket i holds the answers of at
+// least LatencyLowerBound(i) and less than LatencyLowerBound(i+1); the
+// last is open.
+type LatencyCounts [len(Outcomes)][histBuckets]int64
 
 // LatencyBuckets is the number of buckets in LatencyCounts.
 const LatencyBuckets = histBuckets
@@ -38,8 +36,13 @@ func (s *Stats) Latencies(upstream string) (LatencyCounts, bool) {
 		return LatencyCounts{}, false
 	}
 	var out LatencyCounts
-	c.hitLatency.load(&out.Hit)
-	c.missLatency.load(&out.Miss)
+	for o := range out {
+		if o == outcomeHit {
+			c.hitLatency.load(&out[o])
+		} else {
+			c.latency[o].load(&out[o])
+		}
+	}
 	return out, true
 }
 

@@ -58,10 +58,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	idHeader := []string{id}
 	w.Header()[RequestIDHeader] = idHeader
 	var rw *countingWriter
+	var up *upstream
+	var target *url.URL
 	defer func() {
 		if v := recover(); v != nil {
 			// rw goes unpooled: the panic may have left it mid-use.
-			g.recoverServe(w, r, start, id, v, rw != nil && rw.status != 0)
+			written := rw != nil && rw.status != 0
+			if written && up != nil {
+				// The answer was cut after its head went out (an upstream
+				// body cut off, a client gone): it is counted and logged
+				// as what its head said, with the bytes that went out.
+				g.published(start, r, up, target, abortedOutcome(rw.Header()), &rw.served)
+			}
+			g.recoverServe(w, r, start, id, v, written)
 		}
 	}()
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
@@ -69,14 +78,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
 		return
 	}
-	up, err := g.upstream(name)
+	var err error
+	up, err = g.upstream(name)
 	if err != nil {
 		g.refuse(w, r, start, id, http.StatusNotFound, "unknown_upstream", err.Error(), "")
 		return
 	}
 	up.counters.Requests.Add(1)
 	if msg, refused := refusedMethods[r.Method]; refused {
-		up.counters.Errors.Add(1)
+		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 		g.refuse(w, r, start, id, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
 		return
@@ -84,13 +94,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sent, valid := up.tokenSent(r.Header); sent && !valid {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
-		up.counters.Errors.Add(1)
+		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
 		g.refuse(w, r, start, id, http.StatusForbidden, "bad_token", up.badToken(), name)
 		return
 	}
-	target, tmpl, memo, err := up.resolve(r, rest)
+	var tmpl *keyedRequest
+	var memo keyMemoKey
+	target, tmpl, memo, err = up.resolve(r, rest)
 	if err != nil {
-		up.counters.Errors.Add(1)
+		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
 		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), name)
 		return
 	}
@@ -101,6 +113,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.published(start, r, up, target, outcome, &rw.served)
 	*rw = countingWriter{}
 	writers.Put(rw)
+}
+
+// abortedOutcome is the X-Cache of an answer cut after its head went out,
+// "ERROR" if the head said none.
+func abortedOutcome(h http.Header) string {
+	if v := h.Get("X-Cache"); v != "" {
+		return v
+	}
+	return "ERROR"
 }
 
 // refusedMethods are never forwarded, whatever the upstream's rules: each
@@ -116,12 +137,15 @@ var refusedMethods = map[string]string{
 // hub's subscribers (the dashboard) and the access log about the request.
 func (g *Gateway) published(start time.Time, r *http.Request, up *upstream, target *url.URL, outcome string, res *served) {
 	var took time.Duration
-	if outcome == Miss || outcome == Revalidated {
-		// Hits were timed by countCached; only answers that waited for
-		// the upstream pay for another clock read here.
+	if outcome != Hit {
+		// Hits were timed by countCached; only the other answers pay for
+		// another clock read here.
 		took = time.Since(start)
-		up.counters.missLatency.observe(took)
+		if outcome == Miss || outcome == Revalidated {
+			up.counters.missLatency.observe(took)
+		}
 	}
+	up.counters.ended(r.Method, outcome, res.coalesced, took)
 	if g.hub.Subscribers() > 0 && g.hub.Admit() {
 		if took == 0 {
 			took = time.Since(start)
@@ -219,7 +243,6 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 
 	kr, err := up.key(r, cacheMethod, target, body, tmpl, memo)
 	if err != nil {
-		up.counters.Errors.Add(1)
 		writeError(w, http.StatusBadRequest, "bad_header", err.Error(), up.Name)
 		return "ERROR"
 	}
@@ -293,7 +316,6 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		return g.serveCached(w, r, up, stale, Stale, "hit; fwd="+fwd+"; detail=stale-if-error", now, cache.CurrentAge(stale, now), time.Now())
 	}
 	if res.err != nil {
-		up.counters.Errors.Add(1)
 		g.log.Warn("upstream failed", "upstream", up.Name, "url", kr.storedURL, "err", res.err)
 		writeUpstreamError(w, res.err, up.Name)
 		return "ERROR"
@@ -302,10 +324,8 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 	xcache := Miss
 	if res.notModified {
 		xcache = Revalidated
-		up.counters.Revalidated.Add(1)
 		status += "304"
 	} else {
-		up.counters.Misses.Add(1)
 		status += strconv.Itoa(res.entry.Status)
 	}
 	if res.stored {
@@ -350,8 +370,6 @@ func (g *Gateway) countCached(n int64, up *upstream, e *cache.Entry, xcache stri
 	took := time.Since(start)
 	if xcache == Hit {
 		up.counters.countHit(fetchLatency(e), took, e.Reason)
-	} else {
-		up.counters.Stale.Add(1)
 	}
 	up.counters.BytesFromCache.Add(n)
 	up.counters.CacheAnswers.Add(1)

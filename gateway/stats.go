@@ -1,11 +1,13 @@
 package gateway
 
 import (
-	"github.com/cachegate/cachegate/cache"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cachegate/cachegate/cache"
 )
 
 // Counters are one upstream's running totals. Every field is updated with
@@ -38,6 +40,97 @@ type Counters struct {
 	// upstream answers, for the history's percentiles.
 	hitLatency, missLatency histogram
 	rules                   ruleCounts
+
+	// byMethod counts the requests answered by method and outcome, and
+	// latency times the answers of each outcome but hits (hitLatency
+	// times those), for metrics. Both are counted in ended, once per
+	// request, so the outcomes add up to the requests answered.
+	byMethod [len(Methods)][len(Outcomes)]atomic.Int64
+	latency  [len(Outcomes)]histogram
+}
+
+// Outcomes name what the gateway did with a request, as metrics label
+// it: the X-Cache values in lower case, with coalesced (a miss answered
+// by another request's upstream call) apart from miss.
+var Outcomes = [...]string{"hit", "miss", "coalesced", "stale", "revalidated", "bypass", "error"}
+
+const (
+	outcomeHit = iota
+	outcomeMiss
+	outcomeCoalesced
+	outcomeStale
+	outcomeRevalidated
+	outcomeBypass
+	outcomeError
+)
+
+// Methods are the request methods metrics tell apart; "other" stands for
+// every other token, so that the label's values stay bounded.
+var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+func methodIndex(m string) int {
+	switch m {
+	case http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodPatch:
+		return 4
+	case http.MethodDelete:
+		return 5
+	case http.MethodOptions:
+		return 6
+	}
+	return len(Methods) - 1
+}
+
+// ended counts a request answered with the X-Cache outcome xcache ("ERROR"
+// for an answer of the gateway's own), by method, in took (0 for a hit,
+// timed by countHit).
+func (c *Counters) ended(method, xcache string, coalesced bool, took time.Duration) {
+	o := outcomeError
+	switch xcache {
+	case Hit:
+		o = outcomeHit
+		c.Hits.Add(1)
+	case Miss:
+		o = outcomeMiss
+		c.Misses.Add(1)
+	case Stale:
+		o = outcomeStale
+		c.Stale.Add(1)
+	case Revalidated:
+		o = outcomeRevalidated
+		c.Revalidated.Add(1)
+	case Bypass:
+		o = outcomeBypass
+		c.Bypass.Add(1)
+	default:
+		c.Errors.Add(1)
+	}
+	if coalesced {
+		o = outcomeCoalesced
+		c.Coalesced.Add(1)
+	}
+	c.byMethod[methodIndex(method)][o].Add(1)
+	if o != outcomeHit {
+		c.latency[o].observe(took)
+	}
+}
+
+// Answered returns the requests answered so far by method and outcome,
+// indexed as Methods and Outcomes.
+func (c *Counters) Answered() (n [len(Methods)][len(Outcomes)]int64) {
+	for m := range c.byMethod {
+		for o := range c.byMethod[m] {
+			n[m][o] = c.byMethod[m][o].Load()
+		}
+	}
+	return n
 }
 
 // UpstreamErrorKinds name the kinds of failed upstream exchange, for
@@ -145,7 +238,6 @@ func (v *CounterValues) add(o CounterValues) {
 // countHit counts a hit of an entry whose upstream fetch took fetched,
 // answered in took, whose expiry was set for reason.
 func (c *Counters) countHit(fetched, took time.Duration, reason string) {
-	c.Hits.Add(1)
 	if fetched > 0 {
 		c.SavedNanos.Add(int64(fetched))
 	}

@@ -170,7 +170,6 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 	if out != nil {
 		dw = g.startStream(out.w, resp, g.streamStatus(out.fwd, resp, x, collect), decode)
 		defer dw.done()
-		up.counters.Misses.Add(1)
 	}
 	if clientGone && !collect {
 		up.counters.BytesFromUpstream.Add(out.w.n)
@@ -208,13 +207,11 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 		}
 		var bad *encodingError
 		if errors.As(err, &bad) {
-			up.counters.Errors.Add(1)
 			g.log.Warn("upstream body does not decode from its Content-Encoding", "upstream", up.Name, "url", kr.storedURL, "err", err)
 			col.drop()
 			return &fetchResult{written: true, abort: true, outcome: Miss, err: upstreamError(up.Name, err)}
 		}
 		if err != nil {
-			up.counters.Errors.Add(1)
 			up.counters.UpstreamErrors[errCutBody].Add(1)
 			g.log.Warn("upstream body cut off", "upstream", up.Name, "url", kr.storedURL, "err", err)
 			col.drop()

@@ -58,10 +58,10 @@ var Outcomes = []string{"hit", "miss", "coalesced", "stale", "revalidated", "byp
 
 var (
 	requestsDesc = prometheus.NewDesc("cachegate_requests_total",
-		"Requests through /fetch/ by upstream and cache outcome (hit, miss, coalesced: a miss answered by another request's upstream call, stale, revalidated, bypass, error).",
-		[]string{"upstream", "outcome"}, nil)
+		"Requests through /fetch/ answered, by upstream, method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or other) and cache outcome (hit, miss, coalesced: a miss answered by another request's upstream call, stale, revalidated, bypass, error).",
+		[]string{"upstream", "method", "outcome"}, nil)
 	durationDesc = prometheus.NewDesc("cachegate_response_duration_seconds",
-		"Time from a request's arrival to its answer, by upstream and outcome (hit: from the cache; miss: waited for the upstream). The sum is estimated from the buckets' middles.",
+		"Time from a request's arrival to its answer, by upstream and outcome (as cachegate_requests_total's). The sum is estimated from the buckets' middles.",
 		[]string{"upstream", "outcome"}, nil)
 	upstreamCallsDesc = prometheus.NewDesc("cachegate_upstream_requests_total",
 		"Requests the gateway sent to the upstream.", []string{"upstream"}, nil)
@@ -146,13 +146,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	for name, v := range snap.Upstreams {
-		// Coalesced requests are misses answered by another's call: the
-		// miss series counts the others, so outcomes add up to requests.
-		for outcome, n := range map[string]int64{
-			"hit": v.Hits, "miss": max(v.Misses-v.Coalesced, 0), "coalesced": v.Coalesced, "stale": v.Stale,
-			"revalidated": v.Revalidated, "bypass": v.Bypass, "error": v.Errors,
-		} {
-			counter(requestsDesc, float64(n), name, outcome)
+		if c := st.Upstream(name); c != nil {
+			// Each request is counted once, as it ends: the series add up
+			// to the requests answered.
+			answered := c.Answered()
+			for m, method := range gateway.Methods {
+				for o, outcome := range gateway.Outcomes {
+					if n := answered[m][o]; n > 0 || m == 0 {
+						counter(requestsDesc, float64(n), name, method, outcome)
+					}
+				}
+			}
 		}
 		counter(upstreamCallsDesc, float64(v.UpstreamCalls), name)
 		counter(upstreamSecondsDesc, float64(v.UpstreamNanos)/1e9, name)
@@ -165,8 +169,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		if lat, ok := st.Latencies(name); ok {
-			ch <- histogram(&lat.Hit, name, "hit")
-			ch <- histogram(&lat.Miss, name, "miss")
+			for o, outcome := range gateway.Outcomes {
+				ch <- histogram(&lat[o], name, outcome)
+			}
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(gw.InFlight()))

@@ -111,10 +111,10 @@ func TestMetricsCountWhatTheGatewayAnswered(t *testing.T) {
 	e.fetch(t, "/secret-path?token=s3cret", "HIT")
 	body, v := e.scrape(t)
 	for key, want := range map[string]float64{
-		`cachegate_requests_total{outcome=hit,upstream=bin}`:                   2,
-		`cachegate_requests_total{outcome=miss,upstream=bin}`:                  1,
-		`cachegate_requests_total{outcome=coalesced,upstream=bin}`:             0,
-		`cachegate_requests_total{outcome=error,upstream=bin}`:                 0,
+		`cachegate_requests_total{method=GET,outcome=hit,upstream=bin}`:        2,
+		`cachegate_requests_total{method=GET,outcome=miss,upstream=bin}`:       1,
+		`cachegate_requests_total{method=GET,outcome=coalesced,upstream=bin}`:  0,
+		`cachegate_requests_total{method=GET,outcome=error,upstream=bin}`:      0,
 		`cachegate_response_duration_seconds{outcome=hit,upstream=bin}_count`:  2,
 		`cachegate_response_duration_seconds{outcome=miss,upstream=bin}_count`: 1,
 		`cachegate_upstream_requests_total{upstream=bin}`:                      1,
@@ -173,12 +173,12 @@ func TestMetricsCoalescedRequestsAreNotMissesTwice(t *testing.T) {
 	_, v := e.scrape(t)
 	var sum float64
 	for _, o := range metrics.Outcomes {
-		sum += v[`cachegate_requests_total{outcome=`+o+`,upstream=bin}`]
+		sum += v[`cachegate_requests_total{method=GET,outcome=`+o+`,upstream=bin}`]
 	}
 	if sum != n {
 		t.Errorf("outcomes add up to %v, want the %d requests: %v", sum, n, v)
 	}
-	t.Logf("coalesced %v, miss %v, hit %v", v[`cachegate_requests_total{outcome=coalesced,upstream=bin}`], v[`cachegate_requests_total{outcome=miss,upstream=bin}`], v[`cachegate_requests_total{outcome=hit,upstream=bin}`])
+	t.Logf("coalesced %v, miss %v, hit %v", v[`cachegate_requests_total{method=GET,outcome=coalesced,upstream=bin}`], v[`cachegate_requests_total{method=GET,outcome=miss,upstream=bin}`], v[`cachegate_requests_total{method=GET,outcome=hit,upstream=bin}`])
 	if got := v[`cachegate_upstream_requests_total{upstream=bin}`]; got != 1 {
 		t.Errorf("%v upstream calls for a herd of %d, want 1", got, n)
 	}
@@ -281,10 +281,10 @@ func TestMetricsCountReloads(t *testing.T) {
 	}
 	_, v := e.scrape(t)
 	for key, want := range map[string]float64{
-		`cachegate_config_reloads_total{result=ok}`:             1,
-		`cachegate_config_reloads_total{result=error}`:          1,
-		`cachegate_requests_total{outcome=miss,upstream=added}`: 1,
-		`cachegate_upstream_requests_total{upstream=added}`:     1,
+		`cachegate_config_reloads_total{result=ok}`:                        1,
+		`cachegate_config_reloads_total{result=error}`:                     1,
+		`cachegate_requests_total{method=GET,outcome=miss,upstream=added}`: 1,
+		`cachegate_upstream_requests_total{upstream=added}`:                1,
 	} {
 		if v[key] != want {
 			t.Errorf("%s = %v, want %v", key, v[key], want)
@@ -292,5 +292,93 @@ func TestMetricsCountReloads(t *testing.T) {
 	}
 	if loaded := v["cachegate_config_loaded_timestamp_seconds{}"]; loaded < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("config loaded at %v, want a moment ago", loaded)
+	}
+}
+
+// Every request is counted once, under its method and outcome, and timed
+// under that outcome, whatever way it ends: an answer cut when the
+// upstream's body breaks off (a streamed miss, a pass-through), a body
+// that does not decode, an only-if-cached refusal, a HEAD.
+func TestMetricsOutcomesAddUpToTheRequests(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cut":
+			w.Header().Set("Content-Length", "200000")
+			w.WriteHeader(http.StatusOK)
+			w.Write(make([]byte, 100000))
+			w.(http.Flusher).Flush()
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+		case "/badgzip":
+			w.Header().Set("Content-Encoding", "gzip")
+			fmt.Fprint(w, "this is not gzip")
+		default:
+			fmt.Fprint(w, "ok")
+		}
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	p := cache.DefaultPolicy(cache.Expiry(time.Hour))
+	p.AllowableMethods = []string{http.MethodGet, http.MethodHead}
+	b := memory.New(0)
+	gw, err := gateway.New(gateway.Options{}, gateway.Upstream{Name: "bin", URL: u, Policy: p, Backend: b, BackendName: "default", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	e := &env{gw: gw, metrics: metrics.Handler(metrics.Options{Gateway: gw, Backends: map[string]cache.Backend{"default": b}})}
+
+	send := func(method, path string, header ...string) {
+		req, _ := http.NewRequest(method, srv.URL+"/fetch/bin"+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			return // a cut answer may fail before its head
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	send(http.MethodGet, "/cut")     // a streamed miss, cut: miss
+	send(http.MethodPost, "/cut")    // passed through, cut: bypass
+	send(http.MethodGet, "/badgzip") // 502: error
+	send(http.MethodGet, "/never", "Cache-Control", "only-if-cached")
+	send(http.MethodHead, "/h") // miss
+	send(http.MethodGet, "/h")  // hit
+	const requests = 6
+
+	_, v := e.scrape(t)
+	want := map[string]float64{
+		`cachegate_requests_total{method=GET,outcome=miss,upstream=bin}`:    1,
+		`cachegate_requests_total{method=POST,outcome=bypass,upstream=bin}`: 1,
+		`cachegate_requests_total{method=GET,outcome=error,upstream=bin}`:   2,
+		`cachegate_requests_total{method=HEAD,outcome=miss,upstream=bin}`:   1,
+		`cachegate_requests_total{method=GET,outcome=hit,upstream=bin}`:     1,
+		`cachegate_upstream_errors_total{kind=cut_body,upstream=bin}`:       2,
+	}
+	for key, n := range want {
+		if v[key] != n {
+			t.Errorf("%s = %v, want %v", key, v[key], n)
+		}
+	}
+	var sum float64
+	timed := map[string]float64{}
+	for key, n := range v {
+		if strings.HasPrefix(key, "cachegate_requests_total{") {
+			sum += n
+			o := key[strings.Index(key, "outcome=")+len("outcome=") : strings.Index(key, ",upstream")]
+			timed[o] += n
+		}
+	}
+	if sum != requests {
+		t.Errorf("the outcomes add up to %v, want the %d requests", sum, requests)
+	}
+	for _, o := range gateway.Outcomes {
+		if got := v[`cachegate_response_duration_seconds{outcome=`+o+`,upstream=bin}_count`]; got != timed[o] {
+			t.Errorf("%s answers timed %v, counted %v", o, got, timed[o])
+		}
 	}
 }
