@@ -73,7 +73,8 @@ func (s *Server) reload() error {
 // listeners, the backends (opened once; an upstream may move to another
 // of them), the admin side's token, hosts and proxies (its guard is built
 // at start; a token change by reload would also leave pages signed in
-// with the old one), the demo, and the server-wide budgets and timeouts.
+// with the old one), the demo, the server-wide budgets and timeouts, and
+// the log settings.
 // Values are not named: DSNs and the token are secrets.
 func restartOnly(running, loaded Config) []string {
 	var fields []string
@@ -97,5 +98,10 @@ func restartOnly(running, loaded Config) []string {
 	check("client_read_timeout", running.ClientReadTimeout == loaded.ClientReadTimeout)
 	check("client_write_timeout", running.ClientWriteTimeout == loaded.ClientWriteTimeout)
 	check("client_idle_timeout", running.ClientIdleTimeout == loaded.ClientIdleTimeout)
+	// The logger and the access log are built at start, by cmd/server
+	// and the gateway, and every request holds them.
+	check("log_format", running.LogFormat == loaded.LogFormat)
+	check("access_log", running.AccessLog == loaded.AccessLog)
+	check("access_log_sample_hits", running.AccessLogSampleHits == loaded.AccessLogSampleHits)
 	return fields
 }
