@@ -196,10 +196,16 @@ func (g *Gateway) complete(ctx context.Context, up *upstream, kr *keyedRequest, 
 	}
 	e := kr.newEntry(up, resp.StatusCode, resp.Header, body, reqTime, respTime, dec)
 	res := &fetchResult{entry: e, header: resp.Header, decision: dec}
-	if dec.Store {
+	switch {
+	case !dec.Store:
+	case up.health.down.Load():
+		res.unavailable = true
+	default:
 		e.Key = g.storeKey(ctx, up, kr, e)
 		if err := up.Backend.Put(ctx, e); err != nil {
 			g.log.Error("cache store failed", "upstream", up.Name, "backend", up.BackendName, "url", kr.storedURL, "err", err)
+			g.backendFailed(up, err)
+			res.unavailable = true
 		} else {
 			res.stored = true
 			res.shareable = true

@@ -94,6 +94,9 @@ type Options struct {
 	// AccessLog says which /fetch/ requests get an access log line;
 	// the zero value logs them all to Logger.
 	AccessLog AccessLogOptions
+	// BackendProbeInterval is how often a backend that failed is pinged
+	// until it answers again (default 1s); meanwhile requests skip it.
+	BackendProbeInterval time.Duration
 }
 
 // Gateway is the caching reverse proxy. It is an http.Handler for paths
@@ -123,10 +126,12 @@ type Gateway struct {
 	access       *accessLog // nil: no access log
 	requestIDs   *requestIDs
 
-	bg        sync.WaitGroup // background refreshes and loops
-	bgSlots   chan struct{}  // bounds background refreshes
-	stop      chan struct{}
-	closeOnce sync.Once
+	health     healthSet      // per backend
+	probeEvery time.Duration  // Options.BackendProbeInterval
+	bg         sync.WaitGroup // background refreshes, loops and probes
+	bgSlots    chan struct{}  // bounds background refreshes
+	stop       chan struct{}
+	closeOnce  sync.Once
 }
 
 type upstream struct {
@@ -141,6 +146,8 @@ type upstream struct {
 	// forwarded without reading or writing the cache, as requests-cache's
 	// disabled() does.
 	bypassed atomic.Bool
+	// health is the backend's, shared with the other upstreams on it.
+	health *backendHealth
 }
 
 // upstreamSet is the upstreams in force. It is never changed once
@@ -202,6 +209,10 @@ func (g *Gateway) startLoops(opts Options) {
 	statsEvery := opts.StatsInterval
 	if statsEvery <= 0 {
 		statsEvery = time.Second
+	}
+	g.probeEvery = opts.BackendProbeInterval
+	if g.probeEvery <= 0 {
+		g.probeEvery = time.Second
 	}
 	flushEvery := opts.HitFlushInterval
 	if flushEvery <= 0 {

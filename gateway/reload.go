@@ -140,7 +140,7 @@ func (g *Gateway) buildSet(ups []Upstream, old *upstreamSet) (*upstreamSet, erro
 				newRecorders[u.Backend] = rec
 			}
 		}
-		nu := &upstream{Upstream: u, hits: rec, token: g.token}
+		nu := &upstream{Upstream: u, hits: rec, token: g.token, health: g.healthOf(u.Backend)}
 		if prev != nil {
 			nu.counters = prev.counters
 			nu.bypassed.Store(prev.bypassed.Load())

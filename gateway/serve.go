@@ -49,6 +49,9 @@ type fetchResult struct {
 	err error
 	// shareable results may answer requests collapsed onto this one.
 	shareable bool
+	// unavailable: the answer would have been stored, but the backend
+	// has failed (see backendHealth).
+	unavailable bool
 }
 
 // ServeHTTP answers /fetch/<upstream>/<path>?<query>.
@@ -250,13 +253,14 @@ func (g *Gateway) serve(w *countingWriter, r *http.Request, up *upstream, target
 
 	var entry *cache.Entry
 	var lookedUp time.Time // when this request looked, if it did
-	if !force {
+	if !force && !up.health.down.Load() {
 		lookedUp = time.Now()
 		entry, err = g.lookup(r.Context(), up, kr)
 		if err != nil {
 			// A backend failure must not take the API down with it:
 			// answer from the upstream.
 			g.log.Warn("cache lookup failed", "upstream", up.Name, "backend", up.BackendName, "err", err)
+			g.backendFailed(up, err)
 		}
 	}
 	now := g.now()
@@ -333,6 +337,8 @@ func (g *Gateway) answer(w *countingWriter, r *http.Request, up *upstream, kr *k
 		if ttl := ttlSeconds(res.entry, g.now()); ttl != "" {
 			status += "; ttl=" + ttl
 		}
+	} else if res.unavailable {
+		status += "; detail=" + backendUnavailable
 	} else if res.decision.Rule != "" {
 		status += "; detail=" + strconv.Quote(res.decision.Rule)
 	}

@@ -102,6 +102,8 @@ func (g *Gateway) stream(ctx context.Context, up *upstream, kr *keyedRequest, x 
 	n := resp.ContentLength
 	collect := x.why == "" && x.dec.Store
 	switch {
+	case collect && up.health.down.Load():
+		collect, x.why = false, backendUnavailable
 	case n > p.MaxBodySize || (n < 0 && int64(len(x.body)) > p.MaxBodySize):
 		collect, x.why = false, "too-large"
 	case !collect:
