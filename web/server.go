@@ -347,7 +347,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		status[name] = "ok"
 		if p, ok := b.(cache.Pinger); ok {
 			if err := p.Ping(ctx); err != nil {
-				status[name] = err.Error()
+				// The probe is open to everyone: the error, which can
+				// name hosts and topology, goes to the log only.
+				s.log.Warn("readyz: backend does not answer", "backend", name, "err", err)
+				status[name] = "unavailable"
 				code = http.StatusServiceUnavailable
 			}
 		}
