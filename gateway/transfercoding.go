@@ -115,7 +115,7 @@ func (t *codingTransport) roundTripDecoding(req *http.Request) (*http.Response, 
 	resp.Header.Del("Transfer-Encoding")
 	resp.Header.Del("Content-Length")
 	closer := &connCloser{conn: conn, stop: stop}
-	if req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+	if req.Method == http.MethodHead || !BodyAllowed(resp.StatusCode) {
 		closer.Close()
 		resp.Body = http.NoBody
 		resp.ContentLength = 0
