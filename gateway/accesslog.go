@@ -125,8 +125,14 @@ func (a *accessLog) record(start time.Time, r *http.Request, up *upstream, targe
 
 // refuse answers a /fetch/ request refused before an upstream's rules
 // apply (an unknown upstream, a bad path or token, a refused method) with
-// writeError's JSON, and logs it as an ERROR.
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, start time.Time, id string, status int, code, msg, upstream string) {
+// writeError's JSON, counts it as an error of up when the upstream is
+// known (nil otherwise), and logs it as an ERROR.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, start time.Time, id string, status int, code, msg string, up *upstream) {
+	upstream := ""
+	if up != nil {
+		upstream = up.Name
+		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
+	}
 	cw := countingWriter{ResponseWriter: w}
 	writeError(&cw, status, code, msg, upstream)
 	if g.access == nil || !g.access.wants("ERROR", cw.status) {

@@ -126,7 +126,7 @@ type Gateway struct {
 	access       *accessLog // nil: no access log
 	requestIDs   *requestIDs
 
-	health     healthSet      // per backend
+	health     sync.Map       // backend -> *backendHealth
 	probeEvery time.Duration  // Options.BackendProbeInterval
 	bg         sync.WaitGroup // background refreshes, loops and probes
 	bgSlots    chan struct{}  // bounds background refreshes

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,9 +27,6 @@ func (g *Gateway) healthOf(b cache.Backend) *backendHealth {
 	v, _ := g.health.LoadOrStore(b, &backendHealth{})
 	return v.(*backendHealth)
 }
-
-// healthSet holds one backendHealth per backend.
-type healthSet = sync.Map
 
 // backendFailed marks up's backend down after err, and starts the probe
 // that marks it up again.

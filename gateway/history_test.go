@@ -50,13 +50,14 @@ func TestHistoryWindows(t *testing.T) {
 	a, b := s.Upstream("a"), s.Upstream("b")
 	// Ten minutes of misses only, then a minute of hits only.
 	for i := range 600 {
-		a.Misses.Add(1)
+		a.ended(http.MethodGet, Miss, false, 0)
 		now = t0.Add(time.Duration(i+1) * time.Second)
 		s.Tick(now)
 	}
 	for i := range 60 {
-		a.Hits.Add(2)
-		b.Hits.Add(1)
+		a.ended(http.MethodGet, Hit, false, 0)
+		a.ended(http.MethodGet, Hit, false, 0)
+		b.ended(http.MethodGet, Hit, false, 0)
 		now = t0.Add(time.Duration(601+i) * time.Second)
 		s.Tick(now)
 	}

@@ -26,7 +26,7 @@ func (g *Gateway) recoverServe(w http.ResponseWriter, r *http.Request, start tim
 	if written {
 		panic(http.ErrAbortHandler)
 	}
-	g.refuse(w, r, start, id, http.StatusInternalServerError, "internal", "internal error", "")
+	g.refuse(w, r, start, id, http.StatusInternalServerError, "internal", "internal error", nil)
 }
 
 func (g *Gateway) recoverLookup(r *http.Request) {

@@ -78,35 +78,32 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	name, rest, ok := splitFetchPath(r.URL.EscapedPath())
 	if !ok {
-		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "not_found", "gateway paths are /fetch/<upstream>/<path>", nil)
 		return
 	}
 	var err error
 	up, err = g.upstream(name)
 	if err != nil {
-		g.refuse(w, r, start, id, http.StatusNotFound, "unknown_upstream", err.Error(), "")
+		g.refuse(w, r, start, id, http.StatusNotFound, "unknown_upstream", err.Error(), nil)
 		return
 	}
 	up.counters.Requests.Add(1)
 	if msg, refused := refusedMethods[r.Method]; refused {
-		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		g.refuse(w, r, start, id, http.StatusMethodNotAllowed, "method_not_allowed", msg, name)
+		g.refuse(w, r, start, id, http.StatusMethodNotAllowed, "method_not_allowed", msg, up)
 		return
 	}
 	if sent, valid := up.tokenSent(r.Header); sent && !valid {
 		// A client that sends a token wants its control headers obeyed:
 		// ignoring them silently would hide the mistake.
-		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
-		g.refuse(w, r, start, id, http.StatusForbidden, "bad_token", up.badToken(), name)
+		g.refuse(w, r, start, id, http.StatusForbidden, "bad_token", up.badToken(), up)
 		return
 	}
 	var tmpl *keyedRequest
 	var memo keyMemoKey
 	target, tmpl, memo, err = up.resolve(r, rest)
 	if err != nil {
-		up.counters.ended(r.Method, "ERROR", false, time.Since(start))
-		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), name)
+		g.refuse(w, r, start, id, http.StatusBadRequest, "bad_path", err.Error(), up)
 		return
 	}
 	rw = writers.Get().(*countingWriter)

@@ -11,16 +11,10 @@ import (
 )
 
 // Counters are one upstream's running totals. Every field is updated with
-// atomic adds on the request path: no lock is taken to count.
+// atomic adds on the request path: no lock is taken to count. The totals
+// by outcome (hits, misses...) are sums of byMethod.
 type Counters struct {
 	Requests          atomic.Int64
-	Hits              atomic.Int64
-	Misses            atomic.Int64
-	Stale             atomic.Int64
-	Revalidated       atomic.Int64
-	Coalesced         atomic.Int64 // misses answered by another request's upstream call
-	Bypass            atomic.Int64
-	Errors            atomic.Int64
 	BytesFromCache    atomic.Int64
 	BytesFromUpstream atomic.Int64
 	UpstreamNanos     atomic.Int64 // time spent waiting for upstream answers
@@ -43,8 +37,8 @@ type Counters struct {
 
 	// byMethod counts the requests answered by method and outcome, and
 	// latency times the answers of each outcome but hits (hitLatency
-	// times those), for metrics. Both are counted in ended, once per
-	// request, so the outcomes add up to the requests answered.
+	// times those). Both are counted in ended, once per request, so the
+	// outcomes add up to the requests answered.
 	byMethod [len(Methods)][len(Outcomes)]atomic.Int64
 	latency  [len(Outcomes)]histogram
 }
@@ -88,34 +82,32 @@ func methodIndex(m string) int {
 	return len(Methods) - 1
 }
 
-// ended counts a request answered with the X-Cache outcome xcache ("ERROR"
-// for an answer of the gateway's own), by method, in took (0 for a hit,
-// timed by countHit).
-func (c *Counters) ended(method, xcache string, coalesced bool, took time.Duration) {
-	o := outcomeError
+// outcomeOf is the index in Outcomes of the X-Cache value xcache ("ERROR"
+// for an answer of the gateway's own); a miss answered by another
+// request's call is coalesced.
+func outcomeOf(xcache string, coalesced bool) int {
 	switch xcache {
 	case Hit:
-		o = outcomeHit
-		c.Hits.Add(1)
+		return outcomeHit
 	case Miss:
-		o = outcomeMiss
-		c.Misses.Add(1)
+		if coalesced {
+			return outcomeCoalesced
+		}
+		return outcomeMiss
 	case Stale:
-		o = outcomeStale
-		c.Stale.Add(1)
+		return outcomeStale
 	case Revalidated:
-		o = outcomeRevalidated
-		c.Revalidated.Add(1)
+		return outcomeRevalidated
 	case Bypass:
-		o = outcomeBypass
-		c.Bypass.Add(1)
-	default:
-		c.Errors.Add(1)
+		return outcomeBypass
 	}
-	if coalesced {
-		o = outcomeCoalesced
-		c.Coalesced.Add(1)
-	}
+	return outcomeError
+}
+
+// ended counts a request answered with the X-Cache outcome xcache, by
+// method, in took (0 for a hit, timed by countHit).
+func (c *Counters) ended(method, xcache string, coalesced bool, took time.Duration) {
+	o := outcomeOf(xcache, coalesced)
 	c.byMethod[methodIndex(method)][o].Add(1)
 	if o != outcomeHit {
 		c.latency[o].observe(took)
@@ -185,10 +177,16 @@ type CounterValues struct {
 
 // Values returns a snapshot of c.
 func (c *Counters) Values() CounterValues {
+	var by [len(Outcomes)]int64
+	for m := range c.byMethod {
+		for o := range by {
+			by[o] += c.byMethod[m][o].Load()
+		}
+	}
 	v := CounterValues{
-		Requests: c.Requests.Load(), Hits: c.Hits.Load(), Misses: c.Misses.Load(),
-		Stale: c.Stale.Load(), Revalidated: c.Revalidated.Load(), Coalesced: c.Coalesced.Load(),
-		Bypass: c.Bypass.Load(), Errors: c.Errors.Load(), BytesFromCache: c.BytesFromCache.Load(),
+		Requests: c.Requests.Load(), Hits: by[outcomeHit], Misses: by[outcomeMiss] + by[outcomeCoalesced],
+		Stale: by[outcomeStale], Revalidated: by[outcomeRevalidated], Coalesced: by[outcomeCoalesced],
+		Bypass: by[outcomeBypass], Errors: by[outcomeError], BytesFromCache: c.BytesFromCache.Load(),
 		BytesFromUpstream: c.BytesFromUpstream.Load(), UpstreamCalls: c.UpstreamCalls.Load(),
 		UpstreamNanos: c.UpstreamNanos.Load(), CacheAnswers: c.CacheAnswers.Load(), CacheNanos: c.CacheNanos.Load(),
 		SavedNanos: c.SavedNanos.Load(),

@@ -52,10 +52,6 @@ func Handler(o Options) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// Outcomes are the values of the outcome label, as the overview names
-// them: a request is counted under exactly one.
-var Outcomes = []string{"hit", "miss", "coalesced", "stale", "revalidated", "bypass", "error"}
-
 var (
 	requestsDesc = prometheus.NewDesc("cachegate_requests_total",
 		"Requests through /fetch/ answered, by upstream, method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or other) and cache outcome (hit, miss, coalesced: a miss answered by another request's upstream call, stale, revalidated, bypass, error).",
@@ -146,6 +142,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	for name, v := range snap.Upstreams {
+		counter(upstreamCallsDesc, float64(v.UpstreamCalls), name)
+		counter(upstreamSecondsDesc, float64(v.UpstreamNanos)/1e9, name)
+		counter(bytesDesc, float64(v.BytesFromCache), name, "cache")
+		counter(bytesDesc, float64(v.BytesFromUpstream), name, "upstream")
+		counter(savedDesc, float64(v.SavedNanos)/1e9, name)
 		if c := st.Upstream(name); c != nil {
 			// Each request is counted once, as it ends: the series add up
 			// to the requests answered.
@@ -157,13 +158,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 					}
 				}
 			}
-		}
-		counter(upstreamCallsDesc, float64(v.UpstreamCalls), name)
-		counter(upstreamSecondsDesc, float64(v.UpstreamNanos)/1e9, name)
-		counter(bytesDesc, float64(v.BytesFromCache), name, "cache")
-		counter(bytesDesc, float64(v.BytesFromUpstream), name, "upstream")
-		counter(savedDesc, float64(v.SavedNanos)/1e9, name)
-		if c := st.Upstream(name); c != nil {
 			for i, kind := range gateway.UpstreamErrorKinds {
 				counter(upstreamErrorsDesc, float64(c.UpstreamErrors[i].Load()), name, kind)
 			}

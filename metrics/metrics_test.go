@@ -172,7 +172,7 @@ func TestMetricsCoalescedRequestsAreNotMissesTwice(t *testing.T) {
 	wg.Wait()
 	_, v := e.scrape(t)
 	var sum float64
-	for _, o := range metrics.Outcomes {
+	for _, o := range gateway.Outcomes {
 		sum += v[`cachegate_requests_total{method=GET,outcome=`+o+`,upstream=bin}`]
 	}
 	if sum != n {
